@@ -1,0 +1,167 @@
+#!/usr/bin/env bash
+# CycleQD.Native build driver. Every verb is idempotent and does what it needs before it.
+#   ./build.sh setup          install system packages (Debian 12) and the CUDA compiler if needed
+#   ./build.sh build          native kernels (PTX, when nvcc exists) + managed build (Release)
+#   ./build.sh test           all tests; last line: "N passed, N failed, N skipped"
+#   ./build.sh run            the main job on the embedded default
+#   ./build.sh bench          benchmarks
+#   ./build.sh device-bundle  self-contained bundle for a GPU machine without .NET
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cd "$ROOT"
+CONFIG=Release
+ARTIFACTS="$ROOT/artifacts"
+
+log() { printf '[build.sh] %s\n' "$*"; }
+die() { printf '[build.sh] error: %s\n' "$*" >&2; exit 1; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@";
+  elif command -v sudo >/dev/null 2>&1; then sudo "$@";
+  else die "need root (or sudo) to run: $*"; fi
+}
+
+APT_UPDATED=0
+apt_install() {
+  local missing=()
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -eq 0 ]; then log "already installed: $*"; return 0; fi
+  if [ "$APT_UPDATED" -eq 0 ]; then
+    log "apt-get update"
+    as_root apt-get update -qq
+    APT_UPDATED=1
+  fi
+  log "installing: ${missing[*]}"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+find_nvcc() {
+  if command -v nvcc >/dev/null 2>&1; then command -v nvcc; return 0; fi
+  for d in "${CUDA_HOME:-}" "${CUDA_PATH:-}" /usr/local/cuda /usr/local/cuda-*; do
+    [ -n "$d" ] && [ -x "$d/bin/nvcc" ] && { echo "$d/bin/nvcc"; return 0; }
+  done
+  return 1
+}
+
+has_nvidia_driver() {
+  [ -e /proc/driver/nvidia/version ] && return 0
+  # Not libcuda alone: Debian's toolkit itself pulls in a libcuda1 on machines with no GPU.
+  [ -e /dev/nvidia0 ] && return 0
+  command -v nvidia-smi >/dev/null 2>&1 && return 0
+  return 1
+}
+
+enable_nonfree() {
+  # Debian's nvidia-cuda-toolkit lives in the non-free component.
+  local f=/etc/apt/sources.list.d/cycleqd-nonfree.sources
+  if [ -f "$f" ] || grep -rqs 'non-free' /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null; then return 0; fi
+  log "enabling Debian contrib/non-free components in $f"
+  as_root tee "$f" >/dev/null <<SRC
+Types: deb
+URIs: http://deb.debian.org/debian
+Suites: bookworm bookworm-updates
+Components: contrib non-free non-free-firmware
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+  APT_UPDATED=0
+}
+
+cmd_setup() {
+  command -v apt-get >/dev/null 2>&1 || die "setup expects Debian 12 (apt-get not found); install the packages listed in README.md by hand"
+  apt_install ca-certificates libopenblas0-pthread liblapacke fonts-dejavu-core bubblewrap \
+              mariadb-server mariadb-client python3 cmake make
+  if ! command -v dotnet >/dev/null 2>&1; then
+    apt_install dotnet-sdk-10.0 || die "the .NET 10 SDK is required (https://dotnet.microsoft.com/download)"
+  fi
+  local nvcc
+  if nvcc="$(find_nvcc)"; then
+    log "CUDA compiler: $nvcc ($("$nvcc" --version | tail -n 1))"
+  elif has_nvidia_driver; then
+    log "NVIDIA driver present but no nvcc: not installing Debian's toolkit over the host driver;"
+    log "set CUDA_HOME to a CUDA toolkit to build the kernels (skipped for now)"
+  elif [ "${CYCLEQD_SKIP_NVCC:-0}" = 1 ]; then
+    log "CYCLEQD_SKIP_NVCC=1: not installing the CUDA compiler; kernels will not be built"
+  else
+    enable_nonfree
+    apt_install nvidia-cuda-toolkit g++-11
+    nvcc="$(find_nvcc)" || die "nvidia-cuda-toolkit installed but nvcc not found"
+    log "CUDA compiler: $nvcc ($("$nvcc" --version | tail -n 1))"
+  fi
+  log "setup done"
+}
+
+cmd_native() {
+  local nvcc
+  if ! nvcc="$(find_nvcc)"; then
+    log "nvcc not found: skipping the PTX build (CUDA kernels unavailable in this build)"
+    return 0
+  fi
+  local hostcc=()
+  # CUDA 11.8's nvcc accepts GCC up to 11.
+  if command -v g++-11 >/dev/null 2>&1; then hostcc=(-DCMAKE_CUDA_HOST_COMPILER="$(command -v g++-11)"); fi
+  cmake -S native -B "$ARTIFACTS/native" -DCMAKE_CUDA_COMPILER="$nvcc" "${hostcc[@]}" \
+        -DPTX_OUTPUT_DIR="$ARTIFACTS/ptx" >/dev/null
+  cmake --build "$ARTIFACTS/native" -- -j"$(nproc)"
+  log "PTX in $ARTIFACTS/ptx: $(ls "$ARTIFACTS/ptx" | tr '\n' ' ')"
+}
+
+cmd_build() {
+  cmd_setup
+  cmd_native
+  dotnet build CycleQD.Native.sln -c "$CONFIG" -nologo -v:q -clp:NoSummary
+  log "build done: ./cycleqd --help"
+}
+
+cmd_test() {
+  cmd_build
+  local results="$ARTIFACTS/test-results"
+  rm -rf "$results"; mkdir -p "$results"
+  local rc=0
+  dotnet test --solution CycleQD.Native.sln -c "$CONFIG" --no-build \
+      --results-directory "$results" --report-xunit-trx || rc=$?
+  summarize_trx "$results" || rc=1
+  return $rc
+}
+
+# Sums the TRX reports (one per test project) into the single closing line. A project that
+# produced no report (it crashed or did not start) counts as a failure.
+summarize_trx() {
+  local dir="$1" passed=0 failed=0 skipped=0 reports=0 f
+  for f in "$dir"/*.trx; do
+    [ -e "$f" ] || continue
+    reports=$((reports + 1))
+    local counters
+    counters="$(grep -o '<Counters [^>]*>' "$f" | head -n 1)"
+    get() { printf '%s' "$counters" | grep -o " $1=\"[0-9]*\"" | grep -o '[0-9]*' || echo 0; }
+    passed=$((passed + $(get passed)))
+    failed=$((failed + $(get failed) + $(get error) + $(get timeout) + $(get aborted)))
+    skipped=$((skipped + $(get notExecuted)))
+  done
+  local projects
+  projects="$(ls tests/*/*.csproj | wc -l)"
+  if [ "$reports" -lt "$projects" ]; then
+    log "only $reports of $projects test projects produced a report; counting each missing one as a failure"
+    failed=$((failed + projects - reports))
+  fi
+  echo "$passed passed, $failed failed, $skipped skipped"
+  [ "$failed" -eq 0 ]
+}
+
+cmd_run() {
+  cmd_build
+  local model="${CYCLEQD_DEMO_MODEL:-$ROOT/models/stories260K}"
+  ./cycleqd doctor
+  ./cycleqd inspect "$model"
+}
+
+case "${1:-}" in
+  setup) cmd_setup ;;
+  build) cmd_build ;;
+  test) cmd_test ;;
+  run) cmd_run ;;
+  bench) die "bench: not yet available (no benchmarks have landed yet)" ;;
+  device-bundle) die "device-bundle: not yet available" ;;
+  *) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+esac

@@ -1,0 +1,90 @@
+using System.CommandLine;
+using System.Numerics;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics.X86;
+using CycleQD.Cpu;
+using CycleQD.Cuda;
+using CycleQD.Onnx;
+
+namespace CycleQD.Cli.Commands.Doctor;
+
+/// <summary>`cycleqd doctor`: what this machine offers the engine. Always exits 0; problems are reported, not thrown.</summary>
+internal static class DoctorCommand
+{
+    public static Command Create()
+    {
+        var cmd = new Command("doctor", "Report CPU/SIMD, BLAS/LAPACK, CUDA driver and GPUs, nvcc and embedded PTX, ONNX Runtime.");
+        cmd.SetAction(parse => Run(parse.InvocationConfiguration.Output));
+        return cmd;
+    }
+
+    internal static int Run(TextWriter o)
+    {
+        void Line(string key, string value) => o.WriteLine($"  {key,-14}{value}");
+
+        o.WriteLine("CycleQD.Native doctor");
+        Line("OS", $"{OsName()} ({RuntimeInformation.OSArchitecture}), .NET {Environment.Version}");
+        Line("CPU", $"{CpuModel()}, {Environment.ProcessorCount} logical cores");
+        Line("SIMD", $"Vector<float> {Vector<float>.Count * 32} bits; AVX2 {YesNo(Avx2.IsSupported)}, FMA {YesNo(Fma.IsSupported)}, AVX-512F {YesNo(Avx512F.IsSupported)}");
+
+        var blas = CpuNativeLibraries.ProbeOpenBlas();
+        Line("OpenBLAS", (blas.Found ? "found " : "MISSING ") + $"{blas.Library}: {blas.Detail}");
+        var lapacke = CpuNativeLibraries.ProbeLapacke();
+        Line("LAPACKE", (lapacke.Found ? "found " : "MISSING ") + $"{lapacke.Library}: {lapacke.Detail}");
+
+        var cuda = CudaDeviceProbe.Probe();
+        if (cuda.Available)
+        {
+            Line("CUDA driver", $"version {cuda.DriverVersion}");
+            foreach (var d in cuda.Devices)
+                Line($"GPU {d.Ordinal}", $"{d.Name}, {d.TotalMemoryBytes / (1024.0 * 1024 * 1024):F1} GiB, compute {d.ComputeCapability}, {d.Multiprocessors} SMs");
+        }
+        else
+        {
+            Line("CUDA driver", cuda.DriverVersion is null ? "not available" : $"version {cuda.DriverVersion}");
+            Line("GPU", $"none: {cuda.Reason}; the CPU backend will be used");
+        }
+
+        string? nvcc = NvccLocator.Find();
+        Line("nvcc", nvcc is null ? "not found (kernels are built only where nvcc exists)" : $"{nvcc} ({NvccLocator.Version(nvcc) ?? "version unknown"})");
+        var ptx = PtxCatalog.List();
+        Line("PTX", ptx.Count == 0
+            ? "none embedded (this build had no nvcc)"
+            : $"{ptx.Count} modules embedded: " + string.Join(", ", ptx.Select(p => $"{p.Name} ({p.Target}, ISA {p.IsaVersion})")));
+
+        try
+        {
+            var ort = OnnxRuntimeInfo.Query();
+            Line("ONNX Runtime", $"{ort.Version}; providers compiled in: {string.Join(", ", ort.Providers)}");
+        }
+        catch (Exception e) when (e is DllNotFoundException or TypeInitializationException or EntryPointNotFoundException)
+        {
+            Line("ONNX Runtime", "cannot be loaded: " + (e.InnerException ?? e).Message);
+        }
+        return 0;
+    }
+
+    private static string YesNo(bool b) => b ? "yes" : "no";
+
+    private static string OsName()
+    {
+        try
+        {
+            var line = File.ReadLines("/etc/os-release").FirstOrDefault(l => l.StartsWith("PRETTY_NAME=", StringComparison.Ordinal));
+            if (line != null) return line["PRETTY_NAME=".Length..].Trim('"');
+        }
+        catch (IOException) { }
+        return RuntimeInformation.OSDescription;
+    }
+
+    private static string CpuModel()
+    {
+        try
+        {
+            var line = File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name", StringComparison.Ordinal));
+            if (line != null) return line[(line.IndexOf(':') + 1)..].Trim();
+        }
+        catch (IOException) { }
+        return RuntimeInformation.ProcessArchitecture.ToString();
+    }
+}

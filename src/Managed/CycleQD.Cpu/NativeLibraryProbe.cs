@@ -1,0 +1,34 @@
+using System.Runtime.InteropServices;
+
+namespace CycleQD.Cpu;
+
+/// <summary>Whether a native library can be loaded and exports a given symbol.</summary>
+/// <param name="Library">Library name that was tried.</param>
+/// <param name="Found">True when it loaded and the symbol resolved.</param>
+/// <param name="Detail">Version/config text when found, else why not.</param>
+public sealed record NativeLibraryStatus(string Library, bool Found, string Detail);
+
+/// <summary>Probes the CPU backend's native dependencies without throwing.</summary>
+public static class CpuNativeLibraries
+{
+    /// <summary>OpenBLAS (cblas_sgemm), with its build configuration when found.</summary>
+    public static NativeLibraryStatus ProbeOpenBlas()
+    {
+        var status = Probe(Interop.Libraries.OpenBlas, "cblas_sgemm");
+        if (!status.Found) return status;
+        string config = Marshal.PtrToStringUTF8(Interop.OpenBlas.openblas_get_config()) ?? "";
+        return status with { Detail = $"{config.Trim()}; {Interop.OpenBlas.openblas_get_num_threads()} threads" };
+    }
+
+    /// <summary>LAPACKE (LAPACKE_sgesdd).</summary>
+    public static NativeLibraryStatus ProbeLapacke() => Probe(Interop.Libraries.Lapacke, "LAPACKE_sgesdd");
+
+    private static NativeLibraryStatus Probe(string library, string symbol)
+    {
+        if (!NativeLibrary.TryLoad(library, typeof(CpuNativeLibraries).Assembly, null, out nint handle))
+            return new NativeLibraryStatus(library, false, "cannot be loaded (Debian: ./build.sh setup installs it)");
+        return NativeLibrary.TryGetExport(handle, symbol, out _)
+            ? new NativeLibraryStatus(library, true, $"exports {symbol}")
+            : new NativeLibraryStatus(library, false, $"loaded but has no {symbol}");
+    }
+}
