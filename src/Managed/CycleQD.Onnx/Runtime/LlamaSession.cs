@@ -1,0 +1,217 @@
+using CycleQD.Onnx.Graph;
+using CycleQD.Tensors;
+using Microsoft.ML.OnnxRuntime;
+
+namespace CycleQD.Onnx.Runtime;
+
+/// <summary>Execution provider of a session.</summary>
+public enum InferenceDevice
+{
+    /// <summary>ONNX Runtime's CPU provider.</summary>
+    Cpu,
+    /// <summary>ONNX Runtime's CUDA provider (needs CUDA 13 and cuDNN 9 libraries).</summary>
+    Cuda,
+}
+
+/// <summary>The CUDA provider could not be loaded; the message names what is missing.</summary>
+public sealed class ExecutionProviderUnavailableException(string message, Exception? inner = null) : Exception(message, inner);
+
+/// <summary>
+/// Per-sequence attention cache: the present key/value tensors of every layer from the last step,
+/// fed back as the next step's past. Owns its tensors.
+/// </summary>
+public sealed class KvCache : IDisposable
+{
+    internal OrtValue[] Keys { get; }
+    internal OrtValue[] Values { get; }
+
+    /// <summary>Batch size.</summary>
+    public int Batch { get; }
+
+    /// <summary>Cached positions per sequence (including padding).</summary>
+    public int Length { get; }
+
+    internal KvCache(OrtValue[] keys, OrtValue[] values, int batch, int length)
+    {
+        Keys = keys;
+        Values = values;
+        Batch = batch;
+        Length = length;
+    }
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        foreach (var k in Keys) k.Dispose();
+        foreach (var v in Values) v.Dispose();
+    }
+}
+
+/// <summary>Logits of one forward step and the cache that follows it.</summary>
+/// <param name="Logits">float32 [batch, positions, vocab], row-major (positions is 1 for a last-position-only session).</param>
+/// <param name="Positions">Positions per sequence in <paramref name="Logits"/>.</param>
+/// <param name="Cache">The cache to pass to the next step (caller owns it).</param>
+public sealed record LlamaStepResult(float[] Logits, int Positions, KvCache Cache);
+
+/// <summary>
+/// One ONNX Runtime session of a Llama architecture. The weights are graph inputs, so any
+/// <see cref="LlamaWeights"/> of this config can be bound per call; switching candidates rebuilds
+/// nothing. Runs are serialized (one at a time per session).
+/// </summary>
+public sealed class LlamaSession : IDisposable
+{
+    private readonly InferenceSession _session;
+    private readonly IReadOnlyList<LlamaWeightSpec> _weights;
+    private readonly RotaryTables _rotary;
+    private readonly object _runLock = new();
+
+    /// <summary>The architecture.</summary>
+    public LlamaConfig Config { get; }
+
+    /// <summary>How the graph was built.</summary>
+    public LlamaGraphOptions Options { get; }
+
+    /// <summary>Execution provider in use.</summary>
+    public InferenceDevice Device { get; }
+
+    /// <summary>Size of the serialized graph (bytes; no weights inside).</summary>
+    public int GraphBytes { get; }
+
+    /// <summary>Builds the graph for <paramref name="config"/> and opens a session on <paramref name="device"/>.</summary>
+    /// <param name="config">The architecture (validated here).</param>
+    /// <param name="options">Graph options; Float16/BFloat16 graphs need the CUDA provider.</param>
+    /// <param name="device">Execution provider.</param>
+    /// <param name="configPath">Names config.json in errors.</param>
+    /// <param name="intraOpThreads">CPU threads for one operator (0 = ONNX Runtime's default).</param>
+    /// <exception cref="TensorFormatException">the config cannot be represented.</exception>
+    /// <exception cref="ExecutionProviderUnavailableException">the CUDA provider cannot load.</exception>
+    public LlamaSession(LlamaConfig config, LlamaGraphOptions options, InferenceDevice device = InferenceDevice.Cpu, string configPath = "config.json", int intraOpThreads = 0)
+    {
+        LlamaGraphBuilder.Validate(config, configPath);
+        if (device == InferenceDevice.Cpu && options.ElementType != OnnxElementType.Float)
+            throw new ArgumentException($"a {options.ElementType} graph needs the CUDA provider; the CPU provider runs float32 graphs");
+        Config = config;
+        Options = options;
+        Device = device;
+        _weights = LlamaWeightLayout.For(config);
+        _rotary = new RotaryTables(config);
+        byte[] model = LlamaGraphBuilder.Build(config, options).ToModelBytes();
+        GraphBytes = model.Length;
+        using var so = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL };
+        if (intraOpThreads > 0) so.IntraOpNumThreads = intraOpThreads;
+        if (device == InferenceDevice.Cuda) AppendCuda(so);
+        _session = new InferenceSession(model, so);
+    }
+
+    private static void AppendCuda(SessionOptions so)
+    {
+        try
+        {
+            so.AppendExecutionProvider_CUDA(0);
+        }
+        catch (OnnxRuntimeException e)
+        {
+            throw new ExecutionProviderUnavailableException(
+                "ONNX Runtime's CUDA execution provider cannot be loaded (it needs an NVIDIA GPU with its driver (libcuda.so.1), " +
+                "the CUDA 13 runtime libraries (libcudart.so.13, libcublas.so.13, libcublasLt.so.13, libcufft.so.12, libcurand.so.10) and cuDNN 9 (libcudnn.so.9)); " +
+                "ONNX Runtime says: " + e.Message.Trim(), e);
+        }
+    }
+
+    /// <summary>An empty cache (no positions) for <paramref name="batch"/> sequences, to start a prefill.</summary>
+    public KvCache EmptyCache(int batch)
+    {
+        int layers = Config.NumHiddenLayers;
+        long[] shape = [batch, Config.NumKeyValueHeads, 0, Config.HeadDim];
+        var keys = new OrtValue[layers];
+        var values = new OrtValue[layers];
+        for (int i = 0; i < layers; i++)
+        {
+            keys[i] = OrtValue.CreateTensorValueFromMemory(Array.Empty<float>(), shape);
+            values[i] = OrtValue.CreateTensorValueFromMemory(Array.Empty<float>(), shape);
+        }
+        return new KvCache(keys, values, batch, 0);
+    }
+
+    /// <summary>
+    /// Runs one step: <paramref name="inputIds"/> [batch, seq] tokens at <paramref name="positions"/>
+    /// [batch, seq] after <paramref name="past"/>; <paramref name="keyMask"/> [batch, past+seq] is 1
+    /// for real tokens and 0 for padding. Queries attend to unmasked keys at or before their slot.
+    /// </summary>
+    /// <param name="weights">The weights to bind for this run.</param>
+    /// <param name="inputIds">Token ids, row-major [batch, seq].</param>
+    /// <param name="positions">Rotary position of each token, row-major [batch, seq].</param>
+    /// <param name="keyMask">1/0 per cached+new slot, row-major [batch, past.Length + seq].</param>
+    /// <param name="batch">Batch size (must equal past.Batch).</param>
+    /// <param name="past">The cache from the previous step; not disposed here.</param>
+    public LlamaStepResult Run(LlamaWeights weights, ReadOnlySpan<long> inputIds, ReadOnlySpan<long> positions, ReadOnlySpan<byte> keyMask, int batch, KvCache past)
+    {
+        if (batch <= 0 || inputIds.Length % batch != 0) throw new ArgumentException("inputIds is not [batch, seq]");
+        int seq = inputIds.Length / batch, total = past.Length + seq, d = Config.HeadDim;
+        if (past.Batch != batch) throw new ArgumentException($"cache holds {past.Batch} sequences, batch is {batch}");
+        if (positions.Length != inputIds.Length) throw new ArgumentException("positions must be [batch, seq]");
+        if (keyMask.Length != batch * total) throw new ArgumentException($"keyMask must be [batch, {total}]");
+        foreach (long id in inputIds)
+            if (id < 0 || id >= Config.VocabSize) throw new ArgumentOutOfRangeException(nameof(inputIds), $"token id {id} is outside the vocabulary (0..{Config.VocabSize - 1})");
+
+        var cos = new float[inputIds.Length * d];
+        var sin = new float[inputIds.Length * d];
+        _rotary.Fill(positions, cos, sin);
+        var bias = new float[batch * seq * total];
+        for (int b = 0; b < batch; b++)
+            for (int i = 0; i < seq; i++)
+            {
+                int slot = past.Length + i;
+                var row = bias.AsSpan((b * seq + i) * total, total);
+                for (int j = 0; j < total; j++)
+                    row[j] = j <= slot && keyMask[b * total + j] != 0 ? 0f : MaskedScore;
+            }
+
+        int layers = Config.NumHiddenLayers;
+        var names = new List<string>(4 + 2 * layers + _weights.Count);
+        var inputs = new List<OrtValue>(names.Capacity);
+        var owned = new List<OrtValue>(4);
+        try
+        {
+            void Own(string name, OrtValue value) { names.Add(name); inputs.Add(value); owned.Add(value); }
+            Own(LlamaGraphBuilder.InputIds, OrtValue.CreateTensorValueFromMemory(inputIds.ToArray(), [batch, seq]));
+            Own(LlamaGraphBuilder.RopeCos, OrtValue.CreateTensorValueFromMemory(cos, [batch, seq, d]));
+            Own(LlamaGraphBuilder.RopeSin, OrtValue.CreateTensorValueFromMemory(sin, [batch, seq, d]));
+            Own(LlamaGraphBuilder.AttentionBias, OrtValue.CreateTensorValueFromMemory(bias, [batch, 1, seq, total]));
+            for (int i = 0; i < layers; i++)
+            {
+                names.Add(LlamaGraphBuilder.PastName(i, false)); inputs.Add(past.Keys[i]);
+                names.Add(LlamaGraphBuilder.PastName(i, true)); inputs.Add(past.Values[i]);
+            }
+            foreach (var w in _weights) { names.Add(w.Name); inputs.Add(weights[w.Name]); }
+
+            var outputNames = new List<string>(1 + 2 * layers) { LlamaGraphBuilder.Logits };
+            for (int i = 0; i < layers; i++) { outputNames.Add(LlamaGraphBuilder.PresentName(i, false)); outputNames.Add(LlamaGraphBuilder.PresentName(i, true)); }
+
+            IDisposableReadOnlyCollection<OrtValue> outputs;
+            lock (_runLock)
+            {
+                using var runOptions = new RunOptions();
+                outputs = _session.Run(runOptions, names, inputs, outputNames);
+            }
+            var outList = outputs.ToList();
+            float[] logits = outList[0].GetTensorDataAsSpan<float>().ToArray();
+            outList[0].Dispose();
+            var keys = new OrtValue[layers];
+            var values = new OrtValue[layers];
+            for (int i = 0; i < layers; i++) { keys[i] = outList[1 + 2 * i]; values[i] = outList[2 + 2 * i]; }
+            int positionsOut = Options.LastPositionLogitsOnly ? 1 : seq;
+            return new LlamaStepResult(logits, positionsOut, new KvCache(keys, values, batch, total));
+        }
+        finally
+        {
+            foreach (var o in owned) o.Dispose();
+        }
+    }
+
+    /// <summary>Additive score for a masked key: large enough to zero its weight, finite so that a fully masked (padding) row stays finite.</summary>
+    private const float MaskedScore = -1e9f;
+
+    /// <inheritdoc />
+    public void Dispose() => _session.Dispose();
+}
