@@ -1,0 +1,243 @@
+using System.Diagnostics;
+using CycleQD.Core.Evaluation;
+using CycleQD.Onnx.Runtime;
+using CycleQD.Onnx.Tokenization;
+
+namespace CycleQD.Onnx.Generation;
+
+/// <summary>Throughput of the last <see cref="LlamaGenerator.Generate"/> call.</summary>
+/// <param name="Sequences">Requests served.</param>
+/// <param name="PromptTokens">Prompt tokens processed (without padding).</param>
+/// <param name="GeneratedTokens">Tokens generated (EOS tokens included).</param>
+/// <param name="Seconds">Wall time of the whole call.</param>
+public sealed record GenerationStats(int Sequences, long PromptTokens, long GeneratedTokens, double Seconds)
+{
+    /// <summary>Generated tokens per second of wall time.</summary>
+    public double TokensPerSecond => Seconds > 0 ? GeneratedTokens / Seconds : 0;
+}
+
+/// <summary>
+/// Batched autoregressive generation with one <see cref="LlamaSession"/> and one bound weight set:
+/// requests are sorted by prompt length, cut into batches, left-padded, prefilled in one run and
+/// then decoded one token per run with the KV cache. Greedy (temperature 0) or sampled with
+/// temperature and top-p from a per-request seed. Not thread-safe: one call at a time.
+/// </summary>
+public sealed class LlamaGenerator : ITextGenerator
+{
+    private readonly LlamaSession _session;
+    private readonly LlamaWeights _weights;
+    private readonly HashSet<int> _eos;
+
+    /// <summary>The tokenizer used for prompts and continuations.</summary>
+    public TextTokenizer Tokenizer { get; }
+
+    /// <summary>Most sequences per batch.</summary>
+    public int MaxBatch { get; }
+
+    /// <summary>Token ids that end a sequence.</summary>
+    public IReadOnlyCollection<int> EosIds => _eos;
+
+    /// <summary>Throughput of the last call, or null before the first.</summary>
+    public GenerationStats? LastStats { get; private set; }
+
+    /// <summary>Generates with <paramref name="session"/> and <paramref name="weights"/> (neither is owned).</summary>
+    public LlamaGenerator(LlamaSession session, LlamaWeights weights, TextTokenizer tokenizer, IEnumerable<int> eosIds, int maxBatch = 64)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxBatch, 1);
+        _session = session;
+        _weights = weights;
+        Tokenizer = tokenizer;
+        _eos = [.. eosIds];
+        MaxBatch = maxBatch;
+    }
+
+    /// <inheritdoc />
+    public Task<IReadOnlyList<GenerationResult>> GenerateAsync(IReadOnlyList<GenerationRequest> requests, CancellationToken cancellationToken = default) =>
+        Task.Run(() => Generate(requests, cancellationToken), cancellationToken);
+
+    /// <summary>Generates a continuation for every request, in request order.</summary>
+    /// <exception cref="ArgumentException">a request with no tokens at all (empty prompt without BOS) or a bad option.</exception>
+    public IReadOnlyList<GenerationResult> Generate(IReadOnlyList<GenerationRequest> requests, CancellationToken cancellationToken = default)
+    {
+        var sw = Stopwatch.StartNew();
+        var prompts = new int[requests.Count][];
+        for (int r = 0; r < requests.Count; r++)
+        {
+            var q = requests[r];
+            if (q.MaxNewTokens < 0) throw new ArgumentException($"request {r}: MaxNewTokens is negative");
+            if (q.Temperature < 0 || double.IsNaN(q.Temperature)) throw new ArgumentException($"request {r}: Temperature must be ≥ 0");
+            if (q.TopP is <= 0 or > 1) throw new ArgumentException($"request {r}: TopP must be in (0, 1]");
+            var ids = new List<int>();
+            if (q.AddBos && Tokenizer.BosId is int bos) ids.Add(bos);
+            ids.AddRange(Tokenizer.Encode(q.Prompt));
+            if (ids.Count == 0) throw new ArgumentException($"request {r}: the prompt is empty and no BOS token is added: nothing to condition on");
+            prompts[r] = [.. ids];
+        }
+        var results = new GenerationResult[requests.Count];
+        long generated = 0;
+        var order = Enumerable.Range(0, requests.Count).OrderBy(r => prompts[r].Length).ToArray();
+        for (int start = 0; start < order.Length; start += MaxBatch)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var chunk = order[start..Math.Min(order.Length, start + MaxBatch)];
+            var outs = GenerateBatch(chunk.Select(r => prompts[r]).ToArray(), chunk.Select(r => requests[r]).ToArray(), cancellationToken);
+            for (int i = 0; i < chunk.Length; i++)
+            {
+                results[chunk[i]] = outs[i];
+                generated += outs[i].TokenIds.Count;
+            }
+        }
+        LastStats = new GenerationStats(requests.Count, prompts.Sum(p => (long)p.Length), generated, sw.Elapsed.TotalSeconds);
+        return results;
+    }
+
+    private GenerationResult[] GenerateBatch(int[][] prompts, GenerationRequest[] requests, CancellationToken ct)
+    {
+        int batch = prompts.Length, len = prompts.Max(p => p.Length), vocab = _session.Config.VocabSize;
+        int maxNew = requests.Max(r => r.MaxNewTokens);
+        var generated = new List<int>[batch];
+        var finish = new GenerationFinish?[batch];
+        var texts = new string?[batch];
+        var rngs = new Random?[batch];
+        var realCount = new long[batch];
+        for (int b = 0; b < batch; b++)
+        {
+            generated[b] = [];
+            if (requests[b].MaxNewTokens == 0) finish[b] = GenerationFinish.Length;
+            if (requests[b].Temperature > 0) rngs[b] = new Random(unchecked((int)(requests[b].Seed ^ (requests[b].Seed >> 32))));
+        }
+        var results = new GenerationResult[batch];
+        if (maxNew == 0)
+        {
+            for (int b = 0; b < batch; b++) results[b] = new GenerationResult("", [], GenerationFinish.Length);
+            return results;
+        }
+
+        // Prefill: left padding, positions counted from each sequence's first real token.
+        var ids = new long[batch * len];
+        var pos = new long[batch * len];
+        var mask = new List<byte>[batch];
+        for (int b = 0; b < batch; b++)
+        {
+            int pad = len - prompts[b].Length;
+            mask[b] = new List<byte>(len + maxNew);
+            for (int i = 0; i < len; i++)
+            {
+                bool real = i >= pad;
+                ids[b * len + i] = real ? prompts[b][i - pad] : 0;
+                pos[b * len + i] = real ? i - pad : 0;
+                mask[b].Add(real ? (byte)1 : (byte)0);
+            }
+            realCount[b] = prompts[b].Length;
+        }
+        KvCache cache = _session.EmptyCache(batch);
+        try
+        {
+            var step = _session.Run(_weights, ids, pos, Flatten(mask), batch, cache);
+            cache.Dispose();
+            cache = step.Cache;
+            for (int t = 0; ; t++)
+            {
+                ct.ThrowIfCancellationRequested();
+                var next = new long[batch];
+                var nextPos = new long[batch];
+                bool anyActive = false;
+                for (int b = 0; b < batch; b++)
+                {
+                    nextPos[b] = realCount[b];
+                    if (finish[b] != null) continue;
+                    var logits = step.Logits.AsSpan((b * step.Positions + step.Positions - 1) * vocab, vocab);
+                    int token = requests[b].Temperature > 0 ? Sample(logits, requests[b].Temperature, requests[b].TopP, rngs[b]!) : ArgMax(logits);
+                    generated[b].Add(token);
+                    next[b] = token;
+                    realCount[b]++;
+                    if (_eos.Contains(token)) finish[b] = GenerationFinish.Eos;
+                    else if (requests[b].StopStrings is { Count: > 0 } stops && CutAtStop(prompts[b], generated[b], stops) is string cut)
+                    {
+                        finish[b] = GenerationFinish.Stop;
+                        texts[b] = cut;
+                    }
+                    else if (generated[b].Count >= requests[b].MaxNewTokens) finish[b] = GenerationFinish.Length;
+                    if (finish[b] == null) anyActive = true;
+                }
+                if (!anyActive) break;
+                for (int b = 0; b < batch; b++) mask[b].Add(1);
+                step = _session.Run(_weights, next, nextPos, Flatten(mask), batch, cache);
+                cache.Dispose();
+                cache = step.Cache;
+            }
+        }
+        finally
+        {
+            cache.Dispose();
+        }
+        for (int b = 0; b < batch; b++)
+        {
+            var gen = generated[b];
+            string text = texts[b] ?? Tokenizer.DecodeContinuation(prompts[b], finish[b] == GenerationFinish.Eos ? gen[..^1] : gen);
+            results[b] = new GenerationResult(text, gen, finish[b]!.Value);
+        }
+        return results;
+    }
+
+    private string? CutAtStop(int[] prompt, List<int> generated, IReadOnlyList<string> stops)
+    {
+        string text = Tokenizer.DecodeContinuation(prompt, generated);
+        int best = -1;
+        foreach (var s in stops)
+        {
+            if (s.Length == 0) continue;
+            int i = text.IndexOf(s, StringComparison.Ordinal);
+            if (i >= 0 && (best < 0 || i < best)) best = i;
+        }
+        return best >= 0 ? text[..best] : null;
+    }
+
+    private static byte[] Flatten(List<byte>[] rows)
+    {
+        int width = rows[0].Count;
+        var flat = new byte[rows.Length * width];
+        for (int b = 0; b < rows.Length; b++) rows[b].CopyTo(flat, b * width);
+        return flat;
+    }
+
+    /// <summary>Index of the largest logit (the first one on ties).</summary>
+    internal static int ArgMax(ReadOnlySpan<float> logits)
+    {
+        int best = 0;
+        for (int i = 1; i < logits.Length; i++) if (logits[i] > logits[best]) best = i;
+        return best;
+    }
+
+    /// <summary>Draws from softmax(logits / temperature) restricted to the smallest set of top tokens whose mass reaches topP.</summary>
+    internal static int Sample(ReadOnlySpan<float> logits, double temperature, double topP, Random rng)
+    {
+        int n = logits.Length;
+        double max = double.NegativeInfinity;
+        foreach (float l in logits) max = Math.Max(max, l);
+        var probs = new double[n];
+        double sum = 0;
+        for (int i = 0; i < n; i++) { probs[i] = Math.Exp((logits[i] - max) / temperature); sum += probs[i]; }
+        var idx = Enumerable.Range(0, n).ToArray();
+        Array.Sort(idx, (a, b) => probs[b].CompareTo(probs[a]) is int c && c != 0 ? c : a.CompareTo(b));
+        int keep = n;
+        if (topP < 1)
+        {
+            double acc = 0;
+            for (int k = 0; k < n; k++)
+            {
+                acc += probs[idx[k]] / sum;
+                if (acc >= topP) { keep = k + 1; break; }
+            }
+        }
+        double kept = 0;
+        for (int k = 0; k < keep; k++) kept += probs[idx[k]];
+        double u = rng.NextDouble() * kept;
+        for (int k = 0; k < keep; k++)
+        {
+            u -= probs[idx[k]];
+            if (u < 0) return idx[k];
+        }
+        return idx[keep - 1];
+    }
+}

@@ -1,0 +1,112 @@
+using System.Text.Json;
+using CycleQD.Onnx.Generation;
+using CycleQD.Onnx.Graph;
+using CycleQD.Onnx.Tokenization;
+using CycleQD.Tensors;
+
+namespace CycleQD.Onnx.Runtime;
+
+/// <summary>
+/// A Hugging Face Llama-family folder opened for generation: config, tokenizer, memory-mapped
+/// weights bound as graph inputs, one session and a generator. Owns all of them.
+/// </summary>
+public sealed class LlamaModel : IDisposable
+{
+    private readonly SafetensorsModel _file;
+
+    /// <summary>The folder.</summary>
+    public HfModelFolder Folder { get; }
+
+    /// <summary>The session (one per architecture; bind other weights to it with <see cref="LlamaWeights"/>).</summary>
+    public LlamaSession Session { get; }
+
+    /// <summary>The folder's own weights.</summary>
+    public LlamaWeights Weights { get; }
+
+    /// <summary>The folder's tokenizer.</summary>
+    public TextTokenizer Tokenizer { get; }
+
+    /// <summary>Generator over <see cref="Session"/> and <see cref="Weights"/>.</summary>
+    public LlamaGenerator Generator { get; }
+
+    private LlamaModel(HfModelFolder folder, SafetensorsModel file, LlamaSession session, LlamaWeights weights, TextTokenizer tokenizer, LlamaGenerator generator)
+    {
+        Folder = folder;
+        _file = file;
+        Session = session;
+        Weights = weights;
+        Tokenizer = tokenizer;
+        Generator = generator;
+    }
+
+    /// <summary>Opens <paramref name="directory"/>, checking config, tokenizer and every weight before building the session.</summary>
+    /// <exception cref="TensorFormatException">bad config, unsupported model_type, missing tokenizer, missing or misshapen tensor (each names the file and tensor).</exception>
+    /// <exception cref="ExecutionProviderUnavailableException">CUDA requested but its provider cannot load.</exception>
+    public static LlamaModel Open(string directory, InferenceDevice device = InferenceDevice.Cpu, int maxBatch = 64, int intraOpThreads = 0)
+    {
+        var folder = HfModelFolder.Open(directory);
+        LlamaGraphBuilder.Validate(folder.Config, folder.ConfigPath);
+        var tokenizer = TextTokenizer.Load(folder);
+        var file = folder.OpenWeights();
+        LlamaWeights? weights = null;
+        LlamaSession? session = null;
+        try
+        {
+            weights = LlamaWeights.FromSafetensors(file, folder.Config);
+            session = new LlamaSession(folder.Config, new LlamaGraphOptions(LastPositionLogitsOnly: true), device, folder.ConfigPath, intraOpThreads);
+            var generator = new LlamaGenerator(session, weights, tokenizer, EosIds(folder), maxBatch);
+            return new LlamaModel(folder, file, session, weights, tokenizer, generator);
+        }
+        catch
+        {
+            session?.Dispose();
+            weights?.Dispose();
+            file.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>The chat format of the folder's template (chat_template.jinja or tokenizer_config.json), or null.</summary>
+    public ChatFormat? ChatFormat
+    {
+        get
+        {
+            if (Folder.FindFile("chat_template.jinja") is string jinja) return ChatTemplate.Detect(File.ReadAllText(jinja));
+            if (Folder.FindFile("tokenizer_config.json") is string tc)
+            {
+                using var doc = JsonDocument.Parse(File.ReadAllBytes(tc));
+                if (doc.RootElement.TryGetProperty("chat_template", out var t) && t.ValueKind == JsonValueKind.String)
+                    return ChatTemplate.Detect(t.GetString());
+            }
+            return null;
+        }
+    }
+
+    /// <summary>EOS ids from config.json and generation_config.json together.</summary>
+    private static IEnumerable<int> EosIds(HfModelFolder folder)
+    {
+        var ids = new HashSet<int>(folder.Config.EosTokenIds);
+        if (folder.FindFile("generation_config.json") is string gc)
+        {
+            try
+            {
+                using var doc = JsonDocument.Parse(File.ReadAllBytes(gc));
+                if (doc.RootElement.TryGetProperty("eos_token_id", out var e))
+                {
+                    if (e.ValueKind == JsonValueKind.Number) ids.Add(e.GetInt32());
+                    else if (e.ValueKind == JsonValueKind.Array) foreach (var x in e.EnumerateArray()) ids.Add(x.GetInt32());
+                }
+            }
+            catch (JsonException ex) { throw new TensorFormatException(gc, null, "invalid JSON: " + ex.Message, ex); }
+        }
+        return ids;
+    }
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        Session.Dispose();
+        Weights.Dispose();
+        _file.Dispose();
+    }
+}
