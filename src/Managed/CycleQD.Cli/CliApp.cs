@@ -1,6 +1,8 @@
 using System.CommandLine;
 using CycleQD.Cli.Commands.Doctor;
+using CycleQD.Cli.Commands.Generate;
 using CycleQD.Cli.Commands.Inspect;
+using CycleQD.Onnx.Runtime;
 using CycleQD.Tensors;
 
 namespace CycleQD.Cli;
@@ -20,6 +22,7 @@ internal static class CliApp
         root.Options.Add(CommonOptions.Verbose);
         root.Subcommands.Add(InspectCommand.Create());
         root.Subcommands.Add(DoctorCommand.Create());
+        root.Subcommands.Add(GenerateCommand.Create());
         return root;
     }
 
@@ -48,7 +51,7 @@ internal static class CliApp
     }
 
     private static bool IsUserError(Exception e) =>
-        e is TensorFormatException or CliUsageException or FileNotFoundException or DirectoryNotFoundException;
+        e is TensorFormatException or CliUsageException or ExecutionProviderUnavailableException or FileNotFoundException or DirectoryNotFoundException;
 }
 
 /// <summary>A command-line value that cannot be used; its message is shown as is.</summary>

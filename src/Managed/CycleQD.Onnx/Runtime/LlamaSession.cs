@@ -103,18 +103,30 @@ public sealed class LlamaSession : IDisposable
         _session = new InferenceSession(model, so);
     }
 
+    /// <summary>Shared libraries ONNX Runtime's CUDA provider loads (its NEEDED entries, plus cuDNN which it opens at run time).</summary>
+    public static readonly IReadOnlyList<string> CudaProviderLibraries =
+        ["libcuda.so.1", "libcudart.so.13", "libcublas.so.13", "libcublasLt.so.13", "libcurand.so.10", "libcudnn.so.9"];
+
     private static void AppendCuda(SessionOptions so)
     {
+        // Probe first: ONNX Runtime's own failure is a log line plus a generic "failed to load" error.
+        var missing = CudaProviderLibraries.Where(lib =>
+        {
+            if (!System.Runtime.InteropServices.NativeLibrary.TryLoad(lib, out nint h)) return true;
+            System.Runtime.InteropServices.NativeLibrary.Free(h);
+            return false;
+        }).ToList();
+        if (missing.Count > 0)
+            throw new ExecutionProviderUnavailableException(
+                $"--device cuda: ONNX Runtime's CUDA provider cannot load: {string.Join(", ", missing)} not found " +
+                "(it needs an NVIDIA driver (libcuda.so.1), the CUDA 13 runtime and cuBLAS, and cuDNN 9 on the library path)");
         try
         {
             so.AppendExecutionProvider_CUDA(0);
         }
         catch (OnnxRuntimeException e)
         {
-            throw new ExecutionProviderUnavailableException(
-                "ONNX Runtime's CUDA execution provider cannot be loaded (it needs an NVIDIA GPU with its driver (libcuda.so.1), " +
-                "the CUDA 13 runtime libraries (libcudart.so.13, libcublas.so.13, libcublasLt.so.13, libcufft.so.12, libcurand.so.10) and cuDNN 9 (libcudnn.so.9)); " +
-                "ONNX Runtime says: " + e.Message.Trim(), e);
+            throw new ExecutionProviderUnavailableException("--device cuda: ONNX Runtime's CUDA provider cannot be loaded: " + e.Message.Trim(), e);
         }
     }
 

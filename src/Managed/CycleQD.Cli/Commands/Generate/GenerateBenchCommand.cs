@@ -1,0 +1,78 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using CycleQD.Core.Evaluation;
+using CycleQD.Onnx.Generation;
+using CycleQD.Onnx.Graph;
+using CycleQD.Onnx.Runtime;
+
+namespace CycleQD.Cli.Commands.Generate;
+
+/// <summary>
+/// `cycleqd generate bench`: greedy generation throughput at several batch sizes, and the cost of
+/// binding a new weight set to an existing session against building a new session.
+/// </summary>
+internal static class GenerateBenchCommand
+{
+    private static readonly Option<string> Batches = new("--batches") { Description = "Comma-separated batch sizes.", DefaultValueFactory = _ => "1,64" };
+    private static readonly Option<int> NewTokens = new("--new-tokens") { Description = "Tokens generated per sequence (EOS ignored).", DefaultValueFactory = _ => 128 };
+    private static readonly Option<int> Repeats = new("--repeats") { Description = "Timed repetitions per measurement (the best is reported).", DefaultValueFactory = _ => 3 };
+    private static readonly Option<int> Threads = new("--threads") { Description = "ONNX Runtime intra-op threads (0 = its default).", DefaultValueFactory = _ => 0 };
+
+    private static readonly string[] Prompts =
+    [
+        "Once upon a time", "Lily and Tim went to the park. They", "The cat sat on the mat.",
+        "One day, a little dog named Max found a big red ball!", "Tom had a red car.", "The sun was hot.",
+    ];
+
+    public static Command Create()
+    {
+        var cmd = new Command("bench", "Measure generation tokens/s per batch size and weight-binding vs session-building time.");
+        foreach (var o in new Option[] { GenerateCommand.Model, GenerateCommand.Device, Batches, NewTokens, Repeats, Threads }) cmd.Options.Add(o);
+        cmd.SetAction(parse => Run(parse.GetValue(GenerateCommand.Model), parse.GetValue(GenerateCommand.Device)!, parse.GetValue(Batches)!,
+            parse.GetValue(NewTokens), parse.GetValue(Repeats), parse.GetValue(Threads), parse.InvocationConfiguration.Output));
+        return cmd;
+    }
+
+    internal static int Run(string? model, string device, string batches, int newTokens, int repeats, int threads, TextWriter o)
+    {
+        if (string.IsNullOrEmpty(model)) throw new CliUsageException("--model is required");
+        if (newTokens < 1 || repeats < 1) throw new CliUsageException("--new-tokens and --repeats must be ≥ 1");
+        var sizes = batches.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            .Select(s => int.TryParse(s, out int b) && b > 0 ? b : throw new CliUsageException($"--batches: '{s}' is not a positive integer")).ToArray();
+        var dev = GenerateCommand.ParseDevice(device);
+        var inv = CultureInfo.InvariantCulture;
+        using var llm = LlamaModel.Open(model, dev, maxBatch: sizes.Max(), intraOpThreads: threads);
+        o.WriteLine($"model {llm.Folder.Directory}, device {dev}, {newTokens} new tokens per sequence, best of {repeats}, threads {(threads == 0 ? "default" : threads.ToString(inv))}");
+        o.WriteLine("batch  prompt_tokens  generated  seconds  tokens/s");
+        foreach (int b in sizes)
+        {
+            var requests = Enumerable.Range(0, b).Select(i => new GenerationRequest(Prompts[i % Prompts.Length], newTokens)).ToList();
+            // A sequence that reaches EOS stops early; tokens/s counts only tokens actually produced. Warm up first.
+            llm.Generator.Generate(requests.Take(Math.Min(b, 2)).Select(r => r with { MaxNewTokens = 4 }).ToList());
+            GenerationStats? best = null;
+            for (int r = 0; r < repeats; r++)
+            {
+                llm.Generator.Generate(requests);
+                var s = llm.Generator.LastStats!;
+                if (best is null || s.TokensPerSecond > best.TokensPerSecond) best = s;
+            }
+            o.WriteLine(string.Create(inv, $"{b,5}  {best!.PromptTokens,13}  {best.GeneratedTokens,9}  {best.Seconds,7:F3}  {best.TokensPerSecond,8:F1}"));
+        }
+
+        var sw = new Stopwatch();
+        double bindBest = double.MaxValue, sessionBest = double.MaxValue;
+        using var file = llm.Folder.OpenWeights();
+        for (int r = 0; r < Math.Max(repeats, 5); r++)
+        {
+            sw.Restart();
+            using (var w = LlamaWeights.FromSafetensors(file, llm.Folder.Config)) { }
+            bindBest = Math.Min(bindBest, sw.Elapsed.TotalMilliseconds);
+            sw.Restart();
+            using (var s = new LlamaSession(llm.Folder.Config, new LlamaGraphOptions(LastPositionLogitsOnly: true), dev, llm.Folder.ConfigPath, threads)) { }
+            sessionBest = Math.Min(sessionBest, sw.Elapsed.TotalMilliseconds);
+        }
+        o.WriteLine(string.Create(inv, $"bind a weight set to the existing session: {bindBest:F3} ms (best); build a new session: {sessionBest:F3} ms (best)"));
+        return 0;
+    }
+}

@@ -1,0 +1,69 @@
+using System.CommandLine;
+using System.Globalization;
+using CycleQD.Core.Evaluation;
+using CycleQD.Onnx.Runtime;
+using CycleQD.Onnx.Tokenization;
+
+namespace CycleQD.Cli.Commands.Generate;
+
+/// <summary>`cycleqd generate --model DIR --prompt TEXT`: continues one prompt and prints only the continuation.</summary>
+internal static class GenerateCommand
+{
+    internal static readonly Option<string> Model = new("--model", "-m") { Description = "Hugging Face Llama-family model folder (config.json, safetensors, tokenizer)." };
+    private static readonly Option<string> Prompt = new("--prompt", "-p") { Description = "Prompt text (a user message with --chat)." };
+    private static readonly Option<int> MaxNewTokens = new("--max-new-tokens", "-n") { Description = "Most tokens to generate.", DefaultValueFactory = _ => 256 };
+    private static readonly Option<double> Temperature = new("--temperature", "-t") { Description = "0 = greedy (default); otherwise the sampling temperature.", DefaultValueFactory = _ => 0.0 };
+    private static readonly Option<double> TopP = new("--top-p") { Description = "Nucleus sampling mass in (0, 1] (with --temperature > 0).", DefaultValueFactory = _ => 1.0 };
+    private static readonly Option<ulong> Seed = new("--seed") { Description = "Sampling seed (with --temperature > 0).", DefaultValueFactory = _ => 0UL };
+    internal static readonly Option<string> Device = new("--device", "-d") { Description = "Execution provider: cpu or cuda.", DefaultValueFactory = _ => "cpu" };
+    private static readonly Option<bool> Chat = new("--chat") { Description = "Render the prompt as a user turn with the model's chat template (Llama-3 or the code-instruction format)." };
+    private static readonly Option<string[]> Stop = new("--stop") { Description = "Stop before this string (repeatable).", AllowMultipleArgumentsPerToken = false };
+    private static readonly Option<bool> Stats = new("--stats") { Description = "Print token counts and tokens/s to stderr." };
+
+    public static Command Create()
+    {
+        var cmd = new Command("generate", "Continue a prompt with a Llama-family model on ONNX Runtime; prints only the continuation.");
+        foreach (var o in new Option[] { Model, Prompt, MaxNewTokens, Temperature, TopP, Seed, Device, Chat, Stop, Stats }) cmd.Options.Add(o);
+        cmd.SetAction(parse => Run(
+            parse.GetValue(Model), parse.GetValue(Prompt), parse.GetValue(MaxNewTokens), parse.GetValue(Temperature), parse.GetValue(TopP),
+            parse.GetValue(Seed), parse.GetValue(Device)!, parse.GetValue(Chat), parse.GetValue(Stop) ?? [], parse.GetValue(Stats),
+            parse.InvocationConfiguration.Output, parse.InvocationConfiguration.Error));
+        cmd.Subcommands.Add(GenerateBenchCommand.Create());
+        return cmd;
+    }
+
+    internal static InferenceDevice ParseDevice(string device) => device.ToLowerInvariant() switch
+    {
+        "cpu" => InferenceDevice.Cpu,
+        "cuda" => InferenceDevice.Cuda,
+        _ => throw new CliUsageException($"--device: '{device}' is not a device (use cpu or cuda)"),
+    };
+
+    internal static int Run(string? model, string? prompt, int maxNewTokens, double temperature, double topP, ulong seed, string device,
+        bool chat, string[] stops, bool stats, TextWriter output, TextWriter error)
+    {
+        if (string.IsNullOrEmpty(model)) throw new CliUsageException("--model is required (a Hugging Face model folder)");
+        if (prompt is null) throw new CliUsageException("--prompt is required (use --prompt \"\" to start from BOS only)");
+        if (maxNewTokens < 0) throw new CliUsageException($"--max-new-tokens: {maxNewTokens} is negative");
+        if (temperature < 0 || double.IsNaN(temperature)) throw new CliUsageException($"--temperature: {temperature.ToString(CultureInfo.InvariantCulture)} must be ≥ 0");
+        if (topP is <= 0 or > 1) throw new CliUsageException($"--top-p: {topP.ToString(CultureInfo.InvariantCulture)} must be in (0, 1]");
+        var dev = ParseDevice(device);
+
+        using var llm = LlamaModel.Open(model, dev, maxBatch: 1);
+        bool addBos = true;
+        if (chat)
+        {
+            var format = llm.ChatFormat ?? throw new CliUsageException(
+                $"--chat: {llm.Folder.Directory} has no chat template the engine renders (chat_template.jinja or tokenizer_config.json \"chat_template\" in the Llama-3 or code-instruction format)");
+            prompt = ChatTemplate.Render(format, [new ChatMessage("user", prompt)], addGenerationPrompt: true, bosToken: llm.Tokenizer.BosToken);
+            addBos = format != ChatFormat.Llama3; // the Llama-3 template writes BOS as text
+        }
+        var request = new GenerationRequest(prompt, maxNewTokens, stops.Length > 0 ? stops : null, addBos, temperature, topP, seed);
+        var result = llm.Generator.Generate([request]).Single();
+        output.WriteLine(result.Text);
+        if (stats && llm.Generator.LastStats is { } s)
+            error.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"prompt tokens {s.PromptTokens}, generated {s.GeneratedTokens} ({result.Finish}), {s.Seconds:F3} s, {s.TokensPerSecond:F1} tokens/s"));
+        return 0;
+    }
+}

@@ -1,0 +1,77 @@
+using System.Text.Json;
+using CycleQD.Onnx.Runtime;
+using CycleQD.Testing;
+
+namespace CycleQD.Cli.Tests;
+
+public sealed class GenerateCommandTests
+{
+    private static string FixtureText()
+    {
+        string path = TestPaths.RequireSharedData("models", "stories260K", "greedy_fixture.json");
+        using var doc = JsonDocument.Parse(File.ReadAllBytes(path));
+        return doc.RootElement.GetProperty("greedy_text").GetString()!;
+    }
+
+    [Fact]
+    public void OnceUponATime_PrintsOnlyTheFixtureContinuation()
+    {
+        string fixture = FixtureText();
+        var r = CliRunner.Run("generate", "--model", TestPaths.Stories260K, "--prompt", "Once upon a time", "--max-new-tokens", "50");
+        Assert.Equal(0, r.ExitCode);
+        Assert.Equal("", r.Err);
+        string continuation = r.Out.TrimEnd('\n');
+        Assert.StartsWith(", there was a little girl named Lily.", continuation);
+        Assert.StartsWith("Once upon a time" + continuation, fixture);
+        Assert.True(continuation.Length > 100);
+    }
+
+    [Fact]
+    public void EmptyPrompt_StartsFromBosLikeTheFixture()
+    {
+        var r = CliRunner.Run("generate", "--model", TestPaths.Stories260K, "--prompt", "", "--max-new-tokens", "200");
+        Assert.Equal(0, r.ExitCode);
+        Assert.Equal(FixtureText() + "\n", r.Out);
+    }
+
+    [Fact]
+    public void CudaWithoutLibraries_OneErrorNamingTheMissingLibrary()
+    {
+        if (LlamaSession.CudaProviderLibraries.All(l => System.Runtime.InteropServices.NativeLibrary.TryLoad(l, out _)))
+            Assert.Skip("every CUDA provider library loads on this machine");
+        var r = CliRunner.Run("generate", "--model", TestPaths.Stories260K, "--prompt", "x", "--device", "cuda");
+        Assert.Equal(CliApp.ExitBadInput, r.ExitCode);
+        Assert.Equal("", r.Out);
+        var lines = r.Err.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Single(lines);
+        Assert.StartsWith("error: --device cuda:", lines[0]);
+        Assert.Contains(".so.", lines[0]);
+    }
+
+    [Fact]
+    public void ChatWithoutTemplate_ErrorNamesFolder()
+    {
+        var r = CliRunner.Run("generate", "--model", TestPaths.Stories260K, "--prompt", "x", "--chat");
+        Assert.Equal(CliApp.ExitBadInput, r.ExitCode);
+        Assert.StartsWith("error: --chat:", r.Err);
+        Assert.Contains("stories260K", r.Err);
+    }
+
+    [Fact]
+    public void UnknownDevice_IsAUsageError()
+    {
+        var r = CliRunner.Run("generate", "--model", TestPaths.Stories260K, "--prompt", "x", "--device", "tpu");
+        Assert.Equal(CliApp.ExitBadInput, r.ExitCode);
+        Assert.Contains("--device: 'tpu'", r.Err);
+    }
+
+    [Fact]
+    public void Bench_ReportsTokensPerSecondAndBindVersusSession()
+    {
+        var r = CliRunner.Run("generate", "bench", "--model", TestPaths.Stories260K, "--batches", "1,3", "--new-tokens", "4", "--repeats", "1");
+        Assert.Equal(0, r.ExitCode);
+        Assert.Contains("tokens/s", r.Out);
+        Assert.Contains("bind a weight set", r.Out);
+        Assert.Equal(2, r.Out.Split('\n').Count(l => System.Text.RegularExpressions.Regex.IsMatch(l, @"^\s+[13]\s+\d+\s+\d+\s")));
+    }
+}
