@@ -16,9 +16,11 @@ public sealed record LlamaGraphOptions(OnnxElementType ElementType = OnnxElement
 /// Graph inputs: <c>input_ids</c> int64 [batch, seq]; <c>rope_cos</c>, <c>rope_sin</c> T [batch, seq, head_dim]
 /// (rotary tables for each token's position, Hugging Face rotate_half layout, see <see cref="RotaryTables"/>);
 /// <c>attention_bias</c> T [batch, 1, seq, past+seq] (0 where attention is allowed, a large negative
-/// number elsewhere: causal and padding masks together); <c>past_key_values.{i}.key|value</c>
+/// number elsewhere: causal and padding masks together); <c>past_key_values.{i}.key</c>
+/// T [batch, kv_heads, head_dim, past] (keys transposed) and <c>past_key_values.{i}.value</c>
 /// T [batch, kv_heads, past, head_dim]; then the weights. Outputs: <c>logits</c> float32
-/// [batch, seq or 1, vocab] and <c>present.{i}.key|value</c> T [batch, kv_heads, past+seq, head_dim].
+/// [batch, seq or 1, vocab] and <c>present.{i}.key|value</c> in the layouts of the past inputs with
+/// past+seq positions.
 /// Linear layers are Gemm with transB over the PyTorch [out, in] layout, so weights bind unchanged.
 /// </remarks>
 public static class LlamaGraphBuilder
@@ -67,7 +69,7 @@ public static class LlamaGraphBuilder
         string bias = g.Input(AttentionBias, t, "batch", 1, "seq", "total");
         var past = new (string K, string V)[config.NumHiddenLayers];
         for (int i = 0; i < config.NumHiddenLayers; i++)
-            past[i] = (g.Input(PastName(i, false), t, "batch", kvh, "past", d), g.Input(PastName(i, true), t, "batch", kvh, "past", d));
+            past[i] = (g.Input(PastName(i, false), t, "batch", kvh, d, "past"), g.Input(PastName(i, true), t, "batch", kvh, "past", d));
         foreach (var w in LlamaWeightLayout.For(config))
             g.Input(w.Name, t, w.Shape.Select(x => (OnnxDim)x).ToArray());
 
@@ -93,13 +95,14 @@ public static class LlamaGraphBuilder
             q = Rotate(g, q, cos4, sin4, d);
             k = Rotate(g, k, cos4, sin4, d);
             string presentK = PresentName(i, false), presentV = PresentName(i, true);
-            g.Node("Concat", [past[i].K, k], [presentK], ("axis", 2L));
+            // Keys are cached transposed, [b, kvh, d, t], so scores need no per-step transpose of the whole cache.
+            g.Node("Concat", [past[i].K, g.Node("Transpose", [k], ("perm", new long[] { 0, 1, 3, 2 }))], [presentK], ("axis", 3L));
             g.Node("Concat", [past[i].V, vv], [presentV], ("axis", 2L));
             // Grouped-query attention without copying K/V per query head: query head n uses KV head
             // n / rep (Hugging Face repeat_kv order), so view queries as [b, kvh, rep, s, d] and let
             // MatMul broadcast K/V [b, kvh, 1, t, d] over the rep axis.
             string q5 = g.Node("Reshape", [q, g.ConstInt64([0, kvh, rep, -1, d])]);
-            string k5t = g.Node("Transpose", [g.Node("Unsqueeze", [presentK, g.ConstInt64([2])])], ("perm", new long[] { 0, 1, 2, 4, 3 }));
+            string k5t = g.Node("Unsqueeze", [presentK, g.ConstInt64([2])]);
             string v5 = g.Node("Unsqueeze", [presentV, g.ConstInt64([2])]);
             string scores = g.Node("Add", [g.Node("Mul", [g.Node("MatMul", [q5, k5t]), scale]), bias5]);
             string probs = g.Node("Softmax", [scores], ("axis", -1L));
@@ -124,7 +127,7 @@ public static class LlamaGraphBuilder
         g.Output(logits, Logits, OnnxElementType.Float, "batch", options.LastPositionLogitsOnly ? 1 : "seq", v);
         for (int i = 0; i < config.NumHiddenLayers; i++)
         {
-            g.Output(PresentName(i, false), PresentName(i, false), t, "batch", kvh, "total", d);
+            g.Output(PresentName(i, false), PresentName(i, false), t, "batch", kvh, d, "total");
             g.Output(PresentName(i, true), PresentName(i, true), t, "batch", kvh, "total", d);
         }
         return g;

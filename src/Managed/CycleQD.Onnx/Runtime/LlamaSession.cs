@@ -134,13 +134,14 @@ public sealed class LlamaSession : IDisposable
     public KvCache EmptyCache(int batch)
     {
         int layers = Config.NumHiddenLayers;
-        long[] shape = [batch, Config.NumKeyValueHeads, 0, Config.HeadDim];
+        long[] keyShape = [batch, Config.NumKeyValueHeads, Config.HeadDim, 0];
+        long[] valueShape = [batch, Config.NumKeyValueHeads, 0, Config.HeadDim];
         var keys = new OrtValue[layers];
         var values = new OrtValue[layers];
         for (int i = 0; i < layers; i++)
         {
-            keys[i] = OrtValue.CreateTensorValueFromMemory(Array.Empty<float>(), shape);
-            values[i] = OrtValue.CreateTensorValueFromMemory(Array.Empty<float>(), shape);
+            keys[i] = OrtValue.CreateTensorValueFromMemory(Array.Empty<float>(), keyShape);
+            values[i] = OrtValue.CreateTensorValueFromMemory(Array.Empty<float>(), valueShape);
         }
         return new KvCache(keys, values, batch, 0);
     }
