@@ -101,7 +101,14 @@ public sealed class LlamaSession : IDisposable
         if (intraOpThreads > 0) so.IntraOpNumThreads = intraOpThreads;
         if (device == InferenceDevice.Cuda) AppendCuda(so);
         _session = new InferenceSession(model, so);
+        _cacheMemory = device == InferenceDevice.Cuda
+            ? new OrtMemoryInfo("Cuda", OrtAllocatorType.DeviceAllocator, 0, OrtMemType.Default)
+            : OrtMemoryInfo.DefaultInstance;
     }
+
+    // Where present key/values are written: on the device that computes them, so the cache never
+    // round-trips through host memory between steps on CUDA.
+    private readonly OrtMemoryInfo _cacheMemory;
 
     /// <summary>Shared libraries ONNX Runtime's CUDA provider loads (its NEEDED entries, plus cuDNN which it opens at run time).</summary>
     public static readonly IReadOnlyList<string> CudaProviderLibraries =
@@ -140,8 +147,8 @@ public sealed class LlamaSession : IDisposable
         var values = new OrtValue[layers];
         for (int i = 0; i < layers; i++)
         {
-            keys[i] = OrtValue.CreateTensorValueFromMemory(Array.Empty<float>(), keyShape);
-            values[i] = OrtValue.CreateTensorValueFromMemory(Array.Empty<float>(), valueShape);
+            keys[i] = HostTensor([], keyShape);
+            values[i] = HostTensor([], valueShape);
         }
         return new KvCache(keys, values, batch, 0);
     }
@@ -171,50 +178,53 @@ public sealed class LlamaSession : IDisposable
         var sin = new float[inputIds.Length * d];
         _rotary.Fill(positions, cos, sin);
         var bias = new float[batch * seq * total];
+        float maskedScore = Options.ElementType == OnnxElementType.Float16 ? MaskedScoreHalf : MaskedScore;
         for (int b = 0; b < batch; b++)
             for (int i = 0; i < seq; i++)
             {
                 int slot = past.Length + i;
                 var row = bias.AsSpan((b * seq + i) * total, total);
                 for (int j = 0; j < total; j++)
-                    row[j] = j <= slot && keyMask[b * total + j] != 0 ? 0f : MaskedScore;
+                    row[j] = j <= slot && keyMask[b * total + j] != 0 ? 0f : maskedScore;
             }
 
+        if (weights.ElementType != Options.ElementType)
+            throw new ArgumentException($"weights {weights.Source} are {weights.ElementType}; this session's graph is {Options.ElementType}");
         int layers = Config.NumHiddenLayers;
-        var names = new List<string>(4 + 2 * layers + _weights.Count);
-        var inputs = new List<OrtValue>(names.Capacity);
         var owned = new List<OrtValue>(4);
         try
         {
-            void Own(string name, OrtValue value) { names.Add(name); inputs.Add(value); owned.Add(value); }
+            using var binding = _session.CreateIoBinding();
+            void Own(string name, OrtValue value) { owned.Add(value); binding.BindInput(name, value); }
             Own(LlamaGraphBuilder.InputIds, OrtValue.CreateTensorValueFromMemory(inputIds.ToArray(), [batch, seq]));
-            Own(LlamaGraphBuilder.RopeCos, OrtValue.CreateTensorValueFromMemory(cos, [batch, seq, d]));
-            Own(LlamaGraphBuilder.RopeSin, OrtValue.CreateTensorValueFromMemory(sin, [batch, seq, d]));
-            Own(LlamaGraphBuilder.AttentionBias, OrtValue.CreateTensorValueFromMemory(bias, [batch, 1, seq, total]));
+            Own(LlamaGraphBuilder.RopeCos, HostTensor(cos, [batch, seq, d]));
+            Own(LlamaGraphBuilder.RopeSin, HostTensor(sin, [batch, seq, d]));
+            Own(LlamaGraphBuilder.AttentionBias, HostTensor(bias, [batch, 1, seq, total]));
             for (int i = 0; i < layers; i++)
             {
-                names.Add(LlamaGraphBuilder.PastName(i, false)); inputs.Add(past.Keys[i]);
-                names.Add(LlamaGraphBuilder.PastName(i, true)); inputs.Add(past.Values[i]);
+                binding.BindInput(LlamaGraphBuilder.PastName(i, false), past.Keys[i]);
+                binding.BindInput(LlamaGraphBuilder.PastName(i, true), past.Values[i]);
             }
-            foreach (var w in _weights) { names.Add(w.Name); inputs.Add(weights[w.Name]); }
-
-            var outputNames = new List<string>(1 + 2 * layers) { LlamaGraphBuilder.Logits };
-            for (int i = 0; i < layers; i++) { outputNames.Add(LlamaGraphBuilder.PresentName(i, false)); outputNames.Add(LlamaGraphBuilder.PresentName(i, true)); }
-
-            IDisposableReadOnlyCollection<OrtValue> outputs;
+            foreach (var w in _weights) binding.BindInput(w.Name, weights[w.Name]);
+            binding.BindOutputToDevice(LlamaGraphBuilder.Logits, OrtMemoryInfo.DefaultInstance);
+            for (int i = 0; i < layers; i++)
+            {
+                binding.BindOutputToDevice(LlamaGraphBuilder.PresentName(i, false), _cacheMemory);
+                binding.BindOutputToDevice(LlamaGraphBuilder.PresentName(i, true), _cacheMemory);
+            }
             lock (_runLock)
             {
                 using var runOptions = new RunOptions();
-                outputs = _session.Run(runOptions, names, inputs, outputNames);
+                _session.RunWithBinding(runOptions, binding);
             }
-            var outList = outputs.ToList();
+            // Not disposed as a collection: the cache tensors move into the KvCache, which owns them.
+            var outList = binding.GetOutputValues().ToList();
             float[] logits = outList[0].GetTensorDataAsSpan<float>().ToArray();
             outList[0].Dispose();
             var keys = new OrtValue[layers];
             var values = new OrtValue[layers];
             for (int i = 0; i < layers; i++) { keys[i] = outList[1 + 2 * i]; values[i] = outList[2 + 2 * i]; }
-            int positionsOut = Options.LastPositionLogitsOnly ? 1 : seq;
-            return new LlamaStepResult(logits, positionsOut, new KvCache(keys, values, batch, total));
+            return new LlamaStepResult(logits, Options.LastPositionLogitsOnly ? 1 : seq, new KvCache(keys, values, batch, total));
         }
         finally
         {
@@ -222,8 +232,23 @@ public sealed class LlamaSession : IDisposable
         }
     }
 
+    /// <summary>A host tensor of the graph's element type from float32 values (converted for half-precision graphs).</summary>
+    private OrtValue HostTensor(float[] data, long[] shape)
+    {
+        var t = Options.ElementType;
+        if (t == OnnxElementType.Float) return OrtValue.CreateTensorValueFromMemory(data, shape);
+        var value = OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, LlamaWeights.OrtType(t), shape);
+        var dst = value.GetTensorMutableDataAsSpan<ushort>();
+        for (int i = 0; i < data.Length; i++)
+            dst[i] = t == OnnxElementType.Float16 ? BitConverter.HalfToUInt16Bits((Half)data[i]) : DTypeConversion.SingleToBF16(data[i]);
+        return value;
+    }
+
     /// <summary>Additive score for a masked key: large enough to zero its weight, finite so that a fully masked (padding) row stays finite.</summary>
     private const float MaskedScore = -1e9f;
+
+    /// <summary>Float16 tops out at 65504: a masked score that stays finite after adding a logit.</summary>
+    private const float MaskedScoreHalf = -3e4f;
 
     /// <inheritdoc />
     public void Dispose() => _session.Dispose();

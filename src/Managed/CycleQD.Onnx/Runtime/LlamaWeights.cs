@@ -9,9 +9,10 @@ namespace CycleQD.Onnx.Runtime;
 
 /// <summary>
 /// One candidate's weights as ONNX Runtime tensors, ready to be bound to a
-/// <see cref="LlamaSession"/> of the same architecture. float32 tensors are bound without a copy:
-/// from the memory-mapped safetensors data (the <see cref="SafetensorsModel"/> must outlive this
-/// object) or from pinned managed arrays; other storage types are converted to float32 once here.
+/// <see cref="LlamaSession"/> of the same architecture and element type. Tensors already stored
+/// in the graph's element type are bound without a copy: from the memory-mapped safetensors data
+/// (the <see cref="SafetensorsModel"/> must outlive this object), from pinned managed arrays, or
+/// from device memory the caller owns; other storage types are converted once here.
 /// </summary>
 public sealed class LlamaWeights : IDisposable
 {
@@ -21,21 +22,46 @@ public sealed class LlamaWeights : IDisposable
     /// <summary>Where the weights came from (a folder, a file or a description).</summary>
     public string Source { get; }
 
-    private LlamaWeights(string source, Dictionary<string, OrtValue> values, List<GCHandle> pins)
+    /// <summary>Element type of every tensor (must equal the session graph's).</summary>
+    public OnnxElementType ElementType { get; }
+
+    private LlamaWeights(string source, OnnxElementType type, Dictionary<string, OrtValue> values, List<GCHandle> pins)
     {
         Source = source;
+        ElementType = type;
         _values = values;
         _pins = pins;
     }
 
     internal OrtValue this[string name] => _values[name];
 
+    internal static TensorElementType OrtType(OnnxElementType t) => t switch
+    {
+        OnnxElementType.Float => TensorElementType.Float,
+        OnnxElementType.Float16 => TensorElementType.Float16,
+        OnnxElementType.BFloat16 => TensorElementType.BFloat16,
+        _ => throw new ArgumentOutOfRangeException(nameof(t), t, "not a weight type"),
+    };
+
+    private static DType StorageType(OnnxElementType t) => t switch
+    {
+        OnnxElementType.Float => DType.F32,
+        OnnxElementType.Float16 => DType.F16,
+        OnnxElementType.BFloat16 => DType.BF16,
+        _ => throw new ArgumentOutOfRangeException(nameof(t), t, "not a weight type"),
+    };
+
     /// <summary>Binds the weights of an opened safetensors model, checking every name and shape against <paramref name="config"/>.</summary>
+    /// <param name="model">Opened weights; must outlive the returned object when tensors are bound in place.</param>
+    /// <param name="config">The architecture.</param>
+    /// <param name="elementType">The session graph's element type.</param>
     /// <exception cref="TensorFormatException">a weight is missing or has the wrong shape.</exception>
-    public static unsafe LlamaWeights FromSafetensors(SafetensorsModel model, LlamaConfig config)
+    public static unsafe LlamaWeights FromSafetensors(SafetensorsModel model, LlamaConfig config, OnnxElementType elementType = OnnxElementType.Float)
     {
         var values = new Dictionary<string, OrtValue>(StringComparer.Ordinal);
         var pins = new List<GCHandle>();
+        var want = StorageType(elementType);
+        int size = DTypes.SizeOf(want);
         try
         {
             foreach (var spec in LlamaWeightLayout.For(config))
@@ -45,30 +71,37 @@ public sealed class LlamaWeights : IDisposable
                 var info = model.GetInfo(spec.Name);
                 if (!info.Shape.AsSpan().SequenceEqual(spec.Shape))
                     throw new TensorFormatException(model.FileOf(spec.Name).Path, spec.Name, $"shape {info.ShapeText} does not match config.json, which implies [{string.Join(", ", spec.Shape)}]");
+                if (!DTypes.IsWeightType(info.DType))
+                    throw new TensorFormatException(model.FileOf(spec.Name).Path, spec.Name, $"stored as {DTypes.Name(info.DType)}; weights must be F32, F16 or BF16");
                 var bytes = model.GetBytes(spec.Name);
-                if (info.DType == DType.F32 && ((nint)Unsafe.AsPointer(ref MemoryMarshal.GetReference(bytes)) & 3) == 0)
+                nint p = (nint)Unsafe.AsPointer(ref MemoryMarshal.GetReference(bytes));
+                if (info.DType == want && p % size == 0)
                 {
                     // The span points into the file's memory map, which does not move.
-                    nint p = (nint)Unsafe.AsPointer(ref MemoryMarshal.GetReference(bytes));
-                    values[spec.Name] = OrtValue.CreateTensorValueWithData(OrtMemoryInfo.DefaultInstance, TensorElementType.Float, spec.Shape, p, bytes.Length);
+                    values[spec.Name] = OrtValue.CreateTensorValueWithData(OrtMemoryInfo.DefaultInstance, OrtType(elementType), spec.Shape, p, bytes.Length);
                 }
                 else
                 {
-                    values[spec.Name] = OrtValue.CreateTensorValueFromMemory(model.ReadSingle(spec.Name), spec.Shape);
+                    var floats = model.ReadSingle(spec.Name);
+                    values[spec.Name] = FromFloats(floats, spec.Shape, elementType, pins);
                 }
             }
-            return new LlamaWeights(model.Source, values, pins);
+            return new LlamaWeights(model.Source, elementType, values, pins);
         }
         catch
         {
-            foreach (var v in values.Values) v.Dispose();
+            Release(values, pins);
             throw;
         }
     }
 
-    /// <summary>Binds float32 arrays (row-major, shapes as <see cref="LlamaWeightLayout"/>); the arrays are pinned, not copied, until disposal.</summary>
+    /// <summary>
+    /// Binds float32 arrays (row-major, shapes as <see cref="LlamaWeightLayout"/>). For a Float
+    /// graph the arrays are pinned, not copied, until disposal, so writing into them changes the
+    /// next run's weights; for half-precision graphs they are converted once.
+    /// </summary>
     /// <exception cref="TensorFormatException">a weight is missing or has the wrong element count.</exception>
-    public static LlamaWeights FromArrays(LlamaConfig config, IReadOnlyDictionary<string, float[]> tensors, string source)
+    public static LlamaWeights FromArrays(LlamaConfig config, IReadOnlyDictionary<string, float[]> tensors, string source, OnnxElementType elementType = OnnxElementType.Float)
     {
         var values = new Dictionary<string, OrtValue>(StringComparer.Ordinal);
         var pins = new List<GCHandle>();
@@ -81,23 +114,71 @@ public sealed class LlamaWeights : IDisposable
                 long n = spec.Shape.Aggregate(1L, (a, b) => a * b);
                 if (data.Length != n)
                     throw new TensorFormatException(source, spec.Name, $"{data.Length} values, shape [{string.Join(", ", spec.Shape)}] needs {n}");
-                values[spec.Name] = OrtValue.CreateTensorValueFromMemory(data, spec.Shape);
+                values[spec.Name] = FromFloats(data, spec.Shape, elementType, pins);
             }
-            return new LlamaWeights(source, values, pins);
+            return new LlamaWeights(source, elementType, values, pins);
         }
         catch
         {
-            foreach (var v in values.Values) v.Dispose();
+            Release(values, pins);
             throw;
         }
     }
 
-    /// <inheritdoc />
-    public void Dispose()
+    /// <summary>
+    /// Binds tensors that already live in CUDA device memory (e.g. a merged candidate written by
+    /// the CUDA kernels), without a copy. The caller owns the memory and keeps it alive and
+    /// unchanged while runs use it. Only a session on the CUDA provider can run with these.
+    /// </summary>
+    /// <param name="config">The architecture.</param>
+    /// <param name="tensors">Device pointer and byte length per weight name, each tensor in <paramref name="elementType"/>.</param>
+    /// <param name="elementType">Element type of the device tensors (the graph's).</param>
+    /// <param name="deviceId">CUDA device ordinal.</param>
+    /// <param name="source">Names the weight set in errors.</param>
+    /// <exception cref="TensorFormatException">a weight is missing or its byte length does not match its shape.</exception>
+    public static LlamaWeights FromCudaMemory(LlamaConfig config, IReadOnlyDictionary<string, (nint Pointer, long Bytes)> tensors, OnnxElementType elementType, int deviceId, string source)
     {
-        foreach (var v in _values.Values) v.Dispose();
-        foreach (var p in _pins) p.Free();
-        _values.Clear();
-        _pins.Clear();
+        var values = new Dictionary<string, OrtValue>(StringComparer.Ordinal);
+        int size = DTypes.SizeOf(StorageType(elementType));
+        var memory = new OrtMemoryInfo("Cuda", OrtAllocatorType.DeviceAllocator, deviceId, OrtMemType.Default);
+        try
+        {
+            foreach (var spec in LlamaWeightLayout.For(config))
+            {
+                if (!tensors.TryGetValue(spec.Name, out var t))
+                    throw new TensorFormatException(source, spec.Name, "missing");
+                long need = spec.Shape.Aggregate(1L, (a, b) => a * b) * size;
+                if (t.Bytes != need || t.Pointer == 0)
+                    throw new TensorFormatException(source, spec.Name, $"{t.Bytes} bytes at 0x{t.Pointer:x}; shape [{string.Join(", ", spec.Shape)}] in {elementType} needs {need}");
+                values[spec.Name] = OrtValue.CreateTensorValueWithData(memory, OrtType(elementType), spec.Shape, t.Pointer, t.Bytes);
+            }
+            return new LlamaWeights(source, elementType, values, []);
+        }
+        catch
+        {
+            Release(values, []);
+            throw;
+        }
     }
+
+    private static OrtValue FromFloats(float[] data, long[] shape, OnnxElementType type, List<GCHandle> pins)
+    {
+        if (type == OnnxElementType.Float) return OrtValue.CreateTensorValueFromMemory(data, shape);
+        var bytes = new byte[data.Length * 2];
+        DTypeConversion.FromSingle(data, StorageType(type), bytes);
+        var pin = GCHandle.Alloc(bytes, GCHandleType.Pinned);
+        pins.Add(pin);
+        return OrtValue.CreateTensorValueWithData(OrtMemoryInfo.DefaultInstance, OrtType(type), shape, pin.AddrOfPinnedObject(), bytes.Length);
+    }
+
+    private static void Release(Dictionary<string, OrtValue> values, List<GCHandle> pins)
+    {
+        foreach (var v in values.Values) v.Dispose();
+        foreach (var p in pins) p.Free();
+        values.Clear();
+        pins.Clear();
+    }
+
+    /// <inheritdoc />
+    public void Dispose() => Release(_values, _pins);
 }
