@@ -66,6 +66,13 @@ public sealed class LlamaModel : IDisposable
         }
     }
 
+    /// <summary>
+    /// A generator for another weight set of the same architecture (e.g. a merged candidate), over
+    /// this model's session and tokenizer: nothing is rebuilt. The weights are not owned.
+    /// </summary>
+    public LlamaGenerator CreateGenerator(LlamaWeights weights, int? maxBatch = null) =>
+        new(Session, weights, Tokenizer, Generator.EosIds, maxBatch ?? Generator.MaxBatch);
+
     /// <summary>The chat format of the folder's template (chat_template.jinja or tokenizer_config.json), or null.</summary>
     public ChatFormat? ChatFormat
     {
