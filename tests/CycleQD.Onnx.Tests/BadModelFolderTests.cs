@@ -61,6 +61,22 @@ public sealed class BadModelFolderTests
     }
 
     [Fact]
+    public void ExtraBiasTensor_ErrorNamesTensor()
+    {
+        const string name = "model.layers.0.self_attn.q_proj.bias";
+        using var dir = CopyStories();
+        using (var src = SafetensorsModel.Open(TestPaths.Stories260K))
+        {
+            var tensors = src.Tensors.Select(t => TensorData.FromBytes(t.Name, t.DType, t.Shape, src.GetBytes(t.Name).ToArray())).ToList();
+            tensors.Add(TensorData.FromSingle(name, DType.F32, [64], new float[64]));
+            SafetensorsWriter.WriteFile(dir.File("model.safetensors"), tensors);
+        }
+        var e = Assert.Throws<TensorFormatException>(() => LlamaModel.Open(dir.Path));
+        Assert.Contains(name, e.Message);
+        Assert.Contains("not part of the Llama graph", e.Message);
+    }
+
+    [Fact]
     public void UnsupportedModelType_ErrorNamesConfig()
     {
         using var dir = CopyStories();

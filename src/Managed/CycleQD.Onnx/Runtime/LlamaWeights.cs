@@ -55,7 +55,7 @@ public sealed class LlamaWeights : IDisposable
     /// <param name="model">Opened weights; must outlive the returned object when tensors are bound in place.</param>
     /// <param name="config">The architecture.</param>
     /// <param name="elementType">The session graph's element type.</param>
-    /// <exception cref="TensorFormatException">a weight is missing or has the wrong shape.</exception>
+    /// <exception cref="TensorFormatException">a weight is missing, has the wrong shape, or the file holds a tensor the graph does not use.</exception>
     public static unsafe LlamaWeights FromSafetensors(SafetensorsModel model, LlamaConfig config, OnnxElementType elementType = OnnxElementType.Float)
     {
         var values = new Dictionary<string, OrtValue>(StringComparer.Ordinal);
@@ -86,6 +86,13 @@ public sealed class LlamaWeights : IDisposable
                     values[spec.Name] = FromFloats(floats, spec.Shape, elementType, pins);
                 }
             }
+            // A tensor the graph does not read means a feature it lacks (attention or MLP biases, say):
+            // running without it would silently compute a different model.
+            foreach (var t in model.Tensors)
+                if (!values.ContainsKey(t.Name) && !t.Name.EndsWith("rotary_emb.inv_freq", StringComparison.Ordinal))
+                    throw new TensorFormatException(model.FileOf(t.Name).Path, t.Name,
+                        "is not part of the Llama graph (biases and other extra tensors are not supported); " +
+                        (config.TieWordEmbeddings && t.Name == LlamaWeightLayout.LmHead ? "config.json says tie_word_embeddings, yet lm_head.weight is present" : "the model would run without it"));
             return new LlamaWeights(model.Source, elementType, values, pins);
         }
         catch
