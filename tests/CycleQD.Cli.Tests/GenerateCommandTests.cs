@@ -58,6 +58,22 @@ public sealed class GenerateCommandTests
     }
 
     [Fact]
+    public void Float16OnCpu_ReproducesTheFixtureText()
+    {
+        var r = CliRunner.Run("generate", "--model", TestPaths.Stories260K, "--prompt", "", "--max-new-tokens", "200", "--dtype", "float16");
+        Assert.Equal(0, r.ExitCode);
+        Assert.Equal(FixtureText() + "\n", r.Out);
+    }
+
+    [Fact]
+    public void BFloat16OnCpu_IsAUsageError()
+    {
+        var r = CliRunner.Run("generate", "--model", TestPaths.Stories260K, "--prompt", "x", "--dtype", "bfloat16");
+        Assert.Equal(CliApp.ExitBadInput, r.ExitCode);
+        Assert.Contains("--dtype bfloat16 needs --device cuda", r.Err);
+    }
+
+    [Fact]
     public void UnknownDevice_IsAUsageError()
     {
         var r = CliRunner.Run("generate", "--model", TestPaths.Stories260K, "--prompt", "x", "--device", "tpu");

@@ -3,7 +3,7 @@ using CycleQD.Tensors;
 namespace CycleQD.Onnx.Graph;
 
 /// <summary>How a Llama graph is built.</summary>
-/// <param name="ElementType">Type of weights and activations: Float (CPU and CUDA), Float16 or BFloat16 (CUDA provider only).</param>
+/// <param name="ElementType">Type of weights and activations: Float, Float16 (CUDA; on CPU only through ONNX Runtime's inserted casts) or BFloat16 (CUDA provider only).</param>
 /// <param name="LastPositionLogitsOnly">Output logits for the last position only ([batch, 1, vocab]); generation needs nothing more, and a long prompt's [batch, seq, vocab] would be large.</param>
 public sealed record LlamaGraphOptions(OnnxElementType ElementType = OnnxElementType.Float, bool LastPositionLogitsOnly = false);
 

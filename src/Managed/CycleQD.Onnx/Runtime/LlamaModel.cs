@@ -42,7 +42,13 @@ public sealed class LlamaModel : IDisposable
     /// <summary>Opens <paramref name="directory"/>, checking config, tokenizer and every weight before building the session.</summary>
     /// <exception cref="TensorFormatException">bad config, unsupported model_type, missing tokenizer, missing or misshapen tensor (each names the file and tensor).</exception>
     /// <exception cref="ExecutionProviderUnavailableException">CUDA requested but its provider cannot load.</exception>
-    public static LlamaModel Open(string directory, InferenceDevice device = InferenceDevice.Cpu, int maxBatch = 64, int intraOpThreads = 0)
+    /// <param name="directory">The model folder.</param>
+    /// <param name="device">Execution provider.</param>
+    /// <param name="maxBatch">Most sequences per generation batch.</param>
+    /// <param name="intraOpThreads">CPU threads per operator (0 = ONNX Runtime's default).</param>
+    /// <param name="elementType">Graph and weight type (weights stored in another type are converted once).</param>
+    public static LlamaModel Open(string directory, InferenceDevice device = InferenceDevice.Cpu, int maxBatch = 64, int intraOpThreads = 0,
+        OnnxElementType elementType = OnnxElementType.Float)
     {
         var folder = HfModelFolder.Open(directory);
         LlamaGraphBuilder.Validate(folder.Config, folder.ConfigPath);
@@ -52,8 +58,8 @@ public sealed class LlamaModel : IDisposable
         LlamaSession? session = null;
         try
         {
-            weights = LlamaWeights.FromSafetensors(file, folder.Config);
-            session = new LlamaSession(folder.Config, new LlamaGraphOptions(LastPositionLogitsOnly: true), device, folder.ConfigPath, intraOpThreads);
+            weights = LlamaWeights.FromSafetensors(file, folder.Config, elementType);
+            session = new LlamaSession(folder.Config, new LlamaGraphOptions(elementType, LastPositionLogitsOnly: true), device, folder.ConfigPath, intraOpThreads);
             var generator = new LlamaGenerator(session, weights, tokenizer, EosIds(folder), maxBatch);
             return new LlamaModel(folder, file, session, weights, tokenizer, generator);
         }

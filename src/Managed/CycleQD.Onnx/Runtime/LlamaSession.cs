@@ -79,7 +79,7 @@ public sealed class LlamaSession : IDisposable
 
     /// <summary>Builds the graph for <paramref name="config"/> and opens a session on <paramref name="device"/>.</summary>
     /// <param name="config">The architecture (validated here).</param>
-    /// <param name="options">Graph options; Float16/BFloat16 graphs need the CUDA provider.</param>
+    /// <param name="options">Graph options; BFloat16 graphs need the CUDA provider.</param>
     /// <param name="device">Execution provider.</param>
     /// <param name="configPath">Names config.json in errors.</param>
     /// <param name="intraOpThreads">CPU threads for one operator (0 = ONNX Runtime's default).</param>
@@ -88,8 +88,10 @@ public sealed class LlamaSession : IDisposable
     public LlamaSession(LlamaConfig config, LlamaGraphOptions options, InferenceDevice device = InferenceDevice.Cpu, string configPath = "config.json", int intraOpThreads = 0)
     {
         LlamaGraphBuilder.Validate(config, configPath);
-        if (device == InferenceDevice.Cpu && options.ElementType != OnnxElementType.Float)
-            throw new ArgumentException($"a {options.ElementType} graph needs the CUDA provider; the CPU provider runs float32 graphs");
+        // ONNX Runtime's CPU provider runs a float16 graph by inserting casts around operators that lack
+        // float16 kernels (slow, but it checks the graph); it has no such fallback for bfloat16.
+        if (device == InferenceDevice.Cpu && options.ElementType == OnnxElementType.BFloat16)
+            throw new ArgumentException("a BFloat16 graph needs the CUDA provider; the CPU provider runs Float and Float16 graphs");
         Config = config;
         Options = options;
         Device = device;
@@ -238,7 +240,7 @@ public sealed class LlamaSession : IDisposable
         var t = Options.ElementType;
         if (t == OnnxElementType.Float) return OrtValue.CreateTensorValueFromMemory(data, shape);
         var value = OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, LlamaWeights.OrtType(t), shape);
-        var dst = value.GetTensorMutableDataAsSpan<ushort>();
+        var dst = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, ushort>(value.GetTensorMutableRawData());
         for (int i = 0; i < data.Length; i++)
             dst[i] = t == OnnxElementType.Float16 ? BitConverter.HalfToUInt16Bits((Half)data[i]) : DTypeConversion.SingleToBF16(data[i]);
         return value;

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using CycleQD.Core.Evaluation;
+using CycleQD.Onnx.Graph;
 using CycleQD.Onnx.Runtime;
 using CycleQD.Onnx.Tokenization;
 
@@ -18,15 +19,16 @@ internal static class GenerateCommand
     internal static readonly Option<string> Device = new("--device", "-d") { Description = "Execution provider: cpu or cuda.", DefaultValueFactory = _ => "cpu" };
     private static readonly Option<bool> Chat = new("--chat") { Description = "Render the prompt as a user turn with the model's chat template (Llama-3 or the code-instruction format)." };
     private static readonly Option<string[]> Stop = new("--stop") { Description = "Stop before this string (repeatable).", AllowMultipleArgumentsPerToken = false };
+    internal static readonly Option<string> DType = new("--dtype") { Description = "Graph and weight type: float32, float16 (CUDA; on CPU through inserted casts) or bfloat16 (CUDA only).", DefaultValueFactory = _ => "float32" };
     private static readonly Option<bool> Stats = new("--stats") { Description = "Print token counts and tokens/s to stderr." };
 
     public static Command Create()
     {
         var cmd = new Command("generate", "Continue a prompt with a Llama-family model on ONNX Runtime; prints only the continuation.");
-        foreach (var o in new Option[] { Model, Prompt, MaxNewTokens, Temperature, TopP, Seed, Device, Chat, Stop, Stats }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { Model, Prompt, MaxNewTokens, Temperature, TopP, Seed, Device, DType, Chat, Stop, Stats }) cmd.Options.Add(o);
         cmd.SetAction(parse => Run(
             parse.GetValue(Model), parse.GetValue(Prompt), parse.GetValue(MaxNewTokens), parse.GetValue(Temperature), parse.GetValue(TopP),
-            parse.GetValue(Seed), parse.GetValue(Device)!, parse.GetValue(Chat), parse.GetValue(Stop) ?? [], parse.GetValue(Stats),
+            parse.GetValue(Seed), parse.GetValue(Device)!, parse.GetValue(DType)!, parse.GetValue(Chat), parse.GetValue(Stop) ?? [], parse.GetValue(Stats),
             parse.InvocationConfiguration.Output, parse.InvocationConfiguration.Error));
         cmd.Subcommands.Add(GenerateBenchCommand.Create());
         return cmd;
@@ -39,8 +41,16 @@ internal static class GenerateCommand
         _ => throw new CliUsageException($"--device: '{device}' is not a device (use cpu or cuda)"),
     };
 
+    internal static OnnxElementType ParseDType(string dtype) => dtype.ToLowerInvariant() switch
+    {
+        "float32" or "fp32" => OnnxElementType.Float,
+        "float16" or "fp16" => OnnxElementType.Float16,
+        "bfloat16" or "bf16" => OnnxElementType.BFloat16,
+        _ => throw new CliUsageException($"--dtype: '{dtype}' is not a type (use float32, float16 or bfloat16)"),
+    };
+
     internal static int Run(string? model, string? prompt, int maxNewTokens, double temperature, double topP, ulong seed, string device,
-        bool chat, string[] stops, bool stats, TextWriter output, TextWriter error)
+        string dtype, bool chat, string[] stops, bool stats, TextWriter output, TextWriter error)
     {
         if (string.IsNullOrEmpty(model)) throw new CliUsageException("--model is required (a Hugging Face model folder)");
         if (prompt is null) throw new CliUsageException("--prompt is required (use --prompt \"\" to start from BOS only)");
@@ -49,7 +59,10 @@ internal static class GenerateCommand
         if (topP is <= 0 or > 1) throw new CliUsageException($"--top-p: {topP.ToString(CultureInfo.InvariantCulture)} must be in (0, 1]");
         var dev = ParseDevice(device);
 
-        using var llm = LlamaModel.Open(model, dev, maxBatch: 1);
+        var elementType = ParseDType(dtype);
+        if (elementType == OnnxElementType.BFloat16 && dev == InferenceDevice.Cpu)
+            throw new CliUsageException("--dtype bfloat16 needs --device cuda (the CPU provider has no bfloat16 kernels)");
+        using var llm = LlamaModel.Open(model, dev, maxBatch: 1, elementType: elementType);
         bool addBos = true;
         if (chat)
         {
