@@ -66,6 +66,24 @@ public sealed class GenerationTests : IClassFixture<GenerationTests.Stories>
     }
 
     [Fact]
+    public void SequencesFinishingEarly_LeaveTheRestUnchanged()
+    {
+        // Finished sequences are dropped from the batch's cache; the others must not notice.
+        GenerationRequest[] requests = [new("Once upon a time", 3), new("The cat sat on the mat.", 40), new("Tom had a red car.", 0),
+            new("Lily and Tim went to the park. They", 12, StopStrings: ["."]), new("The sun was hot.", 25)];
+        var batched = Gen(requests);
+        for (int i = 0; i < requests.Length; i++)
+        {
+            var single = Gen([requests[i]]).Single();
+            Assert.Equal(single.TokenIds, batched[i].TokenIds);
+            Assert.Equal(single.Finish, batched[i].Finish);
+        }
+        Assert.Equal(3, batched[0].TokenIds.Count);
+        Assert.Empty(batched[2].TokenIds);
+        Assert.Equal(40, batched[1].TokenIds.Count);
+    }
+
+    [Fact]
     public void StopString_CutsTextBeforeIt()
     {
         var r = Gen([new GenerationRequest("Once upon a time", MaxNewTokens: 60, StopStrings: ["Lily"])]).Single();

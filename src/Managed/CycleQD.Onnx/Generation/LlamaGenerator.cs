@@ -133,36 +133,52 @@ public sealed class LlamaGenerator : ITextGenerator
         KvCache cache = _session.EmptyCache(batch);
         try
         {
-            var step = _session.Run(_weights, ids, pos, Flatten(mask), batch, cache);
+            var step = _session.Run(_weights, ids, pos, Flatten(mask, Enumerable.Range(0, batch).ToArray()), batch, cache);
             cache.Dispose();
             cache = step.Cache;
-            for (int t = 0; ; t++)
+            // rows[r] is the sequence in cache row r; finished sequences are dropped from the cache.
+            int[] rows = Enumerable.Range(0, batch).ToArray();
+            while (true)
             {
                 ct.ThrowIfCancellationRequested();
-                var next = new long[batch];
-                var nextPos = new long[batch];
-                bool anyActive = false;
-                for (int b = 0; b < batch; b++)
+                var keep = new List<int>(rows.Length);
+                for (int r = 0; r < rows.Length; r++)
                 {
-                    nextPos[b] = realCount[b];
-                    if (finish[b] != null) continue;
-                    var logits = step.Logits.AsSpan((b * step.Positions + step.Positions - 1) * vocab, vocab);
-                    int token = requests[b].Temperature > 0 ? Sample(logits, requests[b].Temperature, requests[b].TopP, rngs[b]!) : ArgMax(logits);
-                    generated[b].Add(token);
-                    next[b] = token;
-                    realCount[b]++;
-                    if (_eos.Contains(token)) finish[b] = GenerationFinish.Eos;
-                    else if (requests[b].StopStrings is { Count: > 0 } stops && CutAtStop(prompts[b], generated[b], stops) is string cut)
+                    int b = rows[r];
+                    if (finish[b] == null)
                     {
-                        finish[b] = GenerationFinish.Stop;
-                        texts[b] = cut;
+                        var logits = step.Logits.AsSpan((r * step.Positions + step.Positions - 1) * vocab, vocab);
+                        int token = requests[b].Temperature > 0 ? Sample(logits, requests[b].Temperature, requests[b].TopP, rngs[b]!) : ArgMax(logits);
+                        generated[b].Add(token);
+                        realCount[b]++;
+                        if (_eos.Contains(token)) finish[b] = GenerationFinish.Eos;
+                        else if (requests[b].StopStrings is { Count: > 0 } stops && CutAtStop(prompts[b], generated[b], stops) is string cut)
+                        {
+                            finish[b] = GenerationFinish.Stop;
+                            texts[b] = cut;
+                        }
+                        else if (generated[b].Count >= requests[b].MaxNewTokens) finish[b] = GenerationFinish.Length;
                     }
-                    else if (generated[b].Count >= requests[b].MaxNewTokens) finish[b] = GenerationFinish.Length;
-                    if (finish[b] == null) anyActive = true;
+                    if (finish[b] == null) keep.Add(r);
                 }
-                if (!anyActive) break;
-                for (int b = 0; b < batch; b++) mask[b].Add(1);
-                step = _session.Run(_weights, next, nextPos, Flatten(mask), batch, cache);
+                if (keep.Count == 0) break;
+                if (keep.Count < rows.Length)
+                {
+                    var smaller = _session.SelectRows(cache, keep);
+                    cache.Dispose();
+                    cache = smaller;
+                    rows = keep.Select(r => rows[r]).ToArray();
+                }
+                var next = new long[rows.Length];
+                var nextPos = new long[rows.Length];
+                for (int r = 0; r < rows.Length; r++)
+                {
+                    int b = rows[r];
+                    next[r] = generated[b][^1];
+                    nextPos[r] = realCount[b] - 1;
+                    mask[b].Add(1);
+                }
+                step = _session.Run(_weights, next, nextPos, Flatten(mask, rows), rows.Length, cache);
                 cache.Dispose();
                 cache = step.Cache;
             }
@@ -193,11 +209,11 @@ public sealed class LlamaGenerator : ITextGenerator
         return best >= 0 ? text[..best] : null;
     }
 
-    private static byte[] Flatten(List<byte>[] rows)
+    private static byte[] Flatten(List<byte>[] masks, int[] rows)
     {
-        int width = rows[0].Count;
+        int width = masks[rows[0]].Count;
         var flat = new byte[rows.Length * width];
-        for (int b = 0; b < rows.Length; b++) rows[b].CopyTo(flat, b * width);
+        for (int r = 0; r < rows.Length; r++) masks[rows[r]].CopyTo(flat, r * width);
         return flat;
     }
 

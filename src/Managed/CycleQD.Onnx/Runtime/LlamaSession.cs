@@ -253,5 +253,66 @@ public sealed class LlamaSession : IDisposable
     private const float MaskedScoreHalf = -3e4f;
 
     /// <inheritdoc />
-    public void Dispose() => _session.Dispose();
+    public void Dispose()
+    {
+        _session.Dispose();
+        _rowSelector?.Dispose();
+        _rowSelectorOptions?.Dispose();
+    }
+
+    private InferenceSession? _rowSelector;
+    private SessionOptions? _rowSelectorOptions;
+
+    /// <summary>
+    /// A cache holding only the sequences at <paramref name="rows"/> (indices into
+    /// <paramref name="cache"/>'s batch, in the new order), computed where the cache lives. Lets a
+    /// batch drop finished sequences instead of computing them to the end. The input is not disposed.
+    /// </summary>
+    public KvCache SelectRows(KvCache cache, IReadOnlyList<int> rows)
+    {
+        if (rows.Count == 0) throw new ArgumentException("no rows selected");
+        foreach (int r in rows)
+            if (r < 0 || r >= cache.Batch) throw new ArgumentOutOfRangeException(nameof(rows), $"row {r} is outside the batch of {cache.Batch}");
+        int layers = Config.NumHiddenLayers;
+        lock (_runLock)
+        {
+            _rowSelector ??= BuildRowSelector();
+            using var binding = _rowSelector.CreateIoBinding();
+            using var index = OrtValue.CreateTensorValueFromMemory(rows.Select(r => (long)r).ToArray(), [rows.Count]);
+            binding.BindInput("rows", index);
+            for (int i = 0; i < layers; i++)
+            {
+                binding.BindInput($"k{i}", cache.Keys[i]);
+                binding.BindInput($"v{i}", cache.Values[i]);
+                binding.BindOutputToDevice($"k{i}_out", _cacheMemory);
+                binding.BindOutputToDevice($"v{i}_out", _cacheMemory);
+            }
+            using var runOptions = new RunOptions();
+            _rowSelector.RunWithBinding(runOptions, binding);
+            var outs = binding.GetOutputValues().ToList();
+            var keys = new OrtValue[layers];
+            var values = new OrtValue[layers];
+            for (int i = 0; i < layers; i++) { keys[i] = outs[2 * i]; values[i] = outs[2 * i + 1]; }
+            return new KvCache(keys, values, rows.Count, cache.Length);
+        }
+    }
+
+    private InferenceSession BuildRowSelector()
+    {
+        var g = new OnnxGraph("select_rows", LlamaGraphBuilder.Opset);
+        var t = Options.ElementType;
+        string rows = g.Input("rows", OnnxElementType.Int64, "n");
+        for (int i = 0; i < Config.NumHiddenLayers; i++)
+        {
+            g.Input($"k{i}", t, "batch", Config.NumKeyValueHeads, Config.HeadDim, "total");
+            g.Input($"v{i}", t, "batch", Config.NumKeyValueHeads, "total", Config.HeadDim);
+            g.Node("Gather", [$"k{i}", rows], [$"k{i}_out"], ("axis", 0L));
+            g.Node("Gather", [$"v{i}", rows], [$"v{i}_out"], ("axis", 0L));
+            g.Output($"k{i}_out", $"k{i}_out", t, "n", Config.NumKeyValueHeads, Config.HeadDim, "total");
+            g.Output($"v{i}_out", $"v{i}_out", t, "n", Config.NumKeyValueHeads, "total", Config.HeadDim);
+        }
+        _rowSelectorOptions = new SessionOptions();
+        if (Device == InferenceDevice.Cuda) _rowSelectorOptions.AppendExecutionProvider_CUDA(0);
+        return new InferenceSession(g.ToModelBytes(), _rowSelectorOptions);
+    }
 }
