@@ -3,7 +3,8 @@
 //                       low-rank update tau += U diag(delta) V^T that cuBLAS applies afterwards;
 //                       u_i is word (i mod 4) of Philox block i / 4 of (seed, stream = tensor
 //                       index, generation), identical to the CPU backend's draw.
-//   scale_columns_f32   out[b][r][c] = in[b][r][c] * scale[b][c]: U diag(delta), batched.
+//   scale_columns_f32   U diag(delta) for a batch of column-major rows x cols matrices (cuBLAS
+//                       layout): out[b][c][r] = in[b][c][r] * scale[b][c].
 //   gaussian_fill_f32   standard normal test matrix for the randomized range finder (Box-Muller
 //                       on a Philox stream; only needs to be random, not identical to the CPU).
 #include "common.cuh"
@@ -20,9 +21,9 @@ struct RescaleArgs {
 };
 
 struct ScaleColumnsArgs {
-  const float* in;           // [batch][rows][cols], row-major
+  const float* in;           // [batch][cols][rows]: column-major rows x cols, back to back
   const float* scale;        // [batch][cols]
-  float* out;                // [batch][rows][cols]; may equal in
+  float* out;                // same layout as in; may equal in
   long long rows;
   int cols;
   int batch;
@@ -59,7 +60,7 @@ extern "C" __global__ void scale_columns_f32(ScaleColumnsArgs a) {
   const long long stride = (long long)gridDim.x * blockDim.x;
   for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += stride) {
     const long long b = i / per;
-    const int c = (int)(i % a.cols);
+    const long long c = (i - b * per) / a.rows;
     a.out[i] = a.in[i] * a.scale[b * a.cols + c];
   }
 }

@@ -77,7 +77,10 @@ public sealed class CudaKernels
             S = singularValues, Delta = delta, N = n, Seed = seed, Stream = tensorIndex, Generation = generation, WMax = wMax,
         });
 
-    /// <summary>out[b][r][c] = in[b][r][c]·scale[b][c] over <paramref name="batch"/> row-major rows×cols float32 matrices.</summary>
+    /// <summary>
+    /// U·diag(scale) for <paramref name="batch"/> column-major rows×cols float32 matrices stored back
+    /// to back (column c of matrix b multiplied by scale[b·cols + c]); output may alias input.
+    /// </summary>
     public void ScaleColumns(ulong input, ulong scale, ulong output, long rows, int cols, int batch, CudaStream stream) =>
         Launch("mutate", "scale_columns_f32", rows * cols * batch, stream, new ScaleColumnsArgs
         {
