@@ -29,7 +29,9 @@ template <typename T> __device__ __forceinline__ T from_float(float x);
 template <> __device__ __forceinline__ float from_float<float>(float x) { return x; }
 template <> __device__ __forceinline__ __half from_float<__half>(float x) { return __float2half_rn(x); }
 template <> __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float x) {
-  return __ushort_as_bfloat16(f32_to_bf16_bits(x));
+  __nv_bfloat16_raw r;
+  r.x = f32_to_bf16_bits(x);
+  return __nv_bfloat16(r);
 }
 
 // Elements of T in one 16-byte vector.
