@@ -1,6 +1,8 @@
 using System.CommandLine;
+using CycleQD.Cli.Commands.Bench;
 using CycleQD.Cli.Commands.Doctor;
 using CycleQD.Cli.Commands.Inspect;
+using CycleQD.Cuda;
 using CycleQD.Tensors;
 
 namespace CycleQD.Cli;
@@ -20,6 +22,7 @@ internal static class CliApp
         root.Options.Add(CommonOptions.Verbose);
         root.Subcommands.Add(InspectCommand.Create());
         root.Subcommands.Add(DoctorCommand.Create());
+        root.Subcommands.Add(BenchCommand.Create());
         return root;
     }
 
@@ -48,7 +51,8 @@ internal static class CliApp
     }
 
     private static bool IsUserError(Exception e) =>
-        e is TensorFormatException or CliUsageException or FileNotFoundException or DirectoryNotFoundException;
+        e is TensorFormatException or CliUsageException or FileNotFoundException or DirectoryNotFoundException
+            or CudaUnavailableException or DeviceMemoryException;
 }
 
 /// <summary>A command-line value that cannot be used; its message is shown as is.</summary>
