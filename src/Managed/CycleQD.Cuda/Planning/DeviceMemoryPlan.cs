@@ -127,8 +127,8 @@ public sealed class DeviceMemoryPlan
         if (Fits) return;
         throw new DeviceMemoryException(
             $"{deviceName} has {GiB(DeviceBytes)} GiB free but merging and mutating this model needs {GiB(PeakBytes)} GiB at peak " +
-            $"(base + child {GiB(ResidentBytes)}, parent staging {GiB(StagingBytes)}, mutation workspace {GiB(PeakWorkspaceBytes)} at batch 1, " +
-            $"reserves {GiB(ReserveBytes)}); use a larger card or the CPU backend");
+            $"(base + child {GiB(ResidentBytes)} GiB, parent staging {GiB(StagingBytes)} GiB, mutation workspace {GiB(PeakWorkspaceBytes)} GiB at batch 1, " +
+            $"reserves {GiB(ReserveBytes)} GiB); use a larger card or the CPU backend");
     }
 
     /// <summary>A human-readable table of the plan (GiB = 2^30 bytes).</summary>
