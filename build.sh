@@ -149,6 +149,49 @@ summarize_trx() {
   [ "$failed" -eq 0 ]
 }
 
+# A folder that runs on a GPU machine with nothing but the NVIDIA driver: the CLI published
+# self-contained, trimmed, with invariant globalization (PTX embedded in CycleQD.Cuda), plus a
+# copy of the PTX and a script that runs the device check. ONNX Runtime's CUDA, TensorRT and
+# shared provider libraries are left out (the CUDA one alone is ~284 MB); inference in the bundle
+# runs on ORT's CPU provider. cuBLAS/cuSOLVER come from the machine's CUDA install (searched
+# under CUDA_HOME, /usr/local/cuda*/lib64 and LD_LIBRARY_PATH).
+cmd_device_bundle() {
+  cmd_setup
+  cmd_native
+  [ -n "$(ls "$ARTIFACTS"/ptx/*.ptx 2>/dev/null)" ] || die "device-bundle: no PTX was built (nvcc missing); the bundle would have no kernels"
+  local out="$ARTIFACTS/device-bundle"
+  rm -rf "$out"; mkdir -p "$out/ptx"
+  dotnet publish src/Managed/CycleQD.Cli/CycleQD.Cli.csproj -c "$CONFIG" -r linux-x64 --self-contained true \
+      -p:PublishTrimmed=true -p:InvariantGlobalization=true -p:DebugType=none -p:GenerateDocumentationFile=false \
+      -o "$out/bin" -nologo -v:q -clp:NoSummary
+  rm -f "$out"/bin/libonnxruntime_providers_cuda.so "$out"/bin/libonnxruntime_providers_tensorrt.so \
+        "$out"/bin/libonnxruntime_providers_shared.so "$out"/bin/*.pdb "$out"/bin/*.dbg
+  cp "$ARTIFACTS"/ptx/*.ptx "$out/ptx/"
+  cat > "$out/run-device-check.sh" <<'SH'
+#!/usr/bin/env bash
+# Runs the device check on this GPU machine and keeps its output in device-check.log.
+# Extra arguments go to `cycleqd bench kernels` (e.g. --no-svd, --shapes 4096x4096).
+set -uo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+LOG="${DEVICE_CHECK_LOG:-$HERE/device-check.log}"
+{
+  echo "# $(date -u '+%Y-%m-%d %H:%M UTC') on $(hostname)"
+  command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+  "$HERE/bin/cycleqd" doctor
+  echo "# cycleqd bench kernels --check $*"
+  "$HERE/bin/cycleqd" bench kernels --check "$@"
+  echo "# exit status $?"
+} 2>&1 | tee "$LOG"
+SH
+  chmod +x "$out/run-device-check.sh" "$out/bin/cycleqd"
+  local bytes
+  bytes=$(du -sb "$out" | cut -f1)
+  log "device bundle: $out ($((bytes / 1048576)) MiB)"
+  [ "$bytes" -lt $((64 * 1048576)) ] || die "device bundle is $((bytes / 1048576)) MiB, over the 64 MiB budget"
+  "$out/bin/cycleqd" doctor >/dev/null || die "the bundled CLI does not start"
+  log "on the GPU machine: ./run-device-check.sh (writes device-check.log)"
+}
+
 cmd_run() {
   cmd_build
   local model="${CYCLEQD_DEMO_MODEL:-$ROOT/models/stories260K}"
@@ -162,6 +205,6 @@ case "${1:-}" in
   test) cmd_test ;;
   run) cmd_run ;;
   bench) die "bench: not yet available (no benchmarks have landed yet)" ;;
-  device-bundle) die "device-bundle: not yet available" ;;
+  device-bundle) cmd_device_bundle ;;
   *) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac
