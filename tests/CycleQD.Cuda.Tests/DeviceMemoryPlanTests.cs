@@ -39,6 +39,11 @@ public class DeviceMemoryPlanTests
         Assert.Equal("gate_proj, up_proj", g[(14336, 4096)].Names);
         // 80 GB leaves room to mutate every matrix of a shape in one batch.
         Assert.All(plan.Groups, x => Assert.Equal(x.Count, x.Batch));
+        // The largest: 64 gate/up matrices, tau alone 64 x 14336 x 4096 float32 = 14 GiB.
+        var largest = plan.Groups.MaxBy(x => x.WorkspaceBytes)!;
+        Assert.Equal((14336, 4096), (largest.Rows, largest.Cols));
+        Assert.InRange(plan.PeakWorkspaceBytes / (double)(1L << 30), 16.6, 16.8);
+        Assert.InRange(plan.PeakBytes / (double)(1L << 30), 57.4, 57.6);
     }
 
     [Fact]
