@@ -299,7 +299,7 @@ public sealed class KernelCheck : IDisposable
         double fullMs = TimeSvd(() =>
         {
             a.CopyTo(work, _stream);
-        }, () => _solver.Gesvd(m, n, work.Pointer, m, sFull.Pointer, 0, 1, 0, 1, vectors: false));
+        }, () => _solver.Gesvd(m, n, work.Pointer, m, sFull.Pointer, 0, m, 0, n, vectors: false));
         var sRef = sFull.ToArray();
         double gesvdTflops = 4.0 * m * (double)n * n / (fullMs * 1e9);
         yield return new KernelCheckRow("svd full gesvd (values)", shape, double.NaN, fullMs, $"{gesvdTflops:F2} TFLOP/s", null, "reference singular values; spectrum s_j ~ 1/(j+1)", double.NaN);

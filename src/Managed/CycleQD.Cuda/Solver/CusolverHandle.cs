@@ -62,7 +62,9 @@ public sealed class CusolverHandle : IDisposable
     /// Thin (econ) Jacobi SVD A = U diag(S) Vᵀ of one m×n matrix: S min(m,n) descending, U m×min,
     /// V n×min (V, not Vᵀ). A is destroyed.
     /// </summary>
-    public void Gesvdj(int m, int n, ulong a, int lda, ulong s, ulong u, int ldu, ulong v, int ldv, double tolerance = 1e-7, int maxSweeps = 100)
+    /// <param name="tolerance">Convergence tolerance; 0 keeps cuSOLVER's default (machine epsilon).</param>
+    /// <param name="maxSweeps">Most Jacobi sweeps.</param>
+    public void Gesvdj(int m, int n, ulong a, int lda, ulong s, ulong u, int ldu, ulong v, int ldv, double tolerance = 0, int maxSweeps = 100)
     {
         using var p = GesvdjParams(tolerance, maxSweeps);
         var mode = Interop.cusolverEigMode_t.CUSOLVER_EIG_MODE_VECTOR;
@@ -77,7 +79,7 @@ public sealed class CusolverHandle : IDisposable
     /// back to back with lda = m: S batch×min(m,n), U batch×m×m, V batch×n×n.
     /// </summary>
     /// <exception cref="ArgumentOutOfRangeException">m or n above 32.</exception>
-    public void GesvdjBatched(int m, int n, ulong a, ulong s, ulong u, ulong v, int batch, double tolerance = 1e-7, int maxSweeps = 100)
+    public void GesvdjBatched(int m, int n, ulong a, ulong s, ulong u, ulong v, int batch, double tolerance = 0, int maxSweeps = 100)
     {
         if (m > 32 || n > 32) throw new ArgumentOutOfRangeException(nameof(m), $"gesvdjBatched takes matrices up to 32×32, got {m}×{n}");
         using var p = GesvdjParams(tolerance, maxSweeps);
@@ -90,7 +92,8 @@ public sealed class CusolverHandle : IDisposable
 
     /// <summary>
     /// QR-based SVD (LAPACK gesvd) of one m×n matrix, m ≥ n (cuSOLVER's requirement): S n values,
-    /// thin U m×n and Vᵀ n×n when <paramref name="vectors"/>, else values only. A is destroyed.
+    /// thin U m×n and Vᵀ n×n when <paramref name="vectors"/>, else values only (u, vt may be 0 and
+    /// their leading dimensions are ignored). A is destroyed.
     /// </summary>
     /// <exception cref="ArgumentException">m &lt; n.</exception>
     public void Gesvd(int m, int n, ulong a, int lda, ulong s, ulong u, int ldu, ulong vt, int ldvt, bool vectors)
@@ -99,7 +102,9 @@ public sealed class CusolverHandle : IDisposable
         CudaStatus.Check(Interop.Cusolver.cusolverDnSgesvd_bufferSize(H, m, n, out int lwork));
         ulong work = Work(lwork);
         sbyte job = vectors ? (sbyte)'S' : (sbyte)'N';
-        CudaStatus.Check(Interop.Cusolver.cusolverDnSgesvd(H, job, job, m, n, a, lda, s, u, Math.Max(1, ldu), vt, Math.Max(1, ldvt), work, lwork, 0, Info(1)));
+        // cuSOLVER validates ldu >= m and ldvt >= n even when no vectors are asked for.
+        if (!vectors) { ldu = m; ldvt = n; }
+        CudaStatus.Check(Interop.Cusolver.cusolverDnSgesvd(H, job, job, m, n, a, lda, s, u, ldu, vt, ldvt, work, lwork, 0, Info(1)));
         CheckInfo(1, "cusolverDnSgesvd");
     }
 
@@ -136,7 +141,7 @@ public sealed class CusolverHandle : IDisposable
     {
         CudaStatus.Check(Interop.Cusolver.cusolverDnCreateGesvdjInfo(out nint info));
         var p = new GesvdjInfo(info);
-        CudaStatus.Check(Interop.Cusolver.cusolverDnXgesvdjSetTolerance(info, tolerance));
+        if (tolerance > 0) CudaStatus.Check(Interop.Cusolver.cusolverDnXgesvdjSetTolerance(info, tolerance));
         CudaStatus.Check(Interop.Cusolver.cusolverDnXgesvdjSetMaxSweeps(info, maxSweeps));
         return p;
     }
