@@ -62,8 +62,7 @@ public sealed class CusolverHandle : IDisposable
     /// Thin (econ) Jacobi SVD A = U diag(S) Vᵀ of one m×n matrix: S min(m,n) descending, U m×min,
     /// V n×min (V, not Vᵀ). A is destroyed.
     /// </summary>
-    /// <param name="tolerance">Convergence tolerance; 0 keeps cuSOLVER's default (machine epsilon).</param>
-    /// <param name="maxSweeps">Most Jacobi sweeps.</param>
+    /// <remarks>A <paramref name="tolerance"/> of 0 keeps cuSOLVER's default (machine epsilon); <paramref name="maxSweeps"/> bounds the Jacobi sweeps.</remarks>
     public void Gesvdj(int m, int n, ulong a, int lda, ulong s, ulong u, int ldu, ulong v, int ldv, double tolerance = 0, int maxSweeps = 100)
     {
         using var p = GesvdjParams(tolerance, maxSweeps);
