@@ -69,4 +69,13 @@ public class NativeLibraryTests
         if (where is null) Assert.Skip("no cuBLAS installed on this machine");
         Assert.Matches(@"libcublas\.so\.1[123]$", where);
     }
+
+    [Fact]
+    public void MathLibraries_ReportWhatTheResolverFinds()
+    {
+        var (cublas, cusolver) = CudaDeviceProbe.MathLibraries();
+        Assert.Equal(CudaLibraryResolver.TryLoad(Interop.Libraries.Cublas, out _, out _), cublas is not null);
+        Assert.Equal(CudaLibraryResolver.TryLoad(Interop.Libraries.Cusolver, out _, out _), cusolver is not null);
+        if (cusolver is not null) Assert.Matches(@"libcusolver\.so\.1[12]$", cusolver);
+    }
 }

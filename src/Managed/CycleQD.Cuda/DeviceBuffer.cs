@@ -62,6 +62,32 @@ public sealed class DeviceBuffer<T> : IDisposable where T : unmanaged
             CudaStatus.Check(Interop.CudaDriver.cuMemcpyDtoH(p, At(offset), (nuint)((long)destination.Length * sizeof(T))));
     }
 
+    /// <summary>
+    /// Queues a host → device copy of <paramref name="count"/> elements at <paramref name="host"/> on
+    /// <paramref name="stream"/>. The caller keeps that memory alive and unchanged until the stream
+    /// has passed the copy; it overlaps with other work only when the memory is page-locked.
+    /// </summary>
+    public unsafe void CopyFromAsync(nint host, long count, long offset, CudaStream stream)
+    {
+        CheckRange(offset, count);
+        if (count > 0) CudaStatus.Check(Interop.CudaDriver.cuMemcpyHtoDAsync(At(offset), (void*)host, (nuint)(count * sizeof(T)), stream.Handle));
+    }
+
+    /// <summary>Queues a device → host copy of <paramref name="count"/> elements into <paramref name="host"/>; same lifetime rule as <see cref="CopyFromAsync"/>.</summary>
+    public unsafe void CopyToAsync(nint host, long count, long offset, CudaStream stream)
+    {
+        CheckRange(offset, count);
+        if (count > 0) CudaStatus.Check(Interop.CudaDriver.cuMemcpyDtoHAsync((void*)host, At(offset), (nuint)(count * sizeof(T)), stream.Handle));
+    }
+
+    /// <summary>Sets every byte to <paramref name="value"/> and waits for it.</summary>
+    public void FillBytes(byte value)
+    {
+        if (Bytes == 0) return;
+        _context.MakeCurrent();
+        CudaStatus.Check(Interop.CudaDriver.cuMemsetD8(Pointer, value, (nuint)Bytes));
+    }
+
     /// <summary>Copies device → device (the whole of the shorter buffer), ordered on <paramref name="stream"/>.</summary>
     public void CopyTo(DeviceBuffer<T> destination, CudaStream stream)
     {
@@ -83,7 +109,7 @@ public sealed class DeviceBuffer<T> : IDisposable where T : unmanaged
         return a;
     }
 
-    private void CheckRange(long offset, int count)
+    private void CheckRange(long offset, long count)
     {
         if (offset < 0 || offset + count > Length)
             throw new ArgumentOutOfRangeException(nameof(offset), $"{count} elements at {offset} do not fit a buffer of {Length}");

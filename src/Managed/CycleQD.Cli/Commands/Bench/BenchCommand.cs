@@ -67,7 +67,9 @@ internal static class BenchCommand
         var status = CudaDeviceProbe.Probe();
         o.WriteLine($"cycleqd bench kernels: {ctx.Device.Name} (compute {ctx.Device.ComputeCapability}, {ctx.Device.Multiprocessors} SMs, {ctx.Device.TotalMemoryBytes / (double)(1L << 30):F1} GiB, L2 {ctx.L2CacheBytes >> 20} MiB), driver {status.DriverVersion}");
         o.WriteLine($"  {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC; median of {options.Repeats} runs after {options.Warmup} warm-up, L2 flushed before each; errors vs float64 CPU references");
-        var (free, total) = ctx.MemoryInfo();
+        var (cublas, cusolver) = CudaDeviceProbe.MathLibraries();
+        o.WriteLine($"  cuBLAS {cublas ?? "NOT FOUND"}; cuSOLVER {cusolver ?? "NOT FOUND"}");
+        var (free, _) = ctx.MemoryInfo();
         var plan = DeviceMemoryPlan.Create(Llama3_8B, DType.BF16, free);
         o.WriteLine($"  Llama-3-8B bf16 memory plan on this card: peak {plan.PeakBytes / (double)(1L << 30):F1} GiB of {free / (double)(1L << 30):F1} GiB free ({(plan.Fits ? "fits" : "does not fit")})");
 
