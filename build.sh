@@ -167,21 +167,39 @@ cmd_device_bundle() {
   rm -f "$out"/bin/libonnxruntime_providers_cuda.so "$out"/bin/libonnxruntime_providers_tensorrt.so \
         "$out"/bin/libonnxruntime_providers_shared.so "$out"/bin/*.pdb "$out"/bin/*.dbg
   cp "$ARTIFACTS"/ptx/*.ptx "$out/ptx/"
+  # The llm.c-style dev harnesses, linked for sm_90 (H100/H200) with the static CUDA runtime,
+  # so they need only the driver there.
+  local hostcc=()
+  if command -v g++-11 >/dev/null 2>&1; then hostcc=(-DCMAKE_CUDA_HOST_COMPILER="$(command -v g++-11)"); fi
+  cmake -S native -B "$ARTIFACTS/native-dev" -DCMAKE_CUDA_COMPILER="$(find_nvcc)" "${hostcc[@]}" \
+        -DCYCLEQD_BUILD_DEV_HARNESSES=ON -DCYCLEQD_DEV_ARCH=90 -DPTX_OUTPUT_DIR="$ARTIFACTS/native-dev/ptx" >/dev/null
+  cmake --build "$ARTIFACTS/native-dev" --target dev_harnesses -- -j"$(nproc)" >/dev/null
+  mkdir -p "$out/dev"
+  cp "$ARTIFACTS"/native-dev/dev/* "$out/dev/"
   cat > "$out/run-device-check.sh" <<'SH'
 #!/usr/bin/env bash
-# Runs the device check on this GPU machine and keeps its output in device-check.log.
-# Extra arguments go to `cycleqd bench kernels` (e.g. --no-svd, --shapes 4096x4096).
+# Runs the device check on this GPU machine and keeps its output in device-check.log:
+# cycleqd doctor, cycleqd bench kernels --check (extra arguments are passed to it, e.g. --no-svd
+# or --shapes 4096x4096), then the kernel dev harnesses in dev/. Exits with the bench's status.
 set -uo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 LOG="${DEVICE_CHECK_LOG:-$HERE/device-check.log}"
-{
-  echo "# $(date -u '+%Y-%m-%d %H:%M UTC') on $(hostname)"
-  command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
-  "$HERE/bin/cycleqd" doctor
-  echo "# cycleqd bench kernels --check $*"
-  "$HERE/bin/cycleqd" bench kernels --check "$@"
-  echo "# exit status $?"
-} 2>&1 | tee "$LOG"
+: > "$LOG"
+say() { echo "$*" | tee -a "$LOG"; }
+say "# $(date -u '+%Y-%m-%d %H:%M UTC') on $(hostname)"
+command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | tee -a "$LOG"
+"$HERE/bin/cycleqd" doctor 2>&1 | tee -a "$LOG"
+say "# cycleqd bench kernels --check $*"
+"$HERE/bin/cycleqd" bench kernels --check "$@" 2>&1 | tee -a "$LOG"
+rc=${PIPESTATUS[0]}
+say "# bench exit status $rc"
+for h in "$HERE"/dev/*; do
+  [ -x "$h" ] || continue
+  say "# dev harness $(basename "$h")"
+  "$h" 2>&1 | tee -a "$LOG"
+  say "# exit status ${PIPESTATUS[0]}"
+done
+exit "$rc"
 SH
   chmod +x "$out/run-device-check.sh" "$out/bin/cycleqd"
   local bytes

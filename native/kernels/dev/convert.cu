@@ -30,6 +30,7 @@ static void launch(int version, const float* in, void* out, long long n) {
 }
 
 int main(int argc, char** argv) try {
+  dev::require_device();
   const long long n = argc > 1 ? std::atoll(argv[1]) : 4096LL * 4096;
   std::printf("convert f32 -> bf16, n = %lld\n", n);
   dev::HostRng rng(2);

@@ -90,6 +90,13 @@ inline double copy_bandwidth(size_t bytes) {
   return 2.0 * bytes / (ms * 1e6);
 }
 
+// Fails fast (before building host data) when there is no GPU.
+inline void require_device() {
+  int n = 0;
+  DEV_CHECK(cudaGetDeviceCount(&n));
+  if (n == 0) throw std::runtime_error("no CUDA device");
+}
+
 inline int grid_for(long long work, int block) {
   int dev = 0, sms = 0;
   DEV_CHECK(cudaGetDevice(&dev));

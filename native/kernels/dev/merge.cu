@@ -39,6 +39,7 @@ static void launch(int version, const MergeArgs& a) {
 }
 
 int main(int argc, char** argv) try {
+  dev::require_device();
   const long long n = argc > 1 ? std::atoll(argv[1]) : 14336LL * 4096;
   const int np = 2;
   std::printf("merge bf16, n = %lld, %d parents\n", n, np);

@@ -16,6 +16,7 @@ static void philox_cpu(uint32_t c[4], uint32_t k0, uint32_t k1) {
 }
 
 int main(int argc, char** argv) try {
+  dev::require_device();
   const long long k = argc > 1 ? std::atoll(argv[1]) : 256;
   const long long rows = argc > 2 ? std::atoll(argv[2]) : 14336;
   const unsigned long long seed = 0x0123456789abcdefull;

@@ -19,6 +19,7 @@ __global__ void apply_task_vector_bf16_v1(ApplyTaskVectorArgs a) {
 }
 
 int main(int argc, char** argv) try {
+  dev::require_device();
   const long long n = argc > 1 ? std::atoll(argv[1]) : 4096LL * 14336;
   std::printf("task vectors bf16, n = %lld\n", n);
   dev::HostRng rng(4);
