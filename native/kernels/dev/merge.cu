@@ -29,11 +29,50 @@ __global__ void merge_bf16_v1(MergeArgs a) {
 
 // ---- version 2: the production kernel (16-byte vectors, grid-stride, unrolled parents) -------
 
+// ---- version 3: version 2 with two vectors per thread per step, all loads issued before any
+// math, for more bytes in flight per thread (candidate; aligned pointers and 2 parents only) ----
+__global__ void merge_bf16_v3(MergeArgs a) {
+  using namespace cqd;
+  const long long stride = (long long)gridDim.x * blockDim.x;
+  const long long nvec = a.n / 8;
+  const uint4* base = static_cast<const uint4*>(a.base);
+  const uint4* p0 = static_cast<const uint4*>(a.parents[0]);
+  const uint4* p1 = static_cast<const uint4*>(a.parents[1]);
+  uint4* out = static_cast<uint4*>(a.out);
+  const float c0 = a.coef[0], c1 = a.coef[1];
+  for (long long v = (long long)blockIdx.x * blockDim.x + threadIdx.x; v < nvec; v += 2 * stride) {
+    const bool second = v + stride < nvec;
+    Pack16 b[2], x[2], y[2], o[2];
+    b[0].u = __ldg(base + v); x[0].u = __ldg(p0 + v); y[0].u = __ldg(p1 + v);
+    if (second) { b[1].u = __ldg(base + v + stride); x[1].u = __ldg(p0 + v + stride); y[1].u = __ldg(p1 + v + stride); }
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      if (h == 1 && !second) break;
+#pragma unroll
+      for (int k = 0; k < 8; ++k) {
+        const float bb = to_float(b[h].b[k]);
+        float acc = fmaf(c0, to_float(x[h].b[k]) - bb, bb);
+        acc = fmaf(c1, to_float(y[h].b[k]) - bb, acc);
+        o[h].b[k] = from_float<__nv_bfloat16>(acc);
+      }
+      out[v + h * stride] = o[h].u;
+    }
+  }
+  for (long long i = nvec * 8 + (long long)blockIdx.x * blockDim.x + threadIdx.x; i < a.n; i += stride) {
+    const __nv_bfloat16* bs = static_cast<const __nv_bfloat16*>(a.base);
+    const float bb = to_float(bs[i]);
+    float acc = fmaf(c0, to_float(static_cast<const __nv_bfloat16*>(a.parents[0])[i]) - bb, bb);
+    acc = fmaf(c1, to_float(static_cast<const __nv_bfloat16*>(a.parents[1])[i]) - bb, acc);
+    static_cast<__nv_bfloat16*>(a.out)[i] = from_float<__nv_bfloat16>(acc);
+  }
+}
+
 static void launch(int version, const MergeArgs& a) {
   const int block = 256;
   switch (version) {
     case 1: merge_bf16_v1<<<(unsigned)((a.n + block - 1) / block), block>>>(a); break;
     case 2: merge_bf16<<<dev::grid_for(a.n / 8 + 1, block), block>>>(a); break;
+    case 3: merge_bf16_v3<<<dev::grid_for(a.n / 16 + 1, block), block>>>(a); break;
     default: throw std::runtime_error("no such version");
   }
 }
@@ -67,7 +106,7 @@ int main(int argc, char** argv) try {
   const double copy_gbs = dev::copy_bandwidth((size_t)n * 2);
   std::printf("  device-to-device copy: %.1f GB/s\n", copy_gbs);
   const double bytes = (double)n * 2 * (np + 2);
-  for (int v = 1; v <= 2; ++v) {
+  for (int v = 1; v <= 3; ++v) {
     DEV_CHECK(cudaMemset(dout, 0xff, n * 2));  // poison: 0xffff is a bf16 NaN
     launch(v, a);
     DEV_CHECK(cudaDeviceSynchronize());
