@@ -26,12 +26,17 @@ public sealed class CudaKernels
     /// child = base + Σ wᵢ(θᵢ − base) / Σ wⱼ over 1..8 parents, <paramref name="n"/> elements of <paramref name="dtype"/>.
     /// </summary>
     /// <exception cref="ArgumentException">no parents, more than 8, weights of another count, or Σw = 0.</exception>
-    public unsafe void Merge(DType dtype, ulong baseWeights, ReadOnlySpan<ulong> parents, ReadOnlySpan<double> weights, ulong child, long n, CudaStream stream)
+    public void Merge(DType dtype, ulong baseWeights, ReadOnlySpan<ulong> parents, ReadOnlySpan<double> weights, ulong child, long n, CudaStream stream) =>
+        Launch("merge", "merge_" + Suffix(dtype), n, stream, MergeArguments(baseWeights, parents, weights, child, n));
+
+    /// <summary>The merge kernel's argument struct, with cᵢ = wᵢ / Σw computed in float64 and stored as float32.</summary>
+    internal static unsafe MergeArgs MergeArguments(ulong baseWeights, ReadOnlySpan<ulong> parents, ReadOnlySpan<double> weights, ulong child, long n)
     {
         if (parents.Length is 0 or > MergeArgs.MaxParents)
             throw new ArgumentException($"merge takes 1 to {MergeArgs.MaxParents} parents, got {parents.Length}", nameof(parents));
         if (weights.Length != parents.Length)
             throw new ArgumentException($"{weights.Length} weights for {parents.Length} parents", nameof(weights));
+        ArgumentOutOfRangeException.ThrowIfNegative(n);
         double sum = 0;
         foreach (double w in weights) sum += w;
         if (sum == 0 || !double.IsFinite(sum)) throw new ArgumentException($"merge weights sum to {sum}; cannot normalise", nameof(weights));
@@ -41,7 +46,7 @@ public sealed class CudaKernels
             a.Parents[i] = parents[i];
             a.Coef[i] = (float)(weights[i] / sum);
         }
-        Launch("merge", "merge_" + Suffix(dtype), n, stream, a);
+        return a;
     }
 
     /// <summary>tau = theta − base: <paramref name="n"/> elements of <paramref name="dtype"/> in, float32 out.</summary>
