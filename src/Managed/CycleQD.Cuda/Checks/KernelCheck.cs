@@ -65,8 +65,11 @@ public sealed class KernelCheck : IDisposable
     private readonly CudaContext _ctx;
     private readonly CudaStream _stream;
     private readonly CudaKernels _kernels;
-    private readonly CublasHandle _blas;
-    private readonly CusolverHandle _solver;
+    // Null when the machine has no cuBLAS / cuSOLVER (a driver-only GPU box): the element-wise
+    // kernels are still checked and the GEMM and SVD rows say why they were skipped.
+    private readonly CublasHandle? _blas;
+    private readonly CusolverHandle? _solver;
+    private readonly string? _mathUnavailable;
     private readonly CudaEvent _start, _end;
     private readonly DeviceBuffer<byte> _flush;
     private readonly KernelCheckOptions _options;
@@ -78,8 +81,17 @@ public sealed class KernelCheck : IDisposable
         _options = options;
         _stream = CudaStream.Create(context);
         _kernels = new CudaKernels(context);
-        _blas = CublasHandle.Create(context, _stream);
-        _solver = CusolverHandle.Create(context, _stream);
+        try
+        {
+            _blas = CublasHandle.Create(context, _stream);
+            _solver = CusolverHandle.Create(context, _stream);
+        }
+        catch (CudaUnavailableException e)
+        {
+            _blas?.Dispose();
+            _blas = null;
+            _mathUnavailable = e.Reason;
+        }
         _start = CudaEvent.Create(context);
         _end = CudaEvent.Create(context);
         _flush = context.Allocate<byte>(Math.Max(2L * context.L2CacheBytes, 1 << 20));
@@ -240,6 +252,11 @@ public sealed class KernelCheck : IDisposable
         err = CpuReference.RelativeError(mk, i => (double)u[i] * delta[i / m], i => ud[i]);
         yield return Bandwidth("scale_columns f32", $"{m}x{k}", err, Time(Scale), 8.0 * mk, copyGBs, "U diag(r*s)", ExactTolerance);
 
+        if (_blas is null)
+        {
+            yield return new KernelCheckRow("low-rank update GemmEx", shape, double.NaN, double.NaN, "-", null, "skipped: " + _mathUnavailable, double.NaN);
+            yield break;
+        }
         // tau (m x n, column-major) += Ud V^T through one GemmEx (exact float32, no TF32).
         long mn = (long)m * nn, nk = (long)nn * k;
         var v = new float[nk];
@@ -273,6 +290,11 @@ public sealed class KernelCheck : IDisposable
     /// <summary>Full gesvd vs randomized SVD (ours and Xgesvdr) per shape and rank; the error is the worst relative error of the top-k singular values against gesvd's.</summary>
     public IEnumerable<KernelCheckRow> Svd()
     {
+        if (_blas is null || _solver is null)
+        {
+            yield return new KernelCheckRow("svd", "-", double.NaN, double.NaN, "-", null, "skipped: " + _mathUnavailable, double.NaN);
+            yield break;
+        }
         var ranks = _options.SvdRanks ?? [64, 256];
         var seen = new HashSet<(int, int)>();
         foreach (var (rows, cols) in _options.Shapes)
@@ -285,21 +307,21 @@ public sealed class KernelCheck : IDisposable
                 yield return new KernelCheckRow("svd", shape, double.NaN, double.NaN, "-", null, $"skipped: larger side {m} > --svd-max-rows {_options.SvdMaxRows}", double.NaN);
                 continue;
             }
-            foreach (var row in SvdOn(m, n, ranks)) yield return row;
+            foreach (var row in SvdOn(m, n, ranks, _blas, _solver)) yield return row;
         }
     }
 
-    private IEnumerable<KernelCheckRow> SvdOn(int m, int n, IReadOnlyList<int> ranks)
+    private IEnumerable<KernelCheckRow> SvdOn(int m, int n, IReadOnlyList<int> ranks, CublasHandle blas, CusolverHandle solver)
     {
         string shape = $"{m}x{n}";
         long mn = (long)m * n;
-        using var a = TestMatrix(m, n);
+        using var a = TestMatrix(m, n, blas);
         using var work = _ctx.Allocate<float>(mn);
         using var sFull = _ctx.Allocate<float>(n);
         double fullMs = TimeSvd(() =>
         {
             a.CopyTo(work, _stream);
-        }, () => _solver.Gesvd(m, n, work.Pointer, m, sFull.Pointer, 0, m, 0, n, vectors: false));
+        }, () => solver.Gesvd(m, n, work.Pointer, m, sFull.Pointer, 0, m, 0, n, vectors: false));
         var sRef = sFull.ToArray();
         double gesvdTflops = 4.0 * m * (double)n * n / (fullMs * 1e9);
         yield return new KernelCheckRow("svd full gesvd (values)", shape, double.NaN, fullMs, $"{gesvdTflops:F2} TFLOP/s", null, "reference singular values; spectrum s_j ~ 1/(j+1)", double.NaN);
@@ -309,7 +331,7 @@ public sealed class KernelCheck : IDisposable
             var opts = new RandomizedSvdOptions(k, _options.SvdOversampling, _options.SvdPowerIterations);
             BatchedSvdResult? last = null;
             double ms = TimeSvd(() => { last?.Dispose(); last = null; },
-                () => last = RandomizedSvd.Compute(_ctx, _blas, _solver, _kernels, _stream, a.Pointer, 1, m, n, opts));
+                () => last = RandomizedSvd.Compute(_ctx, blas, solver, _kernels, _stream, a.Pointer, 1, m, n, opts));
             var s = last!.S.ToArray();
             last.Dispose();
             yield return new KernelCheckRow($"svd randomized (ours) k={k}", shape, TopKError(sRef, s, k), ms, $"{fullMs / ms:F1}x vs gesvd", null,
@@ -320,7 +342,7 @@ public sealed class KernelCheck : IDisposable
             using var ur = _ctx.Allocate<float>((long)m * l);
             using var vr = _ctx.Allocate<float>((long)n * l);
             ms = TimeSvd(() => a.CopyTo(work, _stream),
-                () => _solver.Xgesvdr(m, n, k, l - k, opts.PowerIterations, work.Pointer, m, sr.Pointer, ur.Pointer, m, vr.Pointer, n));
+                () => solver.Xgesvdr(m, n, k, l - k, opts.PowerIterations, work.Pointer, m, sr.Pointer, ur.Pointer, m, vr.Pointer, n));
             s = sr.ToArray();
             yield return new KernelCheckRow($"svd Xgesvdr k={k}", shape, TopKError(sRef, s, k), ms, $"{fullMs / ms:F1}x vs gesvd", null,
                 "cuSOLVER randomized, same p and q", SvdTolerance);
@@ -333,10 +355,10 @@ public sealed class KernelCheck : IDisposable
             int k = ranks.Where(r => r <= n).DefaultIfEmpty(Math.Min(64, n)).Max();
             using var batch = _ctx.Allocate<float>(mn * Batch);
             for (int i = 0; i < Batch; i++)
-                Interop.CudaDriver.cuMemcpyDtoDAsync(batch.At(i * mn), a.Pointer, (nuint)(mn * 4), _stream.Handle);
+                CudaStatus.Check(Interop.CudaDriver.cuMemcpyDtoDAsync(batch.At(i * mn), a.Pointer, (nuint)(mn * 4), _stream.Handle));
             BatchedSvdResult? last = null;
             double ms = TimeSvd(() => { last?.Dispose(); last = null; },
-                () => last = RandomizedSvd.Compute(_ctx, _blas, _solver, _kernels, _stream, batch.Pointer, Batch, m, n, new RandomizedSvdOptions(k, _options.SvdOversampling, _options.SvdPowerIterations)));
+                () => last = RandomizedSvd.Compute(_ctx, blas, solver, _kernels, _stream, batch.Pointer, Batch, m, n, new RandomizedSvdOptions(k, _options.SvdOversampling, _options.SvdPowerIterations)));
             var s = last!.S.ToArray();
             double worst = 0;
             for (int i = 0; i < Batch; i++) worst = Math.Max(worst, TopKError(sRef, s.AsSpan(i * last.Sketch, last.Sketch).ToArray(), k));
@@ -354,7 +376,7 @@ public sealed class KernelCheck : IDisposable
     }
 
     /// <summary>m×n column-major X diag(σ) Yᵀ with Gaussian X (m×n), Y (n×n) and σⱼ = 1/(j+1): a decaying spectrum like a weight delta's.</summary>
-    private DeviceBuffer<float> TestMatrix(int m, int n)
+    private DeviceBuffer<float> TestMatrix(int m, int n, CublasHandle blas)
     {
         using var x = _ctx.Allocate<float>((long)m * n);
         using var y = _ctx.Allocate<float>((long)n * n);
@@ -366,7 +388,7 @@ public sealed class KernelCheck : IDisposable
         _kernels.FillGaussian(y.Pointer, y.Length, 11, 2, 0, _stream);
         _kernels.ScaleColumns(x.Pointer, sigma.Pointer, x.Pointer, m, n, 1, _stream);
         var a = _ctx.Allocate<float>((long)m * n);
-        _blas.Gemm(false, true, m, n, n, 1f, x.Pointer, GemmType.F32, m, y.Pointer, GemmType.F32, n, 0f, a.Pointer, GemmType.F32, m);
+        blas.Gemm(false, true, m, n, n, 1f, x.Pointer, GemmType.F32, m, y.Pointer, GemmType.F32, n, 0f, a.Pointer, GemmType.F32, m);
         _stream.Synchronize();
         return a;
     }
@@ -420,8 +442,8 @@ public sealed class KernelCheck : IDisposable
         _flush.Dispose();
         _start.Dispose();
         _end.Dispose();
-        _solver.Dispose();
-        _blas.Dispose();
+        _solver?.Dispose();
+        _blas?.Dispose();
         _stream.Dispose();
     }
 }
