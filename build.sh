@@ -149,6 +149,67 @@ summarize_trx() {
   [ "$failed" -eq 0 ]
 }
 
+# A folder that runs on a GPU machine with nothing but the NVIDIA driver: the CLI published
+# self-contained, trimmed, with invariant globalization (PTX embedded in CycleQD.Cuda), plus a
+# copy of the PTX and a script that runs the device check. ONNX Runtime's CUDA, TensorRT and
+# shared provider libraries are left out (the CUDA one alone is ~284 MB); inference in the bundle
+# runs on ORT's CPU provider. cuBLAS/cuSOLVER come from the machine's CUDA install (searched
+# under CUDA_HOME, /usr/local/cuda*/lib64 and LD_LIBRARY_PATH).
+cmd_device_bundle() {
+  cmd_setup
+  cmd_native
+  [ -n "$(ls "$ARTIFACTS"/ptx/*.ptx 2>/dev/null)" ] || die "device-bundle: no PTX was built (nvcc missing); the bundle would have no kernels"
+  local out="$ARTIFACTS/device-bundle"
+  rm -rf "$out"; mkdir -p "$out/ptx"
+  dotnet publish src/Managed/CycleQD.Cli/CycleQD.Cli.csproj -c "$CONFIG" -r linux-x64 --self-contained true \
+      -p:PublishTrimmed=true -p:InvariantGlobalization=true -p:DebugType=none -p:GenerateDocumentationFile=false \
+      -o "$out/bin" -nologo -v:q -clp:NoSummary
+  rm -f "$out"/bin/libonnxruntime_providers_cuda.so "$out"/bin/libonnxruntime_providers_tensorrt.so \
+        "$out"/bin/libonnxruntime_providers_shared.so "$out"/bin/*.pdb "$out"/bin/*.dbg
+  cp "$ARTIFACTS"/ptx/*.ptx "$out/ptx/"
+  # The llm.c-style dev harnesses, linked for sm_90 (H100/H200) with the static CUDA runtime,
+  # so they need only the driver there.
+  local hostcc=()
+  if command -v g++-11 >/dev/null 2>&1; then hostcc=(-DCMAKE_CUDA_HOST_COMPILER="$(command -v g++-11)"); fi
+  cmake -S native -B "$ARTIFACTS/native-dev" -DCMAKE_CUDA_COMPILER="$(find_nvcc)" "${hostcc[@]}" \
+        -DCYCLEQD_BUILD_DEV_HARNESSES=ON -DCYCLEQD_DEV_ARCH=90 -DPTX_OUTPUT_DIR="$ARTIFACTS/native-dev/ptx" >/dev/null
+  cmake --build "$ARTIFACTS/native-dev" --target dev_harnesses -- -j"$(nproc)" >/dev/null
+  mkdir -p "$out/dev"
+  cp "$ARTIFACTS"/native-dev/dev/* "$out/dev/"
+  cat > "$out/run-device-check.sh" <<'SH'
+#!/usr/bin/env bash
+# Runs the device check on this GPU machine and keeps its output in device-check.log:
+# cycleqd doctor, cycleqd bench kernels --check (extra arguments are passed to it, e.g. --no-svd
+# or --shapes 4096x4096), then the kernel dev harnesses in dev/. Exits with the bench's status.
+set -uo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+LOG="${DEVICE_CHECK_LOG:-$HERE/device-check.log}"
+: > "$LOG"
+say() { echo "$*" | tee -a "$LOG"; }
+say "# $(date -u '+%Y-%m-%d %H:%M UTC') on $(hostname)"
+command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | tee -a "$LOG"
+"$HERE/bin/cycleqd" doctor 2>&1 | tee -a "$LOG"
+say "# cycleqd bench kernels --check $*"
+"$HERE/bin/cycleqd" bench kernels --check "$@" 2>&1 | tee -a "$LOG"
+rc=${PIPESTATUS[0]}
+say "# bench exit status $rc"
+for h in "$HERE"/dev/*; do
+  [ -x "$h" ] || continue
+  say "# dev harness $(basename "$h")"
+  "$h" 2>&1 | tee -a "$LOG"
+  say "# exit status ${PIPESTATUS[0]}"
+done
+exit "$rc"
+SH
+  chmod +x "$out/run-device-check.sh" "$out/bin/cycleqd"
+  local bytes
+  bytes=$(du -sb "$out" | cut -f1)
+  log "device bundle: $out ($((bytes / 1048576)) MiB)"
+  [ "$bytes" -lt $((64 * 1048576)) ] || die "device bundle is $((bytes / 1048576)) MiB, over the 64 MiB budget"
+  "$out/bin/cycleqd" doctor >/dev/null || die "the bundled CLI does not start"
+  log "on the GPU machine: ./run-device-check.sh (writes device-check.log)"
+}
+
 cmd_run() {
   cmd_build
   local model="${CYCLEQD_DEMO_MODEL:-$ROOT/models/stories260K}"
@@ -162,6 +223,6 @@ case "${1:-}" in
   test) cmd_test ;;
   run) cmd_run ;;
   bench) die "bench: not yet available (no benchmarks have landed yet)" ;;
-  device-bundle) die "device-bundle: not yet available" ;;
+  device-bundle) cmd_device_bundle ;;
   *) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

@@ -3,9 +3,11 @@
 // (base and parents read once, child written once: the memory-bound floor).
 //
 // Launch: 1-D grid, any size; a grid-stride loop covers the tensor. Each thread moves 16 bytes
-// per operand per step when every pointer is 16-byte aligned (cudaMalloc and safetensors data
+// per operand per step when every pointer is 16-byte aligned (cuMemAlloc and safetensors data
 // both are), and falls back to scalar access otherwise; the tail past the last full vector is
-// handled element by element, so any length works.
+// handled element by element, so any length works. The parent loop is unrolled to the maximum
+// with a guard, so parents[p] and coef[p] are read with constant offsets from the parameter
+// space instead of forcing the argument struct into local memory.
 #include "common.cuh"
 
 #define CQD_MAX_PARENTS 8
@@ -28,23 +30,28 @@ __device__ __forceinline__ void merge_impl(const MergeArgs& a) {
   const long long stride = (long long)gridDim.x * blockDim.x;
   const long long tid = (long long)blockIdx.x * blockDim.x + threadIdx.x;
 
-  bool aligned = ((uintptr_t)a.base % 16 == 0) && ((uintptr_t)a.out % 16 == 0);
-  for (int p = 0; p < np; ++p) aligned = aligned && ((uintptr_t)a.parents[p] % 16 == 0);
+  bool aligned = aligned16(a.base) && aligned16(a.out);
+#pragma unroll
+  for (int p = 0; p < CQD_MAX_PARENTS; ++p)
+    if (p < np) aligned = aligned && aligned16(a.parents[p]);
 
   constexpr int V = Vec<T>::N;
-  long long nvec = aligned ? a.n / V : 0;
+  const long long nvec = aligned ? a.n / V : 0;
   for (long long v = tid; v < nvec; v += stride) {
     Pack16 pb, po;
     pb.u = __ldg(reinterpret_cast<const uint4*>(base) + v);
     float acc[V], b[V];
 #pragma unroll
     for (int k = 0; k < V; ++k) { b[k] = to_float(elems<T>(pb)[k]); acc[k] = b[k]; }
-    for (int p = 0; p < np; ++p) {
-      Pack16 pp;
-      pp.u = __ldg(reinterpret_cast<const uint4*>(a.parents[p]) + v);
-      const float c = a.coef[p];
 #pragma unroll
-      for (int k = 0; k < V; ++k) acc[k] = fmaf(c, to_float(elems<T>(pp)[k]) - b[k], acc[k]);
+    for (int p = 0; p < CQD_MAX_PARENTS; ++p) {
+      if (p < np) {
+        Pack16 pp;
+        pp.u = __ldg(reinterpret_cast<const uint4*>(a.parents[p]) + v);
+        const float c = a.coef[p];
+#pragma unroll
+        for (int k = 0; k < V; ++k) acc[k] = fmaf(c, to_float(elems<T>(pp)[k]) - b[k], acc[k]);
+      }
     }
 #pragma unroll
     for (int k = 0; k < V; ++k) elems<T>(po)[k] = from_float<T>(acc[k]);
@@ -53,8 +60,9 @@ __device__ __forceinline__ void merge_impl(const MergeArgs& a) {
   for (long long i = nvec * V + tid; i < a.n; i += stride) {
     const float b = to_float(base[i]);
     float acc = b;
-    for (int p = 0; p < np; ++p)
-      acc = fmaf(a.coef[p], to_float(static_cast<const T*>(a.parents[p])[i]) - b, acc);
+#pragma unroll
+    for (int p = 0; p < CQD_MAX_PARENTS; ++p)
+      if (p < np) acc = fmaf(a.coef[p], to_float(static_cast<const T*>(a.parents[p])[i]) - b, acc);
     out[i] = from_float<T>(acc);
   }
 }

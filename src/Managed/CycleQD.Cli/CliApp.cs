@@ -1,7 +1,9 @@
 using System.CommandLine;
+using CycleQD.Cli.Commands.Bench;
 using CycleQD.Cli.Commands.Doctor;
 using CycleQD.Cli.Commands.Generate;
 using CycleQD.Cli.Commands.Inspect;
+using CycleQD.Cuda;
 using CycleQD.Onnx.Runtime;
 using CycleQD.Tensors;
 
@@ -23,6 +25,7 @@ internal static class CliApp
         root.Subcommands.Add(InspectCommand.Create());
         root.Subcommands.Add(DoctorCommand.Create());
         root.Subcommands.Add(GenerateCommand.Create());
+        root.Subcommands.Add(BenchCommand.Create());
         return root;
     }
 
@@ -51,7 +54,8 @@ internal static class CliApp
     }
 
     private static bool IsUserError(Exception e) =>
-        e is TensorFormatException or CliUsageException or ExecutionProviderUnavailableException or FileNotFoundException or DirectoryNotFoundException;
+        e is TensorFormatException or CliUsageException or FileNotFoundException or DirectoryNotFoundException
+            or ExecutionProviderUnavailableException or CudaUnavailableException or DeviceMemoryException;
 }
 
 /// <summary>A command-line value that cannot be used; its message is shown as is.</summary>

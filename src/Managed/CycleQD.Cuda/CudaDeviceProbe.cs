@@ -61,6 +61,10 @@ public static class CudaDeviceProbe
             : new CudaDriverStatus(true, null, version, devices);
     }
 
+    /// <summary>Where cuBLAS and cuSOLVER were found (full path or soname), or null for each that is missing.</summary>
+    public static (string? Cublas, string? Cusolver) MathLibraries() =>
+        (CudaLibraryResolver.Describe(Interop.Libraries.Cublas), CudaLibraryResolver.Describe(Interop.Libraries.Cusolver));
+
     private static string ErrorName(Interop.CUresult rc) =>
         Interop.CudaDriver.cuGetErrorName(rc, out nint p) == Interop.CUresult.CUDA_SUCCESS && p != 0
             ? Marshal.PtrToStringUTF8(p) ?? rc.ToString() : rc.ToString();

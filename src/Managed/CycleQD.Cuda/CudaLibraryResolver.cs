@@ -4,17 +4,14 @@ using System.Runtime.InteropServices;
 namespace CycleQD.Cuda;
 
 /// <summary>
-/// Maps the binding's library names to the sonames CUDA 11, 12 and 13 install, searching the
-/// loader path, CUDA_HOME, /usr/local/cuda*/lib64 and LD_LIBRARY_PATH.
+/// Maps the binding's library names (<see cref="Interop.Libraries"/>) to the sonames CUDA 11, 12
+/// and 13 install, searching the loader path, CUDA_HOME / CUDA_PATH, /usr/local/cuda*/lib64,
+/// LD_LIBRARY_PATH and the Debian multiarch folder.
 /// </summary>
 internal static class CudaLibraryResolver
 {
-    private static readonly Dictionary<string, string[]> Sonames = new(StringComparer.Ordinal)
-    {
-        [Interop.Libraries.CudaDriver] = ["libcuda.so.1", "libcuda.so"],
-    };
-
     private static int _installed;
+    private static readonly Dictionary<string, string> Loaded = new(StringComparer.Ordinal);
 
     internal static void EnsureInstalled()
     {
@@ -22,16 +19,37 @@ internal static class CudaLibraryResolver
             NativeLibrary.SetDllImportResolver(typeof(CudaLibraryResolver).Assembly, Resolve);
     }
 
-    private static nint Resolve(string name, Assembly assembly, DllImportSearchPath? path)
+    /// <summary>The file a library name resolved to (soname or full path), or null when it has not been loaded or cannot be.</summary>
+    internal static string? Describe(string name)
     {
-        if (!Sonames.TryGetValue(name, out var candidates)) return 0;
-        foreach (string dir in SearchDirectories())
-            foreach (string soname in candidates)
+        EnsureInstalled();
+        lock (Loaded)
+            if (Loaded.TryGetValue(name, out var where)) return where;
+        return TryLoad(name, out _, out var found) ? found : null;
+    }
+
+    private static nint Resolve(string name, Assembly assembly, DllImportSearchPath? path) =>
+        TryLoad(name, out nint handle, out _) ? handle : 0;
+
+    /// <summary>Loads the newest soname of <paramref name="name"/> found in <see cref="SearchDirectories"/>.</summary>
+    internal static bool TryLoad(string name, out nint handle, out string? found)
+    {
+        handle = 0; found = null;
+        if (!Interop.Libraries.Sonames.TryGetValue(name, out var candidates)) return false;
+        // Soname order first: a CUDA 13 library anywhere beats a CUDA 11 one earlier on the path.
+        foreach (string soname in candidates)
+            foreach (string dir in SearchDirectories())
             {
                 string full = dir.Length == 0 ? soname : Path.Combine(dir, soname);
-                if (NativeLibrary.TryLoad(full, out nint handle)) return handle;
+                if (dir.Length != 0 && !File.Exists(full)) continue;
+                if (NativeLibrary.TryLoad(full, out handle))
+                {
+                    found = full;
+                    lock (Loaded) Loaded[name] = full;
+                    return true;
+                }
             }
-        return 0;
+        return false;
     }
 
     /// <summary>"" (the loader's own search) first, then the CUDA install folders.</summary>
@@ -44,7 +62,7 @@ internal static class CudaLibraryResolver
             if (!string.IsNullOrEmpty(home)) { yield return Path.Combine(home, "lib64"); yield return Path.Combine(home, "lib"); }
         }
         if (Directory.Exists("/usr/local"))
-            foreach (var d in Directory.GetDirectories("/usr/local", "cuda*").Order(StringComparer.Ordinal))
+            foreach (var d in Directory.GetDirectories("/usr/local", "cuda*").Order(StringComparer.Ordinal).Reverse())
                 yield return Path.Combine(d, "lib64");
         foreach (var d in (Environment.GetEnvironmentVariable("LD_LIBRARY_PATH") ?? "").Split(':', StringSplitOptions.RemoveEmptyEntries))
             yield return d;

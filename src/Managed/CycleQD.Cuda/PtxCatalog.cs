@@ -40,6 +40,29 @@ public static partial class PtxCatalog
         return r.ReadToEnd();
     }
 
+    /// <summary>
+    /// The embedded file of module <paramref name="module"/> to load on a GPU of compute capability
+    /// <paramref name="computeCapability"/> (e.g. 90): the highest compute_XX not above it.
+    /// </summary>
+    /// <exception cref="CudaUnavailableException">no build of that module runs on this GPU, or none is embedded.</exception>
+    public static string ModuleFor(string module, int computeCapability)
+    {
+        var builds = List().Select(p => p.Name)
+            .Select(n => ModuleNameRegex().Match(n))
+            .Where(m => m.Success && m.Groups[1].Value == module)
+            .Select(m => (Name: m.Value, Arch: int.Parse(m.Groups[2].Value, System.Globalization.CultureInfo.InvariantCulture)))
+            .ToList();
+        if (builds.Count == 0)
+            throw new CudaUnavailableException($"PTX module '{module}' is not embedded in this build (was nvcc available when it was built?)");
+        var fit = builds.Where(b => b.Arch <= computeCapability).OrderByDescending(b => b.Arch).FirstOrDefault();
+        if (fit.Name is null)
+            throw new CudaUnavailableException($"PTX module '{module}' is built for compute_{string.Join("/compute_", builds.Select(b => b.Arch).Order())}; this GPU is compute {computeCapability / 10}.{computeCapability % 10}");
+        return fit.Name;
+    }
+
+    [GeneratedRegex(@"^(\w+)\.compute_(\d+)\.ptx$")]
+    private static partial Regex ModuleNameRegex();
+
     [GeneratedRegex(@"^\s*\.target\s+(\w+)", RegexOptions.Multiline)]
     private static partial Regex TargetRegex();
 

@@ -1,0 +1,119 @@
+using CycleQD.Tensors;
+
+namespace CycleQD.Cuda.Kernels;
+
+/// <summary>
+/// Typed launchers for the production kernels (native/kernels/*.cu). Every launch is
+/// asynchronous on the given stream; pointers are device addresses (<see cref="DeviceBuffer{T}.Pointer"/>)
+/// and stay owned by the caller. Storage types are F32, F16 or BF16; arithmetic is float32.
+/// </summary>
+public sealed class CudaKernels
+{
+    private const uint Block = 256;
+    private readonly CudaContext _context;
+    private readonly uint _maxGrid;
+    private readonly Dictionary<string, CudaFunction> _functions = new(StringComparer.Ordinal);
+
+    /// <summary>Binds the kernels of <paramref name="context"/> (modules load lazily on first use).</summary>
+    public CudaKernels(CudaContext context)
+    {
+        _context = context;
+        // Grid-stride kernels: enough resident blocks to fill every SM several times over.
+        _maxGrid = (uint)Math.Max(1, context.Device.Multiprocessors * 16);
+    }
+
+    /// <summary>
+    /// child = base + Σ wᵢ(θᵢ − base) / Σ wⱼ over 1..8 parents, <paramref name="n"/> elements of <paramref name="dtype"/>.
+    /// </summary>
+    /// <exception cref="ArgumentException">no parents, more than 8, weights of another count, or Σw = 0.</exception>
+    public void Merge(DType dtype, ulong baseWeights, ReadOnlySpan<ulong> parents, ReadOnlySpan<double> weights, ulong child, long n, CudaStream stream) =>
+        Launch("merge", "merge_" + Suffix(dtype), n, stream, MergeArguments(baseWeights, parents, weights, child, n));
+
+    /// <summary>The merge kernel's argument struct, with cᵢ = wᵢ / Σw computed in float64 and stored as float32.</summary>
+    internal static unsafe MergeArgs MergeArguments(ulong baseWeights, ReadOnlySpan<ulong> parents, ReadOnlySpan<double> weights, ulong child, long n)
+    {
+        if (parents.Length is 0 or > MergeArgs.MaxParents)
+            throw new ArgumentException($"merge takes 1 to {MergeArgs.MaxParents} parents, got {parents.Length}", nameof(parents));
+        if (weights.Length != parents.Length)
+            throw new ArgumentException($"{weights.Length} weights for {parents.Length} parents", nameof(weights));
+        ArgumentOutOfRangeException.ThrowIfNegative(n);
+        double sum = 0;
+        foreach (double w in weights) sum += w;
+        if (sum == 0 || !double.IsFinite(sum)) throw new ArgumentException($"merge weights sum to {sum}; cannot normalise", nameof(weights));
+        var a = new MergeArgs { Base = baseWeights, Out = child, N = n, NumParents = parents.Length };
+        for (int i = 0; i < parents.Length; i++)
+        {
+            a.Parents[i] = parents[i];
+            a.Coef[i] = (float)(weights[i] / sum);
+        }
+        return a;
+    }
+
+    /// <summary>tau = theta − base: <paramref name="n"/> elements of <paramref name="dtype"/> in, float32 out.</summary>
+    public void TaskVector(DType dtype, ulong theta, ulong baseWeights, ulong tau, long n, CudaStream stream) =>
+        Launch("taskvec", "task_vector_" + Suffix(dtype), n, stream, new TaskVectorArgs { Theta = theta, Base = baseWeights, Tau = tau, N = n });
+
+    /// <summary>theta = base + tau: float32 tau, <paramref name="dtype"/> base and theta (rounded to nearest even).</summary>
+    public void ApplyTaskVector(DType dtype, ulong baseWeights, ulong tau, ulong theta, long n, CudaStream stream) =>
+        Launch("taskvec", "apply_task_vector_" + Suffix(dtype), n, stream, new ApplyTaskVectorArgs { Base = baseWeights, Tau = tau, Theta = theta, N = n });
+
+    /// <summary>Converts <paramref name="n"/> elements between float32 and F16/BF16 (one side must be F32).</summary>
+    /// <exception cref="NotSupportedException">a pair other than F32↔F16 or F32↔BF16.</exception>
+    public void Convert(DType from, DType to, ulong input, ulong output, long n, CudaStream stream)
+    {
+        string entry = (from, to) switch
+        {
+            (DType.F32, DType.BF16) => "convert_f32_to_bf16",
+            (DType.BF16, DType.F32) => "convert_bf16_to_f32",
+            (DType.F32, DType.F16) => "convert_f32_to_f16",
+            (DType.F16, DType.F32) => "convert_f16_to_f32",
+            _ => throw new NotSupportedException($"no conversion kernel from {DTypes.Name(from)} to {DTypes.Name(to)} (F32 <-> F16/BF16 only)"),
+        };
+        Launch("convert", entry, n, stream, new ConvertArgs { In = input, Out = output, N = n });
+    }
+
+    /// <summary>
+    /// s ← s·(1 + r), r = wMax·u, u the Philox4x32-10 uniform of (seed, stream = tensor index,
+    /// generation, element); when <paramref name="delta"/> is not 0 it receives r·s (the old s).
+    /// </summary>
+    public void RescaleSingularValues(ulong singularValues, ulong delta, long n, ulong seed, uint tensorIndex, uint generation, float wMax, CudaStream stream) =>
+        Launch("mutate", "sv_rescale", (n + 3) / 4, stream, new RescaleArgs
+        {
+            S = singularValues, Delta = delta, N = n, Seed = seed, Stream = tensorIndex, Generation = generation, WMax = wMax,
+        });
+
+    /// <summary>
+    /// U·diag(scale) for <paramref name="batch"/> column-major rows×cols float32 matrices stored back
+    /// to back (column c of matrix b multiplied by scale[b·cols + c]); output may alias input.
+    /// </summary>
+    public void ScaleColumns(ulong input, ulong scale, ulong output, long rows, int cols, int batch, CudaStream stream) =>
+        Launch("mutate", "scale_columns_f32", rows * cols * batch, stream, new ScaleColumnsArgs
+        {
+            In = input, Scale = scale, Out = output, Rows = rows, Cols = cols, Batch = batch,
+        });
+
+    /// <summary>Fills <paramref name="n"/> float32 with standard normal draws (Box–Muller over a Philox stream).</summary>
+    public void FillGaussian(ulong output, long n, ulong seed, uint streamId, uint generation, CudaStream stream) =>
+        Launch("mutate", "gaussian_fill_f32", (n + 3) / 4, stream, new GaussianArgs { Out = output, N = n, Seed = seed, Stream = streamId, Generation = generation });
+
+    internal static string Suffix(DType dtype) => dtype switch
+    {
+        DType.F32 => "f32",
+        DType.F16 => "f16",
+        DType.BF16 => "bf16",
+        _ => throw new NotSupportedException($"kernels store F32, F16 or BF16, not {DTypes.Name(dtype)}"),
+    };
+
+    /// <summary>Grid size for <paramref name="work"/> grid-stride items.</summary>
+    internal static uint GridFor(long work, uint maxGrid) => (uint)Math.Clamp((work + Block - 1) / Block, 1, maxGrid);
+
+    private void Launch<TArgs>(string module, string entry, long work, CudaStream stream, in TArgs args) where TArgs : unmanaged
+    {
+        if (work <= 0) return;
+        CudaFunction f;
+        lock (_functions)
+            if (!_functions.TryGetValue(entry, out f))
+                _functions[entry] = f = _context.Module(module).Function(entry);
+        f.Launch(GridFor(work, _maxGrid), Block, stream, args);
+    }
+}
