@@ -12,11 +12,11 @@ internal sealed record SvdResult(float[] U, int LdU, float[] S, float[] Vt, int 
 /// <summary>Full SVD through LAPACKE_sgesdd and randomized truncated SVD through cblas_sgemm + QR.</summary>
 internal static unsafe class Svd
 {
-    /// <summary>Thin SVD of a (m × n, row-major; not modified), keeping the top <paramref name="k"/> components.</summary>
+    /// <summary>Thin SVD of a (m × n, row-major; not modified), keeping the top <paramref name="k"/> components (k ≤ 0: all).</summary>
     public static SvdResult Full(ReadOnlySpan<float> a, int m, int n, int k)
     {
         int r = Math.Min(m, n);
-        k = Math.Clamp(k, 1, r);
+        k = k <= 0 ? r : Math.Min(k, r);
         var work = a.ToArray();
         var s = new float[r];
         var u = new float[(long)m * r];
