@@ -1,6 +1,10 @@
 using System.CommandLine;
 using CycleQD.Cli.Commands.Doctor;
 using CycleQD.Cli.Commands.Inspect;
+using CycleQD.Cli.Commands.Resume;
+using CycleQD.Cli.Commands.Run;
+using CycleQD.Core;
+using CycleQD.Runs;
 using CycleQD.Tensors;
 
 namespace CycleQD.Cli;
@@ -20,6 +24,8 @@ internal static class CliApp
         root.Options.Add(CommonOptions.Verbose);
         root.Subcommands.Add(InspectCommand.Create());
         root.Subcommands.Add(DoctorCommand.Create());
+        root.Subcommands.Add(RunCommand.Create());
+        root.Subcommands.Add(ResumeCommand.Create());
         return root;
     }
 
@@ -48,7 +54,8 @@ internal static class CliApp
     }
 
     private static bool IsUserError(Exception e) =>
-        e is TensorFormatException or CliUsageException or FileNotFoundException or DirectoryNotFoundException;
+        e is TensorFormatException or CliUsageException or FileNotFoundException or DirectoryNotFoundException
+            or ConfigurationException or RunDirectoryException;
 }
 
 /// <summary>A command-line value that cannot be used; its message is shown as is.</summary>
