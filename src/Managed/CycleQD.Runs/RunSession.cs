@@ -59,8 +59,7 @@ public sealed class RunSession : IDisposable
             }
             else
             {
-                CheckModelFiles(config);
-                throw new ConfigurationException($"{config.Name}: scoring real models needs the LLM evaluators, which this build does not include yet; the base and expert files were checked and are compatible. Use model.synthetic to run the synthetic test problem.");
+                throw RealModelsUnsupported(config);
             }
             Engine = new CycleQDEngine(config.Options, _backend, _base, experts, evaluator, dir.Elites, dir);
             dir.Bind(config.Options.Tasks, () => Engine.Archives);
@@ -71,6 +70,9 @@ public sealed class RunSession : IDisposable
             throw;
         }
     }
+
+    private static ConfigurationException RealModelsUnsupported(ExperimentConfig config) =>
+        new($"{config.Name}: scoring real models needs the LLM evaluators, which this build does not include yet; the base and expert files were checked and are compatible. Use model.synthetic to run the synthetic test problem.");
 
     /// <summary>Checks that the base and every expert exist and have the same tensor names and shapes.</summary>
     internal static void CheckModelFiles(ExperimentConfig config)
@@ -94,6 +96,11 @@ public sealed class RunSession : IDisposable
         if (generations is < 0) throw new ConfigurationException($"--generations {generations}: must be ≥ 0");
         var info = new RunInfo(seed ?? config.Options.Seed, generations ?? config.Generations, Path.GetDirectoryName(Path.GetFullPath(experimentPath))!);
         config = config with { Options = config.Options with { Seed = info.Seed } };
+        if (config.Model.Synthetic is null)
+        {
+            CheckModelFiles(config);
+            throw RealModelsUnsupported(config);
+        }
         // Build (and so validate) everything before the directory exists, so a bad experiment leaves nothing behind.
         var probe = Path.GetFullPath(outDir);
         if (System.IO.Directory.Exists(probe) && System.IO.Directory.EnumerateFileSystemEntries(probe).Any())
