@@ -126,3 +126,49 @@ public class MergeTests
         Assert.Contains("'w' [4, 1]", e.Message);
     }
 }
+
+public class MixedStorageMergeTests
+{
+    public MixedStorageMergeTests() => CpuWeightSet.PoisonNewAllocations = true;
+
+    [Fact]
+    public void Merge_Bf16BaseWithFp32AndF16Parents_WithinOneBf16RoundingOfFp64Reference()
+    {
+        var rng = new System.Random(41);
+        long[][] shapes = [[5], [CpuComputeBackend.ChunkElements + 3]];
+        using var be = new CpuComputeBackend();
+        var (bs, bv) = MergeTests.RandomModel(rng, DType.BF16, shapes, 0);
+        var p1 = MergeTests.RandomModel(rng, DType.F32, shapes, 0.2);
+        var p2 = MergeTests.RandomModel(rng, DType.F16, shapes, -0.1);
+        using var b = be.Upload(bs);
+        using var a1 = be.Upload(p1.Source);
+        using var a2 = be.Upload(p2.Source);
+        using var child = be.Merge(b, [a1, a2], [0.9f, 1.1f]);
+        for (int t = 0; t < shapes.Length; t++)
+        {
+            Assert.Equal(DType.BF16, child.Tensors[t].DType);
+            var got = MergeTests.Read(be, child, t);
+            for (int e = 0; e < got.Length; e++)
+            {
+                double r = bv[t][e] + (0.9 * (p1.Values[t][e] - bv[t][e]) + 1.1 * (p2.Values[t][e] - bv[t][e])) / 2.0;
+                Assert.True(Math.Abs(got[e] - r) <= Math.Abs(r) * Math.Pow(2, -8) + 1e-6, $"tensor {t}[{e}]: {got[e]} vs {r}");
+            }
+        }
+    }
+
+    [Fact]
+    public void MergeInto_ReusedChild_OverwritesEverything()
+    {
+        var rng = new System.Random(42);
+        long[][] shapes = [[CpuComputeBackend.ChunkElements * 2 + 7]];
+        using var be = new CpuComputeBackend();
+        var (bs, _) = MergeTests.RandomModel(rng, DType.BF16, shapes, 0);
+        var (ps, _) = MergeTests.RandomModel(rng, DType.BF16, shapes, 0.3);
+        using var b = be.Upload(bs);
+        using var p = be.Upload(ps);
+        using var fresh = be.Merge(b, [p, b], [1f, 1f]);
+        using var reused = be.Merge(p, [p], [1f]);
+        be.MergeInto(reused, b, [p, b], [1f, 1f]);
+        Assert.Equal(MergeTests.Read(be, fresh, 0), MergeTests.Read(be, reused, 0));
+    }
+}

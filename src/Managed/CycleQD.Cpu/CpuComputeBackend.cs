@@ -55,7 +55,28 @@ public sealed unsafe class CpuComputeBackend : IComputeBackend
     /// <inheritdoc/>
     public IWeightSet Merge(IWeightSet baseModel, IReadOnlyList<IWeightSet> parents, ReadOnlySpan<float> weights)
     {
+        var child = new CpuWeightSet(Own(baseModel).Tensors);
+        try
+        {
+            MergeInto(child, baseModel, parents, weights);
+            return child;
+        }
+        catch
+        {
+            child.Dispose();
+            throw;
+        }
+    }
+
+    /// <inheritdoc/>
+    public void MergeInto(IWeightSet destination, IWeightSet baseModel, IReadOnlyList<IWeightSet> parents, ReadOnlySpan<float> weights)
+    {
         var b = Own(baseModel);
+        var child = Own(destination);
+        CheckSameLayout(b, child);
+        for (int i = 0; i < b.Tensors.Count; i++)
+            if (child.Tensors[i].DType != b.Tensors[i].DType)
+                throw new ArgumentException($"tensor '{b.Tensors[i].Name}': destination stores {child.Tensors[i].DType}, the base {b.Tensors[i].DType}");
         if (parents.Count < 1 || parents.Count > MaxParents) throw new ArgumentException($"merge takes 1 to {MaxParents} parents, got {parents.Count}");
         if (weights.Length != parents.Count) throw new ArgumentException($"{weights.Length} weights for {parents.Count} parents");
         var ps = parents.Select(Own).ToArray();
@@ -66,12 +87,27 @@ public sealed unsafe class CpuComputeBackend : IComputeBackend
         var coef = new float[weights.Length];
         for (int i = 0; i < coef.Length; i++) coef[i] = weights[i] / sum;
 
-        var child = new CpuWeightSet(b.Tensors);
         for (int t = 0; t < b.Tensors.Count; t++)
         {
-            var spec = b.Tensors[t];
             int tensor = t;
-            ForEachChunk(spec.ElementCount, (start, count, buf) =>
+            var dt = b.Tensors[t].DType;
+            if ((dt == DType.F32 || dt == DType.BF16) && ps.All(p => p.Tensors[tensor].DType == dt))
+            {
+                int size = DTypes.SizeOf(dt);
+                ForEachChunk(b.Tensors[t].ElementCount, (start, count, _) =>
+                {
+                    long off = start * size;
+                    if (dt == DType.F32)
+                        FusedMerge.F32((float*)(b.Pointer(tensor) + off), ps.Select(p => (nint)(p.Pointer(tensor) + off)).ToArray(), coef,
+                            (float*)(child.Pointer(tensor) + off), count);
+                    else
+                        FusedMerge.BF16((ushort*)(b.Pointer(tensor) + off), ps.Select(p => (nint)(p.Pointer(tensor) + off)).ToArray(), coef,
+                            (ushort*)(child.Pointer(tensor) + off), count);
+                });
+                continue;
+            }
+            // Mixed or F16 storage: convert through float32 staging buffers.
+            ForEachChunk(b.Tensors[t].ElementCount, (start, count, buf) =>
             {
                 var bb = buf.A.AsSpan(0, count);
                 var acc = buf.B.AsSpan(0, count);
@@ -87,7 +123,6 @@ public sealed unsafe class CpuComputeBackend : IComputeBackend
                 Store(child, tensor, start, acc);
             });
         }
-        return child;
     }
 
     /// <inheritdoc/>

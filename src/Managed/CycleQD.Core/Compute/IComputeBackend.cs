@@ -26,6 +26,13 @@ public interface IComputeBackend : IDisposable
     /// </summary>
     IWeightSet Merge(IWeightSet baseModel, IReadOnlyList<IWeightSet> parents, ReadOnlySpan<float> weights);
 
+    /// <summary>
+    /// <see cref="Merge"/> into an existing weight set with the base's layout (names, shapes and
+    /// storage types), overwriting all of it. Reusing one child buffer per generation avoids
+    /// allocating (and, on the CPU, page-faulting) a whole model each time.
+    /// </summary>
+    void MergeInto(IWeightSet destination, IWeightSet baseModel, IReadOnlyList<IWeightSet> parents, ReadOnlySpan<float> weights);
+
     /// <summary>Task vector τ = model − base as a new F32 weight set, owned by the caller.</summary>
     IWeightSet TaskVector(IWeightSet model, IWeightSet baseModel);
 

@@ -29,6 +29,8 @@ public sealed class CycleQDEngine : IDisposable
     private readonly ICheckpointSink? _sink;
     private readonly SortedDictionary<int, BreedingPlan> _plans = new();
     private readonly Dictionary<int, Job> _jobs = new();
+    // Children of applied generations, kept for the next merge to write into (at most D of them).
+    private readonly Stack<IWeightSet> _spare = new();
     private Archive[] _archives = [];
     private BinSpec[] _bins = [];
     private ExpertState[] _expertStates = [];
@@ -198,7 +200,7 @@ public sealed class CycleQDEngine : IDisposable
                 if (a.TryInsert(elite)) insertions.Add(new Insertion(a.Task, cell));
             }
         }
-        job.Child.Dispose();
+        _spare.Push(job.Child);
         _jobs.Remove(g);
         _plans.Remove(g);
         NextGeneration = g + 1;
@@ -272,7 +274,16 @@ public sealed class CycleQDEngine : IDisposable
         try
         {
             var parents = plan.Parents.Select(id => Resolve(id, opened)).ToArray();
-            child = _backend.Merge(_base, parents, plan.Weights.ToArray());
+            if (_spare.TryPop(out var reuse))
+            {
+                try { _backend.MergeInto(reuse, _base, parents, plan.Weights.ToArray()); }
+                catch { reuse.Dispose(); throw; }
+                child = reuse;
+            }
+            else
+            {
+                child = _backend.Merge(_base, parents, plan.Weights.ToArray());
+            }
         }
         finally
         {
@@ -312,6 +323,10 @@ public sealed class CycleQDEngine : IDisposable
             if (!double.IsFinite(s[i])) throw new InvalidOperationException($"{what}: score on '{_options.Tasks[i]}' is {s[i]}");
     }
 
-    /// <summary>Releases children still in flight (the caller owns base, experts, backend and store).</summary>
-    public void Dispose() => DropJobs();
+    /// <summary>Releases children still in flight and spare buffers (the caller owns base, experts, backend and store).</summary>
+    public void Dispose()
+    {
+        DropJobs();
+        while (_spare.TryPop(out var s)) s.Dispose();
+    }
 }

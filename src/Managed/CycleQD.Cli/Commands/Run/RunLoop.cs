@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Runtime.InteropServices;
 using CycleQD.Core.Engine;
 using CycleQD.Runs;
+using Spectre.Console;
 
 namespace CycleQD.Cli.Commands.Run;
 
@@ -27,18 +28,41 @@ internal static class RunLoop
                 foreach (var a in session.Engine.Archives)
                     o.WriteLine($"  archive {tasks[a.Task]}: {a.Cells.Count} expert elite(s), best {a.BestQuality.ToString("F4", CultureInfo.InvariantCulture)}");
             var clock = Stopwatch.StartNew();
-            int every = Math.Max(1, (target - start) / 100);
-            session.Engine.GenerationCompleted += r =>
+            bool finished;
+            if (ReferenceEquals(o, Console.Out) && !Console.IsOutputRedirected)
             {
-                int done = r.Generation + 1;
-                if (done % every != 0 && done != target) return;
-                double perGen = clock.Elapsed.TotalSeconds / Math.Max(1, done - start);
-                var eta = TimeSpan.FromSeconds(perGen * (target - done));
-                string scores = string.Join(", ", r.Scores.Select(s => s.ToString("F3", CultureInfo.InvariantCulture)));
-                o.WriteLine($"gen {done}/{target}  quality {tasks[r.QualityTask]}  child [{scores}]  improved {r.Insertions.Count}  " +
-                            $"qd {string.Join("/", r.Archives.Select(a => a.QdScore.ToString("F2", CultureInfo.InvariantCulture)))}  eta {eta:hh\\:mm\\:ss}");
-            };
-            bool finished = session.RunAsync(cts.Token).GetAwaiter().GetResult();
+                // A terminal: one live progress bar (generation, quality task, last child's scores, ETA).
+                bool ok = false;
+                AnsiConsole.Progress().AutoClear(false)
+                    .Columns(new TaskDescriptionColumn { Alignment = Justify.Left }, new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
+                    .Start(ctx =>
+                    {
+                        var bar = ctx.AddTask(Markup.Escape($"gen {start}/{target}"), maxValue: Math.Max(1, target));
+                        bar.Value = start;
+                        session.Engine.GenerationCompleted += r =>
+                        {
+                            bar.Value = r.Generation + 1;
+                            bar.Description = Markup.Escape($"gen {r.Generation + 1}/{target}  quality {tasks[r.QualityTask]}  child [{Scores(r)}]");
+                        };
+                        ok = session.RunAsync(cts.Token).GetAwaiter().GetResult();
+                    });
+                finished = ok;
+            }
+            else
+            {
+                // Redirected output: plain lines, about a hundred per run.
+                int every = Math.Max(1, (target - start) / 100);
+                session.Engine.GenerationCompleted += r =>
+                {
+                    int done = r.Generation + 1;
+                    if (done % every != 0 && done != target) return;
+                    double perGen = clock.Elapsed.TotalSeconds / Math.Max(1, done - start);
+                    var eta = TimeSpan.FromSeconds(perGen * (target - done));
+                    o.WriteLine($"gen {done}/{target}  quality {tasks[r.QualityTask]}  child [{Scores(r)}]  improved {r.Insertions.Count}  " +
+                                $"qd {string.Join("/", r.Archives.Select(a => a.QdScore.ToString("F2", CultureInfo.InvariantCulture)))}  eta {eta:hh\\:mm\\:ss}");
+                };
+                finished = session.RunAsync(cts.Token).GetAwaiter().GetResult();
+            }
             if (!finished)
             {
                 o.WriteLine($"stopped after generation {session.Engine.NextGeneration} (checkpoint saved); continue with: cycleqd resume {session.Directory.Path}");
@@ -57,4 +81,6 @@ internal static class RunLoop
             Console.CancelKeyPress -= onCancel;
         }
     }
+
+    private static string Scores(GenerationRecord r) => string.Join(", ", r.Scores.Select(s => s.ToString("F3", CultureInfo.InvariantCulture)));
 }
