@@ -116,3 +116,37 @@ public class ResumeTests
         Assert.Equal("--generations 3: the run has already done 6", e.Message);
     }
 }
+
+public class EliteMapPlotTests
+{
+    [Fact]
+    public void Run_PlotsEvery5_WritesPngMapsAtThoseGenerations()
+    {
+        using var dir = new TempDir();
+        string exp = Experiments.Write(dir, "exp.yaml", Experiments.Synthetic() + "\nplots: { every: 5 }\n");
+        ResumeTests.RunTo(exp, dir.File("r"), 10);
+        foreach (int g in new[] { 5, 10 })
+        {
+            var png = File.ReadAllBytes(dir.File($"r/plots/elite_map_gen{g}.png"));
+            Assert.Equal(new byte[] { 0x89, (byte)'P', (byte)'N', (byte)'G' }, png[..4]);
+            Assert.True(png.Length > 5000);
+        }
+        Assert.Equal(2, Directory.GetFiles(dir.File("r/plots")).Length);
+    }
+
+    [Fact]
+    public void Panels_ThreeBcs_OnePanelPerPairWithBestQuality()
+    {
+        var bins = Enumerable.Range(0, 4).Select(_ => new Core.Archives.BinSpec(0, 1, 3)).ToArray();
+        var a = new Core.Archives.Archive(0, bins);
+        var add = typeof(Core.Archives.Archive).GetMethod("TryInsert", System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Instance)!;
+        add.Invoke(a, [new Core.Archives.Elite("x", [0.5, 0.1, 0.9, 0.1], 0)]);
+        add.Invoke(a, [new Core.Archives.Elite("y", [0.7, 0.1, 0.9, 0.9], 1)]);
+        var panels = EliteMapPlot.Panels(a).ToList();
+        Assert.Equal(3, panels.Count);
+        var (x, y, data) = panels[0]; // BC 0 (task 1) across, BC 1 (task 2) up
+        Assert.Equal((0, 1), (x, y));
+        Assert.Equal(0.7, data[0, 0]);  // top row = highest bin of task 2; both elites there, best kept
+        Assert.True(double.IsNaN(data[2, 0]));
+    }
+}

@@ -31,6 +31,12 @@ public sealed class RunSession : IDisposable
     /// <summary>The loop.</summary>
     public CycleQDEngine Engine { get; }
 
+    /// <summary>Receives warnings that do not stop the run (a plot that could not be drawn).</summary>
+    public Action<string>? Warn { get; set; }
+
+    /// <summary>plots/elite_map_gen{N}.png for generation count <paramref name="generations"/>.</summary>
+    public string PlotPath(int generations) => Path.Combine(Directory.Path, "plots", $"elite_map_gen{generations}.png");
+
     /// <summary>Generations to reach.</summary>
     public int TargetGenerations => Directory.Info.Generations;
 
@@ -63,6 +69,11 @@ public sealed class RunSession : IDisposable
             }
             Engine = new CycleQDEngine(config.Options, _backend, _base, experts, evaluator, dir.Elites, dir);
             dir.Bind(config.Options.Tasks, () => Engine.Archives);
+            if (config.PlotEvery > 0)
+                Engine.GenerationCompleted += r =>
+                {
+                    if ((r.Generation + 1) % config.PlotEvery == 0) Plot(r.Generation + 1);
+                };
         }
         catch
         {
@@ -136,8 +147,29 @@ public sealed class RunSession : IDisposable
     {
         await Engine.RunAsync(TargetGenerations, cancellationToken).ConfigureAwait(false);
         bool done = Engine.NextGeneration >= TargetGenerations;
-        if (done) Directory.WriteSummary(Summary());
+        if (done)
+        {
+            Directory.WriteSummary(Summary());
+            if (!File.Exists(PlotPath(Engine.NextGeneration))) Plot(Engine.NextGeneration);
+        }
         return done;
+    }
+
+    private bool _plotFailed;
+
+    /// <summary>Draws the elite maps; a failure (e.g. no native Skia library) is reported once and the run goes on.</summary>
+    private void Plot(int generations)
+    {
+        if (_plotFailed) return;
+        try
+        {
+            EliteMapPlot.Write(PlotPath(generations), Engine.Archives, Config.Options.Tasks, generations);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            _plotFailed = true;
+            Warn?.Invoke($"elite maps disabled: {e.GetType().Name}: {e.Message}");
+        }
     }
 
     /// <summary>The text of summary.md.</summary>

@@ -22,6 +22,7 @@ internal static class RunLoop
             int target = session.TargetGenerations;
             o.WriteLine($"run: {session.Directory.Path}");
             o.WriteLine($"experiment '{session.Config.Name}': tasks {string.Join(", ", tasks)}; seed {session.Directory.Info.Seed}; target {target} generations; backend cpu");
+            session.Warn = m => o.WriteLine("warning: " + m);
             session.InitializeAsync(cts.Token).GetAwaiter().GetResult();
             int start = session.Engine.NextGeneration;
             if (start == 0 && session.Engine.Archives.Count > 0)
