@@ -92,6 +92,38 @@ public class RunResumeCommandTests
         Assert.Equal(MetricsWithoutTiming(dir.File("straight")), MetricsWithoutTiming(killed));
     }
 
+    [Theory]
+    [InlineData("INT")]
+    [InlineData("TERM")]
+    public void Run_InterruptSignal_StopsCleanlyAndResumesIdentically(string signal)
+    {
+        using var dir = new TempDir();
+        File.WriteAllText(dir.File("exp.yaml"), Experiment);
+        var straight = CliRunner.Run("run", dir.File("exp.yaml"), "--out", dir.File("straight"));
+        Assert.True(straight.ExitCode == 0, straight.Err);
+
+        string stopped = dir.File("stopped");
+        using (var p = Process.Start(CycleqdProcess("run", dir.File("exp.yaml"), "--out", stopped))!)
+        {
+            string metrics = Path.Combine(stopped, "metrics.jsonl");
+            var deadline = DateTime.UtcNow.AddSeconds(120);
+            while (!p.HasExited && DateTime.UtcNow < deadline && (!File.Exists(metrics) || File.ReadAllLines(metrics).Length < 5))
+                Thread.Sleep(2);
+            if (p.HasExited) Assert.Fail("the run finished before the signal: " + p.StandardError.ReadToEnd());
+            using (var kill = Process.Start("kill", ["-" + signal, p.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)])) kill.WaitForExit();
+            Assert.True(p.WaitForExit(60_000), "no exit after the signal");
+            string output = p.StandardOutput.ReadToEnd();
+            Assert.True(p.ExitCode == 130, $"exit code {p.ExitCode}: {output} {p.StandardError.ReadToEnd()}");
+            Assert.Contains("(checkpoint saved); continue with: cycleqd resume", output);
+        }
+        int done = File.ReadAllLines(Path.Combine(stopped, "metrics.jsonl")).Length;
+        Assert.InRange(done, 5, 39);
+        var resumed = CliRunner.Run("resume", stopped);
+        Assert.True(resumed.ExitCode == 0, resumed.Err + resumed.Out);
+        Assert.Equal(File.ReadAllBytes(dir.File("straight/archive.json")), File.ReadAllBytes(Path.Combine(stopped, "archive.json")));
+        Assert.Equal(MetricsWithoutTiming(dir.File("straight")), MetricsWithoutTiming(stopped));
+    }
+
     private static ProcessStartInfo CycleqdProcess(params string[] args)
     {
         // The CLI's build output sits beside the test's (the project reference copies cycleqd.dll).
