@@ -100,10 +100,14 @@ public sealed class RunSession : IDisposable
         }
     }
 
-    /// <summary>Creates <paramref name="outDir"/> for <paramref name="experimentPath"/> and prepares a fresh run.</summary>
-    public static RunSession Start(string experimentPath, string outDir, int? generations, ulong? seed)
+    /// <summary>
+    /// Creates <paramref name="outDir"/> (null: runs/NAME-yyyyMMdd-HHmmss under the current folder)
+    /// for <paramref name="experimentPath"/> and prepares a fresh run.
+    /// </summary>
+    public static RunSession Start(string experimentPath, string? outDir, int? generations, ulong? seed)
     {
         var config = ExperimentConfig.Load(experimentPath);
+        outDir ??= Path.Combine("runs", $"{config.Name}-{DateTime.UtcNow:yyyyMMdd-HHmmss}");
         if (generations is < 0) throw new ConfigurationException($"--generations {generations}: must be ≥ 0");
         var info = new RunInfo(seed ?? config.Options.Seed, generations ?? config.Generations, Path.GetDirectoryName(Path.GetFullPath(experimentPath))!);
         config = config with { Options = config.Options with { Seed = info.Seed } };
