@@ -92,8 +92,10 @@ public class RunResumeCommandTests
         Assert.Equal(MetricsWithoutTiming(dir.File("straight")), MetricsWithoutTiming(killed));
     }
 
+    // SIGTERM only: a shell starts background jobs with SIGINT ignored and the runtime keeps that
+    // disposition, so a SIGINT test would depend on how the test run was launched. Ctrl-C in a
+    // terminal goes through Console.CancelKeyPress into the same cancellation.
     [Theory]
-    [InlineData("INT")]
     [InlineData("TERM")]
     public void Run_InterruptSignal_StopsCleanlyAndResumesIdentically(string signal)
     {
