@@ -217,12 +217,23 @@ cmd_run() {
   ./cycleqd inspect "$model"
 }
 
+# BenchmarkDotNet (bench/CycleQD.Benchmarks): merge throughput vs a plain copy, full vs randomized
+# SVD. Extra arguments go to BenchmarkDotNet (e.g. ./build.sh bench --filter '*Svd*').
+cmd_bench() {
+  cmd_build
+  local args=("$@")
+  [ ${#args[@]} -eq 0 ] && args=(--filter '*')
+  dotnet run --project bench/CycleQD.Benchmarks -c "$CONFIG" --no-build -- \
+      --artifacts "$ARTIFACTS/bench" "${args[@]}"
+  log "reports in $ARTIFACTS/bench/results"
+}
+
 case "${1:-}" in
   setup) cmd_setup ;;
   build) cmd_build ;;
   test) cmd_test ;;
   run) cmd_run ;;
-  bench) die "bench: not yet available (no benchmarks have landed yet)" ;;
+  bench) shift; cmd_bench "$@" ;;
   device-bundle) cmd_device_bundle ;;
   *) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

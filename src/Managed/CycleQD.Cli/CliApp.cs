@@ -5,6 +5,10 @@ using CycleQD.Cli.Commands.Generate;
 using CycleQD.Cli.Commands.Inspect;
 using CycleQD.Cuda;
 using CycleQD.Onnx.Runtime;
+using CycleQD.Cli.Commands.Resume;
+using CycleQD.Cli.Commands.Run;
+using CycleQD.Core;
+using CycleQD.Runs;
 using CycleQD.Tensors;
 
 namespace CycleQD.Cli;
@@ -26,6 +30,8 @@ internal static class CliApp
         root.Subcommands.Add(DoctorCommand.Create());
         root.Subcommands.Add(GenerateCommand.Create());
         root.Subcommands.Add(BenchCommand.Create());
+        root.Subcommands.Add(RunCommand.Create());
+        root.Subcommands.Add(ResumeCommand.Create());
         return root;
     }
 
@@ -55,7 +61,8 @@ internal static class CliApp
 
     private static bool IsUserError(Exception e) =>
         e is TensorFormatException or CliUsageException or FileNotFoundException or DirectoryNotFoundException
-            or ExecutionProviderUnavailableException or CudaUnavailableException or DeviceMemoryException;
+            or ExecutionProviderUnavailableException or CudaUnavailableException or DeviceMemoryException
+            or ConfigurationException or RunDirectoryException;
 }
 
 /// <summary>A command-line value that cannot be used; its message is shown as is.</summary>

@@ -1,0 +1,25 @@
+using System.CommandLine;
+using CycleQD.Cli.Commands.Run;
+using CycleQD.Runs;
+
+namespace CycleQD.Cli.Commands.Resume;
+
+/// <summary>`cycleqd resume DIR [--generations N]`.</summary>
+internal static class ResumeCommand
+{
+    private static readonly Argument<string> RunDir = new("DIR") { Description = "Run directory made by cycleqd run." };
+    private static readonly Option<int?> Generations = new("--generations", "-n") { Description = "Total generations to reach (default: the run's target)." };
+
+    public static Command Create()
+    {
+        var cmd = new Command("resume", "Continue a run from its last checkpoint; the result is identical to an uninterrupted run.");
+        cmd.Arguments.Add(RunDir);
+        cmd.Options.Add(Generations);
+        cmd.SetAction(parse =>
+        {
+            using var session = RunSession.Resume(parse.GetRequiredValue(RunDir), parse.GetValue(Generations));
+            return RunLoop.Execute(session, parse.InvocationConfiguration.Output);
+        });
+        return cmd;
+    }
+}

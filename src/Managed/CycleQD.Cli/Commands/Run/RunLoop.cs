@@ -1,0 +1,87 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Runtime.InteropServices;
+using CycleQD.Core.Engine;
+using CycleQD.Runs;
+using Spectre.Console;
+
+namespace CycleQD.Cli.Commands.Run;
+
+/// <summary>Drives a <see cref="RunSession"/> to its target with progress lines; Ctrl-C or SIGTERM stops after the last committed generation.</summary>
+internal static class RunLoop
+{
+    public static int Execute(RunSession session, TextWriter o)
+    {
+        using var cts = new CancellationTokenSource();
+        ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; cts.Cancel(); };
+        Console.CancelKeyPress += onCancel;
+        using var onTerm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, ctx => { ctx.Cancel = true; cts.Cancel(); });
+        try
+        {
+            var tasks = session.Config.Options.Tasks;
+            int target = session.TargetGenerations;
+            o.WriteLine($"run: {session.Directory.Path}");
+            o.WriteLine($"experiment '{session.Config.Name}': tasks {string.Join(", ", tasks)}; seed {session.Directory.Info.Seed}; target {target} generations; backend cpu");
+            session.Warn = m => o.WriteLine("warning: " + m);
+            session.InitializeAsync(cts.Token).GetAwaiter().GetResult();
+            int start = session.Engine.NextGeneration;
+            if (start == 0 && session.Engine.Archives.Count > 0)
+                foreach (var a in session.Engine.Archives)
+                    o.WriteLine($"  archive {tasks[a.Task]}: {a.Cells.Count} expert elite(s), best {a.BestQuality.ToString("F4", CultureInfo.InvariantCulture)}");
+            var clock = Stopwatch.StartNew();
+            bool finished;
+            if (ReferenceEquals(o, Console.Out) && !Console.IsOutputRedirected)
+            {
+                // A terminal: one live progress bar (generation, quality task, last child's scores, ETA).
+                bool ok = false;
+                AnsiConsole.Progress().AutoClear(false)
+                    .Columns(new TaskDescriptionColumn { Alignment = Justify.Left }, new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
+                    .Start(ctx =>
+                    {
+                        var bar = ctx.AddTask(Markup.Escape($"gen {start}/{target}"), maxValue: Math.Max(1, target));
+                        bar.Value = start;
+                        session.Engine.GenerationCompleted += r =>
+                        {
+                            bar.Value = r.Generation + 1;
+                            bar.Description = Markup.Escape($"gen {r.Generation + 1}/{target}  quality {tasks[r.QualityTask]}  child [{Scores(r)}]");
+                        };
+                        ok = session.RunAsync(cts.Token).GetAwaiter().GetResult();
+                    });
+                finished = ok;
+            }
+            else
+            {
+                // Redirected output: plain lines, about a hundred per run.
+                int every = Math.Max(1, (target - start) / 100);
+                session.Engine.GenerationCompleted += r =>
+                {
+                    int done = r.Generation + 1;
+                    if (done % every != 0 && done != target) return;
+                    double perGen = clock.Elapsed.TotalSeconds / Math.Max(1, done - start);
+                    var eta = TimeSpan.FromSeconds(perGen * (target - done));
+                    o.WriteLine($"gen {done}/{target}  quality {tasks[r.QualityTask]}  child [{Scores(r)}]  improved {r.Insertions.Count}  " +
+                                $"qd {string.Join("/", r.Archives.Select(a => a.QdScore.ToString("F2", CultureInfo.InvariantCulture)))}  eta {eta:hh\\:mm\\:ss}");
+                };
+                finished = session.RunAsync(cts.Token).GetAwaiter().GetResult();
+            }
+            if (!finished)
+            {
+                o.WriteLine($"stopped after generation {session.Engine.NextGeneration} (checkpoint saved); continue with: cycleqd resume {session.Directory.Path}");
+                return 130;
+            }
+            o.WriteLine($"done: {session.Engine.NextGeneration} generations in {clock.Elapsed.TotalSeconds.ToString("F1", CultureInfo.InvariantCulture)} s; see {session.Directory.SummaryPath}");
+            return 0;
+        }
+        catch (OperationCanceledException) when (cts.IsCancellationRequested)
+        {
+            o.WriteLine("stopped before the experts were scored; nothing to resume yet");
+            return 130;
+        }
+        finally
+        {
+            Console.CancelKeyPress -= onCancel;
+        }
+    }
+
+    private static string Scores(GenerationRecord r) => string.Join(", ", r.Scores.Select(s => s.ToString("F3", CultureInfo.InvariantCulture)));
+}

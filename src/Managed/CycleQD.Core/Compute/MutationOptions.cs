@@ -1,0 +1,67 @@
+namespace CycleQD.Core.Compute;
+
+/// <summary>Which mutation follows the crossover.</summary>
+public enum MutationKind
+{
+    /// <summary>No mutation.</summary>
+    None,
+    /// <summary>Scale the task vector's top-k singular values (the paper's operator).</summary>
+    Svd,
+    /// <summary>Add N(0, σ²) noise to the weights (the reference code's default).</summary>
+    Gaussian,
+}
+
+/// <summary>How the SVD of a task-vector matrix is computed.</summary>
+public enum SvdMethod
+{
+    /// <summary>Randomized when k ≤ min(m, n)/4, else full.</summary>
+    Auto,
+    /// <summary>LAPACK-style full (thin) SVD.</summary>
+    Full,
+    /// <summary>Randomized truncated SVD (range finder with power iterations).</summary>
+    Randomized,
+}
+
+/// <summary>
+/// Mutation settings.
+/// SVD mutation: for every eligible 2-D tensor, τ = child − base = U Σ Vᵀ, and the top-k singular
+/// values become σ_j (1 + r_j), r_j = w_max · Uniform(j) from stream (seed, generation, tensor index),
+/// purpose <see cref="Random.Streams.SvdScale"/>; 1-D tensors are untouched.
+/// Gaussian mutation: θ += σ · Normal(e) for element e of each eligible tensor (any rank), purpose
+/// <see cref="Random.Streams.GaussianNoise"/>.
+/// </summary>
+/// <param name="Kind">Which mutation.</param>
+/// <param name="SvdScaleMax">w_max ≥ 0 (default 0.3).</param>
+/// <param name="SvdRank">k: number of top components scaled; 0 = full rank.</param>
+/// <param name="SvdMethod">Full, randomized or automatic.</param>
+/// <param name="PowerIterations">Power iterations of the randomized SVD (default 2).</param>
+/// <param name="Oversampling">Extra sketch columns of the randomized SVD (default 10).</param>
+/// <param name="GaussianStd">σ ≥ 0 of the Gaussian mutation.</param>
+/// <param name="IncludeEmbeddings">Whether tensors named *embed_tokens* or *lm_head* are mutated (default false).</param>
+public sealed record MutationOptions(MutationKind Kind = MutationKind.Svd, double SvdScaleMax = 0.3, int SvdRank = 0,
+    SvdMethod SvdMethod = SvdMethod.Auto, int PowerIterations = 2, int Oversampling = 10, double GaussianStd = 0.0,
+    bool IncludeEmbeddings = false)
+{
+    /// <summary>Throws <see cref="ConfigurationException"/> on unusable values.</summary>
+    public void Validate()
+    {
+        if (!(SvdScaleMax >= 0)) throw new ConfigurationException($"mutation.svd_scale_max = {SvdScaleMax}, must be ≥ 0");
+        if (SvdRank < 0) throw new ConfigurationException($"mutation.svd_rank = {SvdRank}, must be ≥ 0 (0 = full rank)");
+        if (PowerIterations < 0) throw new ConfigurationException($"mutation.power_iterations = {PowerIterations}, must be ≥ 0");
+        if (Oversampling < 0) throw new ConfigurationException($"mutation.oversampling = {Oversampling}, must be ≥ 0");
+        if (!(GaussianStd >= 0)) throw new ConfigurationException($"mutation.sigma = {GaussianStd}, must be ≥ 0");
+    }
+
+    /// <summary>Whether the tensor <paramref name="spec"/> is subject to mutation of this kind.</summary>
+    public bool Applies(TensorSpec spec)
+    {
+        if (!IncludeEmbeddings && (spec.Name.Contains("embed_tokens", StringComparison.Ordinal) || spec.Name.Contains("lm_head", StringComparison.Ordinal)))
+            return false;
+        return Kind switch
+        {
+            MutationKind.Svd => spec.Shape.Length == 2 && spec.Shape[0] > 0 && spec.Shape[1] > 0,
+            MutationKind.Gaussian => true,
+            _ => false,
+        };
+    }
+}

@@ -1,0 +1,332 @@
+using System.Diagnostics;
+using CycleQD.Core.Archives;
+using CycleQD.Core.Candidates;
+using CycleQD.Core.Compute;
+using CycleQD.Core.Random;
+using CycleQD.Core.Sampling;
+
+namespace CycleQD.Core.Engine;
+
+/// <summary>A seed expert: a name and its weights (owned by the caller, alive as long as the engine).</summary>
+public sealed record Expert(string Name, IWeightSet Weights);
+
+/// <summary>
+/// The CycleQD loop. Generation g: quality task k = (g / interval) mod N; two parents drawn from
+/// archive k; child = crossover + mutation on the compute backend; scored on all N tasks; offered to
+/// every archive; state committed. Everything random is a Philox draw addressed by (seed,
+/// generation, stream), so a run is a pure function of its options, its inputs and the evaluator.
+/// Not thread-safe: one caller drives it.
+/// </summary>
+public sealed class CycleQDEngine : IDisposable
+{
+    private readonly CycleQDOptions _options;
+    private readonly IComputeBackend _backend;
+    private readonly IWeightSet _base;
+    private readonly Dictionary<string, Expert> _experts;
+    private readonly IReadOnlyList<Expert> _expertList;
+    private readonly ICandidateEvaluator _evaluator;
+    private readonly IEliteStore _store;
+    private readonly ICheckpointSink? _sink;
+    private readonly SortedDictionary<int, BreedingPlan> _plans = new();
+    private readonly Dictionary<int, Job> _jobs = new();
+    // Children of applied generations, kept for the next merge to write into (at most D of them).
+    private readonly Stack<IWeightSet> _spare = new();
+    private Archive[] _archives = [];
+    private BinSpec[] _bins = [];
+    private ExpertState[] _expertStates = [];
+    private bool _initialised;
+
+    private sealed record Job(IWeightSet Child, Task<double[]> Scores, double BreedSeconds, long StartedTicks);
+
+    /// <summary>The first generation not applied yet.</summary>
+    public int NextGeneration { get; private set; }
+
+    /// <summary>Raised after each generation is committed.</summary>
+    public event Action<GenerationRecord>? GenerationCompleted;
+
+    /// <param name="options">Algorithm settings (validated here).</param>
+    /// <param name="backend">Compute backend that owns all weight sets below.</param>
+    /// <param name="baseModel">Base model (caller-owned).</param>
+    /// <param name="experts">Seed experts (caller-owned); names must be unique.</param>
+    /// <param name="evaluator">Scores children on every task; its task names must equal <see cref="CycleQDOptions.Tasks"/>.</param>
+    /// <param name="store">Where inserted children's weights are kept.</param>
+    /// <param name="sink">Receives every committed state (null: none).</param>
+    public CycleQDEngine(CycleQDOptions options, IComputeBackend backend, IWeightSet baseModel, IReadOnlyList<Expert> experts,
+        ICandidateEvaluator evaluator, IEliteStore store, ICheckpointSink? sink = null)
+    {
+        options.Validate();
+        if (!evaluator.TaskNames.SequenceEqual(options.Tasks))
+            throw new ConfigurationException($"tasks: the evaluator scores [{string.Join(", ", evaluator.TaskNames)}] but the experiment lists [{string.Join(", ", options.Tasks)}]");
+        if (experts.Count == 0) throw new ConfigurationException("experts: at least one expert is required");
+        _options = options;
+        _backend = backend;
+        _base = baseModel;
+        _expertList = experts;
+        _experts = new Dictionary<string, Expert>(StringComparer.Ordinal);
+        foreach (var e in experts)
+        {
+            if (!_experts.TryAdd(e.Name, e)) throw new ConfigurationException($"experts: '{e.Name}' is listed twice");
+            CheckCompatible(e);
+        }
+        _evaluator = evaluator;
+        _store = store;
+        _sink = sink;
+    }
+
+    private void CheckCompatible(Expert e)
+    {
+        var b = _base.Tensors;
+        var t = e.Weights.Tensors;
+        if (t.Count != b.Count)
+            throw new ConfigurationException($"expert '{e.Name}': {t.Count} tensors, the base model has {b.Count}");
+        for (int i = 0; i < b.Count; i++)
+        {
+            if (t[i].Name != b[i].Name)
+                throw new ConfigurationException($"expert '{e.Name}': tensor {i} is '{t[i].Name}', the base model's is '{b[i].Name}'");
+            if (!t[i].Shape.AsSpan().SequenceEqual(b[i].Shape))
+                throw new ConfigurationException($"expert '{e.Name}': tensor '{t[i].Name}' has shape {t[i].ShapeText}, the base model's is {b[i].ShapeText}");
+        }
+    }
+
+    /// <summary>The options in force.</summary>
+    public CycleQDOptions Options => _options;
+
+    /// <summary>Read-only view of the archives, one per task (valid after initialisation).</summary>
+    public IReadOnlyList<Archive> Archives => _archives;
+
+    /// <summary>
+    /// Fresh start: scores every expert, fixes the bins (explicit bounds or the paper's rule) and
+    /// seeds every archive with the experts; commits the initial state.
+    /// </summary>
+    public async Task InitializeAsync(CancellationToken cancellationToken = default)
+    {
+        if (_initialised) throw new InvalidOperationException("already initialised");
+        int n = _options.Tasks.Count;
+        var states = new List<ExpertState>();
+        foreach (var e in _expertList)
+        {
+            double[] s = await _evaluator.EvaluateAsync(_backend, e.Weights, cancellationToken).ConfigureAwait(false);
+            CheckScores(s, $"expert '{e.Name}'");
+            states.Add(new ExpertState(e.Name, s));
+        }
+        _expertStates = [.. states];
+        _bins = new BinSpec[n];
+        for (int t = 0; t < n; t++)
+        {
+            string task = _options.Tasks[t];
+            _bins[t] = _options.Bounds.TryGetValue(task, out var b)
+                ? new BinSpec(b.Lower, b.Upper, _options.Bins)
+                : BinSpec.FromExpertScores(_expertStates.Select(x => x.Scores[t]), _options.Bins);
+            if (!_options.Bounds.ContainsKey(task) && !(_bins[t].Lower < _bins[t].Upper))
+                throw new ConfigurationException($"archive.bounds.{task}: the experts' scores give the empty range [{_bins[t].Lower}, {_bins[t].Upper}]; set explicit bounds for this task");
+        }
+        _archives = Enumerable.Range(0, n).Select(t => new Archive(t, _bins)).ToArray();
+        foreach (var e in _expertStates)
+            foreach (var a in _archives) a.TryInsert(new Elite(ExpertId(e.Name), e.Scores, -1));
+        NextGeneration = 0;
+        _initialised = true;
+        _sink?.Commit(CaptureState(), null);
+    }
+
+    /// <summary>Continues from a committed state (same options, base and experts as the run that wrote it).</summary>
+    public void Restore(RunState state)
+    {
+        if (_initialised) throw new InvalidOperationException("already initialised");
+        int n = _options.Tasks.Count;
+        if (state.Seed != _options.Seed) throw new ConfigurationException($"checkpoint: seed {state.Seed} differs from the experiment's {_options.Seed}");
+        if (state.Bins.Count != n || state.Archives.Count != n)
+            throw new ConfigurationException($"checkpoint: {state.Archives.Count} archives, the experiment has {n} tasks");
+        foreach (var e in state.Experts)
+            if (!_experts.ContainsKey(e.Name)) throw new ConfigurationException($"checkpoint: expert '{e.Name}' is not in the experiment");
+        _bins = [.. state.Bins];
+        _expertStates = [.. state.Experts];
+        _archives = Enumerable.Range(0, n).Select(t => new Archive(t, _bins)).ToArray();
+        foreach (var a in state.Archives)
+            foreach (var c in a.Cells) _archives[a.Task].Restore(c.Cell, c.Elite);
+        foreach (var p in state.InFlight) _plans[p.Generation] = p;
+        NextGeneration = state.NextGeneration;
+        _initialised = true;
+    }
+
+    /// <summary>The state as it would be committed now (plans in flight included; running evaluations are redone on resume).</summary>
+    public RunState CaptureState() => new(
+        _options.Seed, NextGeneration, _bins, _expertStates,
+        _archives.Select(a => new ArchiveState(a.Task, a.Cells.Select(kv => new CellState(kv.Key, kv.Value)).ToArray())).ToArray(),
+        _plans.Values.ToArray());
+
+    /// <summary>Id under which expert <paramref name="name"/> appears in archives.</summary>
+    public static string ExpertId(string name) => "expert:" + name;
+
+    /// <summary>
+    /// Runs generation <see cref="NextGeneration"/> to completion and commits it. Children of later
+    /// generations (up to D − 1 ahead, never at or past <paramref name="targetGenerations"/>) are
+    /// started so their evaluation overlaps. Cancellation abandons the generation uncommitted.
+    /// </summary>
+    public async Task<GenerationRecord> StepAsync(int targetGenerations, CancellationToken cancellationToken = default)
+    {
+        if (!_initialised) throw new InvalidOperationException("call InitializeAsync or Restore first");
+        if (NextGeneration >= targetGenerations) throw new InvalidOperationException($"generation {NextGeneration} is not below the target {targetGenerations}");
+        long t0 = Stopwatch.GetTimestamp();
+        int g = NextGeneration;
+        for (int p = g; p < g + _options.InFlight; p++)
+            if (!_plans.ContainsKey(p)) _plans[p] = Plan(p);
+        for (int p = g; p < Math.Min(g + _options.InFlight, targetGenerations); p++)
+            if (!_jobs.ContainsKey(p)) _jobs[p] = Start(_plans[p], cancellationToken);
+
+        var job = _jobs[g];
+        double[] scores;
+        try
+        {
+            scores = await job.Scores.WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            DropJobs();
+            throw;
+        }
+        CheckScores(scores, $"generation {g}'s child");
+        double evalSeconds = Stopwatch.GetElapsedTime(job.StartedTicks).TotalSeconds;
+
+        var plan = _plans[g];
+        string? childId = null;
+        var insertions = new List<Insertion>();
+        if (_archives.Any(a => a.WouldAccept(scores)))
+        {
+            childId = _store.Add(_backend, job.Child);
+            var elite = new Elite(childId, scores, g);
+            foreach (var a in _archives)
+            {
+                int cell = a.CellOf(scores);
+                if (a.TryInsert(elite)) insertions.Add(new Insertion(a.Task, cell));
+            }
+        }
+        _spare.Push(job.Child);
+        _jobs.Remove(g);
+        _plans.Remove(g);
+        NextGeneration = g + 1;
+        // The next plan is drawn now, from the archives as they stand after generation g, so that the
+        // committed state carries it and a resumed run draws nothing differently.
+        for (int p = NextGeneration; p < NextGeneration + _options.InFlight; p++)
+            if (!_plans.ContainsKey(p)) _plans[p] = Plan(p);
+
+        var record = new GenerationRecord(g, plan.QualityTask, plan.Parents, plan.Weights, scores, childId, insertions,
+            _archives.Select(a => new ArchiveSummary(a.Task, a.Cells.Count, a.QdScore, a.Coverage, a.BestQuality)).ToArray(),
+            new GenerationTiming(job.BreedSeconds, evalSeconds, Stopwatch.GetElapsedTime(t0).TotalSeconds, DateTime.UtcNow));
+        _sink?.Commit(CaptureState(), record);
+        _store.RemoveAllExcept(LiveIds());
+        GenerationCompleted?.Invoke(record);
+        return record;
+    }
+
+    /// <summary>Steps until <paramref name="targetGenerations"/> generations are applied or cancellation is requested (then returns quietly; the last committed state stands).</summary>
+    public async Task RunAsync(int targetGenerations, CancellationToken cancellationToken = default)
+    {
+        try
+        {
+            while (NextGeneration < targetGenerations && !cancellationToken.IsCancellationRequested)
+                await StepAsync(targetGenerations, cancellationToken).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+        }
+        finally
+        {
+            DropJobs();
+        }
+    }
+
+    private void DropJobs()
+    {
+        foreach (var j in _jobs.Values)
+        {
+            try { j.Scores.Wait(); } catch (AggregateException) { }
+            j.Child.Dispose();
+        }
+        _jobs.Clear();
+    }
+
+    private HashSet<string> LiveIds()
+    {
+        var live = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var a in _archives) foreach (var e in a.Cells.Values) live.Add(e.Id);
+        foreach (var p in _plans.Values) foreach (var id in p.Parents) live.Add(id);
+        return live;
+    }
+
+    private BreedingPlan Plan(int g)
+    {
+        int k = _options.QualityTaskOf(g);
+        var (a, b) = ParentSampler.Draw(_archives[k], _options.Sampling, _options.Seed, (uint)g);
+        var c = _options.Crossover;
+        float w0 = (float)(c.Mean + c.Std * Philox4x32.Normal(_options.Seed, Streams.Crossover, (uint)g, 0, 0));
+        float w1 = (float)(c.Mean + c.Std * Philox4x32.Normal(_options.Seed, Streams.Crossover, (uint)g, 0, 1));
+        // A weight sum near zero would blow the merge up; it takes σ comparable to μ, and then the
+        // parents are averaged instead.
+        if (MathF.Abs(w0 + w1) < 1e-6f) (w0, w1) = (1f, 1f);
+        return new BreedingPlan(g, k, [a.Id, b.Id], [w0, w1]);
+    }
+
+    private Job Start(BreedingPlan plan, CancellationToken cancellationToken)
+    {
+        long t0 = Stopwatch.GetTimestamp();
+        var opened = new List<IWeightSet>();
+        IWeightSet child;
+        try
+        {
+            var parents = plan.Parents.Select(id => Resolve(id, opened)).ToArray();
+            if (_spare.TryPop(out var reuse))
+            {
+                try { _backend.MergeInto(reuse, _base, parents, plan.Weights.ToArray()); }
+                catch { reuse.Dispose(); throw; }
+                child = reuse;
+            }
+            else
+            {
+                child = _backend.Merge(_base, parents, plan.Weights.ToArray());
+            }
+        }
+        finally
+        {
+            foreach (var o in opened) o.Dispose();
+        }
+        var m = _options.Mutation;
+        if (m.Kind == MutationKind.Svd) _backend.MutateSvd(child, _base, m, _options.Seed, (uint)plan.Generation);
+        else if (m.Kind == MutationKind.Gaussian) _backend.MutateGaussian(child, m, _options.Seed, (uint)plan.Generation);
+        double breed = Stopwatch.GetElapsedTime(t0).TotalSeconds;
+        Task<double[]> scores;
+        try
+        {
+            scores = _evaluator.EvaluateAsync(_backend, child, cancellationToken);
+        }
+        catch (Exception e)
+        {
+            scores = Task.FromException<double[]>(e);
+        }
+        return new Job(child, scores, breed, Stopwatch.GetTimestamp());
+    }
+
+    private IWeightSet Resolve(string id, List<IWeightSet> opened)
+    {
+        if (id.StartsWith("expert:", StringComparison.Ordinal))
+            return _experts.TryGetValue(id["expert:".Length..], out var e) ? e.Weights
+                : throw new ConfigurationException($"elite '{id}': no such expert in the experiment");
+        var w = _store.Open(_backend, id);
+        opened.Add(w);
+        return w;
+    }
+
+    private void CheckScores(double[] s, string what)
+    {
+        if (s.Length != _options.Tasks.Count)
+            throw new InvalidOperationException($"{what}: the evaluator returned {s.Length} scores for {_options.Tasks.Count} tasks");
+        for (int i = 0; i < s.Length; i++)
+            if (!double.IsFinite(s[i])) throw new InvalidOperationException($"{what}: score on '{_options.Tasks[i]}' is {s[i]}");
+    }
+
+    /// <summary>Releases children still in flight and spare buffers (the caller owns base, experts, backend and store).</summary>
+    public void Dispose()
+    {
+        DropJobs();
+        while (_spare.TryPop(out var s)) s.Dispose();
+    }
+}

@@ -1,0 +1,82 @@
+using CycleQD.Core.Archives;
+using CycleQD.Core.Compute;
+using CycleQD.Core.Sampling;
+
+namespace CycleQD.Core.Engine;
+
+/// <summary>Explicit bounds of one task's BC axis (score units).</summary>
+public sealed record ScoreBounds(double Lower, double Upper);
+
+/// <summary>Crossover settings: wᵢ ~ N(Mean, Std²), child = base + Σ wᵢ τᵢ / Σ wᵢ.</summary>
+/// <param name="Mean">μ (paper 1.0).</param>
+/// <param name="Std">σ ≥ 0 (paper 0.03; the reference code uses 0.01).</param>
+public sealed record CrossoverOptions(double Mean = 1.0, double Std = 0.03)
+{
+    /// <summary>Throws <see cref="ConfigurationException"/> on unusable values.</summary>
+    public void Validate()
+    {
+        if (!double.IsFinite(Mean) || Mean == 0) throw new ConfigurationException($"crossover.mean = {Mean}, must be finite and nonzero");
+        if (!(Std >= 0) || !double.IsFinite(Std)) throw new ConfigurationException($"crossover.std = {Std}, must be ≥ 0");
+    }
+}
+
+/// <summary>Everything that defines a CycleQD run's algorithm (not its data or I/O).</summary>
+public sealed record CycleQDOptions
+{
+    /// <summary>Task names; one archive per task, in this order.</summary>
+    public required IReadOnlyList<string> Tasks { get; init; }
+
+    /// <summary>Bins per BC dimension, G ≥ 1 (paper 15).</summary>
+    public int Bins { get; init; } = 15;
+
+    /// <summary>Explicit BC bounds per task name; a task missing here gets the paper's rule from the experts' scores.</summary>
+    public IReadOnlyDictionary<string, ScoreBounds> Bounds { get; init; } = new Dictionary<string, ScoreBounds>();
+
+    /// <summary>Generations spent on one quality task before moving to the next: k = (g / interval) mod N.</summary>
+    public int QualityTaskInterval { get; init; } = 1;
+
+    /// <summary>Parent sampling.</summary>
+    public SamplingOptions Sampling { get; init; } = new();
+
+    /// <summary>Crossover.</summary>
+    public CrossoverOptions Crossover { get; init; } = new();
+
+    /// <summary>Mutation.</summary>
+    public MutationOptions Mutation { get; init; } = new();
+
+    /// <summary>
+    /// Pipeline depth D ≥ 1: the parents of generation g are drawn from the archives as they stood
+    /// after generation g − D was applied, so up to D children can be evaluated at once while the
+    /// run stays a pure function of (seed, D). D = 1 is the plain sequential algorithm.
+    /// </summary>
+    public int InFlight { get; init; } = 1;
+
+    /// <summary>Run seed: the Philox key.</summary>
+    public ulong Seed { get; init; }
+
+    /// <summary>Throws <see cref="ConfigurationException"/> naming the first unusable setting.</summary>
+    public void Validate()
+    {
+        if (Tasks.Count == 0) throw new ConfigurationException("tasks: at least one task is required");
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var t in Tasks)
+        {
+            if (string.IsNullOrWhiteSpace(t)) throw new ConfigurationException("tasks: empty task name");
+            if (!seen.Add(t)) throw new ConfigurationException($"tasks: '{t}' is listed twice");
+        }
+        if (Bins < 1) throw new ConfigurationException($"archive.bins = {Bins}, must be at least 1");
+        foreach (var (task, b) in Bounds)
+        {
+            if (!seen.Contains(task)) throw new ConfigurationException($"archive.bounds: unknown task '{task}' (tasks: {string.Join(", ", Tasks)})");
+            new BinSpec(b.Lower, b.Upper, Bins).Validate($"archive.bounds.{task}");
+        }
+        if (QualityTaskInterval < 1) throw new ConfigurationException($"quality_task_interval = {QualityTaskInterval}, must be at least 1");
+        if (InFlight < 1) throw new ConfigurationException($"in_flight = {InFlight}, must be at least 1");
+        Sampling.Validate();
+        Crossover.Validate();
+        Mutation.Validate();
+    }
+
+    /// <summary>Quality task of generation <paramref name="generation"/>.</summary>
+    public int QualityTaskOf(int generation) => generation / QualityTaskInterval % Tasks.Count;
+}

@@ -1,0 +1,247 @@
+using System.Globalization;
+using CycleQD.Core;
+using CycleQD.Core.Compute;
+using CycleQD.Core.Engine;
+using CycleQD.Core.Sampling;
+using CycleQD.Core.Synthetic;
+using CycleQD.Tensors;
+using YamlDotNet.Core;
+using YamlDotNet.RepresentationModel;
+
+namespace CycleQD.Runs;
+
+/// <summary>Where the base model and the experts come from: the synthetic test problem, or safetensors on disk.</summary>
+/// <param name="Synthetic">Set for the synthetic problem (then the paths are null).</param>
+/// <param name="BasePath">Base model folder or .safetensors file (absolute).</param>
+/// <param name="ExpertPaths">Expert per task name (absolute paths), in task order.</param>
+public sealed record ModelSource(SyntheticProblemOptions? Synthetic, string? BasePath, IReadOnlyList<KeyValuePair<string, string>> ExpertPaths);
+
+/// <summary>
+/// An experiment file (YAML, read without reflection so that a trimmed build reads it too):
+/// the algorithm's options, the models, the generation target and output settings. Every unknown
+/// key or bad value raises one <see cref="ConfigurationException"/> naming the file, the key and the line.
+/// </summary>
+public sealed record ExperimentConfig(string Name, CycleQDOptions Options, int Generations, ModelSource Model, int PlotEvery)
+{
+    /// <summary>Reads and validates <paramref name="path"/>; relative model paths are resolved against its folder.</summary>
+    public static ExperimentConfig Load(string path)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"experiment file not found: {path}", path);
+        return Parse(File.ReadAllText(path), path, Path.GetDirectoryName(Path.GetFullPath(path))!);
+    }
+
+    /// <summary>Parses YAML text; <paramref name="source"/> names it in errors, <paramref name="baseDirectory"/> anchors relative paths.</summary>
+    public static ExperimentConfig Parse(string yaml, string source, string baseDirectory)
+    {
+        YamlMappingNode root;
+        try
+        {
+            var stream = new YamlStream();
+            stream.Load(new StringReader(yaml));
+            root = stream.Documents.Count == 0 ? new YamlMappingNode() : stream.Documents[0].RootNode as YamlMappingNode
+                ?? throw new ConfigurationException($"{source}: the top level must be a mapping of settings");
+        }
+        catch (YamlException e)
+        {
+            throw new ConfigurationException($"{source}: line {e.Start.Line}: {e.Message}");
+        }
+        var r = new Reader(source);
+        var top = r.Map(root, "", "name", "seed", "generations", "tasks", "model", "archive", "quality_task_interval", "sampling", "crossover", "mutation", "in_flight", "plots");
+        string name = r.String(top, "name", "experiment");
+        ulong seed = r.ULong(top, "seed", 0);
+        int generations = r.Int(top, "generations", 1200);
+        if (generations < 0) throw r.Error(top["generations"]!, "generations", $"{generations} must be ≥ 0");
+        var tasks = r.StringList(top, "tasks") ?? throw new ConfigurationException($"{source}: 'tasks' is required (a list of task names)");
+
+        int bins = 15;
+        var bounds = new Dictionary<string, ScoreBounds>(StringComparer.Ordinal);
+        if (top.TryGetValue("archive", out var archiveNode))
+        {
+            var a = r.Map(archiveNode!, "archive", "bins", "bounds");
+            bins = r.Int(a, "bins", 15, "archive.");
+            if (a.TryGetValue("bounds", out var bNode))
+            {
+                var bm = r.Map(bNode!, "archive.bounds", null);
+                foreach (var (task, v) in bm)
+                {
+                    var pair = r.DoubleList(v!, $"archive.bounds.{task}");
+                    if (pair.Count != 2) throw r.Error(v!, $"archive.bounds.{task}", "must be [lower, upper]");
+                    bounds[task] = new ScoreBounds(pair[0], pair[1]);
+                }
+            }
+        }
+
+        var sampling = new SamplingOptions();
+        if (top.TryGetValue("sampling", out var sNode))
+        {
+            var s = r.Map(sNode!, "sampling", "kind", "alpha_low", "alpha_high", "normaliser");
+            sampling = new SamplingOptions(
+                r.Enum(s, "kind", SamplingKind.Elite, "sampling."),
+                r.Double(s, "alpha_low", 0.5, "sampling."),
+                r.Double(s, "alpha_high", 0.8, "sampling."),
+                r.Enum(s, "normaliser", SamplingNormaliser.Paper, "sampling."));
+        }
+        var crossover = new CrossoverOptions();
+        if (top.TryGetValue("crossover", out var cNode))
+        {
+            var c = r.Map(cNode!, "crossover", "mean", "std");
+            crossover = new CrossoverOptions(r.Double(c, "mean", 1.0, "crossover."), r.Double(c, "std", 0.03, "crossover."));
+        }
+        var mutation = new MutationOptions();
+        if (top.TryGetValue("mutation", out var mNode))
+        {
+            var m = r.Map(mNode!, "mutation", "kind", "svd_scale_max", "svd_rank", "svd_method", "power_iterations", "oversampling", "sigma", "include_embeddings");
+            mutation = new MutationOptions(
+                r.Enum(m, "kind", MutationKind.Svd, "mutation."),
+                r.Double(m, "svd_scale_max", 0.3, "mutation."),
+                r.Int(m, "svd_rank", 0, "mutation."),
+                r.Enum(m, "svd_method", SvdMethod.Auto, "mutation."),
+                r.Int(m, "power_iterations", 2, "mutation."),
+                r.Int(m, "oversampling", 10, "mutation."),
+                r.Double(m, "sigma", 0.0, "mutation."),
+                r.Bool(m, "include_embeddings", false, "mutation."));
+        }
+        int plotEvery = 0;
+        if (top.TryGetValue("plots", out var pNode))
+        {
+            var p = r.Map(pNode!, "plots", "every");
+            plotEvery = r.Int(p, "every", 0, "plots.");
+        }
+
+        var options = new CycleQDOptions
+        {
+            Tasks = tasks,
+            Bins = bins,
+            Bounds = bounds,
+            QualityTaskInterval = r.Int(top, "quality_task_interval", 1),
+            Sampling = sampling,
+            Crossover = crossover,
+            Mutation = mutation,
+            InFlight = r.Int(top, "in_flight", 1),
+            Seed = seed,
+        };
+        try { options.Validate(); }
+        catch (ConfigurationException e) { throw new ConfigurationException($"{source}: {e.Message}"); }
+
+        if (!top.TryGetValue("model", out var modelNode)) throw new ConfigurationException($"{source}: 'model' is required (model.synthetic, or model.base and model.experts)");
+        var model = ParseModel(r, r.Map(modelNode!, "model", "synthetic", "base", "experts"), tasks, baseDirectory);
+        return new ExperimentConfig(name, options, generations, model, plotEvery);
+    }
+
+    private static ModelSource ParseModel(Reader r, Dictionary<string, YamlNode?> m, IReadOnlyList<string> tasks, string baseDir)
+    {
+        if (m.TryGetValue("synthetic", out var syn))
+        {
+            if (m.ContainsKey("base") || m.ContainsKey("experts"))
+                throw new ConfigurationException($"{r.Source}: model: give either 'synthetic' or 'base' + 'experts', not both");
+            var s = syn is YamlMappingNode ? r.Map(syn, "model.synthetic", "layers", "rows", "cols", "dtype", "seed", "expert_strength", "expert_score") : [];
+            string dt = r.String(s, "dtype", "bf16", "model.synthetic.");
+            if (!DTypes.TryParse(dt.ToUpperInvariant(), out var dtype) || !DTypes.IsWeightType(dtype))
+                throw new ConfigurationException($"{r.Source}: model.synthetic.dtype: '{dt}' is not f32, f16 or bf16");
+            var o = new SyntheticProblemOptions(r.Int(s, "layers", 4, "model.synthetic."), r.Int(s, "rows", 64, "model.synthetic."),
+                r.Int(s, "cols", 64, "model.synthetic."), dtype, r.ULong(s, "seed", 7, "model.synthetic."),
+                r.Double(s, "expert_strength", 0.7, "model.synthetic."), r.Double(s, "expert_score", 0.7, "model.synthetic."));
+            try { o.Validate(); }
+            catch (ConfigurationException e) { throw new ConfigurationException($"{r.Source}: {e.Message}"); }
+            return new ModelSource(o, null, []);
+        }
+        string basePath = Path.GetFullPath(Path.Combine(baseDir, r.String(m, "base", "", "model.") is { Length: > 0 } b ? b
+            : throw new ConfigurationException($"{r.Source}: model.base is required (a model folder or .safetensors file)")));
+        if (!m.TryGetValue("experts", out var en)) throw new ConfigurationException($"{r.Source}: model.experts is required (task: path)");
+        var experts = r.Map(en!, "model.experts", null);
+        foreach (var task in experts.Keys)
+            if (!tasks.Contains(task)) throw new ConfigurationException($"{r.Source}: model.experts: unknown task '{task}' (tasks: {string.Join(", ", tasks)})");
+        var list = new List<KeyValuePair<string, string>>();
+        foreach (var task in tasks)
+        {
+            if (!experts.TryGetValue(task, out var p) || p is not YamlScalarNode { Value.Length: > 0 } ps)
+                throw new ConfigurationException($"{r.Source}: model.experts: no expert for task '{task}'");
+            list.Add(new(task, Path.GetFullPath(Path.Combine(baseDir, ps.Value!))));
+        }
+        return new ModelSource(null, basePath, list);
+    }
+
+    /// <summary>Typed access to YAML nodes with errors that name the file, the key and the line.</summary>
+    private sealed class Reader(string source)
+    {
+        public string Source => source;
+
+        public ConfigurationException Error(YamlNode node, string key, string what) =>
+            new($"{source}: line {node.Start.Line}: {key}: {what}");
+
+        public Dictionary<string, YamlNode?> Map(YamlNode node, string path, params string[]? allowed)
+        {
+            if (node is not YamlMappingNode map) throw Error(node, path.Length == 0 ? "(top level)" : path, "expected a mapping of settings");
+            var d = new Dictionary<string, YamlNode?>(StringComparer.Ordinal);
+            foreach (var (k, v) in map.Children)
+            {
+                string key = ((YamlScalarNode)k).Value ?? "";
+                string full = path.Length == 0 ? key : path + "." + key;
+                if (allowed != null && !allowed.Contains(key))
+                    throw Error(k, full, $"unknown setting (known here: {string.Join(", ", allowed)})");
+                if (!d.TryAdd(key, v)) throw Error(k, full, "given twice");
+            }
+            return d;
+        }
+
+        private string? Scalar(Dictionary<string, YamlNode?> m, string key, string prefix)
+        {
+            if (!m.TryGetValue(key, out var n) || n is null) return null;
+            if (n is not YamlScalarNode s) throw Error(n, prefix + key, "expected a single value");
+            return s.Value;
+        }
+
+        public string String(Dictionary<string, YamlNode?> m, string key, string dflt, string prefix = "") => Scalar(m, key, prefix) ?? dflt;
+
+        public int Int(Dictionary<string, YamlNode?> m, string key, int dflt, string prefix = "")
+        {
+            string? v = Scalar(m, key, prefix);
+            if (v is null) return dflt;
+            return int.TryParse(v, NumberStyles.Integer, CultureInfo.InvariantCulture, out int x) ? x : throw Error(m[key]!, prefix + key, $"'{v}' is not an integer");
+        }
+
+        public ulong ULong(Dictionary<string, YamlNode?> m, string key, ulong dflt, string prefix = "")
+        {
+            string? v = Scalar(m, key, prefix);
+            if (v is null) return dflt;
+            return ulong.TryParse(v, NumberStyles.Integer, CultureInfo.InvariantCulture, out ulong x) ? x : throw Error(m[key]!, prefix + key, $"'{v}' is not a non-negative integer");
+        }
+
+        public double Double(Dictionary<string, YamlNode?> m, string key, double dflt, string prefix = "")
+        {
+            string? v = Scalar(m, key, prefix);
+            if (v is null) return dflt;
+            return double.TryParse(v, NumberStyles.Float, CultureInfo.InvariantCulture, out double x) ? x : throw Error(m[key]!, prefix + key, $"'{v}' is not a number");
+        }
+
+        public bool Bool(Dictionary<string, YamlNode?> m, string key, bool dflt, string prefix = "")
+        {
+            string? v = Scalar(m, key, prefix);
+            if (v is null) return dflt;
+            return v switch { "true" or "yes" => true, "false" or "no" => false, _ => throw Error(m[key]!, prefix + key, $"'{v}' is not true or false") };
+        }
+
+        public T Enum<T>(Dictionary<string, YamlNode?> m, string key, T dflt, string prefix = "") where T : struct, System.Enum
+        {
+            string? v = Scalar(m, key, prefix);
+            if (v is null) return dflt;
+            foreach (var name in System.Enum.GetNames<T>())
+                if (string.Equals(name, v, StringComparison.OrdinalIgnoreCase)) return System.Enum.Parse<T>(name);
+            throw Error(m[key]!, prefix + key, $"'{v}' is not one of {string.Join(", ", System.Enum.GetNames<T>().Select(n => n.ToLowerInvariant()))}");
+        }
+
+        public List<string>? StringList(Dictionary<string, YamlNode?> m, string key)
+        {
+            if (!m.TryGetValue(key, out var n) || n is null) return null;
+            if (n is not YamlSequenceNode seq) throw Error(n, key, "expected a list");
+            return seq.Children.Select(c => (c as YamlScalarNode)?.Value ?? throw Error(c, key, "expected names")).ToList();
+        }
+
+        public List<double> DoubleList(YamlNode n, string key)
+        {
+            if (n is not YamlSequenceNode seq) throw Error(n, key, "expected a list of numbers");
+            return seq.Children.Select(c => c is YamlScalarNode { Value: { } v } && double.TryParse(v, NumberStyles.Float, CultureInfo.InvariantCulture, out double x)
+                ? x : throw Error(c, key, "expected a number")).ToList();
+        }
+    }
+}

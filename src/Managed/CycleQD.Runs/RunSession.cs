@@ -1,0 +1,216 @@
+using System.Globalization;
+using System.Text;
+using CycleQD.Core;
+using CycleQD.Core.Candidates;
+using CycleQD.Core.Compute;
+using CycleQD.Core.Engine;
+using CycleQD.Core.Synthetic;
+using CycleQD.Cpu;
+using CycleQD.Tensors;
+
+namespace CycleQD.Runs;
+
+/// <summary>
+/// A run put together from its directory and experiment: backend, base and expert weights,
+/// evaluator, engine. <see cref="Start"/> makes a new run directory; <see cref="Resume"/> continues one.
+/// Owns everything it creates.
+/// </summary>
+public sealed class RunSession : IDisposable
+{
+    private readonly IComputeBackend _backend;
+    private readonly IWeightSet _base;
+    private readonly List<IWeightSet> _expertSets;
+    private readonly RunState? _resumeFrom;
+
+    /// <summary>The experiment as in force (seed overridden by the run's).</summary>
+    public ExperimentConfig Config { get; }
+
+    /// <summary>The run folder.</summary>
+    public RunDirectory Directory { get; }
+
+    /// <summary>The loop.</summary>
+    public CycleQDEngine Engine { get; }
+
+    /// <summary>Receives warnings that do not stop the run (a plot that could not be drawn).</summary>
+    public Action<string>? Warn { get; set; }
+
+    /// <summary>plots/elite_map_gen{N}.png for generation count <paramref name="generations"/>.</summary>
+    public string PlotPath(int generations) => Path.Combine(Directory.Path, "plots", $"elite_map_gen{generations}.png");
+
+    /// <summary>Generations to reach.</summary>
+    public int TargetGenerations => Directory.Info.Generations;
+
+    private RunSession(ExperimentConfig config, RunDirectory dir, RunState? resumeFrom)
+    {
+        Config = config;
+        Directory = dir;
+        _resumeFrom = resumeFrom;
+        _backend = new CpuComputeBackend();
+        _expertSets = [];
+        try
+        {
+            ICandidateEvaluator evaluator;
+            var experts = new List<Expert>();
+            if (config.Model.Synthetic is { } syn)
+            {
+                var problem = new SyntheticProblem(config.Options.Tasks, syn);
+                _base = _backend.Upload(problem.BaseModel());
+                for (int k = 0; k < config.Options.Tasks.Count; k++)
+                {
+                    var w = _backend.Upload(problem.Expert(k));
+                    _expertSets.Add(w);
+                    experts.Add(new Expert(config.Options.Tasks[k], w));
+                }
+                evaluator = problem;
+            }
+            else
+            {
+                throw RealModelsUnsupported(config);
+            }
+            Engine = new CycleQDEngine(config.Options, _backend, _base, experts, evaluator, dir.Elites, dir);
+            dir.Bind(config.Options.Tasks, () => Engine.Archives);
+            if (config.PlotEvery > 0)
+                Engine.GenerationCompleted += r =>
+                {
+                    if ((r.Generation + 1) % config.PlotEvery == 0) Plot(r.Generation + 1);
+                };
+        }
+        catch
+        {
+            Dispose();
+            throw;
+        }
+    }
+
+    private static ConfigurationException RealModelsUnsupported(ExperimentConfig config) =>
+        new($"{config.Name}: scoring real models needs the LLM evaluators, which this build does not include yet; the base and expert files were checked and are compatible. Use model.synthetic to run the synthetic test problem.");
+
+    /// <summary>Checks that the base and every expert exist and have the same tensor names and shapes.</summary>
+    internal static void CheckModelFiles(ExperimentConfig config)
+    {
+        string basePath = config.Model.BasePath!;
+        if (!File.Exists(basePath) && !System.IO.Directory.Exists(basePath)) throw new ConfigurationException($"model.base: {basePath} not found");
+        using var baseModel = SafetensorsModel.Open(basePath);
+        foreach (var (task, path) in config.Model.ExpertPaths)
+        {
+            if (!File.Exists(path) && !System.IO.Directory.Exists(path)) throw new ConfigurationException($"model.experts.{task}: {path} not found");
+            using var expert = SafetensorsModel.Open(path);
+            string? diff = ModelCompatibility.FirstDifference(baseModel, expert);
+            if (diff != null) throw new ConfigurationException($"model.experts.{task}: incompatible with the base model: {diff}");
+        }
+    }
+
+    /// <summary>
+    /// Creates <paramref name="outDir"/> (null: runs/NAME-yyyyMMdd-HHmmss under the current folder)
+    /// for <paramref name="experimentPath"/> and prepares a fresh run.
+    /// </summary>
+    public static RunSession Start(string experimentPath, string? outDir, int? generations, ulong? seed)
+    {
+        var config = ExperimentConfig.Load(experimentPath);
+        outDir ??= Path.Combine("runs", $"{config.Name}-{DateTime.UtcNow:yyyyMMdd-HHmmss}");
+        if (generations is < 0) throw new ConfigurationException($"--generations {generations}: must be ≥ 0");
+        var info = new RunInfo(seed ?? config.Options.Seed, generations ?? config.Generations, Path.GetDirectoryName(Path.GetFullPath(experimentPath))!);
+        config = config with { Options = config.Options with { Seed = info.Seed } };
+        if (config.Model.Synthetic is null)
+        {
+            CheckModelFiles(config);
+            throw RealModelsUnsupported(config);
+        }
+        // Build (and so validate) everything before the directory exists, so a bad experiment leaves nothing behind.
+        var probe = Path.GetFullPath(outDir);
+        if (System.IO.Directory.Exists(probe) && System.IO.Directory.EnumerateFileSystemEntries(probe).Any())
+            RunDirectory.Create(probe, "", info); // throws the "already holds a run" / "not empty" error
+        var dir = RunDirectory.Create(outDir, File.ReadAllText(experimentPath), info);
+        return new RunSession(config, dir, null);
+    }
+
+    /// <summary>Opens the run in <paramref name="runDir"/>; <paramref name="generations"/> (a total) raises its target.</summary>
+    public static RunSession Resume(string runDir, int? generations)
+    {
+        var dir = RunDirectory.Open(runDir);
+        var config = ExperimentConfig.Parse(File.ReadAllText(dir.ConfigPath), dir.ConfigPath, dir.Info.ConfigDirectory);
+        config = config with { Options = config.Options with { Seed = dir.Info.Seed } };
+        var state = dir.ReadCheckpoint();
+        if (generations is { } g)
+        {
+            if (g < state.NextGeneration) throw new ConfigurationException($"--generations {g}: the run has already done {state.NextGeneration}");
+            dir.SetTarget(g);
+        }
+        return new RunSession(config, dir, state);
+    }
+
+    /// <summary>Scores the experts (fresh run) or restores the checkpoint (resume).</summary>
+    public async Task InitializeAsync(CancellationToken cancellationToken)
+    {
+        if (_resumeFrom is null) await Engine.InitializeAsync(cancellationToken).ConfigureAwait(false);
+        else Engine.Restore(_resumeFrom);
+    }
+
+    /// <summary>Runs to the target (or until cancelled); writes summary.md when the target is reached. Returns whether it was.</summary>
+    public async Task<bool> RunAsync(CancellationToken cancellationToken)
+    {
+        await Engine.RunAsync(TargetGenerations, cancellationToken).ConfigureAwait(false);
+        bool done = Engine.NextGeneration >= TargetGenerations;
+        if (done)
+        {
+            Directory.WriteSummary(Summary());
+            if (!File.Exists(PlotPath(Engine.NextGeneration))) Plot(Engine.NextGeneration);
+        }
+        return done;
+    }
+
+    private bool _plotFailed;
+
+    /// <summary>Draws the elite maps; a failure (e.g. no native Skia library) is reported once and the run goes on.</summary>
+    private void Plot(int generations)
+    {
+        if (_plotFailed) return;
+        try
+        {
+            EliteMapPlot.Write(PlotPath(generations), Engine.Archives, Config.Options.Tasks, generations);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            _plotFailed = true;
+            Warn?.Invoke($"elite maps disabled: {e.GetType().Name}: {e.Message}");
+        }
+    }
+
+    /// <summary>The text of summary.md.</summary>
+    public string Summary()
+    {
+        var tasks = Config.Options.Tasks;
+        var state = Engine.CaptureState();
+        var sb = new StringBuilder();
+        var ci = CultureInfo.InvariantCulture;
+        sb.AppendLine(ci, $"# {Config.Name}: CycleQD run summary").AppendLine();
+        sb.AppendLine(ci, $"- generations: {Engine.NextGeneration}");
+        sb.AppendLine(ci, $"- seed: {Directory.Info.Seed}");
+        sb.AppendLine(ci, $"- tasks: {string.Join(", ", tasks)}");
+        sb.AppendLine(ci, $"- model: {(Config.Model.Synthetic != null ? "synthetic test problem" : Config.Model.BasePath)}");
+        sb.AppendLine(ci, $"- sampling: {Config.Options.Sampling.Kind.ToString().ToLowerInvariant()}, crossover N({Config.Options.Crossover.Mean}, {Config.Options.Crossover.Std}²), mutation {Config.Options.Mutation.Kind.ToString().ToLowerInvariant()}");
+        sb.AppendLine(ci, $"- elites stored: {Directory.Elites.Ids().Count}").AppendLine();
+        sb.AppendLine("## Experts").AppendLine();
+        sb.AppendLine("| expert | " + string.Join(" | ", tasks) + " |");
+        sb.AppendLine("|---|" + string.Concat(tasks.Select(_ => "---|")));
+        foreach (var e in state.Experts) sb.AppendLine(ci, $"| {e.Name} | {string.Join(" | ", e.Scores.Select(s => s.ToString("F4", ci)))} |");
+        sb.AppendLine().AppendLine("## Archives").AppendLine();
+        sb.AppendLine("| archive | elites | coverage | QD score | best | best elite | its scores |");
+        sb.AppendLine("|---|---|---|---|---|---|---|");
+        foreach (var a in Engine.Archives)
+        {
+            var best = a.Cells.Values.MaxBy(e => e.Scores[a.Task])!;
+            sb.AppendLine(ci, $"| {tasks[a.Task]} | {a.Cells.Count} | {a.Coverage:P1} | {a.QdScore:F4} | {a.BestQuality:F4} | {best.Id} (gen {best.Generation}) | {string.Join(", ", best.Scores.Select(s => s.ToString("F4", ci)))} |");
+        }
+        return sb.ToString();
+    }
+
+    /// <summary>Releases the engine, weights and backend.</summary>
+    public void Dispose()
+    {
+        Engine?.Dispose();
+        foreach (var w in _expertSets) w.Dispose();
+        _base?.Dispose();
+        _backend.Dispose();
+    }
+}

@@ -1,0 +1,88 @@
+using CycleQD.Testing;
+using CycleQD.Core;
+using CycleQD.Core.Compute;
+using CycleQD.Core.Sampling;
+using CycleQD.Tensors;
+
+namespace CycleQD.Runs.Tests;
+
+public class ExperimentConfigTests
+{
+    [Fact]
+    public void Parse_ShippedSyntheticExample_ReadsEverySetting()
+    {
+        var c = ExperimentConfig.Load(Path.Combine(TestPaths.RepoRoot, "examples", "synthetic.yaml"));
+        Assert.Equal(["alpha", "beta", "gamma"], c.Options.Tasks);
+        Assert.Equal(200, c.Generations);
+        Assert.Equal(15, c.Options.Bins);
+        Assert.Equal(SamplingKind.Elite, c.Options.Sampling.Kind);
+        Assert.Equal(MutationKind.Svd, c.Options.Mutation.Kind);
+        Assert.Equal(0.03, c.Options.Crossover.Std);
+        Assert.Equal(DType.BF16, c.Model.Synthetic!.DType);
+    }
+
+    private static ConfigurationException ParseError(string yaml) =>
+        Assert.Throws<ConfigurationException>(() => ExperimentConfig.Parse(yaml, "exp.yaml", "/tmp"));
+
+    private const string Head = "tasks: [a, b]\nmodel: { synthetic: {} }\n";
+
+    [Theory]
+    [InlineData(Head + "archive: { bounds: { z: [0, 1] } }", "archive.bounds: unknown task 'z'")]
+    [InlineData(Head + "archive: { bounds: { a: [0.5, 0.2] } }", "archive.bounds.a: lower bound 0.5 must be below upper bound 0.2")]
+    [InlineData(Head + "archive: { bounds: { a: [0.3, 0.3] } }", "lower bound 0.3 must be below upper bound 0.3")]
+    [InlineData(Head + "archive: { bins: 0 }", "archive.bins = 0, must be at least 1")]
+    [InlineData(Head + "crossover: { std: -0.01 }", "crossover.std = -0.01, must be ≥ 0")]
+    [InlineData(Head + "mutation: { kind: gaussian, sigma: -1 }", "mutation.sigma = -1, must be ≥ 0")]
+    [InlineData(Head + "mutaton: { kind: svd }", "line 3: mutaton: unknown setting")]
+    [InlineData(Head + "sampling: { kind: best }", "sampling.kind: 'best' is not one of elite, random")]
+    [InlineData("tasks: [a]\n", "'model' is required")]
+    [InlineData("model: { synthetic: {} }\n", "'tasks' is required")]
+    [InlineData("tasks: [a, b]\nmodel: { base: base, experts: { a: x, b: y, q: z } }\n", "model.experts: unknown task 'q'")]
+    [InlineData("tasks: [a, b]\nmodel: { base: base, experts: { a: x } }\n", "model.experts: no expert for task 'b'")]
+    public void Parse_BadExperiment_OneClearError(string yaml, string expected)
+    {
+        var e = ParseError(yaml);
+        Assert.StartsWith("exp.yaml: ", e.Message);
+        Assert.Contains(expected, e.Message);
+    }
+
+    private static void WriteModel(string path, long rows)
+    {
+        SafetensorsWriter.WriteFile(path, [TensorData.FromSingle("w", DType.F32, [rows, 2], new float[rows * 2])]);
+    }
+
+    [Fact]
+    public void Start_MissingExpertFile_NamesTaskAndPath()
+    {
+        using var dir = new TempDir();
+        WriteModel(dir.File("base.safetensors"), 3);
+        WriteModel(dir.File("a.safetensors"), 3);
+        string exp = Experiments.Write(dir, "exp.yaml", "tasks: [a, b]\nmodel: { base: base.safetensors, experts: { a: a.safetensors, b: b.safetensors } }\n");
+        var e = Assert.Throws<ConfigurationException>(() => RunSession.Start(exp, dir.File("out"), null, null));
+        Assert.Equal($"model.experts.b: {dir.File("b.safetensors")} not found", e.Message);
+        Assert.False(Directory.Exists(dir.File("out")));
+    }
+
+    [Fact]
+    public void Start_IncompatibleExpertShapes_NamesTaskTensorAndShapes()
+    {
+        using var dir = new TempDir();
+        WriteModel(dir.File("base.safetensors"), 3);
+        WriteModel(dir.File("a.safetensors"), 3);
+        WriteModel(dir.File("b.safetensors"), 4);
+        string exp = Experiments.Write(dir, "exp.yaml", "tasks: [a, b]\nmodel: { base: base.safetensors, experts: { a: a.safetensors, b: b.safetensors } }\n");
+        var e = Assert.Throws<ConfigurationException>(() => RunSession.Start(exp, dir.File("out"), null, null));
+        Assert.StartsWith("model.experts.b: incompatible with the base model: tensor 'w' has shape [3, 2]", e.Message);
+        Assert.Contains("[4, 2]", e.Message);
+    }
+
+    [Fact]
+    public void Start_CompatibleRealModels_SaysLlmEvaluationIsNotInThisBuild()
+    {
+        using var dir = new TempDir();
+        foreach (var n in new[] { "base", "a", "b" }) WriteModel(dir.File(n + ".safetensors"), 3);
+        string exp = Experiments.Write(dir, "exp.yaml", "tasks: [a, b]\nmodel: { base: base.safetensors, experts: { a: a.safetensors, b: b.safetensors } }\n");
+        var e = Assert.Throws<ConfigurationException>(() => RunSession.Start(exp, dir.File("out"), null, null));
+        Assert.Contains("needs the LLM evaluators", e.Message);
+    }
+}
