@@ -212,9 +212,14 @@ SH
 
 cmd_run() {
   cmd_build
-  local model="${CYCLEQD_DEMO_MODEL:-$ROOT/models/stories260K}"
+  # The embedded default until the TinySkills demo lands: CycleQD on the synthetic test problem
+  # (three tasks, 200 generations, CPU backend). Output goes to runs/synthetic-<time>/.
   ./cycleqd doctor
-  ./cycleqd inspect "$model"
+  local out
+  out="$ROOT/runs/synthetic-$(date -u +%Y%m%d-%H%M%S)"
+  ./cycleqd run examples/synthetic.yaml --out "$out"
+  log "run directory: $out (archive.json, metrics.jsonl, plots/, summary.md)"
+  [ -f "$out/summary.md" ] && cat "$out/summary.md"
 }
 
 # BenchmarkDotNet (bench/CycleQD.Benchmarks): merge throughput vs a plain copy, full vs randomized
