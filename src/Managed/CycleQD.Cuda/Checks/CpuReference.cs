@@ -1,36 +1,16 @@
 using System.Runtime.InteropServices;
+using CycleQD.Core.Random;
 using CycleQD.Tensors;
 
 namespace CycleQD.Cuda.Checks;
 
 /// <summary>
 /// Float64 CPU references for the device check and the GPU tests: plain loops, written from the
-/// formulas, independent of the kernels. The Philox here follows the shared specification
-/// (Philox4x32-10; key = seed halves; counter = block, stream, generation) and is checked against
-/// Random123's known-answer vectors in the tests.
+/// formulas, independent of the kernels. Random numbers come from the engine's own
+/// <see cref="Philox4x32"/> (the CPU backend's generator), which the kernels must reproduce bit for bit.
 /// </summary>
 internal static class CpuReference
 {
-    /// <summary>One Philox4x32-10 block.</summary>
-    public static void Philox(Span<uint> counter, uint k0, uint k1)
-    {
-        for (int r = 0; r < 10; r++)
-        {
-            ulong p0 = 0xD2511F53ul * counter[0], p1 = 0xCD9E8D57ul * counter[2];
-            uint n0 = (uint)(p1 >> 32) ^ counter[1] ^ k0, n2 = (uint)(p0 >> 32) ^ counter[3] ^ k1;
-            counter[0] = n0; counter[1] = (uint)p1; counter[2] = n2; counter[3] = (uint)p0;
-            k0 += 0x9E3779B9u; k1 += 0xBB67AE85u;
-        }
-    }
-
-    /// <summary>u_i in [0, 1) for element i of (seed, stream, generation).</summary>
-    public static float Uniform(ulong seed, uint stream, uint generation, long i)
-    {
-        Span<uint> c = [(uint)(i / 4), (uint)((ulong)(i / 4) >> 32), stream, generation];
-        Philox(c, (uint)seed, (uint)(seed >> 32));
-        return (c[(int)(i % 4)] >> 8) * (1.0f / 16777216.0f);
-    }
-
     /// <summary>s·(1 + r) and r·s with r = wMax·u in float32 (as the kernel forms r), products in float64.</summary>
     public static (double[] S, double[] Delta) Rescale(ReadOnlySpan<float> s, ulong seed, uint stream, uint generation, float wMax)
     {
@@ -38,7 +18,7 @@ internal static class CpuReference
         var delta = new double[s.Length];
         for (int i = 0; i < s.Length; i++)
         {
-            float r = wMax * Uniform(seed, stream, generation, i);
+            float r = wMax * Philox4x32.Uniform(seed, stream, generation, Streams.SvdScale, (ulong)i);
             outS[i] = s[i] * (1.0 + r);
             delta[i] = (double)r * s[i];
         }
