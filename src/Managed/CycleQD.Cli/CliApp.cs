@@ -1,5 +1,6 @@
 using System.CommandLine;
 using CycleQD.Cli.Commands.Doctor;
+using CycleQD.Cli.Commands.Eval;
 using CycleQD.Cli.Commands.Inspect;
 using CycleQD.Tensors;
 
@@ -20,6 +21,7 @@ internal static class CliApp
         root.Options.Add(CommonOptions.Verbose);
         root.Subcommands.Add(InspectCommand.Create());
         root.Subcommands.Add(DoctorCommand.Create());
+        root.Subcommands.Add(EvalCommand.Create());
         return root;
     }
 
@@ -48,7 +50,8 @@ internal static class CliApp
     }
 
     private static bool IsUserError(Exception e) =>
-        e is TensorFormatException or CliUsageException or FileNotFoundException or DirectoryNotFoundException;
+        e is TensorFormatException or CliUsageException or FileNotFoundException or DirectoryNotFoundException
+            or InvalidDataException or Tasks.Sandbox.SandboxUnavailableException or Tasks.Database.DatabaseUnavailableException;
 }
 
 /// <summary>A command-line value that cannot be used; its message is shown as is.</summary>

@@ -162,9 +162,27 @@ public sealed class BubblewrapSandbox
                      "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
                      "--uid", request.UidInside.ToString(System.Globalization.CultureInfo.InvariantCulture),
                      "--gid", request.UidInside.ToString(System.Globalization.CultureInfo.InvariantCulture),
-                     "--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc",
                  })
             args.Add(a);
+        if (request.ContainerLayout)
+        {
+            args.Add("--tmpfs"); args.Add("/usr");
+            foreach (var entry in new DirectoryInfo("/usr").EnumerateFileSystemInfos())
+            {
+                if (entry.Name == "local") continue;
+                if (entry.LinkTarget is { } t) { args.Add("--symlink"); args.Add(t); args.Add(entry.FullName); }
+                else { args.Add("--ro-bind"); args.Add(entry.FullName); args.Add(entry.FullName); }
+            }
+            foreach (var dir in new[] { "/usr/local", "/etc", "/root", "/home", "/var", "/opt", "/srv", "/mnt", "/media", "/run" })
+            {
+                args.Add("--tmpfs"); args.Add(dir);
+            }
+            args.Add("--ro-bind"); args.Add("/etc"); args.Add("/.host/etc");
+        }
+        else
+        {
+            foreach (var a in new[] { "--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc" }) args.Add(a);
+        }
         foreach (var top in new[] { "bin", "sbin", "lib", "lib32", "lib64", "libx32" })
         {
             string host = "/" + top;
@@ -176,6 +194,14 @@ public sealed class BubblewrapSandbox
         foreach (var dir in request.WritableDirs)
         {
             args.Add("--tmpfs"); args.Add(dir);
+        }
+        foreach (var (host, inside) in request.ReadOnlyBinds)
+        {
+            args.Add("--ro-bind"); args.Add(host); args.Add(inside);
+        }
+        if (request.Hostname != null)
+        {
+            args.Add("--hostname"); args.Add(request.Hostname);
         }
         args.Add("--size"); args.Add(l.WorkDirBytes.ToString(System.Globalization.CultureInfo.InvariantCulture));
         args.Add("--tmpfs"); args.Add(SandboxRequest.WorkDir);

@@ -24,6 +24,20 @@ public sealed record SandboxRequest
     /// <summary>Further folders mounted as private writable tmpfs (e.g. "/root", "/home", "/var").</summary>
     public IReadOnlyList<string> WritableDirs { get; init; } = [];
 
+    /// <summary>Host folders mounted read-only at the given sandbox paths (host → sandbox), after the writable dirs.</summary>
+    public IReadOnlyList<(string Host, string Sandbox)> ReadOnlyBinds { get; init; } = [];
+
+    /// <summary>Host name inside the sandbox's UTS namespace; null leaves bubblewrap's default.</summary>
+    public string? Hostname { get; init; }
+
+    /// <summary>
+    /// Container-like file system (for shell agents): /usr is a writable tmpfs holding read-only
+    /// binds of the host's /usr/* folders (so new files can be created in /usr itself), /usr/local,
+    /// /root, /home, /var, /opt, /srv, /mnt, /media and /run are writable tmpfs, and the host's /etc is
+    /// visible read-only at /.host/etc over a writable tmpfs /etc (the program copies it in).
+    /// </summary>
+    public bool ContainerLayout { get; init; }
+
     /// <summary>User id inside the sandbox's user namespace (65534 = nobody; 0 for a container-like root with no capabilities).</summary>
     public int UidInside { get; init; } = 65534;
 
