@@ -238,24 +238,30 @@ public sealed class AgentBenchOsBenchmark(AgentBenchOsOptions options) : IBenchm
 
     /// <summary>
     /// A responder that runs each sample's example script (turn 1), then answers with the last
-    /// line of its output (turn 2); samples with no example script answer their match answer.
+    /// line of its output (turn 2); samples with no example script answer their match answer. The
+    /// script is sent as one line (<c>eval "$(echo BASE64 | base64 -d)"</c>) so that the shell
+    /// prints one prompt after all of it, as a multi-line command would not.
     /// </summary>
     public ScriptedResponder CreateGoldResponder()
     {
         var byOpening = new Dictionary<string, OsSample>(StringComparer.Ordinal);
         foreach (var s in SelectedSamples()) byOpening[OpeningKey(ChatTemplates.Llama3(s.Problem), s.Problem.Count)] = s;
+        const string userHeader = "<|start_header_id|>user<|end_header_id|>\n\n";
         return new ScriptedResponder(req =>
         {
-            var s = byOpening.Where(kv => req.Prompt.StartsWith(kv.Key, StringComparison.Ordinal)).Select(kv => kv.Value).FirstOrDefault()
-                ?? throw new InvalidOperationException("the gold responder got a prompt that is not an AgentBench OS sample");
-            string tail = req.Prompt[OpeningKey(ChatTemplates.Llama3(s.Problem), s.Problem.Count).Length..];
+            string key = OpeningKey(req.Prompt, 7);
+            if (!byOpening.TryGetValue(key, out var s))
+                throw new InvalidOperationException("the gold responder got a prompt that is not an AgentBench OS sample");
+            string tail = req.Prompt[key.Length..];
             if (s.ExampleScript is null)
                 return $"Think: I know the answer.\n\nAct: answer({s.MatchAnswer})";
-            if (!tail.Contains("<|start_header_id|>user", StringComparison.Ordinal))
-                return "Think: run the reference solution.\n\nAct: bash\n\n```bash\n" + s.ExampleScript.Script + "\n```";
+            if (!tail.Contains(userHeader, StringComparison.Ordinal))
+            {
+                string b64 = Convert.ToBase64String(System.Text.Encoding.UTF8.GetBytes(s.ExampleScript.Script));
+                return $"Think: run the reference solution.\n\nAct: bash\n\n```bash\neval \"$(echo {b64} | base64 -d)\"\n```";
+            }
             // The last user message holds the shell's output followed by its prompt.
-            int from = tail.LastIndexOf("<|start_header_id|>user<|end_header_id|>\n\n", StringComparison.Ordinal);
-            string msg = tail[(from + "<|start_header_id|>user<|end_header_id|>\n\n".Length)..];
+            string msg = tail[(tail.LastIndexOf(userHeader, StringComparison.Ordinal) + userHeader.Length)..];
             msg = msg[..msg.IndexOf("<|eot_id|>", StringComparison.Ordinal)];
             msg = msg.StartsWith("The output of the OS:", StringComparison.Ordinal) ? msg["The output of the OS:".Length..] : "";
             msg = Regex.Replace(msg, @"\x1b\]0;[^\x07]*\x07|\x1b\[[0-9;?]*[A-Za-z]", "");
@@ -264,7 +270,7 @@ public sealed class AgentBenchOsBenchmark(AgentBenchOsOptions options) : IBenchm
         });
     }
 
-    /// <summary>The rendered prompt up to the end of the sample's opening messages.</summary>
+    /// <summary>The rendered prompt up to and including the end of the sample's opening messages.</summary>
     private static string OpeningKey(string rendered, int messages)
     {
         int at = -1;
@@ -273,6 +279,6 @@ public sealed class AgentBenchOsBenchmark(AgentBenchOsOptions options) : IBenchm
             at = rendered.IndexOf("<|eot_id|>", at + 1, StringComparison.Ordinal);
             if (at < 0) return rendered;
         }
-        return rendered[..at];
+        return rendered[..(at + "<|eot_id|>".Length)];
     }
 }

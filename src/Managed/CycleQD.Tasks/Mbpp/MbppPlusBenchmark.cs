@@ -206,10 +206,13 @@ public sealed class MbppPlusBenchmark(MbppPlusOptions options) : IBenchmark
                 AddressSpaceBytes = 4L << 30,
                 FileSizeBytes = 64L << 20,
                 Processes = 16,
-                OutputBytes = 64 << 20,
+                // Expected outputs of some tasks pickle to more than 64 MB (Mbpp/599's plus inputs).
+                OutputBytes = 1 << 30,
             },
         }, ct).ConfigureAwait(false);
         if (result.TimedOut) return null;
+        if (result.OutputLimitExceeded)
+            throw new InvalidOperationException("the MBPP+ harness wrote more than 1 GiB");
         int at = result.Stdout.LastIndexOf(ResultMark, StringComparison.Ordinal);
         if (at < 0)
             throw new InvalidOperationException($"the MBPP+ harness failed (exit {result.ExitCode}{(result.OutputLimitExceeded ? ", output limit" : "")}): {Tail(result.Stderr)}");
@@ -250,8 +253,16 @@ public sealed class MbppPlusBenchmark(MbppPlusOptions options) : IBenchmark
                 ["entry_point"] = p.EntryPoint,
                 ["task_line"] = p.RawLine,
             };
-            using var doc = await RunHarnessAsync(sandbox, req, TimeSpan.FromSeconds(300), token).ConfigureAwait(false)
-                ?? throw new InvalidOperationException($"{p.TaskId}: the canonical solution did not finish within 300 s");
+            JsonDocument? result;
+            try
+            {
+                result = await RunHarnessAsync(sandbox, req, TimeSpan.FromSeconds(300), token).ConfigureAwait(false);
+            }
+            catch (InvalidOperationException e)
+            {
+                throw new InvalidOperationException($"{p.TaskId}: computing the expected outputs failed: {e.Message}", e);
+            }
+            using var doc = result ?? throw new InvalidOperationException($"{p.TaskId}: the canonical solution did not finish within 300 s");
             string text = doc.RootElement.GetRawText();
             await File.WriteAllTextAsync(file + ".tmp", text, token).ConfigureAwait(false);
             File.Move(file + ".tmp", file, overwrite: true);
