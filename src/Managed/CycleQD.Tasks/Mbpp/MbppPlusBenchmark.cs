@@ -155,7 +155,7 @@ public sealed class MbppPlusBenchmark(MbppPlusOptions options) : IBenchmark
             ["entry_point"] = p.EntryPoint,
             ["atol"] = p.Atol,
             ["task_line"] = p.RawLine,
-            ["expected"] = truth.PickleBase64,
+            ["pickle_path"] = "/expected/expected.pkl",
             ["kinds"] = new JsonArray(kinds.Select(k => (JsonNode)k).ToArray()),
             ["min_time_limit"] = MinTimeLimit,
             ["time_limit_factor"] = TimeLimitFactor,
@@ -163,7 +163,8 @@ public sealed class MbppPlusBenchmark(MbppPlusOptions options) : IBenchmark
         // Each run may take min(60, Σ limits) + 1 s plus 1 s for the join (as the reference), and
         // the interpreter needs a moment to start and load the inputs.
         double budget = kinds.Sum(k => Math.Min(60, truth.TimeLimitSum(k, MinTimeLimit, TimeLimitFactor)) + 2) + 10;
-        var result = await RunHarnessAsync(sandbox, req, TimeSpan.FromSeconds(budget), ct).ConfigureAwait(false);
+        var result = await RunHarnessAsync(sandbox, req, TimeSpan.FromSeconds(budget), ct,
+            readOnly: [(truth.PicklePath, "/expected/expected.pkl")]).ConfigureAwait(false);
         if (result is null)
             return new CheckVerdict("", new RunVerdict("timed out", 0, "the sandbox exceeded its wall clock"), options.RunPlus ? new RunVerdict("timed out", 0, "the sandbox exceeded its wall clock") : null);
         var root = result.RootElement;
@@ -188,11 +189,14 @@ public sealed class MbppPlusBenchmark(MbppPlusOptions options) : IBenchmark
 
     private const string ResultMark = "@@cycleqd-mbpp-result@@";
 
-    private static async Task<JsonDocument?> RunHarnessAsync(BubblewrapSandbox sandbox, JsonObject request, TimeSpan wall, CancellationToken ct)
+    private static async Task<JsonDocument?> RunHarnessAsync(BubblewrapSandbox sandbox, JsonObject request, TimeSpan wall, CancellationToken ct,
+        IReadOnlyList<(string, string)>? readOnly = null, IReadOnlyList<(string, string)>? writable = null)
     {
         var result = await sandbox.RunAsync(new SandboxRequest
         {
             Command = ["python3", "-s", "/input/harness.py"],
+            ReadOnlyBinds = readOnly ?? [],
+            WritableBinds = writable ?? [],
             InputFiles = new Dictionary<string, string> { ["harness.py"] = EmbeddedScripts.Read("mbpp_harness.py") },
             Stdin = request.ToJsonString(),
             // Expected outputs and the code under test must see the same str hashes: EvalPlus gets
@@ -221,8 +225,8 @@ public sealed class MbppPlusBenchmark(MbppPlusOptions options) : IBenchmark
 
     private static string Tail(string s) => s.Length <= 2000 ? s : "…" + s[^2000..];
 
-    /// <summary>Expected outputs and reference run times of one task (a pickle, as Python objects keep their types).</summary>
-    public sealed record GroundTruth(string PickleBase64, IReadOnlyDictionary<string, double[]> Times)
+    /// <summary>Expected outputs (a pickle file, as Python objects keep their types) and reference run times of one task.</summary>
+    public sealed record GroundTruth(string PicklePath, IReadOnlyDictionary<string, double[]> Times)
     {
         internal double TimeLimitSum(string kind, double min, double factor) => Times[kind].Sum(t => Math.Max(min, factor * t));
     }
@@ -230,21 +234,28 @@ public sealed class MbppPlusBenchmark(MbppPlusOptions options) : IBenchmark
     /// <summary>Computes (or reads from the cache) the expected outputs of each task by running prompt + canonical_solution.</summary>
     public async Task<IReadOnlyDictionary<string, GroundTruth>> EnsureGroundTruthAsync(IReadOnlyList<MbppProblem> problems, BubblewrapSandbox sandbox, CancellationToken ct)
     {
-        string cacheDir = Path.Combine(options.CacheDir ?? DefaultCacheDir(), "mbpp-groundtruth", DatasetHash() + "-hashseed" + HashSeed);
+        string cacheDir = Path.Combine(options.CacheDir ?? DefaultCacheDir(), "mbpp-groundtruth", DatasetHash() + "-hashseed" + HashSeed + "-v2");
         Directory.CreateDirectory(cacheDir);
+        if (OperatingSystem.IsLinux())
+            for (var d = new DirectoryInfo(cacheDir); d != null && d.FullName.StartsWith(options.CacheDir ?? DefaultCacheDir(), StringComparison.Ordinal); d = d.Parent)
+                File.SetUnixFileMode(d.FullName, (UnixFileMode)0b111_101_101);
         var truths = new ConcurrentDictionary<string, GroundTruth>();
         await Parallel.ForEachAsync(problems, new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, options.Parallelism), CancellationToken = ct }, async (p, token) =>
         {
             string file = Path.Combine(cacheDir, p.TaskId.Replace('/', '_') + ".json");
-            if (File.Exists(file))
+            string pickle = Path.ChangeExtension(file, ".pkl");
+            if (File.Exists(file) && File.Exists(pickle))
             {
                 try
                 {
-                    truths[p.TaskId] = ParseTruth(await File.ReadAllTextAsync(file, token).ConfigureAwait(false));
+                    truths[p.TaskId] = ParseTruth(await File.ReadAllTextAsync(file, token).ConfigureAwait(false), pickle);
                     return;
                 }
                 catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException) { }
             }
+            // The sandbox runs as another uid: it writes the pickle into a folder of its own.
+            string outDir = Directory.CreateTempSubdirectory("cycleqd-mbpp-gt-").FullName;
+            if (OperatingSystem.IsLinux()) File.SetUnixFileMode(outDir, (UnixFileMode)0b111_111_111);
             var req = new JsonObject
             {
                 ["mode"] = "groundtruth",
@@ -252,33 +263,42 @@ public sealed class MbppPlusBenchmark(MbppPlusOptions options) : IBenchmark
                 ["code"] = p.Prompt + p.CanonicalSolution,
                 ["entry_point"] = p.EntryPoint,
                 ["task_line"] = p.RawLine,
+                ["pickle_path"] = "/gt/expected.pkl",
             };
-            JsonDocument? result;
+            string text;
             try
             {
-                result = await RunHarnessAsync(sandbox, req, TimeSpan.FromSeconds(300), token).ConfigureAwait(false);
+                JsonDocument? result;
+                try
+                {
+                    result = await RunHarnessAsync(sandbox, req, TimeSpan.FromSeconds(300), token, writable: [(outDir, "/gt")]).ConfigureAwait(false);
+                }
+                catch (InvalidOperationException e)
+                {
+                    throw new InvalidOperationException($"{p.TaskId}: computing the expected outputs failed: {e.Message}", e);
+                }
+                using var doc = result ?? throw new InvalidOperationException($"{p.TaskId}: the canonical solution did not finish within 300 s");
+                text = doc.RootElement.GetRawText();
+                File.Move(Path.Combine(outDir, "expected.pkl"), pickle, overwrite: true);
             }
-            catch (InvalidOperationException e)
+            finally
             {
-                throw new InvalidOperationException($"{p.TaskId}: computing the expected outputs failed: {e.Message}", e);
+                try { Directory.Delete(outDir, true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
             }
-            using var doc = result ?? throw new InvalidOperationException($"{p.TaskId}: the canonical solution did not finish within 300 s");
-            string text = doc.RootElement.GetRawText();
             await File.WriteAllTextAsync(file + ".tmp", text, token).ConfigureAwait(false);
             File.Move(file + ".tmp", file, overwrite: true);
-            truths[p.TaskId] = ParseTruth(text);
+            truths[p.TaskId] = ParseTruth(text, pickle);
         }).ConfigureAwait(false);
         return truths;
     }
 
-    private static GroundTruth ParseTruth(string json)
+    private static GroundTruth ParseTruth(string json, string picklePath)
     {
         using var doc = JsonDocument.Parse(json);
-        string pickle = doc.RootElement.GetProperty("pickle").GetString()!;
         var times = new Dictionary<string, double[]>();
         foreach (var kind in new[] { "base", "plus" })
             times[kind] = doc.RootElement.GetProperty(kind + "_time").EnumerateArray().Select(e => e.GetDouble()).ToArray();
-        return new GroundTruth(pickle, times);
+        return new GroundTruth(picklePath, times);
     }
 
     private string DatasetHash()
@@ -287,11 +307,15 @@ public sealed class MbppPlusBenchmark(MbppPlusOptions options) : IBenchmark
         return Convert.ToHexStringLower(SHA256.HashData(s))[..16];
     }
 
+    /// <summary>
+    /// $XDG_CACHE_HOME/cycleqd, else /var/tmp/cycleqd-&lt;user&gt;: the sandbox's uid must be able to
+    /// reach the cached pickles, and a root user's home (mode 0700) would hide them.
+    /// </summary>
     private static string DefaultCacheDir()
     {
         string? xdg = Environment.GetEnvironmentVariable("XDG_CACHE_HOME");
         if (!string.IsNullOrEmpty(xdg)) return Path.Combine(xdg, "cycleqd");
-        return Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache", "cycleqd");
+        return Path.Combine("/var/tmp", "cycleqd-" + Environment.UserName);
     }
 
     /// <summary>A responder that "generates" each task's canonical solution followed by a closing fence.</summary>

@@ -199,6 +199,10 @@ public sealed class BubblewrapSandbox
         {
             args.Add("--ro-bind"); args.Add(host); args.Add(inside);
         }
+        foreach (var (host, inside) in request.WritableBinds)
+        {
+            args.Add("--bind"); args.Add(host); args.Add(inside);
+        }
         if (request.Hostname != null)
         {
             args.Add("--hostname"); args.Add(request.Hostname);

@@ -27,6 +27,9 @@ public sealed record SandboxRequest
     /// <summary>Host folders mounted read-only at the given sandbox paths (host → sandbox), after the writable dirs.</summary>
     public IReadOnlyList<(string Host, string Sandbox)> ReadOnlyBinds { get; init; } = [];
 
+    /// <summary>Host folders mounted read-write at the given sandbox paths (host → sandbox); the sandbox's uid must be allowed to write there.</summary>
+    public IReadOnlyList<(string Host, string Sandbox)> WritableBinds { get; init; } = [];
+
     /// <summary>Host name inside the sandbox's UTS namespace; null leaves bubblewrap's default.</summary>
     public string? Hostname { get; init; }
 
