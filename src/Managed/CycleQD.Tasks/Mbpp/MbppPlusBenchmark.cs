@@ -162,7 +162,10 @@ public sealed class MbppPlusBenchmark(MbppPlusOptions options) : IBenchmark
         };
         // Each run may take min(60, Σ limits) + 1 s plus 1 s for the join (as the reference), and
         // the interpreter needs a moment to start and load the inputs.
-        double budget = kinds.Sum(k => Math.Min(60, truth.TimeLimitSum(k, MinTimeLimit, TimeLimitFactor)) + 2) + 10;
+        // Loading the expected outputs is not part of the reference's budget (it forks with them in
+        // memory): allow 1 s per 10 MB of pickle (Mbpp/255's is about 1 GB).
+        double load = new FileInfo(truth.PicklePath).Length / 10e6;
+        double budget = kinds.Sum(k => Math.Min(60, truth.TimeLimitSum(k, MinTimeLimit, TimeLimitFactor)) + 2) + 10 + load;
         var result = await RunHarnessAsync(sandbox, req, TimeSpan.FromSeconds(budget), ct,
             readOnly: [(truth.PicklePath, "/expected/expected.pkl")]).ConfigureAwait(false);
         if (result is null)
