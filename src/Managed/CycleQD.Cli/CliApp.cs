@@ -1,13 +1,14 @@
 using System.CommandLine;
 using CycleQD.Cli.Commands.Bench;
 using CycleQD.Cli.Commands.Doctor;
+using CycleQD.Cli.Commands.Eval;
 using CycleQD.Cli.Commands.Generate;
 using CycleQD.Cli.Commands.Inspect;
-using CycleQD.Cuda;
-using CycleQD.Onnx.Runtime;
 using CycleQD.Cli.Commands.Resume;
 using CycleQD.Cli.Commands.Run;
 using CycleQD.Core;
+using CycleQD.Cuda;
+using CycleQD.Onnx.Runtime;
 using CycleQD.Runs;
 using CycleQD.Tensors;
 
@@ -32,6 +33,7 @@ internal static class CliApp
         root.Subcommands.Add(BenchCommand.Create());
         root.Subcommands.Add(RunCommand.Create());
         root.Subcommands.Add(ResumeCommand.Create());
+        root.Subcommands.Add(EvalCommand.Create());
         return root;
     }
 
@@ -62,7 +64,8 @@ internal static class CliApp
     private static bool IsUserError(Exception e) =>
         e is TensorFormatException or CliUsageException or FileNotFoundException or DirectoryNotFoundException
             or ExecutionProviderUnavailableException or CudaUnavailableException or DeviceMemoryException
-            or ConfigurationException or RunDirectoryException;
+            or ConfigurationException or RunDirectoryException
+            or InvalidDataException or Tasks.Sandbox.SandboxUnavailableException or Tasks.Database.DatabaseUnavailableException;
 }
 
 /// <summary>A command-line value that cannot be used; its message is shown as is.</summary>

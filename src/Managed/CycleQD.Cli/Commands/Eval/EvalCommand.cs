@@ -1,0 +1,235 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using CycleQD.Core.Evaluation;
+using CycleQD.Tasks.AgentBenchDb;
+using CycleQD.Tasks.AgentBenchOs;
+using CycleQD.Tasks.Mbpp;
+using CycleQD.Tasks.Scripted;
+using CycleQD.Tasks.TinySkills;
+
+namespace CycleQD.Cli.Commands.Eval;
+
+/// <summary>`cycleqd eval`: scores one model (or a scripted responder) on one task.</summary>
+internal static class EvalCommand
+{
+    private static readonly Option<string> Task = new("--task")
+    {
+        Description = "mbpp | agentbench_db | agentbench_os | tinyskills/<code|db|os>.",
+        Required = true,
+    };
+
+    private static readonly Option<string?> Model = new("--model") { Description = "A Hugging Face model folder to evaluate." };
+
+    private static readonly Option<string?> Responder = new("--responder")
+    {
+        Description = "scripted:gold: answer from the benchmark data instead of a model (tests the harness alone).",
+    };
+
+    private static readonly Option<string> Split = new("--split") { Description = "TinySkills split: test | valid.", DefaultValueFactory = _ => "test" };
+
+    private static readonly Option<int?> Limit = new("--limit") { Description = "Evaluate only the first N samples." };
+
+    private static readonly Option<string> DbLayoutOption = new("--db-layout")
+    {
+        Description = "AgentBench DB tables: isolated (one database per sample) | reference (one shared server, as the reference; names collide).",
+        DefaultValueFactory = _ => "isolated",
+    };
+
+    private static readonly Option<string?> DbConnection = new("--db-connection")
+    {
+        Description = "Use this MySQL/MariaDB server (MySqlConnector connection string) instead of starting a private MariaDB.",
+    };
+
+    private static readonly Option<string?> Data = new("--data")
+    {
+        Description = "The benchmark data folder (default: $CYCLEQD_SHARED_DATA, else ../shared/data beside the repository or the current folder).",
+    };
+
+    private static readonly Option<string?> Output = new("--output")
+    {
+        Description = "Where to write the per-sample JSONL (default: runs/eval/<task>[-<split>].jsonl).",
+    };
+
+    private static readonly Option<int> Repeats = new("--repeats")
+    {
+        Description = "AgentBench OS: runs averaged into the score (the reference uses 5; init scripts draw random data).",
+        DefaultValueFactory = _ => 5,
+    };
+
+    private static readonly Option<bool> NoSanitize = new("--no-sanitize")
+    {
+        Description = "MBPP+ diagnostic: judge prompt + completion without the reference's sanitiser.",
+    };
+
+    public static Command Create()
+    {
+        var cmd = new Command("eval", "Score a model (or the scripted gold responder) on one benchmark; prints the score and writes per-sample details as JSONL.");
+        foreach (var o in new Option[] { Task, Model, Responder, Split, Limit, DbLayoutOption, DbConnection, Data, Output, NoSanitize, Repeats })
+            cmd.Options.Add(o);
+        cmd.SetAction((parse, ct) => RunAsync(parse, ct));
+        return cmd;
+    }
+
+    private static async Task<int> RunAsync(ParseResult parse, CancellationToken ct)
+    {
+        var o = parse.InvocationConfiguration.Output;
+        var err = parse.InvocationConfiguration.Error;
+        string task = parse.GetRequiredValue(Task);
+        string? model = parse.GetValue(Model);
+        string? responder = parse.GetValue(Responder);
+        string split = parse.GetValue(Split)!;
+        int? limit = parse.GetValue(Limit);
+        if (limit is <= 0) throw new CliUsageException($"--limit must be positive (got {limit})");
+        if (split is not ("test" or "valid")) throw new CliUsageException($"--split must be test or valid (got '{split}')");
+        if (model is null == responder is null)
+            throw new CliUsageException("give exactly one of --model DIR or --responder scripted:gold");
+        if (responder is not null and not "scripted:gold")
+            throw new CliUsageException($"unknown responder '{responder}' (available: scripted:gold)");
+        var layout = parse.GetValue(DbLayoutOption) switch
+        {
+            "isolated" => DbLayout.Isolated,
+            "reference" => DbLayout.Reference,
+            var other => throw new CliUsageException($"--db-layout must be isolated or reference (got '{other}')"),
+        };
+        string data = ResolveDataDir(parse.GetValue(Data));
+
+        IBenchmark bench;
+        Func<ScriptedResponder> gold;
+        string describe;
+        switch (task)
+        {
+            case "mbpp":
+            {
+                var b = new MbppPlusBenchmark(new MbppPlusOptions { DataDir = data, Limit = limit, Sanitize = !parse.GetValue(NoSanitize) });
+                bench = b; gold = b.CreateGoldResponder; describe = $"MBPP+ ({Count(b.SelectedProblems)} tasks)";
+                break;
+            }
+            case "agentbench_db":
+            {
+                var b = new AgentBenchDbBenchmark(new AgentBenchDbOptions { DataDir = data, Limit = limit, Layout = layout, ConnectionString = parse.GetValue(DbConnection) });
+                bench = b; gold = b.CreateGoldResponder; describe = $"AgentBench DB ({Count(b.SelectedRecords)} samples, {layout.ToString().ToLowerInvariant()} layout)";
+                break;
+            }
+            case "agentbench_os":
+            {
+                var b = new AgentBenchOsBenchmark(new AgentBenchOsOptions { DataDir = data, Limit = limit, Repeats = parse.GetValue(Repeats) > 0 ? parse.GetValue(Repeats) : throw new CliUsageException("--repeats must be positive") });
+                bench = b; gold = b.CreateGoldResponder; describe = $"AgentBench OS ({Count(b.SelectedSamples)} samples)";
+                break;
+            }
+            case var t when t.StartsWith("tinyskills/", StringComparison.Ordinal):
+            {
+                var b = new TinySkillsBenchmark(new TinySkillsOptions { TinySkillsDir = Path.Combine(data, "models", "tinyskills"), Skill = t["tinyskills/".Length..], Split = split, Limit = limit });
+                bench = b; gold = b.CreateGoldResponder; describe = $"TinySkills {t["tinyskills/".Length..]} / {split} ({Count(b.Examples)} prompts)";
+                break;
+            }
+            default:
+                throw new CliUsageException($"unknown task '{task}' (available: mbpp, agentbench_db, agentbench_os, tinyskills/code, tinyskills/db, tinyskills/os)");
+        }
+
+        ITextGenerator generator = model is null ? gold() : ModelGenerators.Open(Path.GetFullPath(model));
+        try
+        {
+            string output = Path.GetFullPath(parse.GetValue(Output) ?? Path.Combine("runs", "eval", task.Replace('/', '-') + (task.StartsWith("tinyskills/", StringComparison.Ordinal) ? "-" + split : "") + ".jsonl"));
+            o.WriteLine($"task: {task}: {describe}; {(model is null ? "responder " + responder : "model " + Path.GetFullPath(model))}");
+            var progress = new TextProgress(err);
+            var sw = Stopwatch.StartNew();
+            var report = await bench.EvaluateAsync(generator, progress, ct).ConfigureAwait(false);
+            sw.Stop();
+            progress.Finish();
+            WriteDetails(output, report);
+            var inv = CultureInfo.InvariantCulture;
+            o.WriteLine($"score: {report.Score.ToString("0.######", inv)} ({report.Samples.Count(s => s.Correct)}/{report.Samples.Count})");
+            if (report.Metrics.TryGetValue("mbpp_plus_pass@1", out double plus))
+                o.WriteLine($"plus score: {plus.ToString("0.######", inv)}");
+            foreach (var (k, v) in report.Metrics.OrderBy(kv => kv.Key, StringComparer.Ordinal))
+                o.WriteLine($"  {k,-28}{v.ToString("0.######", inv)}");
+            double rate = report.Samples.Count / Math.Max(sw.Elapsed.TotalSeconds, 1e-9);
+            o.WriteLine($"time: {sw.Elapsed.TotalSeconds.ToString("F2", inv)} s ({rate.ToString("F2", inv)} samples/s)");
+            o.WriteLine($"details: {output}");
+            return 0;
+        }
+        finally
+        {
+            (generator as IDisposable)?.Dispose();
+        }
+    }
+
+    private static int Count<T>(Func<IReadOnlyList<T>> select)
+    {
+        try
+        {
+            return select().Count;
+        }
+        catch (ArgumentException e)
+        {
+            throw new CliUsageException(e.Message);
+        }
+    }
+
+    internal static string ResolveDataDir(string? given)
+    {
+        if (given != null)
+        {
+            if (!Directory.Exists(given)) throw new DirectoryNotFoundException($"data folder not found: {Path.GetFullPath(given)}");
+            return Path.GetFullPath(given);
+        }
+        string? env = Environment.GetEnvironmentVariable("CYCLEQD_SHARED_DATA");
+        if (!string.IsNullOrEmpty(env) && Directory.Exists(env)) return Path.GetFullPath(env);
+        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d != null; d = d.Parent)
+            if (File.Exists(Path.Combine(d.FullName, "CycleQD.Native.sln")))
+            {
+                string beside = Path.GetFullPath(Path.Combine(d.FullName, "..", "shared", "data"));
+                if (Directory.Exists(beside)) return beside;
+            }
+        foreach (var candidate in new[] { Path.Combine("..", "shared", "data"), Path.Combine("shared", "data") })
+            if (Directory.Exists(candidate)) return Path.GetFullPath(candidate);
+        throw new CliUsageException("benchmark data folder not found: pass --data DIR or set CYCLEQD_SHARED_DATA");
+    }
+
+    private static void WriteDetails(string path, EvaluationReport report)
+    {
+        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+        string tmp = path + ".tmp";
+        using (var w = new StreamWriter(tmp))
+        {
+            foreach (var s in report.Samples)
+                w.WriteLine(JsonSerializer.Serialize(new { id = s.Id, correct = s.Correct, reason = s.Reason, prompt = s.Prompt, transcript = s.Transcript }));
+        }
+        File.Move(tmp, path, overwrite: true);
+    }
+
+    /// <summary>A one-line progress bar on stderr (redrawn in place on a terminal, a line per 10 % otherwise).</summary>
+    private sealed class TextProgress(TextWriter err) : IProgress<EvaluationProgress>
+    {
+        private readonly bool _terminal = ReferenceEquals(err, Console.Error) && !Console.IsErrorRedirected;
+        private int _lastDecile = -1;
+        private bool _drawn;
+
+        public void Report(EvaluationProgress p)
+        {
+            lock (this)
+            {
+                int width = 30;
+                int filled = p.Total == 0 ? width : p.Done * width / p.Total;
+                string bar = $"{p.Task} [{new string('#', filled)}{new string('.', width - filled)}] {p.Done}/{p.Total}";
+                if (_terminal)
+                {
+                    err.Write("\r" + bar);
+                    _drawn = true;
+                }
+                else
+                {
+                    int decile = p.Total == 0 ? 10 : p.Done * 10 / p.Total;
+                    if (decile != _lastDecile) { err.WriteLine(bar); _lastDecile = decile; }
+                }
+            }
+        }
+
+        public void Finish()
+        {
+            lock (this) if (_drawn) err.WriteLine();
+        }
+    }
+}

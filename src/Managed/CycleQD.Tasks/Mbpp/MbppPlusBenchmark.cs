@@ -1,0 +1,335 @@
+using System.Collections.Concurrent;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using CycleQD.Core.Evaluation;
+using CycleQD.Tasks.Prompts;
+using CycleQD.Tasks.Python;
+using CycleQD.Tasks.Sandbox;
+using CycleQD.Tasks.Scripted;
+
+namespace CycleQD.Tasks.Mbpp;
+
+/// <summary>Settings of an MBPP+ evaluation.</summary>
+public sealed record MbppPlusOptions
+{
+    /// <summary>The shared data folder (holds mbpp/MbppPlus-v0.1.0.jsonl and cycleqd_prompts.json).</summary>
+    public required string DataDir { get; init; }
+
+    /// <summary>Run only the first N tasks.</summary>
+    public int? Limit { get; init; }
+
+    /// <summary>Task ids to run ("Mbpp/2", …); null = all 399.</summary>
+    public IReadOnlyList<string>? TaskIds { get; init; }
+
+    /// <summary>Where expected outputs and reference times are cached (one file per task); null = $XDG_CACHE_HOME/cycleqd or ~/.cache/cycleqd.</summary>
+    public string? CacheDir { get; init; }
+
+    /// <summary>Tasks judged at once (each in its own sandbox); default: the number of cores.</summary>
+    public int Parallelism { get; init; } = Environment.ProcessorCount;
+
+    /// <summary>Also run the plus inputs (plus pass@1 is reported beside the score).</summary>
+    public bool RunPlus { get; init; } = true;
+
+    /// <summary>
+    /// Apply the reference's sanitiser (default). Off, the code judged is prompt + "\n" + completion
+    /// as is: a diagnostic that separates the sanitiser's effect from the tests' verdicts.
+    /// </summary>
+    public bool Sanitize { get; init; } = true;
+
+    /// <summary>Most new tokens (reference: 512).</summary>
+    public int MaxNewTokens { get; init; } = 512;
+}
+
+/// <summary>
+/// MBPP+ as CycleQD evaluates it (fishfarm tasks/evalplus + tasks/mbpp.py; data README §3): the
+/// code chat template with the "```python" prefill, one batch, completion cut at the first ```,
+/// the reference's sanitiser, then base and plus inputs in the sandbox with per-input limits
+/// max(0.2 s, 4 × reference time) measured here on prompt + canonical_solution. Score = base pass@1;
+/// "plus_pass@1" beside it.
+/// </summary>
+public sealed class MbppPlusBenchmark(MbppPlusOptions options) : IBenchmark
+{
+    /// <summary>Stop strings of the reference's sampling parameters.</summary>
+    public static readonly IReadOnlyList<string> StopStrings = ["Instruction:", "Instruction", "Response:", "Response"];
+
+    /// <summary>The assistant prefill appended after the rendered prompt.</summary>
+    public const string ResponsePrefix = "```python";
+
+    private const double MinTimeLimit = 0.2;
+    private const double TimeLimitFactor = 4.0;
+
+    private IReadOnlyList<MbppProblem>? _problems;
+    private string DataFile => Path.Combine(options.DataDir, "mbpp", "MbppPlus-v0.1.0.jsonl");
+
+    /// <inheritdoc/>
+    public string Name => "mbpp";
+
+    /// <summary>The selected tasks, in file order.</summary>
+    public IReadOnlyList<MbppProblem> SelectedProblems()
+    {
+        var all = _problems ??= MbppProblem.Load(DataFile);
+        IEnumerable<MbppProblem> sel = all;
+        if (options.TaskIds is { } ids)
+        {
+            var known = all.ToDictionary(p => p.TaskId);
+            sel = ids.Select(id => known.TryGetValue(id, out var p) ? p : throw new ArgumentException($"unknown MBPP+ task id '{id}'"));
+        }
+        if (options.Limit is int n) sel = sel.Take(n);
+        return sel.ToList();
+    }
+
+    /// <summary>The full prompt text sent to the generator (system + instruction, rendered, plus the prefill).</summary>
+    public string PromptFor(MbppProblem p, PromptLibrary prompts) =>
+        ChatTemplates.Mbpp(prompts["mbpp.system_message"], p.Instruction()) + ResponsePrefix;
+
+    /// <summary>The generated text up to the first ``` (or all of it).</summary>
+    public static string CompletionBody(string generated)
+    {
+        int i = generated.IndexOf("```", StringComparison.Ordinal);
+        return i >= 0 ? generated[..i] : generated;
+    }
+
+    /// <inheritdoc/>
+    public async Task<EvaluationReport> EvaluateAsync(ITextGenerator generator, IProgress<EvaluationProgress>? progress = null, CancellationToken cancellationToken = default)
+    {
+        var problems = SelectedProblems();
+        var prompts = PromptLibrary.Load(Path.Combine(options.DataDir, "cycleqd_prompts.json"));
+        var sandbox = BubblewrapSandbox.Create();
+        // Expected outputs first: they do not depend on the model, and a broken canonical run is
+        // better reported before generation.
+        var expected = await EnsureGroundTruthAsync(problems, sandbox, cancellationToken).ConfigureAwait(false);
+
+        var requests = problems.Select(p => new GenerationRequest(PromptFor(p, prompts), options.MaxNewTokens, StopStrings, AddBos: true)).ToList();
+        var results = await generator.GenerateAsync(requests, cancellationToken).ConfigureAwait(false);
+        if (results.Count != requests.Count)
+            throw new InvalidOperationException($"the generator returned {results.Count} results for {requests.Count} requests");
+
+        var outcomes = new SampleOutcome[problems.Count];
+        var basePass = new bool[problems.Count];
+        var plusPass = new bool[problems.Count];
+        int done = 0;
+        await Parallel.ForEachAsync(Enumerable.Range(0, problems.Count),
+            new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, options.Parallelism), CancellationToken = cancellationToken },
+            async (i, ct) =>
+            {
+                var p = problems[i];
+                string completion = CompletionBody(results[i].Text);
+                var verdict = await CheckAsync(p, completion, expected[p.TaskId], sandbox, ct).ConfigureAwait(false);
+                basePass[i] = verdict.Base.Status == "success";
+                plusPass[i] = basePass[i] && verdict.Plus?.Status == "success";
+                string reason = $"base: {verdict.Base.Describe()}" + (verdict.Plus is { } plus ? $"; plus: {plus.Describe()}" : "");
+                outcomes[i] = new SampleOutcome(p.TaskId, basePass[i], requests[i].Prompt,
+                    ["assistant: " + results[i].Text, "sanitized: " + verdict.Solution], reason);
+                progress?.Report(new EvaluationProgress(Name, Interlocked.Increment(ref done), problems.Count));
+            }).ConfigureAwait(false);
+
+        double n = Math.Max(1, problems.Count);
+        double basePassAt1 = basePass.Count(b => b) / n;
+        var metrics = new Dictionary<string, double> { ["mbpp_base_pass@1"] = basePassAt1 };
+        if (options.RunPlus) metrics["mbpp_plus_pass@1"] = plusPass.Count(b => b) / n;
+        return new EvaluationReport(Name, problems.Count == 0 ? 0 : basePassAt1, metrics, outcomes);
+    }
+
+    /// <summary>Outcome of one run (base or plus) as the harness reports it.</summary>
+    public sealed record RunVerdict(string Status, int Passed, string Reason)
+    {
+        internal string Describe() => Status == "success" ? $"success ({Passed} inputs)" : $"{Status} ({Passed} inputs passed; {Reason})";
+    }
+
+    /// <summary>The sanitized solution and its base (and plus) verdicts.</summary>
+    public sealed record CheckVerdict(string Solution, RunVerdict Base, RunVerdict? Plus);
+
+    /// <summary>Sanitizes and judges one completion (the text after the ```python prefill) in the sandbox.</summary>
+    public async Task<CheckVerdict> CheckAsync(MbppProblem p, string completion, GroundTruth truth, BubblewrapSandbox sandbox, CancellationToken ct)
+    {
+        var kinds = options.RunPlus ? new[] { "base", "plus" } : ["base"];
+        var req = new JsonObject
+        {
+            ["mode"] = "check",
+            ["task_id"] = p.TaskId,
+            ["prompt"] = p.Prompt,
+            ["completion"] = completion,
+            ["sanitize"] = options.Sanitize,
+            ["entry_point"] = p.EntryPoint,
+            ["atol"] = p.Atol,
+            ["task_line"] = p.RawLine,
+            ["pickle_path"] = "/expected/expected.pkl",
+            ["kinds"] = new JsonArray(kinds.Select(k => (JsonNode)k).ToArray()),
+            ["min_time_limit"] = MinTimeLimit,
+            ["time_limit_factor"] = TimeLimitFactor,
+        };
+        // Each run may take min(60, Σ limits) + 1 s plus 1 s for the join (as the reference), and
+        // the interpreter needs a moment to start and load the inputs.
+        // Loading the expected outputs is not part of the reference's budget (it forks with them in
+        // memory): allow 1 s per 10 MB of pickle (Mbpp/255's is about 1 GB).
+        double load = new FileInfo(truth.PicklePath).Length / 10e6;
+        double budget = kinds.Sum(k => Math.Min(60, truth.TimeLimitSum(k, MinTimeLimit, TimeLimitFactor)) + 2) + 10 + load;
+        var result = await RunHarnessAsync(sandbox, req, TimeSpan.FromSeconds(budget), ct,
+            readOnly: [(truth.PicklePath, "/expected/expected.pkl")]).ConfigureAwait(false);
+        if (result is null)
+            return new CheckVerdict("", new RunVerdict("timed out", 0, "the sandbox exceeded its wall clock"), options.RunPlus ? new RunVerdict("timed out", 0, "the sandbox exceeded its wall clock") : null);
+        var root = result.RootElement;
+        RunVerdict Read(string kind)
+        {
+            var v = root.GetProperty(kind);
+            return new RunVerdict(v.GetProperty("status").GetString()!, v.GetProperty("passed").GetInt32(), v.GetProperty("reason").GetString()!);
+        }
+        return new CheckVerdict(root.GetProperty("solution").GetString()!, Read("base"), options.RunPlus ? Read("plus") : null);
+    }
+
+    /// <summary>The reference's sanitiser applied to <paramref name="code"/> (runs the embedded harness; no code is executed).</summary>
+    public static async Task<string> SanitizeAsync(string code, string entryPoint, CancellationToken ct = default)
+    {
+        var req = new JsonObject { ["mode"] = "sanitize", ["code"] = code, ["entry_point"] = entryPoint };
+        using var doc = await RunHarnessAsync(BubblewrapSandbox.Create(), req, TimeSpan.FromSeconds(30), ct).ConfigureAwait(false)
+            ?? throw new InvalidOperationException("the sanitiser timed out");
+        return doc.RootElement.GetProperty("solution").GetString()!;
+    }
+
+    private const string HashSeed = "0";
+
+    private const string ResultMark = "@@cycleqd-mbpp-result@@";
+
+    private static async Task<JsonDocument?> RunHarnessAsync(BubblewrapSandbox sandbox, JsonObject request, TimeSpan wall, CancellationToken ct,
+        IReadOnlyList<(string, string)>? readOnly = null, IReadOnlyList<(string, string)>? writable = null)
+    {
+        var result = await sandbox.RunAsync(new SandboxRequest
+        {
+            Command = ["python3", "-s", "/input/harness.py"],
+            ReadOnlyBinds = readOnly ?? [],
+            WritableBinds = writable ?? [],
+            InputFiles = new Dictionary<string, string> { ["harness.py"] = EmbeddedScripts.Read("mbpp_harness.py") },
+            Stdin = request.ToJsonString(),
+            // Expected outputs and the code under test must see the same str hashes: EvalPlus gets
+            // that by forking the checker from the process that computed them, so set-ordered
+            // outputs (e.g. tuple(set(a) & set(b)), Mbpp/2) agree. A fixed seed also makes reruns identical.
+            Environment = new Dictionary<string, string> { ["PYTHONHASHSEED"] = HashSeed },
+            Limits = new SandboxLimits
+            {
+                WallClock = wall,
+                CpuSeconds = (int)Math.Ceiling(wall.TotalSeconds) + 5,
+                AddressSpaceBytes = 4L << 30,
+                // The expected-output pickle of Mbpp/255 is about 1 GB; only that run has a writable host folder.
+                FileSizeBytes = writable is { Count: > 0 } ? 4L << 30 : 64L << 20,
+                Processes = 16,
+                // Expected outputs of some tasks pickle to more than 64 MB (Mbpp/599's plus inputs).
+                OutputBytes = 1 << 30,
+            },
+        }, ct).ConfigureAwait(false);
+        if (result.TimedOut) return null;
+        if (result.OutputLimitExceeded)
+            throw new InvalidOperationException("the MBPP+ harness wrote more than 1 GiB");
+        int at = result.Stdout.LastIndexOf(ResultMark, StringComparison.Ordinal);
+        if (at < 0)
+            throw new InvalidOperationException($"the MBPP+ harness failed (exit {result.ExitCode}{(result.OutputLimitExceeded ? ", output limit" : "")}): {Tail(result.Stderr)}");
+        return JsonDocument.Parse(result.Stdout[(at + ResultMark.Length)..]);
+    }
+
+    private static string Tail(string s) => s.Length <= 2000 ? s : "…" + s[^2000..];
+
+    /// <summary>Expected outputs (a pickle file, as Python objects keep their types) and reference run times of one task.</summary>
+    public sealed record GroundTruth(string PicklePath, IReadOnlyDictionary<string, double[]> Times)
+    {
+        internal double TimeLimitSum(string kind, double min, double factor) => Times[kind].Sum(t => Math.Max(min, factor * t));
+    }
+
+    /// <summary>Computes (or reads from the cache) the expected outputs of each task by running prompt + canonical_solution.</summary>
+    public async Task<IReadOnlyDictionary<string, GroundTruth>> EnsureGroundTruthAsync(IReadOnlyList<MbppProblem> problems, BubblewrapSandbox sandbox, CancellationToken ct)
+    {
+        string cacheDir = Path.Combine(options.CacheDir ?? DefaultCacheDir(), "mbpp-groundtruth", DatasetHash() + "-hashseed" + HashSeed + "-v2");
+        Directory.CreateDirectory(cacheDir);
+        if (OperatingSystem.IsLinux())
+            for (var d = new DirectoryInfo(cacheDir); d != null && d.FullName.StartsWith(options.CacheDir ?? DefaultCacheDir(), StringComparison.Ordinal); d = d.Parent)
+                File.SetUnixFileMode(d.FullName, (UnixFileMode)0b111_101_101);
+        var truths = new ConcurrentDictionary<string, GroundTruth>();
+        await Parallel.ForEachAsync(problems, new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, options.Parallelism), CancellationToken = ct }, async (p, token) =>
+        {
+            string file = Path.Combine(cacheDir, p.TaskId.Replace('/', '_') + ".json");
+            string pickle = Path.ChangeExtension(file, ".pkl");
+            if (File.Exists(file) && File.Exists(pickle))
+            {
+                try
+                {
+                    truths[p.TaskId] = ParseTruth(await File.ReadAllTextAsync(file, token).ConfigureAwait(false), pickle);
+                    return;
+                }
+                catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException) { }
+            }
+            // The sandbox runs as another uid: it writes the pickle into a folder of its own.
+            string outDir = Directory.CreateTempSubdirectory("cycleqd-mbpp-gt-").FullName;
+            if (OperatingSystem.IsLinux()) File.SetUnixFileMode(outDir, (UnixFileMode)0b111_111_111);
+            var req = new JsonObject
+            {
+                ["mode"] = "groundtruth",
+                ["task_id"] = p.TaskId,
+                ["code"] = p.Prompt + p.CanonicalSolution,
+                ["entry_point"] = p.EntryPoint,
+                ["task_line"] = p.RawLine,
+                ["pickle_path"] = "/gt/expected.pkl",
+            };
+            string text;
+            try
+            {
+                JsonDocument? result;
+                try
+                {
+                    result = await RunHarnessAsync(sandbox, req, TimeSpan.FromSeconds(300), token, writable: [(outDir, "/gt")]).ConfigureAwait(false);
+                }
+                catch (InvalidOperationException e)
+                {
+                    throw new InvalidOperationException($"{p.TaskId}: computing the expected outputs failed: {e.Message}", e);
+                }
+                using var doc = result ?? throw new InvalidOperationException($"{p.TaskId}: the canonical solution did not finish within 300 s");
+                text = doc.RootElement.GetRawText();
+                File.Move(Path.Combine(outDir, "expected.pkl"), pickle, overwrite: true);
+            }
+            finally
+            {
+                try { Directory.Delete(outDir, true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+            }
+            await File.WriteAllTextAsync(file + ".tmp", text, token).ConfigureAwait(false);
+            File.Move(file + ".tmp", file, overwrite: true);
+            truths[p.TaskId] = ParseTruth(text, pickle);
+        }).ConfigureAwait(false);
+        return truths;
+    }
+
+    private static GroundTruth ParseTruth(string json, string picklePath)
+    {
+        using var doc = JsonDocument.Parse(json);
+        var times = new Dictionary<string, double[]>();
+        foreach (var kind in new[] { "base", "plus" })
+            times[kind] = doc.RootElement.GetProperty(kind + "_time").EnumerateArray().Select(e => e.GetDouble()).ToArray();
+        return new GroundTruth(picklePath, times);
+    }
+
+    private string DatasetHash()
+    {
+        using var s = File.OpenRead(DataFile);
+        return Convert.ToHexStringLower(SHA256.HashData(s))[..16];
+    }
+
+    /// <summary>
+    /// $XDG_CACHE_HOME/cycleqd, else /var/tmp/cycleqd-&lt;user&gt;: the sandbox's uid must be able to
+    /// reach the cached pickles, and a root user's home (mode 0700) would hide them.
+    /// </summary>
+    private static string DefaultCacheDir()
+    {
+        string? xdg = Environment.GetEnvironmentVariable("XDG_CACHE_HOME");
+        if (!string.IsNullOrEmpty(xdg)) return Path.Combine(xdg, "cycleqd");
+        return Path.Combine("/var/tmp", "cycleqd-" + Environment.UserName);
+    }
+
+    /// <summary>A responder that "generates" each task's canonical solution followed by a closing fence.</summary>
+    public ScriptedResponder CreateGoldResponder()
+    {
+        var prompts = PromptLibrary.Load(Path.Combine(options.DataDir, "cycleqd_prompts.json"));
+        var byPrompt = new Dictionary<string, MbppProblem>(StringComparer.Ordinal);
+        foreach (var p in SelectedProblems()) byPrompt[PromptFor(p, prompts)] = p;
+        return new ScriptedResponder(req => byPrompt.TryGetValue(req.Prompt, out var p)
+            ? p.CanonicalSolution + "```\n"
+            : throw new InvalidOperationException("the gold responder got a prompt that is not an MBPP+ task"));
+    }
+}

@@ -1,0 +1,128 @@
+# Stands in for the reference's per-sample Ubuntu container (data README section 2, "Protocol").
+# Runs inside the sandbox as the container's root. Reads one JSON request per line on stdin and
+# answers one JSON line on stdout:
+#   {"op": "exec", "language": "bash"|"python", "script": s, "params": [...]}
+#       an independent process (docker exec): bash -c s -- params / python3 -c s params;
+#       -> {"exit_code": n, "output": stdout+stderr}
+#   {"op": "session"}  starts the interactive `bash --login` on a pseudo-terminal (docker exec -it)
+#   {"op": "send", "text": t, "timeout": s}
+#       types t + "\n" into that shell, reads until a prompt-like chunk or `timeout` seconds of
+#       silence; the echoed input line is dropped as the reference drops the first frame.
+#       -> {"output": text, "timed_out": bool}
+import base64
+import json
+import os
+import pty
+import re
+import select
+import shutil
+import subprocess
+import sys
+import time
+
+PROMPT = re.compile(rb"\x1b.+@.+[#|$] ")
+BASHRC = r"""
+PS1='${debian_chroot:+($debian_chroot)}\u@\h:\w\$ '
+case "$TERM" in
+xterm*|rxvt*)
+    PS1="\[\e]0;${debian_chroot:+($debian_chroot)}\u@\h: \w\a\]$PS1"
+    ;;
+esac
+"""
+
+
+def prepare_root():
+    # A writable /etc holding the host's files (bubblewrap 0.8 has no overlay mounts).
+    if os.path.isdir("/.host/etc"):
+        for name in os.listdir("/.host/etc"):
+            src, dst = os.path.join("/.host/etc", name), os.path.join("/etc", name)
+            try:
+                if os.path.islink(src):
+                    os.symlink(os.readlink(src), dst)
+                elif os.path.isdir(src):
+                    shutil.copytree(src, dst, symlinks=True, ignore_dangling_symlinks=True, dirs_exist_ok=True)
+                else:
+                    shutil.copy2(src, dst)
+            except OSError:
+                pass
+    # Ubuntu's empty /usr/local tree (PATH names /usr/local/sbin and /usr/local/bin).
+    for sub in ("bin", "etc", "games", "include", "lib", "sbin", "share", "src"):
+        os.makedirs("/usr/local/" + sub, exist_ok=True)
+    os.makedirs("/root", exist_ok=True)
+    with open("/root/.bashrc", "w") as f:
+        f.write(BASHRC)
+    with open("/root/.profile", "w") as f:
+        f.write('if [ -f ~/.bashrc ]; then . ~/.bashrc; fi\n')
+
+
+class Session:
+    def __init__(self):
+        pid, fd = pty.fork()
+        if pid == 0:
+            os.chdir("/")
+            os.execvpe("bash", ["bash", "--login"], os.environ)
+        self.pid, self.fd = pid, fd
+        self._read_until_prompt(2.0)
+
+    def _read_until_prompt(self, timeout):
+        out = b""
+        while True:
+            r, _, _ = select.select([self.fd], [], [], timeout)
+            if not r:
+                return out, True
+            try:
+                chunk = os.read(self.fd, 65536)
+            except OSError:
+                return out, False
+            if not chunk:
+                return out, False
+            out += chunk
+            if PROMPT.search(chunk):
+                return out, False
+
+    def send(self, text, timeout):
+        os.write(self.fd, text.encode("utf-8") + b"\n")
+        out, timed_out = self._read_until_prompt(timeout)
+        # The terminal echoes the typed line first; the reference drops that first frame.
+        nl = out.find(b"\n")
+        out = out[nl + 1:] if nl >= 0 else b""
+        return out.decode("utf-8", errors="replace"), timed_out
+
+
+def run_exec(req):
+    script, params = req["script"], [str(p) for p in req.get("params", [])]
+    if req["language"] == "bash":
+        args = ["bash", "-c", script] + (["--"] + params if params else [])
+    elif req["language"] == "python":
+        args = ["python3", "-c", script] + params
+    else:
+        return {"exit_code": 127, "output": "unsupported language " + req["language"]}
+    try:
+        p = subprocess.run(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           timeout=req.get("timeout", 60), cwd="/")
+        return {"exit_code": p.returncode, "output": p.stdout.decode("utf-8", errors="replace")}
+    except subprocess.TimeoutExpired as e:
+        return {"exit_code": -1, "output": (e.stdout or b"").decode("utf-8", errors="replace")}
+
+
+def main():
+    prepare_root()
+    session = None
+    for line in sys.stdin:
+        req = json.loads(line)
+        op = req["op"]
+        if op == "exec":
+            res = run_exec(req)
+        elif op == "session":
+            session = Session()
+            res = {"ok": True}
+        elif op == "send":
+            output, timed_out = session.send(req["text"], req.get("timeout", 5.0))
+            res = {"output": output, "timed_out": timed_out}
+        else:
+            res = {"error": "unknown op " + op}
+        sys.stdout.write(json.dumps(res) + "\n")
+        sys.stdout.flush()
+
+
+main()

@@ -1,0 +1,321 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Text;
+
+namespace CycleQD.Tasks.Sandbox;
+
+/// <summary>
+/// Runs commands under bubblewrap: all namespaces unshared (no network, private pid/ipc/uts),
+/// <c>--die-with-parent</c>, <c>--new-session</c>, every capability dropped, read-only system
+/// binds, a private tmpfs work dir, rlimits from <c>prlimit</c>, and a wall clock that kills the
+/// whole tree (the sandbox's pid 1 dies with bubblewrap, which takes every process in its pid
+/// namespace with it).
+/// </summary>
+/// <remarks>
+/// RLIMIT_NPROC counts processes per real uid and is not enforced for root, so when the caller is
+/// root each run switches (setpriv) to its own unprivileged host uid from a pool before
+/// bubblewrap starts; as a non-root caller the runs share the caller's uid and the process limit
+/// counts all of that user's processes.
+/// </remarks>
+public sealed class BubblewrapSandbox
+{
+    private const int UidPoolBase = 61000;
+    private const int UidPoolSize = 512;
+    private static readonly ConcurrentQueue<int> FreeUids = new(Enumerable.Range(UidPoolBase, UidPoolSize));
+
+    private readonly string _bwrap;
+    private readonly string _prlimit;
+    private readonly string? _setpriv;
+
+    private BubblewrapSandbox(string bwrap, string prlimit, string? setpriv)
+    {
+        _bwrap = bwrap;
+        _prlimit = prlimit;
+        _setpriv = setpriv;
+    }
+
+    /// <summary>The sandbox on this machine; throws <see cref="SandboxUnavailableException"/> naming what is missing.</summary>
+    public static BubblewrapSandbox Create()
+    {
+        string bwrap = FindTool("bwrap") ?? throw new SandboxUnavailableException("bubblewrap (bwrap) is not installed; it is needed to run model-written code (Debian: apt-get install bubblewrap, or ./build.sh setup)");
+        string prlimit = FindTool("prlimit") ?? throw new SandboxUnavailableException("prlimit (util-linux) is not installed; it sets the sandbox's resource limits");
+        string? setpriv = null;
+        if (IsRoot)
+            setpriv = FindTool("setpriv") ?? throw new SandboxUnavailableException("setpriv (util-linux) is not installed; as root it is needed to run the sandbox under an unprivileged uid");
+        return new BubblewrapSandbox(bwrap, prlimit, setpriv);
+    }
+
+    private static bool IsRoot => Environment.IsPrivilegedProcess;
+
+    private static string? FindTool(string name)
+    {
+        foreach (var dir in new[] { "/usr/bin", "/bin", "/usr/sbin", "/sbin", "/usr/local/bin" })
+        {
+            string p = Path.Combine(dir, name);
+            if (File.Exists(p)) return p;
+        }
+        return null;
+    }
+
+    /// <summary>Runs <paramref name="request"/> to completion (or until a limit stops it).</summary>
+    public async Task<SandboxResult> RunAsync(SandboxRequest request, CancellationToken cancellationToken = default)
+    {
+        await using var proc = Start(request);
+        var limits = request.Limits;
+        var sw = Stopwatch.StartNew();
+        var stdoutTask = CaptureBoundedAsync(proc.Process.StandardOutput.BaseStream, limits.OutputBytes, proc);
+        var stderrTask = CaptureBoundedAsync(proc.Process.StandardError.BaseStream, limits.OutputBytes, proc);
+        try
+        {
+            if (request.Stdin is { } stdin)
+                await proc.Process.StandardInput.WriteAsync(stdin.AsMemory(), cancellationToken).ConfigureAwait(false);
+            proc.Process.StandardInput.Close();
+        }
+        catch (IOException)
+        {
+            // The command exited without reading its stdin; that is its business.
+        }
+
+        bool timedOut = false;
+        using (var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken))
+        {
+            timeout.CancelAfter(limits.WallClock);
+            try
+            {
+                await proc.Process.WaitForExitAsync(timeout.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                timedOut = true;
+                proc.KillTree();
+                await proc.Process.WaitForExitAsync(CancellationToken.None).ConfigureAwait(false);
+            }
+        }
+        var (stdout, outOver) = await stdoutTask.ConfigureAwait(false);
+        var (stderr, errOver) = await stderrTask.ConfigureAwait(false);
+        sw.Stop();
+        return new SandboxResult(proc.Process.ExitCode, stdout, stderr, timedOut, outOver || errOver, sw.Elapsed);
+    }
+
+    /// <summary>
+    /// Starts <paramref name="request"/> and hands back the live process (stdin/stdout/stderr
+    /// redirected) for interactive use; disposing it kills the whole tree and releases the uid.
+    /// <see cref="SandboxRequest.Stdin"/> is ignored here.
+    /// </summary>
+    public SandboxProcess Start(SandboxRequest request)
+    {
+        int uid = -1;
+        string? inputDir = null;
+        try
+        {
+            if (_setpriv != null && !FreeUids.TryDequeue(out uid))
+                throw new SandboxUnavailableException($"more than {UidPoolSize} sandboxes are running at once");
+            if (request.InputFiles is { Count: > 0 } files)
+                inputDir = WriteInputFiles(files);
+            var psi = BuildStartInfo(request, uid, inputDir);
+            var process = Spawner.Start(psi);
+            var result = new SandboxProcess(process, () =>
+            {
+                if (uid >= 0) FreeUids.Enqueue(uid);
+                if (inputDir != null) TryDeleteDirectory(inputDir);
+            });
+            return result;
+        }
+        catch
+        {
+            if (uid >= 0) FreeUids.Enqueue(uid);
+            if (inputDir != null) TryDeleteDirectory(inputDir);
+            throw;
+        }
+    }
+
+    internal ProcessStartInfo BuildStartInfo(SandboxRequest request, int hostUid, string? inputDir)
+    {
+        var l = request.Limits;
+        var psi = new ProcessStartInfo
+        {
+            RedirectStandardInput = true,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+            StandardOutputEncoding = Encoding.UTF8,
+            StandardErrorEncoding = Encoding.UTF8,
+            StandardInputEncoding = new UTF8Encoding(false),
+        };
+        psi.Environment.Clear();
+        var args = psi.ArgumentList;
+        if (hostUid >= 0)
+        {
+            psi.FileName = _setpriv!;
+            foreach (var a in new[] { $"--reuid={hostUid}", $"--regid={hostUid}", "--clear-groups", "--", _prlimit })
+                args.Add(a);
+        }
+        else
+        {
+            psi.FileName = _prlimit;
+        }
+        foreach (var a in new[]
+                 {
+                     $"--cpu={l.CpuSeconds}", $"--as={l.AddressSpaceBytes}", $"--fsize={l.FileSizeBytes}",
+                     $"--nproc={l.Processes}", $"--nofile={l.OpenFiles}", "--core=0", "--", _bwrap,
+                     "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
+                     "--uid", request.UidInside.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                     "--gid", request.UidInside.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                 })
+            args.Add(a);
+        if (request.ContainerLayout)
+        {
+            args.Add("--tmpfs"); args.Add("/usr");
+            foreach (var entry in new DirectoryInfo("/usr").EnumerateFileSystemInfos())
+            {
+                if (entry.Name == "local") continue;
+                if (entry.LinkTarget is { } t) { args.Add("--symlink"); args.Add(t); args.Add(entry.FullName); }
+                else { args.Add("--ro-bind"); args.Add(entry.FullName); args.Add(entry.FullName); }
+            }
+            foreach (var dir in new[] { "/usr/local", "/etc", "/root", "/home", "/var", "/opt", "/srv", "/mnt", "/media", "/run" })
+            {
+                args.Add("--tmpfs"); args.Add(dir);
+            }
+            args.Add("--ro-bind"); args.Add("/etc"); args.Add("/.host/etc");
+        }
+        else
+        {
+            foreach (var a in new[] { "--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc" }) args.Add(a);
+        }
+        foreach (var top in new[] { "bin", "sbin", "lib", "lib32", "lib64", "libx32" })
+        {
+            string host = "/" + top;
+            var info = new FileInfo(host);
+            if (info.LinkTarget is { } target) { args.Add("--symlink"); args.Add(target); args.Add(host); }
+            else if (Directory.Exists(host)) { args.Add("--ro-bind"); args.Add(host); args.Add(host); }
+        }
+        foreach (var a in new[] { "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp" }) args.Add(a);
+        foreach (var dir in request.WritableDirs)
+        {
+            args.Add("--tmpfs"); args.Add(dir);
+        }
+        foreach (var (host, inside) in request.ReadOnlyBinds)
+        {
+            args.Add("--ro-bind"); args.Add(host); args.Add(inside);
+        }
+        foreach (var (host, inside) in request.WritableBinds)
+        {
+            args.Add("--bind"); args.Add(host); args.Add(inside);
+        }
+        if (request.Hostname != null)
+        {
+            args.Add("--hostname"); args.Add(request.Hostname);
+        }
+        args.Add("--size"); args.Add(l.WorkDirBytes.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        args.Add("--tmpfs"); args.Add(SandboxRequest.WorkDir);
+        if (inputDir != null)
+        {
+            args.Add("--ro-bind"); args.Add(inputDir); args.Add(SandboxRequest.InputDir);
+        }
+        args.Add("--chdir"); args.Add(SandboxRequest.WorkDir);
+        var env = new Dictionary<string, string>
+        {
+            ["PATH"] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            ["HOME"] = request.UidInside == 0 ? "/root" : SandboxRequest.WorkDir,
+            ["LANG"] = "C.UTF-8",
+            ["PYTHONDONTWRITEBYTECODE"] = "1",
+        };
+        if (request.Environment != null)
+            foreach (var (k, v) in request.Environment) env[k] = v;
+        foreach (var (k, v) in env)
+        {
+            args.Add("--setenv"); args.Add(k); args.Add(v);
+        }
+        args.Add("--");
+        foreach (var a in request.Command) args.Add(a);
+        return psi;
+    }
+
+    private static string WriteInputFiles(IReadOnlyDictionary<string, string> files)
+    {
+        if (!OperatingSystem.IsLinux()) throw new PlatformNotSupportedException("the sandbox needs Linux");
+        string dir = Directory.CreateTempSubdirectory("cycleqd-sandbox-").FullName;
+        // The sandbox runs as another uid: it must be able to read (not write) these files.
+        File.SetUnixFileMode(dir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute | UnixFileMode.GroupRead | UnixFileMode.GroupExecute | UnixFileMode.OtherRead | UnixFileMode.OtherExecute);
+        foreach (var (name, content) in files)
+        {
+            if (Path.IsPathRooted(name) || name.Split('/').Contains(".."))
+                throw new ArgumentException($"input file name '{name}' must be relative and stay inside the input folder");
+            string path = Path.Combine(dir, name);
+            Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+            File.WriteAllText(path, content, new UTF8Encoding(false));
+            File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.OtherRead);
+        }
+        return dir;
+    }
+
+    private static void TryDeleteDirectory(string dir)
+    {
+        try { Directory.Delete(dir, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+    }
+
+    private static async Task<(string Text, bool Exceeded)> CaptureBoundedAsync(Stream stream, int limit, SandboxProcess proc)
+    {
+        var buffer = new MemoryStream();
+        var chunk = new byte[16384];
+        bool exceeded = false;
+        while (true)
+        {
+            int n = await stream.ReadAsync(chunk).ConfigureAwait(false);
+            if (n == 0) break;
+            int keep = (int)Math.Min(n, limit - buffer.Length);
+            if (keep > 0) buffer.Write(chunk, 0, keep);
+            if (keep < n)
+            {
+                exceeded = true;
+                proc.KillTree();
+                break;
+            }
+        }
+        return (Encoding.UTF8.GetString(buffer.GetBuffer(), 0, (int)buffer.Length), exceeded);
+    }
+}
+
+/// <summary>
+/// Starts processes from one thread that lives as long as the program. bubblewrap's
+/// <c>--die-with-parent</c> is PR_SET_PDEATHSIG, which fires when the <em>thread</em> that forked it
+/// exits; a thread-pool thread that retires after ~20 s idle would kill a sandbox still running.
+/// </summary>
+internal static class Spawner
+{
+    private static readonly System.Collections.Concurrent.BlockingCollection<(ProcessStartInfo Psi, TaskCompletionSource<Process> Done)> Queue = new();
+
+    static Spawner()
+    {
+        var thread = new Thread(() =>
+        {
+            foreach (var (psi, done) in Queue.GetConsumingEnumerable())
+            {
+                try
+                {
+                    done.SetResult(Process.Start(psi) ?? throw new SandboxUnavailableException("could not start " + psi.FileName));
+                }
+                catch (Exception e)
+                {
+                    done.SetException(e);
+                }
+            }
+        })
+        {
+            IsBackground = true,
+            Name = "sandbox-spawner",
+        };
+        thread.Start();
+    }
+
+    public static Process Start(ProcessStartInfo psi)
+    {
+        var done = new TaskCompletionSource<Process>(TaskCreationOptions.RunContinuationsAsynchronously);
+        Queue.Add((psi, done));
+        return done.Task.GetAwaiter().GetResult();
+    }
+}
+
+/// <summary>The sandbox cannot run on this machine; the message says what is missing.</summary>
+public sealed class SandboxUnavailableException(string message) : Exception(message);

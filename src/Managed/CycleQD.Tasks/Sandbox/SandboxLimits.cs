@@ -1,0 +1,33 @@
+namespace CycleQD.Tasks.Sandbox;
+
+/// <summary>
+/// Resource limits for one sandboxed process tree. The rlimits are set with <c>prlimit</c> before
+/// bubblewrap starts, so every process inside inherits them; the wall clock is enforced by the
+/// caller, which kills the whole tree.
+/// </summary>
+public sealed record SandboxLimits
+{
+    /// <summary>Wall-clock time after which the whole process tree is killed.</summary>
+    public TimeSpan WallClock { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>RLIMIT_CPU in seconds (per process; SIGXCPU then SIGKILL).</summary>
+    public int CpuSeconds { get; init; } = 10;
+
+    /// <summary>RLIMIT_AS in bytes (per process).</summary>
+    public long AddressSpaceBytes { get; init; } = 4L << 30;
+
+    /// <summary>RLIMIT_FSIZE in bytes: the largest file a process may write.</summary>
+    public long FileSizeBytes { get; init; } = 64L << 20;
+
+    /// <summary>RLIMIT_NPROC: processes of the sandbox's real uid (each run gets its own uid when the caller is root).</summary>
+    public int Processes { get; init; } = 64;
+
+    /// <summary>RLIMIT_NOFILE: open file descriptors per process.</summary>
+    public int OpenFiles { get; init; } = 256;
+
+    /// <summary>Captured bytes per stream (stdout, stderr); a run that writes more is killed and marked.</summary>
+    public int OutputBytes { get; init; } = 1 << 20;
+
+    /// <summary>Size of the private writable tmpfs work directory, in bytes.</summary>
+    public long WorkDirBytes { get; init; } = 256L << 20;
+}

@@ -1,0 +1,55 @@
+namespace CycleQD.Tasks.Sandbox;
+
+/// <summary>
+/// One command to run in a fresh sandbox. Inside it sees a read-only view of the host's system
+/// folders (/usr, /etc and the /bin, /lib… links), a private /proc, a minimal /dev, an empty
+/// writable tmpfs at <see cref="WorkDir"/> (also the current directory) and at /tmp, no network
+/// and no other host files, except <see cref="InputFiles"/>, which appear read-only under
+/// <see cref="InputDir"/>.
+/// </summary>
+public sealed record SandboxRequest
+{
+    /// <summary>Program and arguments, resolved inside the sandbox (e.g. ["python3", "-c", "…"]).</summary>
+    public required IReadOnlyList<string> Command { get; init; }
+
+    /// <summary>Text written to the process's stdin, then closed; null gives an empty stdin.</summary>
+    public string? Stdin { get; init; }
+
+    /// <summary>Files (relative name → content) made visible read-only under <see cref="InputDir"/>.</summary>
+    public IReadOnlyDictionary<string, string>? InputFiles { get; init; }
+
+    /// <summary>Limits for this run.</summary>
+    public SandboxLimits Limits { get; init; } = new();
+
+    /// <summary>Further folders mounted as private writable tmpfs (e.g. "/root", "/home", "/var").</summary>
+    public IReadOnlyList<string> WritableDirs { get; init; } = [];
+
+    /// <summary>Host folders mounted read-only at the given sandbox paths (host → sandbox), after the writable dirs.</summary>
+    public IReadOnlyList<(string Host, string Sandbox)> ReadOnlyBinds { get; init; } = [];
+
+    /// <summary>Host folders mounted read-write at the given sandbox paths (host → sandbox); the sandbox's uid must be allowed to write there.</summary>
+    public IReadOnlyList<(string Host, string Sandbox)> WritableBinds { get; init; } = [];
+
+    /// <summary>Host name inside the sandbox's UTS namespace; null leaves bubblewrap's default.</summary>
+    public string? Hostname { get; init; }
+
+    /// <summary>
+    /// Container-like file system (for shell agents): /usr is a writable tmpfs holding read-only
+    /// binds of the host's /usr/* folders (so new files can be created in /usr itself), /usr/local,
+    /// /root, /home, /var, /opt, /srv, /mnt, /media and /run are writable tmpfs, and the host's /etc is
+    /// visible read-only at /.host/etc over a writable tmpfs /etc (the program copies it in).
+    /// </summary>
+    public bool ContainerLayout { get; init; }
+
+    /// <summary>User id inside the sandbox's user namespace (65534 = nobody; 0 for a container-like root with no capabilities).</summary>
+    public int UidInside { get; init; } = 65534;
+
+    /// <summary>Environment variables (the host environment is never passed through).</summary>
+    public IReadOnlyDictionary<string, string>? Environment { get; init; }
+
+    /// <summary>Where the private writable tmpfs is mounted; the command starts there.</summary>
+    public const string WorkDir = "/work";
+
+    /// <summary>Where <see cref="InputFiles"/> appear.</summary>
+    public const string InputDir = "/input";
+}

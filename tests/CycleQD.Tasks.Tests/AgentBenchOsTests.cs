@@ -1,0 +1,90 @@
+using CycleQD.Tasks.AgentBenchOs;
+using CycleQD.Tasks.Scripted;
+using CycleQD.Testing;
+
+namespace CycleQD.Tasks.Tests;
+
+public sealed class AgentBenchOsTests
+{
+    private static AgentBenchOsBenchmark Bench(params int[] ids) =>
+        new(new AgentBenchOsOptions { DataDir = TestPaths.RequireSharedData(), Ids = ids, Repeats = 1 });
+
+    [Theory]
+    [InlineData("Think: x\n\nAct: bash\n\n```bash\nls\n```\n\n```bash\npwd\n```", "bash", "ls\n\npwd")]
+    [InlineData("Act: answer(42)", "answer", "42")]
+    [InlineData("Act: ANSWER(a (b) c)", "answer", "a (b) c")]
+    [InlineData("Act: finish", "finish", null)]
+    [InlineData("Act: bash\nAct: answer(7)", "answer", "7")] // the last Act line decides
+    [InlineData("Act: bash\n```bash\nls\n```\nAct: answer 7", "bash", "ls")] // answer without parentheses is skipped
+    public void ParseAction_FollowsTheReference(string reply, string kind, string? content)
+    {
+        var a = AgentBenchOsBenchmark.ParseAction(reply);
+        Assert.NotNull(a);
+        Assert.Equal(kind, a.Value.Kind);
+        Assert.Equal(content, a.Value.Content);
+    }
+
+    [Fact]
+    public void ParseAction_WithoutAct_IsNull() => Assert.Null(AgentBenchOsBenchmark.ParseAction("I think the answer is 4."));
+
+    [Fact]
+    public async Task ShellSession_PersistsAcrossRounds_AndTheOutputComesBackWithThePrompt()
+    {
+        var bench = Bench(1);
+        int turn = 0;
+        var seen = new List<string>();
+        var responder = new ScriptedResponder(req =>
+        {
+            seen.Add(req.Prompt);
+            return turn++ switch
+            {
+                0 => "Act: bash\n\n```bash\ncd /tmp && X=41 && echo hello > f.txt\n```",
+                1 => "Act: bash\n\n```bash\necho $((X+1)) $(pwd) $(cat f.txt)\n```",
+                _ => "Act: answer(0)",
+            };
+        });
+        var report = await bench.EvaluateAsync(responder, null, TestContext.Current.CancellationToken);
+        Assert.Equal([1, 1, 1], responder.BatchSizes);
+        Assert.Contains("42 /tmp hello", seen[2]);
+        Assert.Contains("The output of the OS:\n\n", seen[2]);
+        Assert.Contains("root@5f3b9c2a7d41:/tmp#", seen[2]); // the prompt stays in the text (the template trims the space after it)
+        Assert.False(report.Samples[0].Correct); // answer 0 is not the count of the sample's question
+    }
+
+    [Fact]
+    public async Task GoldResponder_PassesTheFirstCheckSamples_InOneBatchPerRound()
+    {
+        var bench = Bench(1, 2, 3, 4, 5, 12, 13);
+        var gold = bench.CreateGoldResponder();
+        var report = await bench.EvaluateAsync(gold, null, TestContext.Current.CancellationToken);
+        Assert.All(report.Samples, s => Assert.True(s.Correct, s.Id + ": " + s.Reason));
+        Assert.Equal([7, 7], gold.BatchSizes);
+    }
+
+    [Fact]
+    public async Task FinishAction_IsCheckedWithTheAnswerNone()
+    {
+        var bench = Bench(1);
+        var report = await bench.EvaluateAsync(new ScriptedResponder(_ => "Act: finish"), null, TestContext.Current.CancellationToken);
+        Assert.False(report.Samples[0].Correct);
+        Assert.Contains("answer 'None'", report.Samples[0].Reason);
+    }
+
+    [Fact]
+    public async Task SandboxedShell_CannotReachTheHostOrTheNetwork()
+    {
+        var bench = Bench(1);
+        int turn = 0;
+        string? seen = null;
+        var responder = new ScriptedResponder(req =>
+        {
+            if (turn++ == 0) return $"Act: bash\n\n```bash\nls {TestPaths.RepoRoot} 2>&1 | head -1; (echo > /dev/tcp/127.0.0.1/22) 2>&1 | head -1; id -u\n```";
+            seen = req.Prompt;
+            return "Act: finish";
+        });
+        await bench.EvaluateAsync(responder, null, TestContext.Current.CancellationToken);
+        Assert.NotNull(seen);
+        Assert.Contains("No such file or directory", seen);
+        Assert.Contains("Connection refused", seen.Replace("Network is unreachable", "Connection refused", StringComparison.Ordinal));
+    }
+}

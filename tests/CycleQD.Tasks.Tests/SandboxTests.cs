@@ -1,0 +1,205 @@
+using System.Net;
+using System.Net.Sockets;
+using CycleQD.Tasks.Sandbox;
+using CycleQD.Testing;
+
+namespace CycleQD.Tasks.Tests;
+
+public sealed class SandboxTests
+{
+    private static readonly SandboxLimits Small = new()
+    {
+        WallClock = TimeSpan.FromSeconds(10),
+        CpuSeconds = 2,
+        AddressSpaceBytes = 512L << 20,
+        FileSizeBytes = 1L << 20,
+        Processes = 32,
+        OutputBytes = 64 << 10,
+    };
+
+    private static async Task<SandboxResult> Run(SandboxLimits limits, params string[] command) =>
+        await BubblewrapSandbox.Create().RunAsync(new SandboxRequest { Command = command, Limits = limits }, TestContext.Current.CancellationToken);
+
+    /// <summary>Host processes whose command line contains <paramref name="marker"/>.</summary>
+    private static List<int> ProcessesWith(string marker)
+    {
+        var found = new List<int>();
+        foreach (var dir in Directory.EnumerateDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(dir), out int pid) || pid == Environment.ProcessId) continue;
+            try
+            {
+                string cmd = File.ReadAllText(Path.Combine(dir, "cmdline")).Replace('\0', ' ');
+                if (cmd.Contains(marker, StringComparison.Ordinal)) found.Add(pid);
+            }
+            catch (IOException) { }
+            catch (UnauthorizedAccessException) { }
+        }
+        return found;
+    }
+
+    [Fact]
+    public async Task SimpleCommand_RunsWithOutputAndExitCode()
+    {
+        var r = await Run(Small, "python3", "-c", "import sys; print('hi'); sys.exit(3)");
+        Assert.Equal(3, r.ExitCode);
+        Assert.Equal("hi\n", r.Stdout);
+        Assert.False(r.TimedOut);
+    }
+
+    [Fact]
+    public async Task Stdin_IsPassedToTheCommand()
+    {
+        var r = await BubblewrapSandbox.Create().RunAsync(new SandboxRequest { Command = ["cat"], Stdin = "abc\n", Limits = Small }, TestContext.Current.CancellationToken);
+        Assert.Equal("abc\n", r.Stdout);
+    }
+
+    [Fact]
+    public async Task InputFiles_AreReadableButNotWritable()
+    {
+        var r = await BubblewrapSandbox.Create().RunAsync(new SandboxRequest
+        {
+            Command = ["sh", "-c", "cat /input/a/b.txt; echo x > /input/a/b.txt && echo WROTE"],
+            InputFiles = new Dictionary<string, string> { ["a/b.txt"] = "content\n" },
+            Limits = Small,
+        }, TestContext.Current.CancellationToken);
+        Assert.StartsWith("content\n", r.Stdout);
+        Assert.DoesNotContain("WROTE", r.Stdout);
+    }
+
+    [Fact]
+    public async Task ReadingAHostFileOutsideTheSandbox_Fails()
+    {
+        using var tmp = new TempDir();
+        string secret = tmp.File("secret.txt");
+        await File.WriteAllTextAsync(secret, "TOP-SECRET", TestContext.Current.CancellationToken);
+        File.SetUnixFileMode(tmp.Path, (UnixFileMode)0b111_101_101);
+        File.SetUnixFileMode(secret, (UnixFileMode)0b110_100_100);
+        var r = await Run(Small, "sh", "-c", $"cat '{secret}'; cat /root/.bashrc; ls {Path.GetDirectoryName(TestPaths.RepoRoot)}");
+        Assert.NotEqual(0, r.ExitCode);
+        Assert.DoesNotContain("TOP-SECRET", r.Stdout);
+        Assert.Contains("No such file", r.Stderr);
+    }
+
+    [Fact]
+    public async Task SystemFolders_AreReadOnly_WorkDirIsWritable()
+    {
+        var r = await Run(Small, "sh", "-c", "touch /usr/cycleqd-probe 2>/dev/null && echo USR-WRITABLE; echo ok > /work/f && cat /work/f");
+        Assert.DoesNotContain("USR-WRITABLE", r.Stdout);
+        Assert.Contains("ok", r.Stdout);
+    }
+
+    [Fact]
+    public async Task NetworkConnectionToTheHost_Fails()
+    {
+        var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        try
+        {
+            int port = ((IPEndPoint)listener.LocalEndpoint).Port;
+            var r = await Run(Small, "python3", "-c",
+                $"import socket\ns = socket.create_connection(('127.0.0.1', {port}), timeout=2)\nprint('CONNECTED')");
+            Assert.NotEqual(0, r.ExitCode);
+            Assert.DoesNotContain("CONNECTED", r.Stdout);
+            Assert.Contains("ConnectionRefusedError", r.Stderr);
+        }
+        finally
+        {
+            listener.Stop();
+        }
+    }
+
+    [Fact]
+    public async Task Capabilities_AreDropped_AndTheProcessesRunAsAnUnprivilegedHostUid()
+    {
+        var r = await Run(Small, "sh", "-c", "grep CapEff /proc/self/status; id -u");
+        Assert.Contains("CapEff:\t0000000000000000", r.Stdout);
+        Assert.EndsWith("65534\n", r.Stdout);
+
+        string marker = "cycleqd-uid-" + Guid.NewGuid().ToString("N")[..8];
+        await using var live = BubblewrapSandbox.Create().Start(new SandboxRequest { Command = ["bash", "-c", "sleep 600", marker], Limits = Small });
+        List<int> pids = [];
+        for (int i = 0; i < 50 && pids.Count == 0; i++)
+        {
+            await Task.Delay(50, TestContext.Current.CancellationToken);
+            pids = ProcessesWith(marker);
+        }
+        Assert.NotEmpty(pids);
+        foreach (int pid in pids)
+        {
+            string uidLine = File.ReadLines($"/proc/{pid}/status").First(l => l.StartsWith("Uid:", StringComparison.Ordinal));
+            var uids = uidLine.Split('\t', StringSplitOptions.RemoveEmptyEntries).Skip(1).ToArray();
+            if (Environment.IsPrivilegedProcess) Assert.All(uids, u => Assert.NotEqual("0", u));
+        }
+    }
+
+    [Fact]
+    public async Task ForkBomb_IsContained_AndLeavesNoProcess()
+    {
+        string marker = "cycleqd-forkbomb-" + Guid.NewGuid().ToString("N")[..8];
+        var limits = Small with { WallClock = TimeSpan.FromSeconds(3), Processes = 16 };
+        var r = await Run(limits, "bash", "-c", "b() { b | b & }; b; sleep 30", marker);
+        Assert.False(r.Succeeded);
+        Assert.Empty(ProcessesWith(marker));
+    }
+
+    [Fact]
+    public async Task InfiniteLoop_IsStoppedByTheCpuLimit()
+    {
+        var limits = Small with { CpuSeconds = 1, WallClock = TimeSpan.FromSeconds(20) };
+        var r = await Run(limits, "python3", "-c", "while True: pass");
+        Assert.False(r.TimedOut);
+        // SIGXCPU (24) at the soft limit, or SIGKILL (9) at the hard one.
+        Assert.Contains(r.ExitCode, new[] { 128 + 24, 128 + 9 });
+    }
+
+    [Fact]
+    public async Task Sleep_IsStoppedByTheWallClock()
+    {
+        var r = await Run(Small with { WallClock = TimeSpan.FromSeconds(1) }, "sleep", "60");
+        Assert.True(r.TimedOut);
+        Assert.False(r.Succeeded);
+    }
+
+    [Fact]
+    public async Task TenGigabyteAllocation_FailsUnderTheAddressSpaceLimit()
+    {
+        var r = await Run(Small, "python3", "-c", "b = bytearray(10 * 1024**3)\nprint('ALLOCATED')");
+        Assert.NotEqual(0, r.ExitCode);
+        Assert.DoesNotContain("ALLOCATED", r.Stdout);
+        Assert.Contains("MemoryError", r.Stderr);
+    }
+
+    [Fact]
+    public async Task OneGigabytePrint_IsCutAtTheOutputBound()
+    {
+        var r = await Run(Small with { WallClock = TimeSpan.FromSeconds(30) }, "python3", "-c",
+            "import sys\nchunk = 'x' * 65536\nfor _ in range(16384): sys.stdout.write(chunk)");
+        Assert.True(r.OutputLimitExceeded);
+        Assert.False(r.Succeeded);
+        Assert.Equal(Small.OutputBytes, r.Stdout.Length);
+    }
+
+    [Fact]
+    public async Task LargeFileWrite_IsStoppedByTheFileSizeLimit()
+    {
+        var r = await Run(Small, "sh", "-c", "head -c 8000000 /dev/zero > /work/big; echo rc=$?; wc -c < /work/big");
+        Assert.Contains("rc=153", r.Stdout); // 128 + SIGXFSZ (25)
+        Assert.Contains($"{Small.FileSizeBytes}", r.Stdout);
+    }
+
+    [Fact]
+    public async Task BackgroundProcesses_DoNotOutliveTheCall()
+    {
+        string marker = "cycleqd-orphan-" + Guid.NewGuid().ToString("N")[..8];
+        var r = await Run(Small, "bash", "-c", "setsid bash -c 'sleep 600' & nohup bash -c 'sleep 601' >/dev/null 2>&1 & echo started", marker);
+        Assert.Equal("started\n", r.Stdout);
+        Assert.Empty(ProcessesWith(marker));
+        await using (var live = BubblewrapSandbox.Create().Start(new SandboxRequest { Command = ["bash", "-c", "sleep 600", marker], Limits = Small }))
+        {
+            await Task.Delay(200, TestContext.Current.CancellationToken);
+            Assert.NotEmpty(ProcessesWith(marker));
+        }
+        Assert.Empty(ProcessesWith(marker));
+    }
+}
