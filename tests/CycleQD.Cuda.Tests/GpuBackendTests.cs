@@ -117,6 +117,30 @@ public sealed class GpuBackendTests : IDisposable
         }
     }
 
+    /// <summary>The engine's awaits resume on thread-pool threads; every call must bind the context itself.</summary>
+    [Fact]
+    public void Calls_FromAnotherThread_Work()
+    {
+        var src = Model(DType.BF16, 2, 16, 8);
+        using var b = _gpu.Upload(src);
+        Exception? failure = null;
+        var t = new Thread(() =>
+        {
+            try
+            {
+                using var child = _gpu.Merge(b, [b], [1f]);
+                Assert.Equal(Floats(_gpu, b, 0), Floats(_gpu, child, 0));
+            }
+            catch (Exception e)
+            {
+                failure = e;
+            }
+        });
+        t.Start();
+        t.Join();
+        Assert.Null(failure);
+    }
+
     [Fact]
     public void TaskVector_MatchesCpuBackend()
     {

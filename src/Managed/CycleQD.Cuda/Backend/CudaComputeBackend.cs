@@ -106,6 +106,7 @@ public sealed class CudaComputeBackend : IComputeBackend
     /// <inheritdoc/>
     public IWeightSet Upload(IHostTensorSource source)
     {
+        Enter();
         foreach (var t in source.Tensors)
             if (!DTypes.IsWeightType(t.DType))
                 throw new ConfigurationException($"tensor '{t.Name}': {DTypes.Name(t.DType)} is not a weight type (F32, F16, BF16)");
@@ -137,6 +138,7 @@ public sealed class CudaComputeBackend : IComputeBackend
     /// <inheritdoc/>
     public void Download(IWeightSet set, int index, Span<byte> destination)
     {
+        Enter();
         var s = Own(set);
         long len = s.Tensors[index].ByteLength;
         if (destination.Length != len)
@@ -164,6 +166,7 @@ public sealed class CudaComputeBackend : IComputeBackend
     /// <inheritdoc/>
     public void MergeInto(IWeightSet destination, IWeightSet baseModel, IReadOnlyList<IWeightSet> parents, ReadOnlySpan<float> weights)
     {
+        Enter();
         var b = Own(baseModel);
         var child = Own(destination);
         CheckSameLayout(b, child);
@@ -205,6 +208,7 @@ public sealed class CudaComputeBackend : IComputeBackend
     /// <inheritdoc/>
     public IWeightSet TaskVector(IWeightSet model, IWeightSet baseModel)
     {
+        Enter();
         var m = Own(model);
         var b = Own(baseModel);
         CheckSameLayout(b, m);
@@ -235,6 +239,7 @@ public sealed class CudaComputeBackend : IComputeBackend
     /// </remarks>
     public void MutateSvd(IWeightSet child, IWeightSet baseModel, MutationOptions options, ulong seed, uint generation)
     {
+        Enter();
         var c = Own(child);
         var b = Own(baseModel);
         CheckSameLayout(b, c);
@@ -298,11 +303,22 @@ public sealed class CudaComputeBackend : IComputeBackend
     public void Dispose()
     {
         if (_disposed) return;
+        _context.MakeCurrent();
         _disposed = true;
         _solver?.Dispose();
         _blas?.Dispose();
         _stream.Dispose();
         _context.Dispose();
+    }
+
+    /// <summary>
+    /// Makes the context current on the calling thread: the engine awaits with
+    /// ConfigureAwait(false), so successive calls may arrive on different thread-pool threads.
+    /// </summary>
+    private void Enter()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        _context.MakeCurrent();
     }
 
     private CudaWeightSet Own(IWeightSet set) =>
