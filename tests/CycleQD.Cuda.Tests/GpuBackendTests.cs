@@ -98,7 +98,7 @@ public sealed class GpuBackendTests : IDisposable
         {
             using var cc = _cpu.Merge(cb, cp, w);
             using var gc = _gpu.Merge(gb, gp, w);
-            // Poisoned destination: MergeInto must overwrite every element.
+            // A destination holding other values: MergeInto must overwrite every element.
             using var gi = _gpu.Upload(Model(dtype, 99, 37, 29));
             _gpu.MergeInto(gi, gb, gp, w);
             double ulp = Math.Pow(2, dtype switch { DType.F32 => -23, DType.F16 => -10, _ => -7 });
