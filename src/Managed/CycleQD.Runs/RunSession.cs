@@ -5,7 +5,7 @@ using CycleQD.Core.Candidates;
 using CycleQD.Core.Compute;
 using CycleQD.Core.Engine;
 using CycleQD.Core.Synthetic;
-using CycleQD.Cpu;
+using CycleQD.Cuda.Backend;
 using CycleQD.Tensors;
 
 namespace CycleQD.Runs;
@@ -40,13 +40,16 @@ public sealed class RunSession : IDisposable
     /// <summary>Generations to reach.</summary>
     public int TargetGenerations => Directory.Info.Generations;
 
-    private RunSession(ExperimentConfig config, RunDirectory dir, RunState? resumeFrom)
+    /// <summary>The backend's name ("cpu", "cuda:0").</summary>
+    public string BackendName => _backend.Name;
+
+    private RunSession(ExperimentConfig config, RunDirectory dir, RunState? resumeFrom, IComputeBackend backend)
     {
         Config = config;
         Directory = dir;
         _resumeFrom = resumeFrom;
-        _backend = new CpuComputeBackend();
         _expertSets = [];
+        _backend = backend;
         try
         {
             ICandidateEvaluator evaluator;
@@ -54,6 +57,9 @@ public sealed class RunSession : IDisposable
             if (config.Model.Synthetic is { } syn)
             {
                 var problem = new SyntheticProblem(config.Options.Tasks, syn);
+                // Resident on a GPU: base, experts, the child being built and two parents.
+                if (_backend is CudaComputeBackend gpu)
+                    gpu.EnsureResidentFits(problem.BaseModel().Tensors, config.Options.Tasks.Count + 4, config.Options.Mutation);
                 _base = _backend.Upload(problem.BaseModel());
                 for (int k = 0; k < config.Options.Tasks.Count; k++)
                 {
@@ -104,7 +110,14 @@ public sealed class RunSession : IDisposable
     /// Creates <paramref name="outDir"/> (null: runs/NAME-yyyyMMdd-HHmmss under the current folder)
     /// for <paramref name="experimentPath"/> and prepares a fresh run.
     /// </summary>
-    public static RunSession Start(string experimentPath, string? outDir, int? generations, ulong? seed)
+    /// <param name="experimentPath">The experiment YAML.</param>
+    /// <param name="outDir">Run directory to create.</param>
+    /// <param name="generations">Total generations (null: the experiment's).</param>
+    /// <param name="seed">Run seed (null: the experiment's).</param>
+    /// <param name="device">Compute backend (see <see cref="BackendSelection"/>).</param>
+    /// <param name="notice">Receives the one-line notice when <see cref="ComputeDevice.Auto"/> falls back to the CPU.</param>
+    public static RunSession Start(string experimentPath, string? outDir, int? generations, ulong? seed,
+        ComputeDevice device = ComputeDevice.Cpu, Action<string>? notice = null)
     {
         var config = ExperimentConfig.Load(experimentPath);
         outDir ??= Path.Combine("runs", $"{config.Name}-{DateTime.UtcNow:yyyyMMdd-HHmmss}");
@@ -120,12 +133,26 @@ public sealed class RunSession : IDisposable
         var probe = Path.GetFullPath(outDir);
         if (System.IO.Directory.Exists(probe) && System.IO.Directory.EnumerateFileSystemEntries(probe).Any())
             RunDirectory.Create(probe, "", info); // throws the "already holds a run" / "not empty" error
-        var dir = RunDirectory.Create(outDir, File.ReadAllText(experimentPath), info);
-        return new RunSession(config, dir, null);
+        var backend = BackendSelection.Create(device, config.Options.Mutation, notice);
+        RunDirectory dir;
+        try
+        {
+            dir = RunDirectory.Create(outDir, File.ReadAllText(experimentPath), info);
+        }
+        catch
+        {
+            backend.Dispose();
+            throw;
+        }
+        return new RunSession(config, dir, null, backend);
     }
 
     /// <summary>Opens the run in <paramref name="runDir"/>; <paramref name="generations"/> (a total) raises its target.</summary>
-    public static RunSession Resume(string runDir, int? generations)
+    /// <param name="runDir">The run directory.</param>
+    /// <param name="generations">Total generations to reach (null: the run's target).</param>
+    /// <param name="device">Compute backend (see <see cref="BackendSelection"/>).</param>
+    /// <param name="notice">Receives the one-line notice when <see cref="ComputeDevice.Auto"/> falls back to the CPU.</param>
+    public static RunSession Resume(string runDir, int? generations, ComputeDevice device = ComputeDevice.Cpu, Action<string>? notice = null)
     {
         var dir = RunDirectory.Open(runDir);
         var config = ExperimentConfig.Parse(File.ReadAllText(dir.ConfigPath), dir.ConfigPath, dir.Info.ConfigDirectory);
@@ -136,7 +163,7 @@ public sealed class RunSession : IDisposable
             if (g < state.NextGeneration) throw new ConfigurationException($"--generations {g}: the run has already done {state.NextGeneration}");
             dir.SetTarget(g);
         }
-        return new RunSession(config, dir, state);
+        return new RunSession(config, dir, state, BackendSelection.Create(device, config.Options.Mutation, notice));
     }
 
     /// <summary>Scores the experts (fresh run) or restores the checkpoint (resume).</summary>

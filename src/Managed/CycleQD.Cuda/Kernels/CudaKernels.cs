@@ -49,6 +49,27 @@ public sealed class CudaKernels
         return a;
     }
 
+    /// <summary>
+    /// child = base + Σ cᵢ(θᵢ − base) with the coefficients cᵢ given as they are (already
+    /// normalised by the caller, e.g. in float32 exactly as the CPU backend does).
+    /// </summary>
+    /// <exception cref="ArgumentException">no parents, more than 8, or a coefficient count other than the parent count.</exception>
+    public unsafe void MergeCoefficients(DType dtype, ulong baseWeights, ReadOnlySpan<ulong> parents, ReadOnlySpan<float> coefficients, ulong child, long n, CudaStream stream)
+    {
+        if (parents.Length is 0 or > MergeArgs.MaxParents)
+            throw new ArgumentException($"merge takes 1 to {MergeArgs.MaxParents} parents, got {parents.Length}", nameof(parents));
+        if (coefficients.Length != parents.Length)
+            throw new ArgumentException($"{coefficients.Length} coefficients for {parents.Length} parents", nameof(coefficients));
+        ArgumentOutOfRangeException.ThrowIfNegative(n);
+        var a = new MergeArgs { Base = baseWeights, Out = child, N = n, NumParents = parents.Length };
+        for (int i = 0; i < parents.Length; i++)
+        {
+            a.Parents[i] = parents[i];
+            a.Coef[i] = coefficients[i];
+        }
+        Launch("merge", "merge_" + Suffix(dtype), n, stream, a);
+    }
+
     /// <summary>tau = theta − base: <paramref name="n"/> elements of <paramref name="dtype"/> in, float32 out.</summary>
     public void TaskVector(DType dtype, ulong theta, ulong baseWeights, ulong tau, long n, CudaStream stream) =>
         Launch("taskvec", "task_vector_" + Suffix(dtype), n, stream, new TaskVectorArgs { Theta = theta, Base = baseWeights, Tau = tau, N = n });

@@ -15,9 +15,11 @@ internal static class ResumeCommand
         var cmd = new Command("resume", "Continue a run from its last checkpoint; the result is identical to an uninterrupted run.");
         cmd.Arguments.Add(RunDir);
         cmd.Options.Add(Generations);
+        cmd.Options.Add(DeviceOption.Create());
         cmd.SetAction(parse =>
         {
-            using var session = RunSession.Resume(parse.GetRequiredValue(RunDir), parse.GetValue(Generations));
+            using var session = RunSession.Resume(parse.GetRequiredValue(RunDir), parse.GetValue(Generations),
+                DeviceOption.Parse(parse), parse.InvocationConfiguration.Error.WriteLine);
             return RunLoop.Execute(session, parse.InvocationConfiguration.Output);
         });
         return cmd;

@@ -17,10 +17,12 @@ internal static class RunCommand
         cmd.Arguments.Add(Experiment);
         cmd.Options.Add(Out);
         cmd.Options.Add(Generations);
+        cmd.Options.Add(DeviceOption.Create());
         cmd.Options.Add(Seed);
         cmd.SetAction(parse =>
         {
-            using var session = RunSession.Start(parse.GetRequiredValue(Experiment), parse.GetValue(Out), parse.GetValue(Generations), parse.GetValue(Seed));
+            using var session = RunSession.Start(parse.GetRequiredValue(Experiment), parse.GetValue(Out), parse.GetValue(Generations), parse.GetValue(Seed),
+                DeviceOption.Parse(parse), parse.InvocationConfiguration.Error.WriteLine);
             return RunLoop.Execute(session, parse.InvocationConfiguration.Output);
         });
         return cmd;

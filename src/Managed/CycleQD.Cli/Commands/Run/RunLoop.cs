@@ -21,7 +21,7 @@ internal static class RunLoop
             var tasks = session.Config.Options.Tasks;
             int target = session.TargetGenerations;
             o.WriteLine($"run: {session.Directory.Path}");
-            o.WriteLine($"experiment '{session.Config.Name}': tasks {string.Join(", ", tasks)}; seed {session.Directory.Info.Seed}; target {target} generations; backend cpu");
+            o.WriteLine($"experiment '{session.Config.Name}': tasks {string.Join(", ", tasks)}; seed {session.Directory.Info.Seed}; target {target} generations; backend {session.BackendName}");
             session.Warn = m => o.WriteLine("warning: " + m);
             session.InitializeAsync(cts.Token).GetAwaiter().GetResult();
             int start = session.Engine.NextGeneration;

@@ -1,0 +1,346 @@
+using System.Globalization;
+using CycleQD.Core;
+using CycleQD.Core.Compute;
+using CycleQD.Core.Random;
+using CycleQD.Cuda.Blas;
+using CycleQD.Cuda.Kernels;
+using CycleQD.Cuda.Planning;
+using CycleQD.Cuda.Solver;
+using CycleQD.Cuda.Svd;
+using CycleQD.Tensors;
+
+namespace CycleQD.Cuda.Backend;
+
+/// <summary>
+/// <see cref="IComputeBackend"/> on one GPU, the twin of the CPU backend: weight sets live in device
+/// memory (<see cref="CudaWeightSet"/>); merge, task vector and task-vector application run as the
+/// kernels of native/kernels; the SVD mutation is the batched randomized SVD
+/// (<see cref="RandomizedSvd"/>) followed by <see cref="SvdMutation"/>, whose scales r_j come from the
+/// same Philox draws as the CPU backend's (purpose <see cref="Streams.SvdScale"/>, stream = tensor
+/// index). Every call waits for its work before returning. Gaussian mutation is not available on
+/// the GPU yet (no kernel draws the CPU backend's normals).
+/// </summary>
+public sealed class CudaComputeBackend : IComputeBackend
+{
+    /// <summary>Bytes kept free for the CUDA runtime, cuBLAS/cuSOLVER workspaces and JIT-compiled modules.</summary>
+    public const long RuntimeReserveBytes = 512L << 20;
+
+    private readonly CudaContext _context;
+    private readonly CudaStream _stream;
+    private readonly CudaKernels _kernels;
+    private CublasHandle? _blas;
+    private CusolverHandle? _solver;
+    private bool _disposed;
+
+    private CudaComputeBackend(CudaContext context)
+    {
+        _context = context;
+        _stream = CudaStream.Create(context);
+        _kernels = new CudaKernels(context);
+    }
+
+    /// <summary>Opens GPU <paramref name="ordinal"/>.</summary>
+    /// <exception cref="CudaUnavailableException">no driver, no GPU or no such ordinal; the message says which.</exception>
+    public static CudaComputeBackend Create(int ordinal = 0)
+    {
+        var context = CudaContext.Create(ordinal);
+        try
+        {
+            return new CudaComputeBackend(context);
+        }
+        catch
+        {
+            context.Dispose();
+            throw;
+        }
+    }
+
+    /// <inheritdoc/>
+    public string Name => "cuda:" + _context.Device.Ordinal.ToString(CultureInfo.InvariantCulture);
+
+    /// <summary>The GPU.</summary>
+    public CudaDeviceInfo Device => _context.Device;
+
+    /// <summary>
+    /// Refuses a model that cannot be merged and mutated on this card, before any weight is uploaded:
+    /// the plan for <paramref name="config"/> stored as <paramref name="storage"/> against the free memory now.
+    /// </summary>
+    /// <exception cref="DeviceMemoryException">the plan's peak exceeds the free memory.</exception>
+    public DeviceMemoryPlan CheckPlan(LlamaConfig config, DType storage, DeviceMemoryPlanOptions? options = null)
+    {
+        var plan = DeviceMemoryPlan.Create(config, storage, _context.MemoryInfo().Free, options);
+        plan.EnsureFits(_context.Device.Name);
+        return plan;
+    }
+
+    /// <summary>
+    /// Throws when <paramref name="sets"/> weight sets of layout <paramref name="tensors"/> cannot
+    /// stay resident next to the SVD mutation of the largest 2-D tensor (batch 1, rank
+    /// <paramref name="rank"/>; 0 = full) and the runtime reserve in <paramref name="freeBytes"/>.
+    /// </summary>
+    /// <exception cref="DeviceMemoryException">it does not fit; the message gives the numbers and names the card.</exception>
+    public static void EnsureResidentFits(IReadOnlyList<TensorSpec> tensors, int sets, int rank, int oversampling, long freeBytes, string deviceName)
+    {
+        long setBytes = tensors.Sum(t => t.ByteLength);
+        long workspace = 0;
+        foreach (var t in tensors.Where(t => t.Shape.Length == 2 && t.Shape[0] > 0 && t.Shape[1] > 0))
+        {
+            int rows = checked((int)t.Shape[0]), cols = checked((int)t.Shape[1]);
+            int k = rank == 0 ? Math.Min(rows, cols) : rank;
+            workspace = Math.Max(workspace, DeviceMemoryPlan.BatchWorkspaceBytes(rows, cols, 1, new DeviceMemoryPlanOptions(k, oversampling)));
+        }
+        long need = checked(sets * setBytes + workspace + RuntimeReserveBytes);
+        if (need <= freeBytes) return;
+        throw new DeviceMemoryException(string.Create(CultureInfo.InvariantCulture,
+            $"{deviceName} has {MiB(freeBytes)} MiB free but {sets} resident weight sets of {MiB(setBytes)} MiB, the SVD mutation workspace " +
+            $"({MiB(workspace)} MiB) and the runtime reserve ({MiB(RuntimeReserveBytes)} MiB) need {MiB(need)} MiB; use a larger card or --device cpu"));
+    }
+
+    /// <summary>
+    /// Checks that <paramref name="sets"/> weight sets like <paramref name="tensors"/> plus the
+    /// mutation workspace fit the free device memory now (the static overload with the free bytes filled in).
+    /// </summary>
+    public void EnsureResidentFits(IReadOnlyList<TensorSpec> tensors, int sets, MutationOptions mutation) =>
+        EnsureResidentFits(tensors, sets, mutation.SvdRank, mutation.Oversampling, _context.MemoryInfo().Free, _context.Device.Name);
+
+    /// <inheritdoc/>
+    public IWeightSet Upload(IHostTensorSource source)
+    {
+        Enter();
+        foreach (var t in source.Tensors)
+            if (!DTypes.IsWeightType(t.DType))
+                throw new ConfigurationException($"tensor '{t.Name}': {DTypes.Name(t.DType)} is not a weight type (F32, F16, BF16)");
+        long bytes = source.Tensors.Sum(t => t.ByteLength);
+        long free = _context.MemoryInfo().Free;
+        if (bytes > free - RuntimeReserveBytes)
+            throw new DeviceMemoryException(string.Create(CultureInfo.InvariantCulture,
+                $"{_context.Device.Name}: uploading a weight set of {MiB(bytes)} MiB with {MiB(free)} MiB free (and {MiB(RuntimeReserveBytes)} MiB kept for the runtime); use a larger card or --device cpu"));
+        var set = new CudaWeightSet(this, _context, source.Tensors);
+        try
+        {
+            for (int i = 0; i < set.Tensors.Count; i++)
+            {
+                var spec = set.Tensors[i];
+                var data = source.GetBytes(spec.Name);
+                if (data.Length != spec.ByteLength)
+                    throw new ArgumentException($"tensor '{spec.Name}': source has {data.Length} bytes, {spec.DType} {spec.ShapeText} needs {spec.ByteLength}");
+                set.Buffer(i).CopyFrom(data);
+            }
+            return set;
+        }
+        catch
+        {
+            set.Dispose();
+            throw;
+        }
+    }
+
+    /// <inheritdoc/>
+    public void Download(IWeightSet set, int index, Span<byte> destination)
+    {
+        Enter();
+        var s = Own(set);
+        long len = s.Tensors[index].ByteLength;
+        if (destination.Length != len)
+            throw new ArgumentException($"tensor '{s.Tensors[index].Name}': destination has {destination.Length} bytes, needs {len}");
+        _stream.Synchronize();
+        s.Buffer(index).CopyTo(destination);
+    }
+
+    /// <inheritdoc/>
+    public IWeightSet Merge(IWeightSet baseModel, IReadOnlyList<IWeightSet> parents, ReadOnlySpan<float> weights)
+    {
+        var child = new CudaWeightSet(this, _context, Own(baseModel).Tensors);
+        try
+        {
+            MergeInto(child, baseModel, parents, weights);
+            return child;
+        }
+        catch
+        {
+            child.Dispose();
+            throw;
+        }
+    }
+
+    /// <inheritdoc/>
+    public void MergeInto(IWeightSet destination, IWeightSet baseModel, IReadOnlyList<IWeightSet> parents, ReadOnlySpan<float> weights)
+    {
+        Enter();
+        var b = Own(baseModel);
+        var child = Own(destination);
+        CheckSameLayout(b, child);
+        if (parents.Count < 1 || parents.Count > MergeArgs.MaxParents) throw new ArgumentException($"merge takes 1 to {MergeArgs.MaxParents} parents, got {parents.Count}");
+        if (weights.Length != parents.Count) throw new ArgumentException($"{weights.Length} weights for {parents.Count} parents");
+        var ps = parents.Select(Own).ToArray();
+        foreach (var p in ps) CheckSameLayout(b, p);
+        var coef = Coefficients(weights);
+        var pointers = new ulong[ps.Length];
+        for (int t = 0; t < b.Tensors.Count; t++)
+        {
+            var spec = b.Tensors[t];
+            CheckStorage(child, t, spec.DType, "destination");
+            for (int p = 0; p < ps.Length; p++)
+            {
+                CheckStorage(ps[p], t, spec.DType, $"parent {p}");
+                pointers[p] = ps[p].Pointer(t);
+            }
+            _kernels.MergeCoefficients(spec.DType, b.Pointer(t), pointers, coef, child.Pointer(t), spec.ElementCount, _stream);
+        }
+        _stream.Synchronize();
+    }
+
+    /// <summary>
+    /// cᵢ = wᵢ / Σw with Σw summed in float32 in parent order, as the CPU backend computes them, so
+    /// both backends feed the merge identical coefficients.
+    /// </summary>
+    /// <exception cref="ArgumentException">Σw is zero or not finite.</exception>
+    internal static float[] Coefficients(ReadOnlySpan<float> weights)
+    {
+        float sum = 0;
+        foreach (float w in weights) sum += w;
+        if (sum == 0 || !float.IsFinite(sum)) throw new ArgumentException($"merge weights sum to {sum}");
+        var coef = new float[weights.Length];
+        for (int i = 0; i < coef.Length; i++) coef[i] = weights[i] / sum;
+        return coef;
+    }
+
+    /// <inheritdoc/>
+    public IWeightSet TaskVector(IWeightSet model, IWeightSet baseModel)
+    {
+        Enter();
+        var m = Own(model);
+        var b = Own(baseModel);
+        CheckSameLayout(b, m);
+        for (int t = 0; t < b.Tensors.Count; t++) CheckStorage(m, t, b.Tensors[t].DType, "model");
+        var tv = new CudaWeightSet(this, _context, b.Tensors.Select(s => s with { DType = DType.F32 }).ToArray());
+        try
+        {
+            for (int t = 0; t < b.Tensors.Count; t++)
+                _kernels.TaskVector(b.Tensors[t].DType, m.Pointer(t), b.Pointer(t), tv.Pointer(t), b.Tensors[t].ElementCount, _stream);
+            _stream.Synchronize();
+            return tv;
+        }
+        catch
+        {
+            tv.Dispose();
+            throw;
+        }
+    }
+
+    /// <inheritdoc/>
+    /// <remarks>
+    /// A row-major rows×cols weight is the column-major cols×rows matrix Wᵀ, whose singular values
+    /// are W's, so τ is decomposed in place without a transpose. The full method runs the range
+    /// finder with a sketch as wide as min(m, n) and no power iterations, which spans τ's whole
+    /// column space: the result is the thin SVD up to rounding. The randomized method's Gaussian
+    /// test matrix is drawn on the device from (seed, generation) and differs from the CPU
+    /// backend's sketch, so the two backends agree within the randomized SVD's accuracy, not bit for bit.
+    /// </remarks>
+    public void MutateSvd(IWeightSet child, IWeightSet baseModel, MutationOptions options, ulong seed, uint generation)
+    {
+        Enter();
+        var c = Own(child);
+        var b = Own(baseModel);
+        CheckSameLayout(b, c);
+        var groups = Enumerable.Range(0, c.Tensors.Count).Where(i => options.Applies(c.Tensors[i]))
+            .GroupBy(i => (c.Tensors[i].Shape[0], c.Tensors[i].Shape[1]));
+        foreach (int i in groups.SelectMany(g => g)) CheckStorage(c, i, b.Tensors[i].DType, "child");
+        _blas ??= CublasHandle.Create(_context, _stream);
+        _solver ??= CusolverHandle.Create(_context, _stream);
+        foreach (var g in groups)
+        {
+            int rows = checked((int)g.Key.Item1), cols = checked((int)g.Key.Item2);
+            int m = cols, n = rows; // column-major view
+            int r = Math.Min(m, n);
+            int k = options.SvdRank == 0 ? r : Math.Min(options.SvdRank, r);
+            bool randomized = options.SvdMethod == SvdMethod.Randomized || (options.SvdMethod == SvdMethod.Auto && k <= r / 4);
+            var svdOptions = new RandomizedSvdOptions(k, randomized ? options.Oversampling : r, randomized ? options.PowerIterations : 0,
+                seed ^ (0x9E3779B97F4A7C15UL * (generation + 1UL)));
+            int[] members = [.. g];
+            int batch = BatchFor(rows, cols, members.Length, svdOptions);
+            long mn = (long)m * n;
+            using var tau = _context.Allocate<float>(batch * mn);
+            for (int start = 0; start < members.Length; start += batch)
+            {
+                int count = Math.Min(batch, members.Length - start);
+                var indices = new uint[count];
+                for (int j = 0; j < count; j++)
+                {
+                    int t = members[start + j];
+                    indices[j] = (uint)t;
+                    _kernels.TaskVector(b.Tensors[t].DType, c.Pointer(t), b.Pointer(t), tau.At(j * mn), mn, _stream);
+                }
+                using (var svd = RandomizedSvd.Compute(_context, _blas, _solver, _kernels, _stream, tau.Pointer, count, m, n, svdOptions))
+                    SvdMutation.Apply(_context, _blas, _kernels, _stream, svd, tau.Pointer, indices, seed, generation, (float)options.SvdScaleMax);
+                for (int j = 0; j < count; j++)
+                {
+                    int t = members[start + j];
+                    _kernels.ApplyTaskVector(b.Tensors[t].DType, b.Pointer(t), tau.At(j * mn), c.Pointer(t), mn, _stream);
+                }
+            }
+            _stream.Synchronize();
+        }
+    }
+
+    /// <summary>The largest batch (≤ <paramref name="count"/>) whose workspace fits 90% of the free memory.</summary>
+    private int BatchFor(int rows, int cols, int count, RandomizedSvdOptions svd)
+    {
+        long free = _context.MemoryInfo().Free - RuntimeReserveBytes;
+        var plan = new DeviceMemoryPlanOptions(svd.Rank, svd.Oversampling);
+        int batch = count;
+        while (batch > 1 && DeviceMemoryPlan.BatchWorkspaceBytes(rows, cols, batch, plan) > free * 9 / 10) batch--;
+        return batch;
+    }
+
+    /// <inheritdoc/>
+    /// <exception cref="NotSupportedException">always: no GPU kernel draws the CPU backend's normals yet.</exception>
+    public void MutateGaussian(IWeightSet child, MutationOptions options, ulong seed, uint generation) =>
+        throw new NotSupportedException(
+            "Gaussian mutation is CPU-only for now: the CUDA backend has no kernel drawing the CPU backend's Philox normals; use --device cpu or mutation kind svd");
+
+    /// <summary>Releases the cuBLAS/cuSOLVER handles, the stream and the context (weight sets must be disposed first).</summary>
+    public void Dispose()
+    {
+        if (_disposed) return;
+        _context.MakeCurrent();
+        _disposed = true;
+        _solver?.Dispose();
+        _blas?.Dispose();
+        _stream.Dispose();
+        _context.Dispose();
+    }
+
+    /// <summary>
+    /// Makes the context current on the calling thread: the engine awaits with
+    /// ConfigureAwait(false), so successive calls may arrive on different thread-pool threads.
+    /// </summary>
+    private void Enter()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        _context.MakeCurrent();
+    }
+
+    private CudaWeightSet Own(IWeightSet set) =>
+        set is CudaWeightSet s && ReferenceEquals(s.Owner, this)
+            ? s
+            : throw new ArgumentException($"weight set {set.GetType().Name} does not belong to this CUDA backend ({Name})");
+
+    private static void CheckStorage(CudaWeightSet s, int tensor, DType expected, string role)
+    {
+        var dt = s.Tensors[tensor].DType;
+        if (dt != expected)
+            throw new NotSupportedException(
+                $"tensor '{s.Tensors[tensor].Name}': {role} stores {DTypes.Name(dt)}, the base {DTypes.Name(expected)}; the CUDA kernels need one storage type per tensor (use --device cpu for mixed storage)");
+    }
+
+    private static void CheckSameLayout(CudaWeightSet b, CudaWeightSet p)
+    {
+        if (p.Tensors.Count != b.Tensors.Count) throw new ArgumentException($"weight sets differ: {p.Tensors.Count} tensors vs {b.Tensors.Count}");
+        for (int i = 0; i < b.Tensors.Count; i++)
+            if (p.Tensors[i].Name != b.Tensors[i].Name || !p.Tensors[i].Shape.AsSpan().SequenceEqual(b.Tensors[i].Shape))
+                throw new ArgumentException($"tensor {i}: '{p.Tensors[i].Name}' {p.Tensors[i].ShapeText} does not match '{b.Tensors[i].Name}' {b.Tensors[i].ShapeText}");
+    }
+
+    private static string MiB(long bytes) => (bytes / 1048576.0).ToString("F1", CultureInfo.InvariantCulture);
+}

@@ -1,0 +1,231 @@
+using CycleQD.Core.Compute;
+using CycleQD.Core.Synthetic;
+using CycleQD.Cpu;
+using CycleQD.Cuda.Backend;
+using CycleQD.Tensors;
+
+namespace CycleQD.Cuda.Tests;
+
+/// <summary>
+/// <see cref="CudaComputeBackend"/> against its twin <see cref="CpuComputeBackend"/> on the same
+/// inputs. Skipped, with the driver's reason, where there is no GPU.
+/// </summary>
+public sealed class GpuBackendTests : IDisposable
+{
+    private readonly CudaComputeBackend _gpu;
+    private readonly CpuComputeBackend _cpu = new();
+
+    public GpuBackendTests()
+    {
+        var status = CudaDeviceProbe.Probe();
+        if (!status.Available) Assert.Skip("needs a GPU: " + status.Reason);
+        if (PtxCatalog.List().Count == 0) Assert.Skip("no PTX embedded in this build (no nvcc at build time)");
+        _gpu = CudaComputeBackend.Create();
+    }
+
+    public void Dispose()
+    {
+        _gpu?.Dispose();
+        _cpu.Dispose();
+    }
+
+    private static InMemoryTensorSource Model(DType dtype, int seed, int rows, int cols, Func<int, int, double>? structure = null)
+    {
+        var rnd = new Random(seed);
+        var src = new InMemoryTensorSource();
+        for (int l = 0; l < 3; l++)
+        {
+            var w = new float[rows * cols];
+            for (int i = 0; i < w.Length; i++) w[i] = (float)((structure?.Invoke(i / cols, i % cols) ?? 0) + (rnd.NextDouble() * 2 - 1));
+            src.Add($"layers.{l}.weight", dtype, [rows, cols], w);
+            var b = new float[cols + l];
+            for (int i = 0; i < b.Length; i++) b[i] = (float)(rnd.NextDouble() * 2 - 1);
+            src.Add($"layers.{l}.bias", dtype, [cols + l], b);
+        }
+        return src;
+    }
+
+    private static float[] Floats(IComputeBackend backend, IWeightSet set, int index)
+    {
+        var spec = set.Tensors[index];
+        var bytes = new byte[spec.ByteLength];
+        backend.Download(set, index, bytes);
+        var f = new float[spec.ElementCount];
+        DTypeConversion.ToSingle(bytes, spec.DType, f);
+        return f;
+    }
+
+    private static double RelativeError(float[] actual, float[] expected)
+    {
+        double num = 0, den = 0;
+        for (int i = 0; i < expected.Length; i++)
+        {
+            num += (actual[i] - (double)expected[i]) * (actual[i] - (double)expected[i]);
+            den += (double)expected[i] * expected[i];
+        }
+        return Math.Sqrt(num / Math.Max(den, 1e-300));
+    }
+
+    [Fact]
+    public void UploadDownload_RoundTripsBytes()
+    {
+        var src = Model(DType.BF16, 1, 33, 17);
+        using var set = _gpu.Upload(src);
+        for (int i = 0; i < set.Tensors.Count; i++)
+        {
+            var back = new byte[set.Tensors[i].ByteLength];
+            Array.Fill(back, (byte)0xFF);
+            _gpu.Download(set, i, back);
+            Assert.Equal(src.GetBytes(set.Tensors[i].Name).ToArray(), back);
+        }
+    }
+
+    [Theory]
+    [InlineData(DType.F32, 2)]
+    [InlineData(DType.BF16, 2)]
+    [InlineData(DType.F16, 3)]
+    [InlineData(DType.BF16, 8)]
+    public void Merge_MatchesCpuBackend_WithinOneStorageUlp(DType dtype, int parents)
+    {
+        var baseSrc = Model(dtype, 10, 37, 29);
+        var parentSrc = Enumerable.Range(0, parents).Select(p => Model(dtype, 20 + p, 37, 29)).ToArray();
+        float[] w = Enumerable.Range(0, parents).Select(p => 0.25f + 0.5f * p).ToArray();
+        using var cb = _cpu.Upload(baseSrc);
+        using var gb = _gpu.Upload(baseSrc);
+        var cp = parentSrc.Select(_cpu.Upload).ToArray();
+        var gp = parentSrc.Select(_gpu.Upload).ToArray();
+        try
+        {
+            using var cc = _cpu.Merge(cb, cp, w);
+            using var gc = _gpu.Merge(gb, gp, w);
+            // A destination holding other values: MergeInto must overwrite every element.
+            using var gi = _gpu.Upload(Model(dtype, 99, 37, 29));
+            _gpu.MergeInto(gi, gb, gp, w);
+            double ulp = Math.Pow(2, dtype switch { DType.F32 => -23, DType.F16 => -10, _ => -7 });
+            for (int t = 0; t < cc.Tensors.Count; t++)
+            {
+                var expected = Floats(_cpu, cc, t);
+                foreach (var actual in new[] { Floats(_gpu, gc, t), Floats(_gpu, gi, t) })
+                    for (int i = 0; i < expected.Length; i++)
+                        Assert.True(Math.Abs(actual[i] - expected[i]) <= ulp * Math.Max(Math.Abs(expected[i]), 1e-3) + 1e-7,
+                            $"{cc.Tensors[t].Name}[{i}]: cuda {actual[i]}, cpu {expected[i]}");
+            }
+        }
+        finally
+        {
+            foreach (var s in cp.Concat(gp)) s.Dispose();
+        }
+    }
+
+    /// <summary>The engine's awaits resume on thread-pool threads; every call must bind the context itself.</summary>
+    [Fact]
+    public void Calls_FromAnotherThread_Work()
+    {
+        var src = Model(DType.BF16, 2, 16, 8);
+        using var b = _gpu.Upload(src);
+        Exception? failure = null;
+        var t = new Thread(() =>
+        {
+            try
+            {
+                using var child = _gpu.Merge(b, [b], [1f]);
+                Assert.Equal(Floats(_gpu, b, 0), Floats(_gpu, child, 0));
+            }
+            catch (Exception e)
+            {
+                failure = e;
+            }
+        });
+        t.Start();
+        t.Join();
+        Assert.Null(failure);
+    }
+
+    [Fact]
+    public void TaskVector_MatchesCpuBackend()
+    {
+        var a = Model(DType.BF16, 3, 40, 24);
+        var b = Model(DType.BF16, 4, 40, 24);
+        using var ca = _cpu.Upload(a);
+        using var cb = _cpu.Upload(b);
+        using var ga = _gpu.Upload(a);
+        using var gb = _gpu.Upload(b);
+        using var ct = _cpu.TaskVector(ca, cb);
+        using var gt = _gpu.TaskVector(ga, gb);
+        for (int t = 0; t < ct.Tensors.Count; t++)
+        {
+            Assert.Equal(DType.F32, gt.Tensors[t].DType);
+            Assert.True(RelativeError(Floats(_gpu, gt, t), Floats(_cpu, ct, t)) < 1e-6);
+        }
+    }
+
+    /// <summary>
+    /// SVD mutation of the same child on both backends: the change child' − child agrees to 1e-3
+    /// (full SVD) or 1e-2 (randomized, rank 8, on task vectors with a rank-8 structure: the two
+    /// backends use different random sketches).
+    /// </summary>
+    [Theory]
+    [InlineData(SvdMethod.Full, 0, 1e-3)]
+    [InlineData(SvdMethod.Randomized, 8, 1e-2)]
+    public void MutateSvd_MatchesCpuBackend(SvdMethod method, int rank, double tolerance)
+    {
+        const int rows = 96, cols = 64;
+        var basis = new Random(5);
+        var u = Enumerable.Range(0, 8).Select(_ => Enumerable.Range(0, rows).Select(_ => basis.NextDouble() - 0.5).ToArray()).ToArray();
+        var v = Enumerable.Range(0, 8).Select(_ => Enumerable.Range(0, cols).Select(_ => basis.NextDouble() - 0.5).ToArray()).ToArray();
+        var baseSrc = Model(DType.F32, 6, rows, cols);
+        // child = base-like noise + a strong rank-8 part, so the top components are well separated.
+        var childSrc = Model(DType.F32, 6, rows, cols, (r, c) => Enumerable.Range(0, 8).Sum(j => (40.0 / (j + 1)) * u[j][r] * v[j][c]));
+        var options = new MutationOptions(MutationKind.Svd, SvdScaleMax: 0.3, SvdRank: rank, SvdMethod: method);
+        using var cb = _cpu.Upload(baseSrc);
+        using var gb = _gpu.Upload(baseSrc);
+        using var cc = _cpu.Upload(childSrc);
+        using var gc = _gpu.Upload(childSrc);
+        _cpu.MutateSvd(cc, cb, options, seed: 1234, generation: 7);
+        _gpu.MutateSvd(gc, gb, options, seed: 1234, generation: 7);
+        for (int t = 0; t < cc.Tensors.Count; t++)
+        {
+            var before = new float[cc.Tensors[t].ElementCount];
+            DTypeConversion.ToSingle(childSrc.GetBytes(cc.Tensors[t].Name), DType.F32, before);
+            var cpu = Floats(_cpu, cc, t);
+            var gpu = Floats(_gpu, gc, t);
+            if (cc.Tensors[t].Shape.Length == 1)
+            {
+                Assert.Equal(before, gpu); // 1-D tensors are not mutated
+                continue;
+            }
+            var dCpu = cpu.Select((x, i) => x - before[i]).ToArray();
+            var dGpu = gpu.Select((x, i) => x - before[i]).ToArray();
+            Assert.Contains(dCpu, x => x != 0);
+            double err = RelativeError(dGpu, dCpu);
+            Assert.True(err < tolerance, $"{cc.Tensors[t].Name}: relative difference of the mutation {err}");
+        }
+    }
+
+    [Fact]
+    public void MutateGaussian_SaysItIsCpuOnly()
+    {
+        using var c = _gpu.Upload(Model(DType.F32, 1, 8, 8));
+        var e = Assert.Throws<NotSupportedException>(() => _gpu.MutateGaussian(c, new MutationOptions(MutationKind.Gaussian, GaussianStd: 0.1), 1, 0));
+        Assert.StartsWith("Gaussian mutation is CPU-only for now", e.Message);
+    }
+
+    [Fact]
+    public void ForeignWeightSet_IsRejected()
+    {
+        using var cpuSet = _cpu.Upload(Model(DType.F32, 1, 8, 8));
+        using var g = _gpu.Upload(Model(DType.F32, 1, 8, 8));
+        Assert.Throws<ArgumentException>(() => _gpu.TaskVector(cpuSet, g));
+    }
+
+    [Fact]
+    public async Task SyntheticProblem_BaseModel_UploadsAndScoresAlike()
+    {
+        var problem = new SyntheticProblem(["a", "b"], new SyntheticProblemOptions(Layers: 2, Rows: 24, Cols: 16));
+        using var cb = _cpu.Upload(problem.BaseModel());
+        using var gb = _gpu.Upload(problem.BaseModel());
+        var cs = await problem.EvaluateAsync(_cpu, cb, TestContext.Current.CancellationToken);
+        var gs = await problem.EvaluateAsync(_gpu, gb, TestContext.Current.CancellationToken);
+        Assert.Equal(cs, gs);
+    }
+}
