@@ -8,6 +8,7 @@ using CycleQD.Tasks.AgentBenchOs;
 using CycleQD.Tasks.Mbpp;
 using CycleQD.Tasks.Scripted;
 using CycleQD.Tasks.TinySkills;
+using CycleQD.Tensors;
 
 namespace CycleQD.Cli.Commands.Eval;
 
@@ -190,14 +191,12 @@ internal static class EvalCommand
 
     private static void WriteDetails(string path, EvaluationReport report)
     {
-        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
-        string tmp = path + ".tmp";
-        using (var w = new StreamWriter(tmp))
+        SafetensorsWriter.WriteAtomically(path, fs =>
         {
+            using var w = new StreamWriter(fs, leaveOpen: true);
             foreach (var s in report.Samples)
                 w.WriteLine(JsonSerializer.Serialize(new { id = s.Id, correct = s.Correct, reason = s.Reason, prompt = s.Prompt, transcript = s.Transcript }));
-        }
-        File.Move(tmp, path, overwrite: true);
+        });
     }
 
     /// <summary>A one-line progress bar on stderr (redrawn in place on a terminal, a line per 10 % otherwise).</summary>
