@@ -57,9 +57,9 @@ public class ExperimentConfigTests
         using var dir = new TempDir();
         WriteModel(dir.File("base.safetensors"), 3);
         WriteModel(dir.File("a.safetensors"), 3);
-        string exp = Experiments.Write(dir, "exp.yaml", "tasks: [a, b]\nmodel: { base: base.safetensors, experts: { a: a.safetensors, b: b.safetensors } }\n");
+        string exp = Experiments.Write(dir, "exp.yaml", RealExperiment(dir));
         var e = Assert.Throws<ConfigurationException>(() => RunSession.Start(exp, dir.File("out"), null, null));
-        Assert.Equal($"model.experts.b: {dir.File("b.safetensors")} not found", e.Message);
+        Assert.Equal($"model.experts.tinyskills/db: {dir.File("b.safetensors")} not found", e.Message);
         Assert.False(Directory.Exists(dir.File("out")));
     }
 
@@ -70,19 +70,51 @@ public class ExperimentConfigTests
         WriteModel(dir.File("base.safetensors"), 3);
         WriteModel(dir.File("a.safetensors"), 3);
         WriteModel(dir.File("b.safetensors"), 4);
-        string exp = Experiments.Write(dir, "exp.yaml", "tasks: [a, b]\nmodel: { base: base.safetensors, experts: { a: a.safetensors, b: b.safetensors } }\n");
+        string exp = Experiments.Write(dir, "exp.yaml", RealExperiment(dir));
         var e = Assert.Throws<ConfigurationException>(() => RunSession.Start(exp, dir.File("out"), null, null));
-        Assert.StartsWith("model.experts.b: incompatible with the base model: tensor 'w' has shape [3, 2]", e.Message);
+        Assert.StartsWith("model.experts.tinyskills/db: incompatible with the base model: tensor 'w' has shape [3, 2]", e.Message);
         Assert.Contains("[4, 2]", e.Message);
     }
 
-    [Fact]
-    public void Start_CompatibleRealModels_SaysLlmEvaluationIsNotInThisBuild()
+    /// <summary>Two TinySkills tasks over base/a/b.safetensors in <paramref name="dir"/>, with an (empty) TinySkills tasks folder.</summary>
+    private static string RealExperiment(TempDir dir)
     {
-        using var dir = new TempDir();
-        foreach (var n in new[] { "base", "a", "b" }) WriteModel(dir.File(n + ".safetensors"), 3);
-        string exp = Experiments.Write(dir, "exp.yaml", "tasks: [a, b]\nmodel: { base: base.safetensors, experts: { a: a.safetensors, b: b.safetensors } }\n");
-        var e = Assert.Throws<ConfigurationException>(() => RunSession.Start(exp, dir.File("out"), null, null));
-        Assert.Contains("needs the LLM evaluators", e.Message);
+        Directory.CreateDirectory(dir.File(Path.Combine("ts", "tasks")));
+        return "tasks: [tinyskills/code, tinyskills/db]\n" +
+            "model: { base: base.safetensors, experts: { tinyskills/code: a.safetensors, tinyskills/db: b.safetensors } }\n" +
+            "evaluation: { tinyskills: ts }\n";
+    }
+
+    [Fact]
+    public void Parse_ShippedTinySkillsExample_ReadsModelsAndEvaluation()
+    {
+        TestPaths.RequireSharedData("models", "tinyskills", "instruct", "base");
+        var c = ExperimentConfig.Load(Path.Combine(TestPaths.RepoRoot, "examples", "tinyskills.yaml"));
+        Assert.Equal(["tinyskills/code", "tinyskills/db", "tinyskills/os"], c.Options.Tasks);
+        Assert.Equal(15, c.Options.Bins);
+        Assert.Equal(SamplingKind.Elite, c.Options.Sampling.Kind);
+        Assert.Equal(MutationKind.Svd, c.Options.Mutation.Kind);
+        Assert.Equal("valid", c.Evaluation.Split);
+        Assert.Null(c.Evaluation.Limit);
+        Assert.EndsWith(Path.Combine("instruct", "expert-os"), c.Model.ExpertPaths[2].Value);
+        Assert.True(Directory.Exists(Path.Combine(c.Evaluation.TinySkillsDir!, "tasks", "code")));
+    }
+
+    private const string RealHead = "tasks: [tinyskills/code]\nmodel: { base: b, experts: { tinyskills/code: c } }\n";
+
+    [Theory]
+    [InlineData(RealHead + "evaluation: { tinyskills: /tmp, split: train }", "line 3: evaluation.split: 'train' is not valid or test")]
+    [InlineData(RealHead + "evaluation: { tinyskills: /tmp, limit: 0 }", "line 3: evaluation.limit: 0 must be positive")]
+    [InlineData(RealHead + "evaluation: { tinyskills: /tmp, threads: x }", "line 3: evaluation.threads: 'x' is not an integer")]
+    [InlineData(RealHead + "evaluation: { tinyskills: /tmp, spilt: valid }", "line 3: evaluation.spilt: unknown setting")]
+    [InlineData(RealHead, "evaluation.tinyskills: tinyskills/* tasks need evaluation.tinyskills")]
+    [InlineData(RealHead + "evaluation: { tinyskills: /nonexistent-ts }", "line 3: evaluation.tinyskills: /nonexistent-ts has no tasks/ folder")]
+    [InlineData("tasks: [tinyskills/code, mbpp]\nmodel: { base: b, experts: { tinyskills/code: c, mbpp: d } }\nevaluation: { tinyskills: /tmp }\n",
+        "line 1: tasks: 'mbpp' is not a task this build can score real models on")]
+    public void Parse_BadEvaluationSetting_OneClearErrorWithLine(string yaml, string expected)
+    {
+        var e = ParseError(yaml);
+        Assert.StartsWith("exp.yaml: ", e.Message);
+        Assert.Contains(expected, e.Message);
     }
 }

@@ -4,6 +4,7 @@ using CycleQD.Core.Compute;
 using CycleQD.Core.Engine;
 using CycleQD.Core.Sampling;
 using CycleQD.Core.Synthetic;
+using CycleQD.Tasks.TinySkills;
 using CycleQD.Tensors;
 using YamlDotNet.Core;
 using YamlDotNet.RepresentationModel;
@@ -16,12 +17,20 @@ namespace CycleQD.Runs;
 /// <param name="ExpertPaths">Expert per task name (absolute paths), in task order.</param>
 public sealed record ModelSource(SyntheticProblemOptions? Synthetic, string? BasePath, IReadOnlyList<KeyValuePair<string, string>> ExpertPaths);
 
+/// <summary>How real models are scored (ignored by the synthetic problem).</summary>
+/// <param name="Split">Data split the search scores on: valid (the default; test is kept for the final report) or test.</param>
+/// <param name="Limit">Score only the first N samples of each task (null: all).</param>
+/// <param name="TinySkillsDir">The TinySkills folder holding tasks/&lt;skill&gt;/&lt;split&gt;.jsonl (absolute), for tinyskills/* tasks.</param>
+/// <param name="Threads">CPU threads per ONNX Runtime operator (0: its default).</param>
+public sealed record EvaluationSettings(string Split = "valid", int? Limit = null, string? TinySkillsDir = null, int Threads = 0);
+
+
 /// <summary>
 /// An experiment file (YAML, read without reflection so that a trimmed build reads it too):
 /// the algorithm's options, the models, the generation target and output settings. Every unknown
 /// key or bad value raises one <see cref="ConfigurationException"/> naming the file, the key and the line.
 /// </summary>
-public sealed record ExperimentConfig(string Name, CycleQDOptions Options, int Generations, ModelSource Model, int PlotEvery)
+public sealed record ExperimentConfig(string Name, CycleQDOptions Options, int Generations, ModelSource Model, int PlotEvery, EvaluationSettings Evaluation)
 {
     /// <summary>Reads and validates <paramref name="path"/>; relative model paths are resolved against its folder.</summary>
     public static ExperimentConfig Load(string path)
@@ -46,7 +55,7 @@ public sealed record ExperimentConfig(string Name, CycleQDOptions Options, int G
             throw new ConfigurationException($"{source}: line {e.Start.Line}: {e.Message}");
         }
         var r = new Reader(source);
-        var top = r.Map(root, "", "name", "seed", "generations", "tasks", "model", "archive", "quality_task_interval", "sampling", "crossover", "mutation", "in_flight", "plots");
+        var top = r.Map(root, "", "name", "seed", "generations", "tasks", "model", "archive", "quality_task_interval", "sampling", "crossover", "mutation", "in_flight", "plots", "evaluation");
         string name = r.String(top, "name", "experiment");
         ulong seed = r.ULong(top, "seed", 0);
         int generations = r.Int(top, "generations", 1200);
@@ -108,6 +117,20 @@ public sealed record ExperimentConfig(string Name, CycleQDOptions Options, int G
             plotEvery = r.Int(p, "every", 0, "plots.");
         }
 
+        var evaluation = new EvaluationSettings();
+        if (top.TryGetValue("evaluation", out var eNode))
+        {
+            var e = r.Map(eNode!, "evaluation", "split", "limit", "tinyskills", "threads");
+            string split = r.String(e, "split", "valid", "evaluation.");
+            if (split is not ("valid" or "test")) throw r.Error(e["split"]!, "evaluation.split", $"'{split}' is not valid or test");
+            int? limit = e.ContainsKey("limit") ? r.Int(e, "limit", 0, "evaluation.") : null;
+            if (limit is <= 0) throw r.Error(e["limit"]!, "evaluation.limit", $"{limit} must be positive");
+            int threads = r.Int(e, "threads", 0, "evaluation.");
+            if (threads < 0) throw r.Error(e["threads"]!, "evaluation.threads", $"{threads} must be ≥ 0");
+            string ts = r.String(e, "tinyskills", "", "evaluation.");
+            evaluation = new EvaluationSettings(split, limit, ts.Length == 0 ? null : Path.GetFullPath(Path.Combine(baseDirectory, ts)), threads);
+        }
+
         var options = new CycleQDOptions
         {
             Tasks = tasks,
@@ -125,7 +148,25 @@ public sealed record ExperimentConfig(string Name, CycleQDOptions Options, int G
 
         if (!top.TryGetValue("model", out var modelNode)) throw new ConfigurationException($"{source}: 'model' is required (model.synthetic, or model.base and model.experts)");
         var model = ParseModel(r, r.Map(modelNode!, "model", "synthetic", "base", "experts"), tasks, baseDirectory);
-        return new ExperimentConfig(name, options, generations, model, plotEvery);
+        if (model.Synthetic is null)
+            CheckRealTasks(r, top, tasks, evaluation);
+        return new ExperimentConfig(name, options, generations, model, plotEvery, evaluation);
+    }
+
+    /// <summary>Real models are scored by benchmarks: every task must name one this build has, with its data.</summary>
+    private static void CheckRealTasks(Reader r, Dictionary<string, YamlNode?> top, IReadOnlyList<string> tasks, EvaluationSettings evaluation)
+    {
+        var list = (YamlSequenceNode)top["tasks"]!;
+        for (int i = 0; i < tasks.Count; i++)
+        {
+            string t = tasks[i];
+            if (!t.StartsWith("tinyskills/", StringComparison.Ordinal) || !TinySkillsBenchmark.Skills.Contains(t["tinyskills/".Length..]))
+                throw r.Error(list.Children[i], "tasks", $"'{t}' is not a task this build can score real models on (known: {string.Join(", ", TinySkillsBenchmark.Skills.Select(s => "tinyskills/" + s))}; other names only with model.synthetic)");
+        }
+        if (evaluation.TinySkillsDir is null)
+            throw r.Error(top["tasks"]!, "evaluation.tinyskills", "tinyskills/* tasks need evaluation.tinyskills: the TinySkills folder (holding tasks/<skill>/<split>.jsonl)");
+        if (!System.IO.Directory.Exists(Path.Combine(evaluation.TinySkillsDir, "tasks")))
+            throw r.Error(top["evaluation"]!, "evaluation.tinyskills", $"{evaluation.TinySkillsDir} has no tasks/ folder");
     }
 
     private static ModelSource ParseModel(Reader r, Dictionary<string, YamlNode?> m, IReadOnlyList<string> tasks, string baseDir)

@@ -4,8 +4,13 @@ using CycleQD.Core;
 using CycleQD.Core.Candidates;
 using CycleQD.Core.Compute;
 using CycleQD.Core.Engine;
+using CycleQD.Core.Evaluation;
 using CycleQD.Core.Synthetic;
+using CycleQD.Cpu;
 using CycleQD.Cuda.Backend;
+using CycleQD.Onnx.Runtime;
+using CycleQD.Runs.Evaluation;
+using CycleQD.Tasks.TinySkills;
 using CycleQD.Tensors;
 
 namespace CycleQD.Runs;
@@ -21,6 +26,7 @@ public sealed class RunSession : IDisposable
     private readonly IWeightSet _base;
     private readonly List<IWeightSet> _expertSets;
     private readonly RunState? _resumeFrom;
+    private readonly LlamaCandidateEvaluator? _llm;
 
     /// <summary>The experiment as in force (seed overridden by the run's).</summary>
     public ExperimentConfig Config { get; }
@@ -71,7 +77,17 @@ public sealed class RunSession : IDisposable
             }
             else
             {
-                throw RealModelsUnsupported(config);
+                using (var baseFile = SafetensorsModel.Open(config.Model.BasePath!))
+                    _base = _backend.Upload(new SafetensorsHostSource(baseFile, sortByName: true));
+                foreach (var (task, path) in config.Model.ExpertPaths)
+                {
+                    using var file = SafetensorsModel.Open(path);
+                    var w = _backend.Upload(new SafetensorsHostSource(file, sortByName: true));
+                    _expertSets.Add(w);
+                    experts.Add(new Expert(task, w));
+                }
+                _llm = CreateEvaluator(config);
+                evaluator = _llm;
             }
             Engine = new CycleQDEngine(config.Options, _backend, _base, experts, evaluator, dir.Elites, dir);
             dir.Bind(config.Options.Tasks, () => Engine.Archives);
@@ -88,8 +104,19 @@ public sealed class RunSession : IDisposable
         }
     }
 
-    private static ConfigurationException RealModelsUnsupported(ExperimentConfig config) =>
-        new($"{config.Name}: scoring real models needs the LLM evaluators, which this build does not include yet; the base and expert files were checked and are compatible. Use model.synthetic to run the synthetic test problem.");
+    /// <summary>The ONNX evaluator over the base model folder, one benchmark per task on the configured split.</summary>
+    private static LlamaCandidateEvaluator CreateEvaluator(ExperimentConfig config)
+    {
+        string modelDir = System.IO.Directory.Exists(config.Model.BasePath) ? config.Model.BasePath! : Path.GetDirectoryName(config.Model.BasePath)!;
+        var ev = config.Evaluation;
+        var benchmarks = config.Options.Tasks.Select(t => (IBenchmark)new TinySkillsBenchmark(new TinySkillsOptions
+        {
+            TinySkillsDir = ev.TinySkillsDir!, Skill = t["tinyskills/".Length..], Split = ev.Split, Limit = ev.Limit,
+        })).ToList();
+        var model = LlamaModel.Open(modelDir, InferenceDevice.Cpu, intraOpThreads: ev.Threads);
+        try { return new LlamaCandidateEvaluator(model, config.Options.Tasks, benchmarks); }
+        catch { model.Dispose(); throw; }
+    }
 
     /// <summary>Checks that the base and every expert exist and have the same tensor names and shapes.</summary>
     internal static void CheckModelFiles(ExperimentConfig config)
@@ -124,11 +151,7 @@ public sealed class RunSession : IDisposable
         if (generations is < 0) throw new ConfigurationException($"--generations {generations}: must be ≥ 0");
         var info = new RunInfo(seed ?? config.Options.Seed, generations ?? config.Generations, Path.GetDirectoryName(Path.GetFullPath(experimentPath))!);
         config = config with { Options = config.Options with { Seed = info.Seed } };
-        if (config.Model.Synthetic is null)
-        {
-            CheckModelFiles(config);
-            throw RealModelsUnsupported(config);
-        }
+        if (config.Model.Synthetic is null) CheckModelFiles(config);
         // Build (and so validate) everything before the directory exists, so a bad experiment leaves nothing behind.
         var probe = Path.GetFullPath(outDir);
         if (System.IO.Directory.Exists(probe) && System.IO.Directory.EnumerateFileSystemEntries(probe).Any())
@@ -238,6 +261,7 @@ public sealed class RunSession : IDisposable
         Engine?.Dispose();
         foreach (var w in _expertSets) w.Dispose();
         _base?.Dispose();
+        _llm?.Dispose();
         _backend.Dispose();
     }
 }
