@@ -212,13 +212,14 @@ SH
 
 cmd_run() {
   cmd_build
-  # The embedded default until the TinySkills demo lands: CycleQD on the synthetic test problem
-  # (three tasks, 200 generations, CPU backend). Output goes to runs/synthetic-<time>/.
+  # The embedded default: CycleQD on the shipped TinySkills demo (models/tinyskills: an instruct
+  # base and code/db/os experts), each candidate scored on the valid splits with the ONNX
+  # generator on the CPU. Output goes to runs/tinyskills-<time>/.
   ./cycleqd doctor
   local out
-  out="$ROOT/runs/synthetic-$(date -u +%Y%m%d-%H%M%S)"
-  ./cycleqd run examples/synthetic.yaml --out "$out"
-  log "run directory: $out (archive.json, metrics.jsonl, plots/, summary.md)"
+  out="$ROOT/runs/tinyskills-$(date -u +%Y%m%d-%H%M%S)"
+  ./cycleqd run examples/tinyskills.yaml --out "$out"
+  log "run directory: $out (archive.json, metrics.jsonl, elites/, plots/, summary.md)"
   [ -f "$out/summary.md" ] && cat "$out/summary.md"
 }
 

@@ -6,7 +6,6 @@ using CycleQD.Core.Compute;
 using CycleQD.Core.Engine;
 using CycleQD.Core.Evaluation;
 using CycleQD.Core.Synthetic;
-using CycleQD.Cpu;
 using CycleQD.Cuda.Backend;
 using CycleQD.Onnx.Runtime;
 using CycleQD.Runs.Evaluation;
