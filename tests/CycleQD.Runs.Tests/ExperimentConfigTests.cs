@@ -88,7 +88,6 @@ public class ExperimentConfigTests
     [Fact]
     public void Parse_ShippedTinySkillsExample_ReadsModelsAndEvaluation()
     {
-        TestPaths.RequireSharedData("models", "tinyskills", "instruct", "base");
         var c = ExperimentConfig.Load(Path.Combine(TestPaths.RepoRoot, "examples", "tinyskills.yaml"));
         Assert.Equal(["tinyskills/code", "tinyskills/db", "tinyskills/os"], c.Options.Tasks);
         Assert.Equal(15, c.Options.Bins);
@@ -96,7 +95,8 @@ public class ExperimentConfigTests
         Assert.Equal(MutationKind.Svd, c.Options.Mutation.Kind);
         Assert.Equal("valid", c.Evaluation.Split);
         Assert.Null(c.Evaluation.Limit);
-        Assert.EndsWith(Path.Combine("instruct", "expert-os"), c.Model.ExpertPaths[2].Value);
+        Assert.Equal(Path.Combine(TestPaths.RepoRoot, "models", "tinyskills", "expert-os"), c.Model.ExpertPaths[2].Value);
+        Assert.True(File.Exists(Path.Combine(c.Model.ExpertPaths[2].Value, "model.safetensors")));
         Assert.True(Directory.Exists(Path.Combine(c.Evaluation.TinySkillsDir!, "tasks", "code")));
     }
 
