@@ -149,23 +149,41 @@ summarize_trx() {
   [ "$failed" -eq 0 ]
 }
 
-# A folder that runs on a GPU machine with nothing but the NVIDIA driver: the CLI published
-# self-contained, trimmed, with invariant globalization (PTX embedded in CycleQD.Cuda), plus a
-# copy of the PTX and a script that runs the device check. ONNX Runtime's CUDA, TensorRT and
-# shared provider libraries are left out (the CUDA one alone is ~284 MB); inference in the bundle
-# runs on ORT's CPU provider. cuBLAS/cuSOLVER come from the machine's CUDA install (searched
-# under CUDA_HOME, /usr/local/cuda*/lib64 and LD_LIBRARY_PATH).
+# A folder that runs on a GPU machine with nothing but the NVIDIA driver and a CUDA toolkit:
+#   bin/    the CLI published self-contained with invariant globalization and the framework
+#           trimmed (TrimMode=partial: our assemblies and their reflection users, YamlDotNet and
+#           System.Text.Json's reflection path, are kept whole); PTX embedded in CycleQD.Cuda.
+#           ONNX Runtime's CUDA, TensorRT and shared provider libraries are left out (the CUDA one
+#           alone is ~284 MB); inference in the bundle runs on ORT's CPU provider.
+#   tests/  the CUDA test project published self-contained, so the GPU tests run there too.
+#   lib/    this machine's OpenBLAS/LAPACKE (the CPU twins and the CPU backend need them).
+#   ptx/, dev/ (the kernel dev harnesses, sm_90, static CUDA runtime), run-device-check.sh.
+# cuBLAS/cuSOLVER come from the machine's CUDA install (searched under CUDA_HOME,
+# /usr/local/cuda*/lib64 and LD_LIBRARY_PATH). The folder is shipped as
+# artifacts/device-bundle.tar.xz, which must stay under 64 MiB.
 cmd_device_bundle() {
   cmd_setup
   cmd_native
   [ -n "$(ls "$ARTIFACTS"/ptx/*.ptx 2>/dev/null)" ] || die "device-bundle: no PTX was built (nvcc missing); the bundle would have no kernels"
   local out="$ARTIFACTS/device-bundle"
-  rm -rf "$out"; mkdir -p "$out/ptx"
+  rm -rf "$out" "$out.tar.xz"; mkdir -p "$out/ptx" "$out/lib"
   dotnet publish src/Managed/CycleQD.Cli/CycleQD.Cli.csproj -c "$CONFIG" -r linux-x64 --self-contained true \
-      -p:PublishTrimmed=true -p:InvariantGlobalization=true -p:DebugType=none -p:GenerateDocumentationFile=false \
+      -p:PublishTrimmed=true -p:TrimMode=partial -p:JsonSerializerIsReflectionEnabledByDefault=true \
+      -p:TreatWarningsAsErrors=false -p:TrimmerSingleWarn=true \
+      -p:InvariantGlobalization=true -p:DebugType=none -p:GenerateDocumentationFile=false \
       -o "$out/bin" -nologo -v:q -clp:NoSummary
-  rm -f "$out"/bin/libonnxruntime_providers_cuda.so "$out"/bin/libonnxruntime_providers_tensorrt.so \
-        "$out"/bin/libonnxruntime_providers_shared.so "$out"/bin/*.pdb "$out"/bin/*.dbg
+  dotnet publish tests/CycleQD.Cuda.Tests/CycleQD.Cuda.Tests.csproj -c "$CONFIG" -r linux-x64 --self-contained true \
+      -p:DebugType=none -p:GenerateDocumentationFile=false -o "$out/tests" -nologo -v:q -clp:NoSummary
+  # Debugger, tracing and standalone-GC libraries of the runtime: not needed to run.
+  local drop=(libonnxruntime_providers_cuda.so libonnxruntime_providers_tensorrt.so libonnxruntime_providers_shared.so
+              libmscordbi.so libmscordaccore.so libcoreclrtraceptprovider.so libclrgc.so libclrgcexp.so)
+  for f in "${drop[@]}"; do rm -f "$out/bin/$f" "$out/tests/$f"; done
+  rm -f "$out"/bin/*.pdb "$out"/bin/*.dbg "$out"/tests/*.pdb "$out"/tests/*.xml
+  local lib
+  for lib in liblapacke.so.3 libopenblas.so.0 liblapack.so.3 libblas.so.3 libgfortran.so.5 libquadmath.so.0 libtmglib.so.3; do
+    cp -L "$(ldconfig -p | awk -v l="$lib" '$1 == l { print $NF; exit }')" "$out/lib/$lib" \
+      || die "device-bundle: $lib not found (./build.sh setup installs OpenBLAS/LAPACKE)"
+  done
   cp "$ARTIFACTS"/ptx/*.ptx "$out/ptx/"
   # The llm.c-style dev harnesses, linked for sm_90 (H100/H200) with the static CUDA runtime,
   # so they need only the driver there.
@@ -176,38 +194,16 @@ cmd_device_bundle() {
   cmake --build "$ARTIFACTS/native-dev" --target dev_harnesses -- -j"$(nproc)" >/dev/null
   mkdir -p "$out/dev"
   cp "$ARTIFACTS"/native-dev/dev/* "$out/dev/"
-  cat > "$out/run-device-check.sh" <<'SH'
-#!/usr/bin/env bash
-# Runs the device check on this GPU machine and keeps its output in device-check.log:
-# cycleqd doctor, cycleqd bench kernels --check (extra arguments are passed to it, e.g. --no-svd
-# or --shapes 4096x4096), then the kernel dev harnesses in dev/. Exits with the bench's status.
-set -uo pipefail
-HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-LOG="${DEVICE_CHECK_LOG:-$HERE/device-check.log}"
-: > "$LOG"
-say() { echo "$*" | tee -a "$LOG"; }
-say "# $(date -u '+%Y-%m-%d %H:%M UTC') on $(hostname)"
-command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | tee -a "$LOG"
-"$HERE/bin/cycleqd" doctor 2>&1 | tee -a "$LOG"
-say "# cycleqd bench kernels --check $*"
-"$HERE/bin/cycleqd" bench kernels --check "$@" 2>&1 | tee -a "$LOG"
-rc=${PIPESTATUS[0]}
-say "# bench exit status $rc"
-for h in "$HERE"/dev/*; do
-  [ -x "$h" ] || continue
-  say "# dev harness $(basename "$h")"
-  "$h" 2>&1 | tee -a "$LOG"
-  say "# exit status ${PIPESTATUS[0]}"
-done
-exit "$rc"
-SH
-  chmod +x "$out/run-device-check.sh" "$out/bin/cycleqd"
+  cp scripts/run-device-check.sh "$out/run-device-check.sh"
+  chmod +x "$out/run-device-check.sh" "$out/bin/cycleqd" "$out/tests/CycleQD.Cuda.Tests"
+  LD_LIBRARY_PATH="$out/lib" "$out/bin/cycleqd" doctor >/dev/null || die "the bundled CLI does not start"
+  log "compressing the bundle (xz)"
+  tar -C "$ARTIFACTS" -cf - device-bundle | xz -T0 -6 > "$out.tar.xz"
   local bytes
-  bytes=$(du -sb "$out" | cut -f1)
-  log "device bundle: $out ($((bytes / 1048576)) MiB)"
+  bytes=$(stat -c %s "$out.tar.xz")
+  log "device bundle: $out.tar.xz ($((bytes / 1048576)) MiB; $(du -sm "$out" | cut -f1) MiB unpacked)"
   [ "$bytes" -lt $((64 * 1048576)) ] || die "device bundle is $((bytes / 1048576)) MiB, over the 64 MiB budget"
-  "$out/bin/cycleqd" doctor >/dev/null || die "the bundled CLI does not start"
-  log "on the GPU machine: ./run-device-check.sh (writes device-check.log)"
+  log "on the GPU machine: tar -xJf device-bundle.tar.xz && device-bundle/run-device-check.sh (writes device-check.log)"
 }
 
 cmd_run() {

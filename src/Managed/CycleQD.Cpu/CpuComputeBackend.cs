@@ -176,7 +176,7 @@ public sealed unsafe class CpuComputeBackend : IComputeBackend
         TensorPrimitives.Subtract(theta, tau, tau);
         bool randomized = o.SvdMethod == SvdMethod.Randomized || (o.SvdMethod == SvdMethod.Auto && k <= r / 4);
         var svd = randomized
-            ? Svd.Randomized(tau, m, n, k, o.Oversampling, o.PowerIterations, seed, (uint)i, generation)
+            ? Svd.Randomized(tau, m, n, k, o.OversamplingFor(k), o.PowerIterations, seed, (uint)i, generation)
             : Svd.Full(tau, m, n, k);
         ApplyScaledComponents(theta, m, n, svd, o.SvdScaleMax, seed, (uint)i, generation);
         StoreAll(c, i, theta);

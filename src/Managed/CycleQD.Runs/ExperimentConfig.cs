@@ -105,8 +105,8 @@ public sealed record ExperimentConfig(string Name, CycleQDOptions Options, int G
                 r.Double(m, "svd_scale_max", 0.3, "mutation."),
                 r.Int(m, "svd_rank", 0, "mutation."),
                 r.Enum(m, "svd_method", SvdMethod.Auto, "mutation."),
-                r.Int(m, "power_iterations", 2, "mutation."),
-                r.Int(m, "oversampling", 10, "mutation."),
+                r.Int(m, "power_iterations", 3, "mutation."),
+                r.Int(m, "oversampling", -1, "mutation."),
                 r.Double(m, "sigma", 0.0, "mutation."),
                 r.Bool(m, "include_embeddings", false, "mutation."));
         }

@@ -87,7 +87,8 @@ public sealed class CudaComputeBackend : IComputeBackend
         {
             int rows = checked((int)t.Shape[0]), cols = checked((int)t.Shape[1]);
             int k = rank == 0 ? Math.Min(rows, cols) : rank;
-            workspace = Math.Max(workspace, DeviceMemoryPlan.BatchWorkspaceBytes(rows, cols, 1, new DeviceMemoryPlanOptions(k, oversampling)));
+            int p = oversampling >= 0 ? oversampling : Math.Max(10, k / 2);
+            workspace = Math.Max(workspace, DeviceMemoryPlan.BatchWorkspaceBytes(rows, cols, 1, new DeviceMemoryPlanOptions(k, p)));
         }
         long need = checked(sets * setBytes + workspace + RuntimeReserveBytes);
         if (need <= freeBytes) return;
@@ -255,7 +256,7 @@ public sealed class CudaComputeBackend : IComputeBackend
             int r = Math.Min(m, n);
             int k = options.SvdRank == 0 ? r : Math.Min(options.SvdRank, r);
             bool randomized = options.SvdMethod == SvdMethod.Randomized || (options.SvdMethod == SvdMethod.Auto && k <= r / 4);
-            var svdOptions = new RandomizedSvdOptions(k, randomized ? options.Oversampling : r, randomized ? options.PowerIterations : 0,
+            var svdOptions = new RandomizedSvdOptions(k, randomized ? options.OversamplingFor(k) : r, randomized ? options.PowerIterations : 0,
                 seed ^ (0x9E3779B97F4A7C15UL * (generation + 1UL)));
             int[] members = [.. g];
             int batch = BatchFor(rows, cols, members.Length, svdOptions);

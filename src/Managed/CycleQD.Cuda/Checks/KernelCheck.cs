@@ -116,7 +116,8 @@ public sealed class KernelCheck : IDisposable
                 yield return row;
     }
 
-    private IEnumerable<KernelCheckRow> KernelsOn(int rows, int cols, double copyGBs)
+    /// <summary>Runs the element-wise kernels and the low-rank update on one rows×cols weight.</summary>
+    public IEnumerable<KernelCheckRow> KernelsOn(int rows, int cols, double copyGBs)
     {
         long n = (long)rows * cols;
         string shape = $"{rows}x{cols}";
@@ -295,20 +296,29 @@ public sealed class KernelCheck : IDisposable
             yield return new KernelCheckRow("svd", "-", double.NaN, double.NaN, "-", null, "skipped: " + _mathUnavailable, double.NaN);
             yield break;
         }
-        var ranks = _options.SvdRanks ?? [64, 256];
         var seen = new HashSet<(int, int)>();
         foreach (var (rows, cols) in _options.Shapes)
         {
-            int m = Math.Max(rows, cols), n = Math.Min(rows, cols);
-            if (!seen.Add((m, n))) continue;
-            string shape = $"{m}x{n}";
-            if (m > _options.SvdMaxRows)
-            {
-                yield return new KernelCheckRow("svd", shape, double.NaN, double.NaN, "-", null, $"skipped: larger side {m} > --svd-max-rows {_options.SvdMaxRows}", double.NaN);
-                continue;
-            }
-            foreach (var row in SvdOn(m, n, ranks, _blas, _solver)) yield return row;
+            if (!seen.Add((Math.Max(rows, cols), Math.Min(rows, cols)))) continue;
+            foreach (var row in SvdOn(rows, cols)) yield return row;
         }
+    }
+
+    /// <summary>The SVD comparison for one shape (as m×n with m ≥ n).</summary>
+    public IEnumerable<KernelCheckRow> SvdOn(int rows, int cols)
+    {
+        if (_blas is null || _solver is null)
+        {
+            yield return new KernelCheckRow("svd", "-", double.NaN, double.NaN, "-", null, "skipped: " + _mathUnavailable, double.NaN);
+            yield break;
+        }
+        int m = Math.Max(rows, cols), n = Math.Min(rows, cols);
+        if (m > _options.SvdMaxRows)
+        {
+            yield return new KernelCheckRow("svd", $"{m}x{n}", double.NaN, double.NaN, "-", null, $"skipped: larger side {m} > --svd-max-rows {_options.SvdMaxRows}", double.NaN);
+            yield break;
+        }
+        foreach (var row in SvdOn(m, n, _options.SvdRanks ?? [64, 256], _blas, _solver)) yield return row;
     }
 
     private IEnumerable<KernelCheckRow> SvdOn(int m, int n, IReadOnlyList<int> ranks, CublasHandle blas, CusolverHandle solver)

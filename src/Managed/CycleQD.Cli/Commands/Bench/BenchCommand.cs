@@ -82,11 +82,43 @@ internal static class BenchCommand
         void Add(KernelCheckRow r)
         {
             rows.Add(r);
-            table.Add(r.Kernel, r.Shape, Sci(r.RelativeError), Sci(r.Tolerance), double.IsNaN(r.MedianMs) ? "-" : r.MedianMs.ToString("F3", CultureInfo.InvariantCulture),
-                r.Throughput, r.CopyRatio is { } c ? c.ToString("F2", CultureInfo.InvariantCulture) : "-", r.Passed ? "yes" : "NO", r.Note);
+            string[] cells =
+            [
+                r.Kernel, r.Shape, Sci(r.RelativeError), Sci(r.Tolerance), double.IsNaN(r.MedianMs) ? "-" : r.MedianMs.ToString("F3", CultureInfo.InvariantCulture),
+                r.Throughput, r.CopyRatio is { } c ? c.ToString("F2", CultureInfo.InvariantCulture) : "-", r.Passed ? "yes" : "NO", r.Note,
+            ];
+            table.Add(cells);
+            // Each row as it comes, so a long check shows progress and a crash keeps what was measured.
+            o.WriteLine("  .. " + string.Join(" | ", cells));
+            o.Flush();
         }
-        foreach (var r in bench.Kernels(copy)) Add(r);
-        if (svd) foreach (var r in bench.Svd()) Add(r);
+        // A failing routine becomes a failed row and the check goes on with the next shape; after
+        // a sticky CUDA error (illegal address) the following rows fail too, each saying why.
+        void Drain(string what, string shape, IEnumerable<KernelCheckRow> source)
+        {
+            using var e = source.GetEnumerator();
+            while (true)
+            {
+                try
+                {
+                    if (!e.MoveNext()) return;
+                }
+                catch (Exception ex) when (ex is not OutOfMemoryException)
+                {
+                    Add(new KernelCheckRow(what, shape, double.NaN, double.NaN, "-", null, $"FAILED after the rows above: {ex.GetType().Name}: {ex.Message}", 0));
+                    return;
+                }
+                Add(e.Current);
+            }
+        }
+        foreach (var (r, c) in options.Shapes) Drain("kernels", $"{r}x{c}", bench.KernelsOn(r, c, copy));
+        if (svd)
+        {
+            var seen = new HashSet<(int, int)>();
+            foreach (var (r, c) in options.Shapes)
+                if (seen.Add((Math.Max(r, c), Math.Min(r, c)))) Drain("svd", $"{Math.Max(r, c)}x{Math.Min(r, c)}", bench.SvdOn(r, c));
+        }
+        o.WriteLine();
         table.Write(o);
         int failed = rows.Count(r => !r.Passed);
         o.WriteLine();
