@@ -29,8 +29,8 @@ public sealed record KernelCheckRow(string Kernel, string Shape, double Relative
 /// <param name="SvdMaxRows">SVD comparisons run for shapes whose larger side is at most this (full gesvd of the 128256-row embedding takes minutes).</param>
 /// <param name="SvdRanks">Ranks of the randomized SVDs.</param>
 /// <param name="SvdRepeats">Timed repeats of each SVD.</param>
-/// <param name="SvdOversampling">Randomized SVD oversampling p.</param>
-/// <param name="SvdPowerIterations">Randomized SVD power iterations q.</param>
+/// <param name="SvdOversampling">Randomized SVD oversampling p; −1 = max(10, k/2), the mutation's default.</param>
+/// <param name="SvdPowerIterations">Randomized SVD power iterations q (3, the mutation's default).</param>
 public sealed record KernelCheckOptions(
     IReadOnlyList<(int Rows, int Cols)> Shapes,
     int Repeats = 20,
@@ -38,8 +38,8 @@ public sealed record KernelCheckOptions(
     int SvdMaxRows = 14336,
     IReadOnlyList<int>? SvdRanks = null,
     int SvdRepeats = 3,
-    int SvdOversampling = 16,
-    int SvdPowerIterations = 2)
+    int SvdOversampling = -1,
+    int SvdPowerIterations = 3)
 {
     /// <summary>The Llama-3-8B weight shapes.</summary>
     public static readonly IReadOnlyList<(int Rows, int Cols)> Llama3_8BShapes =
@@ -60,8 +60,9 @@ public sealed class KernelCheck : IDisposable
     private const double F16Tolerance = 5e-4;
     private const double ExactTolerance = 1e-6;
     private const double GemmTolerance = 1e-5;
-    // A broken SVD is off by O(1); the 1e-3 target is reported in the table, not enforced here.
-    private const double SvdTolerance = 5e-2;
+    // At the default p = max(10, k/2), q = 3 the top-256 values of the 1/(j+1) test spectrum came
+    // within 1e-3 on an H200 (docs/perf.md); a broken SVD is off by O(1).
+    private const double SvdTolerance = 5e-3;
     private readonly CudaContext _ctx;
     private readonly CudaStream _stream;
     private readonly CudaKernels _kernels;
@@ -338,7 +339,7 @@ public sealed class KernelCheck : IDisposable
 
         foreach (int k in ranks.Where(r => r <= n))
         {
-            var opts = new RandomizedSvdOptions(k, _options.SvdOversampling, _options.SvdPowerIterations);
+            var opts = new RandomizedSvdOptions(k, OversamplingFor(k), _options.SvdPowerIterations);
             BatchedSvdResult? last = null;
             double ms = TimeSvd(() => { last?.Dispose(); last = null; },
                 () => last = RandomizedSvd.Compute(_ctx, blas, solver, _kernels, _stream, a.Pointer, 1, m, n, opts));
@@ -368,7 +369,7 @@ public sealed class KernelCheck : IDisposable
                 CudaStatus.Check(Interop.CudaDriver.cuMemcpyDtoDAsync(batch.At(i * mn), a.Pointer, (nuint)(mn * 4), _stream.Handle));
             BatchedSvdResult? last = null;
             double ms = TimeSvd(() => { last?.Dispose(); last = null; },
-                () => last = RandomizedSvd.Compute(_ctx, blas, solver, _kernels, _stream, batch.Pointer, Batch, m, n, new RandomizedSvdOptions(k, _options.SvdOversampling, _options.SvdPowerIterations)));
+                () => last = RandomizedSvd.Compute(_ctx, blas, solver, _kernels, _stream, batch.Pointer, Batch, m, n, new RandomizedSvdOptions(k, OversamplingFor(k), _options.SvdPowerIterations)));
             var s = last!.S.ToArray();
             double worst = 0;
             for (int i = 0; i < Batch; i++) worst = Math.Max(worst, TopKError(sRef, s.AsSpan(i * last.Sketch, last.Sketch).ToArray(), k));
@@ -376,6 +377,8 @@ public sealed class KernelCheck : IDisposable
             yield return new KernelCheckRow($"svd randomized batch of {Batch} k={k}", shape, worst, ms / Batch, $"{fullMs / (ms / Batch):F1}x vs gesvd", null, "time per matrix", SvdTolerance);
         }
     }
+
+    private int OversamplingFor(int k) => _options.SvdOversampling >= 0 ? _options.SvdOversampling : Math.Max(10, k / 2);
 
     /// <summary>max over i &lt; k of |ŝᵢ − sᵢ| / sᵢ.</summary>
     internal static double TopKError(float[] reference, float[] approx, int k)

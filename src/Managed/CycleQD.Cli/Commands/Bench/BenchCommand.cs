@@ -23,8 +23,8 @@ internal static class BenchCommand
         var repeats = new Option<int>("--repeats") { Description = "Timed runs per kernel (median reported), at least 20.", DefaultValueFactory = _ => 20 };
         var shapes = new Option<string?>("--shapes") { Description = "Comma-separated rowsxcols weight shapes (default: the Llama-3-8B ones)." };
         var svdMaxRows = new Option<int>("--svd-max-rows") { Description = "Run the SVD comparison only for shapes whose larger side is at most this.", DefaultValueFactory = _ => 14336 };
-        var oversampling = new Option<int>("--svd-oversampling") { Description = "Randomized SVD oversampling p.", DefaultValueFactory = _ => 16 };
-        var power = new Option<int>("--svd-power-iterations") { Description = "Randomized SVD power iterations q.", DefaultValueFactory = _ => 2 };
+        var oversampling = new Option<int>("--svd-oversampling") { Description = "Randomized SVD oversampling p; -1: max(10, k/2), the mutation's default.", DefaultValueFactory = _ => -1 };
+        var power = new Option<int>("--svd-power-iterations") { Description = "Randomized SVD power iterations q.", DefaultValueFactory = _ => 3 };
         var noSvd = new Option<bool>("--no-svd") { Description = "Skip the SVD comparison." };
         var device = new Option<int>("--device") { Description = "GPU ordinal.", DefaultValueFactory = _ => 0 };
         var cmd = new Command("kernels", "Run every CUDA kernel on the GPU against a float64 CPU reference; print error, median time, GB/s or TFLOP/s and the ratio to copy bandwidth; then full vs randomized SVD.")
@@ -40,7 +40,7 @@ internal static class BenchCommand
                 SvdOversampling: parse.GetValue(oversampling),
                 SvdPowerIterations: parse.GetValue(power));
             if (options.Repeats < 20) throw new CliUsageException($"--repeats {options.Repeats}: at least 20 timed runs are needed for a median");
-            if (options.SvdOversampling < 0 || options.SvdPowerIterations < 0) throw new CliUsageException("--svd-oversampling and --svd-power-iterations must be >= 0");
+            if (options.SvdOversampling < -1 || options.SvdPowerIterations < 0) throw new CliUsageException("--svd-oversampling must be >= 0 (or -1) and --svd-power-iterations >= 0");
             return Run(parse.InvocationConfiguration.Output, options, parse.GetValue(check), !parse.GetValue(noSvd), parse.GetValue(device));
         });
         return cmd;
