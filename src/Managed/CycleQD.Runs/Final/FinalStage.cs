@@ -270,10 +270,18 @@ internal sealed class FinalStage
             new JsonObject { ["lambda"] = bestLambda, ["search_average_by_lambda"] = byLambda });
     }
 
-    private Task<ReportRow> TiesRow(CancellationToken ct)
+    private async Task<ReportRow> TiesRow(CancellationToken ct)
     {
-        _ = ct;
-        return Task.FromResult(new ReportRow("ties", "TIES", null, null, "not available: this build has no TIES merge"));
+        var r = _config.Report;
+        string d = r.TiesDensity.ToString("0.###", CultureInfo.InvariantCulture), l = r.TiesLambda.ToString("0.###", CultureInfo.InvariantCulture);
+        _progress($"final: TIES (density {d}, λ {l})");
+        var source = TiesBaseline.Build(_config.Model.BasePath!, _config.Model.ExpertPaths.Select(p => p.Value).ToArray(), r.TiesDensity, r.TiesLambda);
+        using var merged = _backend.Upload(source);
+        var search = await Score(merged, _search, ct).ConfigureAwait(false);
+        var test = await Score(merged, _test, ct).ConfigureAwait(false);
+        return new ReportRow("ties", $"TIES (density {d}, λ {l})", search, test,
+            $"top {d} of each task vector by magnitude over the whole model, sign by sum, disjoint mean, λ {l}",
+            new JsonObject { ["density"] = r.TiesDensity, ["lambda"] = r.TiesLambda, ["trim"] = "whole model" });
     }
 
     private async Task<ReportRow> FinalRow(int generations, IReadOnlyList<Archive> archives, CancellationToken ct)
