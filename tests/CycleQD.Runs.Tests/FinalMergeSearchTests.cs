@@ -23,7 +23,7 @@ public class FinalMergeSearchTests
     {
         var calls = new List<double[]>();
         double[] target = [0.4, 1.0, 0.6];
-        var r = await FinalMergeSearch.RunAsync(3, Grid, rounds: 2, Peaked(target, calls));
+        var r = await FinalMergeSearch.RunAsync(3, Grid, rounds: 2, Peaked(target, calls), null, TestContext.Current.CancellationToken);
         Assert.Equal(target, r.Best.Weights);
         Assert.True(calls.Count <= FinalMergeSearch.MaxEvaluations(3, Grid.Length, 2), $"{calls.Count} evaluations");
         Assert.Equal(calls.Count, calls.Select(c => string.Join(",", c)).Distinct().Count());
@@ -43,7 +43,7 @@ public class FinalMergeSearchTests
             IReadOnlyList<double> s = alone ? [0.9, 0.5] : [0.1, 0.1];
             return Task.FromResult(s);
         };
-        var r = await FinalMergeSearch.RunAsync(3, Grid, rounds: 1, f);
+        var r = await FinalMergeSearch.RunAsync(3, Grid, rounds: 1, f, null, TestContext.Current.CancellationToken);
         Assert.Equal([0.0, 1.0, 0.0], r.Best.Weights);
         Assert.Equal(0.7, r.Best.Average, 12);
     }
@@ -52,7 +52,7 @@ public class FinalMergeSearchTests
     public async Task OneElite_TriesItselfAndTheGridOnly()
     {
         var calls = new List<double[]>();
-        var r = await FinalMergeSearch.RunAsync(1, Grid, rounds: 3, Peaked([0.8], calls));
+        var r = await FinalMergeSearch.RunAsync(1, Grid, rounds: 3, Peaked([0.8], calls), null, TestContext.Current.CancellationToken);
         Assert.Equal(Grid.Length, calls.Count); // 1.0 is both "alone" and a grid value
         Assert.Equal([0.8], r.Best.Weights);
     }

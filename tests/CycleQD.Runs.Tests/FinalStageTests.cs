@@ -220,7 +220,7 @@ public class FinalStageTests
     {
         string ts = TestPaths.RequireSharedData("models", "tinyskills", "merged-ties");
         string root = Path.GetDirectoryName(ts)!;
-        var source = TiesBaseline.Build(Path.Combine(root, "base"), ["code", "db", "os"].Select(s => Path.Combine(root, "expert-" + s)).ToArray(), 0.2, 1.0);
+        var source = TiesBaseline.Build(Path.Combine(root, "base"), new[] { "code", "db", "os" }.Select(s => Path.Combine(root, "expert-" + s)).ToArray(), 0.2, 1.0);
         using var reference = SafetensorsModel.Open(ts);
         Assert.Equal(reference.Tensors.Count, source.Tensors.Count);
         double err = 0, norm = 0, maxAbs = 0;

@@ -194,7 +194,7 @@ internal sealed class FinalStage
     private async Task<double[]> TestScores(string id, CancellationToken ct)
     {
         if (_testMemo.TryGetValue(id, out var s)) return s;
-        _progress($"final: scoring {Describe(id)} on test");
+        _progress($"final: archive best {Describe(id)}: scoring on test");
         var opened = new List<IWeightSet>();
         try
         {
