@@ -116,7 +116,10 @@ internal sealed class FinalStage
         foreach (var e in state.Experts)
         {
             string k = CycleQDEngine.ExpertId(e.Name);
-            report.Set(Cached(k) ?? await ScoreRow(k, "expert " + Short(e.Name), _experts[e.Name], e.Scores, "", null, cancellationToken).ConfigureAwait(false));
+            var row = Cached(k) ?? await ScoreRow(k, "expert " + Short(e.Name), _experts[e.Name], e.Scores, "", null, cancellationToken).ConfigureAwait(false);
+            report.Set(row);
+            // An expert that is still an archive's best elite is not scored on test twice.
+            _testMemo[k] = row.Test!.ToArray();
             Save(report);
         }
 
