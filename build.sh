@@ -210,12 +210,13 @@ cmd_run() {
   cmd_build
   # The embedded default: CycleQD on the shipped TinySkills demo (models/tinyskills: an instruct
   # base and code/db/os experts), each candidate scored on the valid splits with the ONNX
-  # generator on the CPU. Output goes to runs/tinyskills-<time>/.
+  # generator on the CPU, then the final merge and the test-split table (base, experts, task
+  # arithmetic, TIES, best elites, final model). Output goes to runs/tinyskills-<time>/.
   ./cycleqd doctor
   local out
   out="$ROOT/runs/tinyskills-$(date -u +%Y%m%d-%H%M%S)"
   ./cycleqd run examples/tinyskills.yaml --out "$out"
-  log "run directory: $out (archive.json, metrics.jsonl, elites/, plots/, summary.md)"
+  log "run directory: $out (archive.json, metrics.jsonl, elites/, plots/, final/, report.json, summary.md)"
   [ -f "$out/summary.md" ] && cat "$out/summary.md"
 }
 

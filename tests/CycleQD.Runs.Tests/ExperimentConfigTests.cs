@@ -117,4 +117,46 @@ public class ExperimentConfigTests
         Assert.StartsWith("exp.yaml: ", e.Message);
         Assert.Contains(expected, e.Message);
     }
+    private static string RealOk => RealHead + $"evaluation: {{ tinyskills: {Path.Combine(TestPaths.RepoRoot, "models", "tinyskills")} }}\n";
+
+    [Fact]
+    public void Parse_FinalMergeDefaults_OnForRealModels_OffForSynthetic()
+    {
+        var real = ExperimentConfig.Parse(RealOk, "exp.yaml", "/tmp");
+        Assert.True(real.FinalMerge.Enabled);
+        Assert.Equal("linear", real.FinalMerge.Method);
+        Assert.Equal(1, real.FinalMerge.Top);
+        Assert.Equal(10, real.FinalMerge.Grid.Count);
+        Assert.Equal(0.2, real.Report.TiesDensity);
+        Assert.False(ExperimentConfig.Parse(Head, "exp.yaml", "/tmp").FinalMerge.Enabled);
+
+        var set = ExperimentConfig.Parse(RealOk + "final_merge: { top: 2, grid: [0.5, 1], rounds: 0 }\nreport: { task_arithmetic_lambdas: [0.3, 0.7], ties_density: 0.5, ties_lambda: 0.8 }\n", "exp.yaml", "/tmp");
+        Assert.Equal((2, 0), (set.FinalMerge.Top, set.FinalMerge.Rounds));
+        Assert.Equal([0.5, 1.0], set.FinalMerge.Grid);
+        Assert.Equal([0.3, 0.7], set.Report.TaskArithmeticLambdas);
+        Assert.Equal((0.5, 0.8), (set.Report.TiesDensity, set.Report.TiesLambda));
+    }
+
+    [Theory]
+    [InlineData("final_merge: { method: ties }", "line 4: final_merge.method: 'ties' is not a final merge method (known: linear)")]
+    [InlineData("final_merge: { top: 8 }", "line 4: final_merge.top: 8 × 1 tasks must be between 1 and 7 elites in all")]
+    [InlineData("final_merge: { grid: [] }", "line 4: final_merge.grid: must be a non-empty list of weights in [0, 4]")]
+    [InlineData("final_merge: { grid: [0.5, x] }", "line 4: final_merge.grid: expected a number")]
+    [InlineData("final_merge: { rounds: -1 }", "line 4: final_merge.rounds: -1 must be between 0 and 10")]
+    [InlineData("final_merge: { enable: true }", "line 4: final_merge.enable: unknown setting")]
+    [InlineData("report: { ties_density: 0 }", "line 4: report.ties_density: 0 must be in (0, 1]")]
+    [InlineData("report: { task_arithmetic_lambdas: [0] }", "line 4: report.task_arithmetic_lambdas: must be a non-empty list of values in (0, 4]")]
+    public void Parse_BadFinalMergeOrReportSetting_OneClearErrorWithLine(string line, string expected)
+    {
+        var e = ParseError(RealOk + line + "\n");
+        Assert.StartsWith("exp.yaml: ", e.Message);
+        Assert.Contains(expected, e.Message);
+    }
+
+    [Fact]
+    public void Parse_FinalMergeOnSyntheticProblem_IsRefused()
+    {
+        var e = ParseError(Head + "final_merge: { enabled: true }\n");
+        Assert.Contains("line 3: final_merge.enabled: the final merge and its report need real models", e.Message);
+    }
 }

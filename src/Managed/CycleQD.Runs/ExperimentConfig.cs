@@ -24,13 +24,43 @@ public sealed record ModelSource(SyntheticProblemOptions? Synthetic, string? Bas
 /// <param name="Threads">CPU threads per ONNX Runtime operator (0: its default).</param>
 public sealed record EvaluationSettings(string Split = "valid", int? Limit = null, string? TinySkillsDir = null, int Threads = 0);
 
+/// <summary>
+/// The final merge after the last generation: the best <paramref name="Top"/> elites of every archive
+/// (distinct weight sets) are merged as base + Σᵢ wᵢ (eliteᵢ − base), the weights chosen on the search
+/// split by a grid search over one shared weight followed by <paramref name="Rounds"/> coordinate sweeps.
+/// </summary>
+/// <param name="Enabled">Whether the run ends with the final merge and the report (default: on for real models, off for the synthetic problem).</param>
+/// <param name="Method">Merge method; only "linear" (task-vector weights searched on valid).</param>
+/// <param name="Top">Best elites taken from each archive (1..8 in all after removing duplicates).</param>
+/// <param name="Grid">Weight values tried for each elite (and for the shared weight of the first phase).</param>
+/// <param name="Rounds">Coordinate-search sweeps over the elites after the shared-weight phase (0: none).</param>
+public sealed record FinalMergeSettings(bool Enabled, string Method, int Top, IReadOnlyList<double> Grid, int Rounds)
+{
+    /// <summary>0.1, 0.2, …, 1.0.</summary>
+    public static IReadOnlyList<double> DefaultGrid { get; } = Enumerable.Range(1, 10).Select(i => i / 10.0).ToArray();
+
+    /// <summary>The defaults for a run on real (<paramref name="enabled"/> = true) or synthetic models.</summary>
+    public static FinalMergeSettings Default(bool enabled) => new(enabled, "linear", 1, DefaultGrid, 1);
+}
+
+/// <summary>The baselines of the end-of-run report (scored on the test split next to CycleQD's models).</summary>
+/// <param name="TaskArithmeticLambdas">λ values of task arithmetic (base + λ Σ τᵢ) tried on the search split; the best is scored on test.</param>
+/// <param name="TiesDensity">TIES: fraction of each task vector kept (largest magnitudes).</param>
+/// <param name="TiesLambda">TIES: scale of the merged task vector.</param>
+public sealed record ReportSettings(IReadOnlyList<double> TaskArithmeticLambdas, double TiesDensity = 0.2, double TiesLambda = 1.0)
+{
+    /// <summary>λ 0.1 … 1.0; TIES with the TinySkills reference parameters (density 0.2, λ 1).</summary>
+    public static ReportSettings Default { get; } = new(FinalMergeSettings.DefaultGrid);
+}
+
 
 /// <summary>
 /// An experiment file (YAML, read without reflection so that a trimmed build reads it too):
 /// the algorithm's options, the models, the generation target and output settings. Every unknown
 /// key or bad value raises one <see cref="ConfigurationException"/> naming the file, the key and the line.
 /// </summary>
-public sealed record ExperimentConfig(string Name, CycleQDOptions Options, int Generations, ModelSource Model, int PlotEvery, EvaluationSettings Evaluation)
+public sealed record ExperimentConfig(string Name, CycleQDOptions Options, int Generations, ModelSource Model, int PlotEvery, EvaluationSettings Evaluation,
+    FinalMergeSettings FinalMerge, ReportSettings Report)
 {
     /// <summary>Reads and validates <paramref name="path"/>; relative model paths are resolved against its folder.</summary>
     public static ExperimentConfig Load(string path)
@@ -55,7 +85,7 @@ public sealed record ExperimentConfig(string Name, CycleQDOptions Options, int G
             throw new ConfigurationException($"{source}: line {e.Start.Line}: {e.Message}");
         }
         var r = new Reader(source);
-        var top = r.Map(root, "", "name", "seed", "generations", "tasks", "model", "archive", "quality_task_interval", "sampling", "crossover", "mutation", "in_flight", "plots", "evaluation");
+        var top = r.Map(root, "", "name", "seed", "generations", "tasks", "model", "archive", "quality_task_interval", "sampling", "crossover", "mutation", "in_flight", "plots", "evaluation", "final_merge", "report");
         string name = r.String(top, "name", "experiment");
         ulong seed = r.ULong(top, "seed", 0);
         int generations = r.Int(top, "generations", 1200);
@@ -150,7 +180,45 @@ public sealed record ExperimentConfig(string Name, CycleQDOptions Options, int G
         var model = ParseModel(r, r.Map(modelNode!, "model", "synthetic", "base", "experts"), tasks, baseDirectory);
         if (model.Synthetic is null)
             CheckRealTasks(r, top, tasks, evaluation);
-        return new ExperimentConfig(name, options, generations, model, plotEvery, evaluation);
+        var finalMerge = ParseFinalMerge(r, top, model.Synthetic is null, tasks.Count);
+        var report = ParseReport(r, top);
+        return new ExperimentConfig(name, options, generations, model, plotEvery, evaluation, finalMerge, report);
+    }
+
+    private static FinalMergeSettings ParseFinalMerge(Reader r, Dictionary<string, YamlNode?> top, bool realModels, int taskCount)
+    {
+        var d = FinalMergeSettings.Default(realModels);
+        if (!top.TryGetValue("final_merge", out var node)) return d;
+        var f = r.Map(node!, "final_merge", "enabled", "method", "top", "grid", "rounds");
+        bool enabled = r.Bool(f, "enabled", d.Enabled, "final_merge.");
+        if (enabled && !realModels)
+            throw r.Error(f.TryGetValue("enabled", out var en) ? en! : node!, "final_merge.enabled", "the final merge and its report need real models (model.base and model.experts); the synthetic problem has no test split");
+        string method = r.String(f, "method", d.Method, "final_merge.");
+        if (method != "linear") throw r.Error(f["method"]!, "final_merge.method", $"'{method}' is not a final merge method (known: linear)");
+        int topN = r.Int(f, "top", d.Top, "final_merge.");
+        // The merge is one backend call with the base as an extra parent, and a merge takes at most 8 parents.
+        if (topN < 1 || topN * taskCount > 7) throw r.Error(f["top"]!, "final_merge.top", $"{topN} × {taskCount} tasks must be between 1 and 7 elites in all");
+        var grid = f.TryGetValue("grid", out var g) && g != null ? r.DoubleList(g, "final_merge.grid") : d.Grid;
+        if (grid.Count == 0 || grid.Any(x => !double.IsFinite(x) || x < 0 || x > 4))
+            throw r.Error(g!, "final_merge.grid", "must be a non-empty list of weights in [0, 4]");
+        int rounds = r.Int(f, "rounds", d.Rounds, "final_merge.");
+        if (rounds is < 0 or > 10) throw r.Error(f["rounds"]!, "final_merge.rounds", $"{rounds} must be between 0 and 10");
+        return new FinalMergeSettings(enabled, method, topN, grid, rounds);
+    }
+
+    private static ReportSettings ParseReport(Reader r, Dictionary<string, YamlNode?> top)
+    {
+        var d = ReportSettings.Default;
+        if (!top.TryGetValue("report", out var node)) return d;
+        var m = r.Map(node!, "report", "task_arithmetic_lambdas", "ties_density", "ties_lambda");
+        var lambdas = m.TryGetValue("task_arithmetic_lambdas", out var l) && l != null ? r.DoubleList(l, "report.task_arithmetic_lambdas") : d.TaskArithmeticLambdas;
+        if (lambdas.Count == 0 || lambdas.Any(x => !double.IsFinite(x) || x <= 0 || x > 4))
+            throw r.Error(l!, "report.task_arithmetic_lambdas", "must be a non-empty list of values in (0, 4]");
+        double density = r.Double(m, "ties_density", d.TiesDensity, "report.");
+        if (!(density > 0 && density <= 1)) throw r.Error(m["ties_density"]!, "report.ties_density", $"{density} must be in (0, 1]");
+        double lambda = r.Double(m, "ties_lambda", d.TiesLambda, "report.");
+        if (!(lambda > 0 && lambda <= 4)) throw r.Error(m["ties_lambda"]!, "report.ties_lambda", $"{lambda} must be in (0, 4]");
+        return new ReportSettings(lambdas, density, lambda);
     }
 
     /// <summary>Real models are scored by benchmarks: every task must name one this build has, with its data.</summary>

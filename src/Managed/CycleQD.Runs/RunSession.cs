@@ -9,6 +9,7 @@ using CycleQD.Core.Synthetic;
 using CycleQD.Cuda.Backend;
 using CycleQD.Onnx.Runtime;
 using CycleQD.Runs.Evaluation;
+using CycleQD.Runs.Final;
 using CycleQD.Tasks.TinySkills;
 using CycleQD.Tensors;
 
@@ -26,6 +27,8 @@ public sealed class RunSession : IDisposable
     private readonly List<IWeightSet> _expertSets;
     private readonly RunState? _resumeFrom;
     private readonly LlamaCandidateEvaluator? _llm;
+    private readonly Dictionary<string, IWeightSet> _expertsByName = new(StringComparer.Ordinal);
+    private RunReport? _report;
 
     /// <summary>The experiment as in force (seed overridden by the run's).</summary>
     public ExperimentConfig Config { get; }
@@ -83,6 +86,7 @@ public sealed class RunSession : IDisposable
                     using var file = SafetensorsModel.Open(path);
                     var w = _backend.Upload(new SafetensorsHostSource(file, sortByName: true));
                     _expertSets.Add(w);
+                    _expertsByName[task] = w;
                     experts.Add(new Expert(task, w));
                 }
                 _llm = CreateEvaluator(config);
@@ -108,14 +112,18 @@ public sealed class RunSession : IDisposable
     {
         string modelDir = System.IO.Directory.Exists(config.Model.BasePath) ? config.Model.BasePath! : Path.GetDirectoryName(config.Model.BasePath)!;
         var ev = config.Evaluation;
-        var benchmarks = config.Options.Tasks.Select(t => (IBenchmark)new TinySkillsBenchmark(new TinySkillsOptions
-        {
-            TinySkillsDir = ev.TinySkillsDir!, Skill = t["tinyskills/".Length..], Split = ev.Split, Limit = ev.Limit,
-        })).ToList();
+        var benchmarks = Benchmarks(config, ev.Split);
         var model = LlamaModel.Open(modelDir, InferenceDevice.Cpu, intraOpThreads: ev.Threads);
         try { return new LlamaCandidateEvaluator(model, config.Options.Tasks, benchmarks); }
         catch { model.Dispose(); throw; }
     }
+
+    /// <summary>One benchmark per task of the experiment on <paramref name="split"/>.</summary>
+    private static List<IBenchmark> Benchmarks(ExperimentConfig config, string split) =>
+        config.Options.Tasks.Select(t => (IBenchmark)new TinySkillsBenchmark(new TinySkillsOptions
+        {
+            TinySkillsDir = config.Evaluation.TinySkillsDir!, Skill = t["tinyskills/".Length..], Split = split, Limit = config.Evaluation.Limit,
+        })).ToList();
 
     /// <summary>Checks that the base and every expert exist and have the same tensor names and shapes.</summary>
     internal static void CheckModelFiles(ExperimentConfig config)
@@ -208,6 +216,35 @@ public sealed class RunSession : IDisposable
         return done;
     }
 
+    /// <summary>Whether <see cref="FinishAsync"/> has work to do: the final merge and report are on and not yet written for this generation count.</summary>
+    public bool HasFinalStage => Config.FinalMerge.Enabled && _llm != null;
+
+    /// <summary>The end-of-run report once <see cref="FinishAsync"/> has produced or found it.</summary>
+    public RunReport? Report => _report;
+
+    /// <summary>
+    /// After the target is reached: the final merge and the test-split report (final/, report.json),
+    /// unless this generation count already has them; then summary.md again, with the table.
+    /// Returns the report (null when the experiment has no final stage).
+    /// </summary>
+    /// <param name="progress">Receives one line per step.</param>
+    /// <param name="cancellationToken">Stops between evaluations; what was written stays, and the next call goes on from it.</param>
+    public async Task<RunReport?> FinishAsync(Action<string> progress, CancellationToken cancellationToken)
+    {
+        if (!HasFinalStage) return null;
+        if (Engine.NextGeneration < TargetGenerations) throw new InvalidOperationException("the run has not reached its target");
+        _report = FinalStage.Finished(Config, Directory, Engine.NextGeneration);
+        if (_report is null)
+        {
+            var stage = new FinalStage(Config, Directory, _backend, _base, _expertsByName, _llm!,
+                Benchmarks(Config, Config.Evaluation.Split), Benchmarks(Config, "test"), Engine);
+            _report = await stage.RunAsync(progress, cancellationToken).ConfigureAwait(false);
+        }
+        else progress($"final: already done for {Engine.NextGeneration} generations ({FinalStage.ReportPath(Directory)})");
+        Directory.WriteSummary(Summary());
+        return _report;
+    }
+
     private bool _plotFailed;
 
     /// <summary>Draws the elite maps; a failure (e.g. no native Skia library) is reported once and the run goes on.</summary>
@@ -250,6 +287,14 @@ public sealed class RunSession : IDisposable
         {
             var best = a.Cells.Values.MaxBy(e => e.Scores[a.Task])!;
             sb.AppendLine(ci, $"| {tasks[a.Task]} | {a.Cells.Count} | {a.Coverage:P1} | {a.QdScore:F4} | {a.BestQuality:F4} | {best.Id} (gen {best.Generation}) | {string.Join(", ", best.Scores.Select(s => s.ToString("F4", ci)))} |");
+        }
+        if (_report != null)
+        {
+            sb.AppendLine().AppendLine("## Test split (accuracy, %)").AppendLine();
+            sb.AppendLine(ci, $"Each model scored on the test split of every task (limit: {(Config.Evaluation.Limit?.ToString(ci) ?? "all prompts")}); ");
+            sb.AppendLine(ci, $"\"valid average\" is the mean on the {Config.Evaluation.Split} split, where λ and the final merge's weights were chosen. ");
+            sb.AppendLine("Machine-readable: report.json; the final model: final/model.safetensors and final/final.json.").AppendLine();
+            sb.Append(_report.ToMarkdown());
         }
         return sb.ToString();
     }

@@ -54,16 +54,23 @@ public sealed class LlamaCandidateEvaluator : ICandidateEvaluator, IDisposable
     }
 
     /// <inheritdoc/>
-    public async Task<double[]> EvaluateAsync(IComputeBackend backend, IWeightSet candidate, CancellationToken cancellationToken)
+    public Task<double[]> EvaluateAsync(IComputeBackend backend, IWeightSet candidate, CancellationToken cancellationToken) =>
+        EvaluateAsync(backend, candidate, _benchmarks, cancellationToken);
+
+    /// <summary>
+    /// Scores <paramref name="candidate"/> on other benchmarks (e.g. the test split of the same tasks)
+    /// with the same session and host arrays; one score per benchmark, in their order.
+    /// </summary>
+    public async Task<double[]> EvaluateAsync(IComputeBackend backend, IWeightSet candidate, IReadOnlyList<IBenchmark> benchmarks, CancellationToken cancellationToken)
     {
         await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
             Load(backend, candidate);
-            var scores = new double[_benchmarks.Count];
-            for (int t = 0; t < _benchmarks.Count; t++)
+            var scores = new double[benchmarks.Count];
+            for (int t = 0; t < benchmarks.Count; t++)
             {
-                var report = await _benchmarks[t].EvaluateAsync(_generator, null, cancellationToken).ConfigureAwait(false);
+                var report = await benchmarks[t].EvaluateAsync(_generator, null, cancellationToken).ConfigureAwait(false);
                 scores[t] = report.Score;
             }
             return scores;

@@ -16,6 +16,7 @@ internal static class RunLoop
         ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; cts.Cancel(); };
         Console.CancelKeyPress += onCancel;
         using var onTerm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, ctx => { ctx.Cancel = true; cts.Cancel(); });
+        bool inFinal = false;
         try
         {
             var tasks = session.Config.Options.Tasks;
@@ -69,12 +70,26 @@ internal static class RunLoop
                 o.WriteLine($"stopped after generation {session.Engine.NextGeneration} (checkpoint saved); continue with: cycleqd resume {session.Directory.Path}");
                 return 130;
             }
-            o.WriteLine($"done: {session.Engine.NextGeneration} generations in {clock.Elapsed.TotalSeconds.ToString("F1", CultureInfo.InvariantCulture)} s; see {session.Directory.SummaryPath}");
+            o.WriteLine($"search: {session.Engine.NextGeneration} generations in {clock.Elapsed.TotalSeconds.ToString("F1", CultureInfo.InvariantCulture)} s");
+            if (session.HasFinalStage)
+            {
+                var finalClock = Stopwatch.StartNew();
+                inFinal = true;
+                var report = session.FinishAsync(o.WriteLine, cts.Token).GetAwaiter().GetResult()!;
+                o.WriteLine($"final stage: {finalClock.Elapsed.TotalSeconds.ToString("F1", CultureInfo.InvariantCulture)} s");
+                o.WriteLine();
+                o.WriteLine($"Test split, accuracy % (valid avg: the split λ and the final weights were chosen on); {session.Directory.Path}/report.json");
+                o.Write(report.ToText());
+                o.WriteLine();
+            }
+            o.WriteLine($"done: see {session.Directory.SummaryPath}");
             return 0;
         }
         catch (OperationCanceledException) when (cts.IsCancellationRequested)
         {
-            o.WriteLine("stopped before the experts were scored; nothing to resume yet");
+            o.WriteLine(inFinal
+                ? $"stopped during the final stage (scores so far kept in report.json); finish it with: cycleqd resume {session.Directory.Path}"
+                : "stopped before the experts were scored; nothing to resume yet");
             return 130;
         }
         finally

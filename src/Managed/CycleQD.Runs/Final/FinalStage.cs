@@ -1,0 +1,436 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using CycleQD.Core.Archives;
+using CycleQD.Core.Compute;
+using CycleQD.Core.Engine;
+using CycleQD.Core.Evaluation;
+using CycleQD.Runs.Evaluation;
+using CycleQD.Tensors;
+
+namespace CycleQD.Runs.Final;
+
+/// <summary>
+/// The end of a run on real models: the final merge of the archives' best elites (weights chosen on
+/// the search split, written to final/model.safetensors and final/final.json) and the report
+/// (report.json): base, every expert, task arithmetic with λ chosen on the search split, TIES,
+/// CycleQD's best elite per task and its final model, each scored on the test split.
+/// </summary>
+/// <remarks>
+/// Resumable: report.json is rewritten after every row with "complete": false, and its rows that do
+/// not depend on the search (base, experts, task arithmetic, TIES) are reused by a later final stage
+/// of the same run directory under the same evaluation settings; a final.json of the same
+/// generation count is reused instead of searching again. Borrows everything it is given.
+/// </remarks>
+internal sealed class FinalStage
+{
+    private readonly ExperimentConfig _config;
+    private readonly RunDirectory _dir;
+    private readonly IComputeBackend _backend;
+    private readonly IWeightSet _base;
+    private readonly IReadOnlyDictionary<string, IWeightSet> _experts;
+    private readonly LlamaCandidateEvaluator _evaluator;
+    private readonly IReadOnlyList<IBenchmark> _search;
+    private readonly IReadOnlyList<IBenchmark> _test;
+    private readonly CycleQDEngine _engine;
+    private readonly Dictionary<string, double[]> _searchMemo = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, double[]> _testMemo = new(StringComparer.Ordinal);
+    private Action<string> _progress = _ => { };
+
+    /// <summary>Evaluations made by this stage (search and test splits).</summary>
+    public int Evaluations { get; private set; }
+
+    public FinalStage(ExperimentConfig config, RunDirectory dir, IComputeBackend backend, IWeightSet baseModel,
+        IReadOnlyDictionary<string, IWeightSet> experts, LlamaCandidateEvaluator evaluator,
+        IReadOnlyList<IBenchmark> search, IReadOnlyList<IBenchmark> test, CycleQDEngine engine)
+    {
+        _config = config;
+        _dir = dir;
+        _backend = backend;
+        _base = baseModel;
+        _experts = experts;
+        _evaluator = evaluator;
+        _search = search;
+        _test = test;
+        _engine = engine;
+    }
+
+    private IReadOnlyList<string> Tasks => _config.Options.Tasks;
+
+    /// <summary>final/ in the run directory.</summary>
+    public static string FinalDirectory(RunDirectory dir) => Path.Combine(dir.Path, "final");
+
+    /// <summary>final/final.json.</summary>
+    public static string FinalJsonPath(RunDirectory dir) => Path.Combine(FinalDirectory(dir), "final.json");
+
+    /// <summary>final/model.safetensors.</summary>
+    public static string FinalModelPath(RunDirectory dir) => Path.Combine(FinalDirectory(dir), "model.safetensors");
+
+    /// <summary>report.json.</summary>
+    public static string ReportPath(RunDirectory dir) => Path.Combine(dir.Path, "report.json");
+
+    /// <summary>Names the evaluation the cached scores belong to.</summary>
+    public static string EvaluationKey(ExperimentConfig config)
+    {
+        var e = config.Evaluation;
+        return $"search={e.Split};report=test;limit={(e.Limit?.ToString(CultureInfo.InvariantCulture) ?? "all")};data={e.TinySkillsDir}";
+    }
+
+    /// <summary>The finished report of this run at <paramref name="generations"/>, or null when the final stage still has to run.</summary>
+    public static RunReport? Finished(ExperimentConfig config, RunDirectory dir, int generations)
+    {
+        var report = RunReport.TryRead(ReportPath(dir), config.Options.Tasks, EvaluationKey(config));
+        if (report is not { Complete: true } || report.Generations != generations) return null;
+        if (config.FinalMerge.Enabled && (ReadFinalGenerations(dir) != generations || !File.Exists(FinalModelPath(dir)))) return null;
+        return report;
+    }
+
+    private static int? ReadFinalGenerations(RunDirectory dir)
+    {
+        try
+        {
+            return File.Exists(FinalJsonPath(dir)) ? JsonNode.Parse(File.ReadAllText(FinalJsonPath(dir)))?["generations"]?.GetValue<int>() : null;
+        }
+        catch (Exception e) when (e is JsonException or InvalidOperationException or FormatException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>Runs the final stage; <paramref name="progress"/> receives one line per step.</summary>
+    public async Task<RunReport> RunAsync(Action<string> progress, CancellationToken cancellationToken)
+    {
+        _progress = progress;
+        int generations = _engine.NextGeneration;
+        string key = EvaluationKey(_config);
+        var cached = RunReport.TryRead(ReportPath(_dir), Tasks, key);
+        var report = new RunReport(Tasks, key, generations);
+        ReportRow? Cached(string k) => cached?.Find(k) is { SearchIndependent: true } r ? r : null;
+        var state = _engine.CaptureState();
+
+        // Base and experts.
+        report.Set(Cached("base") ?? await ScoreRow("base", "base", _base, searchScores: null, "", null, cancellationToken).ConfigureAwait(false));
+        Save(report);
+        foreach (var e in state.Experts)
+        {
+            string k = CycleQDEngine.ExpertId(e.Name);
+            var row = Cached(k) ?? await ScoreRow(k, "expert " + Short(e.Name), _experts[e.Name], e.Scores, "", null, cancellationToken).ConfigureAwait(false);
+            report.Set(row);
+            // An expert that is still an archive's best elite is not scored on test twice.
+            _testMemo[k] = row.Test!.ToArray();
+            Save(report);
+        }
+
+        // Task arithmetic over the experts, λ chosen on the search split.
+        report.Set(Cached("task_arithmetic") ?? await TaskArithmeticRow(state, cancellationToken).ConfigureAwait(false));
+        Save(report);
+        report.Set(Cached("ties") ?? await TiesRow(cancellationToken).ConfigureAwait(false));
+        Save(report);
+
+        // CycleQD: the best elite of each archive, and the per-task combination of them.
+        var archives = _engine.Archives;
+        var bestRows = new List<ReportRow>();
+        foreach (var a in archives)
+        {
+            var (cell, elite) = Ranked(a).First();
+            var details = EliteDetails(a, cell, elite);
+            var test = await TestScores(elite.Id, cancellationToken).ConfigureAwait(false);
+            var row = new ReportRow("elite:" + Tasks[a.Task], $"CycleQD best elite, {Short(Tasks[a.Task])} archive", elite.Scores.ToArray(), test,
+                $"{Describe(elite.Id)}, cell ({string.Join(",", a.Unflatten(cell))})", details);
+            report.Set(row);
+            bestRows.Add(row);
+            Save(report);
+        }
+        report.Set(new ReportRow("best_elite_per_task", "CycleQD best elite per task",
+            Enumerable.Range(0, Tasks.Count).Select(t => bestRows[t].Search![t]).ToArray(),
+            Enumerable.Range(0, Tasks.Count).Select(t => bestRows[t].Test![t]).ToArray(),
+            "each skill scored by its own archive's best elite (several models)"));
+        Save(report);
+
+        if (_config.FinalMerge.Enabled)
+        {
+            report.Set(await FinalRow(generations, archives, cancellationToken).ConfigureAwait(false));
+        }
+        report.Complete = true;
+        Save(report);
+        return report;
+    }
+
+    private void Save(RunReport report) =>
+        SafetensorsWriter.WriteAtomically(ReportPath(_dir), fs => fs.Write(report.ToJson()));
+
+    private static string Short(string task) => task.Contains('/') ? task[(task.LastIndexOf('/') + 1)..] : task;
+
+    private static string Describe(string id) => id.StartsWith("expert:", StringComparison.Ordinal) ? "expert " + Short(id["expert:".Length..]) : "elite " + id[..12];
+
+    /// <summary>An archive's elites, best first: quality, then earlier generation, then id.</summary>
+    private static IEnumerable<(int Cell, Elite Elite)> Ranked(Archive a) =>
+        a.Cells.Select(kv => (kv.Key, kv.Value))
+            .OrderByDescending(x => x.Value.Scores[a.Task]).ThenBy(x => x.Value.Generation).ThenBy(x => x.Value.Id, StringComparer.Ordinal).ThenBy(x => x.Key);
+
+    private JsonObject EliteDetails(Archive a, int cell, Elite e) => new()
+    {
+        ["task"] = Tasks[a.Task],
+        ["cell"] = new JsonArray(a.Unflatten(cell).Select(c => (JsonNode)c).ToArray()),
+        ["bc_tasks"] = new JsonArray(a.BcTasks.Select(t => (JsonNode)Tasks[t]).ToArray()),
+        ["id"] = e.Id,
+        ["generation"] = e.Generation,
+    };
+
+    private async Task<ReportRow> ScoreRow(string key, string label, IWeightSet w, IReadOnlyList<double>? searchScores, string note, JsonObject? details, CancellationToken ct)
+    {
+        _progress($"final: scoring {label}");
+        var search = searchScores?.ToArray() ?? await Score(w, _search, ct).ConfigureAwait(false);
+        var test = await Score(w, _test, ct).ConfigureAwait(false);
+        return new ReportRow(key, label, search, test, note, details);
+    }
+
+    private async Task<double[]> Score(IWeightSet w, IReadOnlyList<IBenchmark> benchmarks, CancellationToken ct)
+    {
+        Evaluations++;
+        return await _evaluator.EvaluateAsync(_backend, w, benchmarks, ct).ConfigureAwait(false);
+    }
+
+    /// <summary>Test scores of a stored elite or expert, evaluated once per stage.</summary>
+    private async Task<double[]> TestScores(string id, CancellationToken ct)
+    {
+        if (_testMemo.TryGetValue(id, out var s)) return s;
+        _progress($"final: archive best {Describe(id)}: scoring on test");
+        var opened = new List<IWeightSet>();
+        try
+        {
+            s = await Score(Resolve(id, opened), _test, ct).ConfigureAwait(false);
+        }
+        finally
+        {
+            foreach (var o in opened) o.Dispose();
+        }
+        _testMemo[id] = s;
+        return s;
+    }
+
+    private IWeightSet Resolve(string id, List<IWeightSet> opened)
+    {
+        if (id.StartsWith("expert:", StringComparison.Ordinal))
+            return _experts.TryGetValue(id["expert:".Length..], out var e) ? e
+                : throw new RunDirectoryException($"elite '{id}': no such expert in the experiment");
+        var w = _dir.Elites.Open(_backend, id);
+        opened.Add(w);
+        return w;
+    }
+
+    /// <summary>base + Σᵢ wᵢ (θᵢ − base) on the backend: the base joins as a parent with weight 1 − Σ wᵢ, so the merge's normalisation divides by 1.</summary>
+    private IWeightSet LinearMerge(IReadOnlyList<IWeightSet> models, IReadOnlyList<double> weights)
+    {
+        var parents = models.Append(_base).ToArray();
+        var w = new float[parents.Length];
+        double sum = 0;
+        for (int i = 0; i < weights.Count; i++) { w[i] = (float)weights[i]; sum += weights[i]; }
+        w[^1] = (float)(1 - sum);
+        return _backend.Merge(_base, parents, w);
+    }
+
+    private static string MergeKey(IReadOnlyList<string> ids, IReadOnlyList<double> weights) =>
+        string.Join(";", ids.Zip(weights).Where(p => p.Second != 0).OrderBy(p => p.First, StringComparer.Ordinal)
+            .Select(p => p.First + "*" + p.Second.ToString("R", CultureInfo.InvariantCulture)));
+
+    /// <summary>Search-split scores of a linear merge, memoised by (ids, weights) across task arithmetic and the final search.</summary>
+    private async Task<double[]> SearchScoresOfMerge(IReadOnlyList<string> ids, IReadOnlyList<IWeightSet> models, IReadOnlyList<double> weights, CancellationToken ct)
+    {
+        string k = MergeKey(ids, weights);
+        if (_searchMemo.TryGetValue(k, out var s)) return s;
+        using (var merged = LinearMerge(models, weights))
+            s = await Score(merged, _search, ct).ConfigureAwait(false);
+        _searchMemo[k] = s;
+        return s;
+    }
+
+    private static string Pct(double x) => (100 * x).ToString("F1", CultureInfo.InvariantCulture);
+
+    private async Task<ReportRow> TaskArithmeticRow(RunState state, CancellationToken ct)
+    {
+        var ids = state.Experts.Select(e => CycleQDEngine.ExpertId(e.Name)).ToArray();
+        var models = state.Experts.Select(e => _experts[e.Name]).ToArray();
+        var byLambda = new JsonObject();
+        double bestLambda = double.NaN, bestAvg = double.NegativeInfinity;
+        double[]? bestSearch = null;
+        foreach (double lambda in _config.Report.TaskArithmeticLambdas)
+        {
+            var w = Enumerable.Repeat(lambda, ids.Length).ToArray();
+            var s = await SearchScoresOfMerge(ids, models, w, ct).ConfigureAwait(false);
+            byLambda[lambda.ToString("R", CultureInfo.InvariantCulture)] = s.Average();
+            _progress($"final: task arithmetic λ {lambda.ToString("0.###", CultureInfo.InvariantCulture)}: {_config.Evaluation.Split} average {Pct(s.Average())} %");
+            if (s.Average() > bestAvg) { bestAvg = s.Average(); bestLambda = lambda; bestSearch = s; }
+        }
+        double[] test;
+        using (var merged = LinearMerge(models, Enumerable.Repeat(bestLambda, ids.Length).ToArray()))
+            test = await Score(merged, _test, ct).ConfigureAwait(false);
+        string l = bestLambda.ToString("0.###", CultureInfo.InvariantCulture);
+        return new ReportRow("task_arithmetic", $"task arithmetic (λ {l})", bestSearch, test,
+            $"base + λ Σ τ, λ {l} chosen on {_config.Evaluation.Split} from {_config.Report.TaskArithmeticLambdas.Count} values",
+            new JsonObject { ["lambda"] = bestLambda, ["search_average_by_lambda"] = byLambda });
+    }
+
+    private async Task<ReportRow> TiesRow(CancellationToken ct)
+    {
+        var r = _config.Report;
+        string d = r.TiesDensity.ToString("0.###", CultureInfo.InvariantCulture), l = r.TiesLambda.ToString("0.###", CultureInfo.InvariantCulture);
+        _progress($"final: TIES (density {d}, λ {l})");
+        var source = TiesBaseline.Build(_config.Model.BasePath!, _config.Model.ExpertPaths.Select(p => p.Value).ToArray(), r.TiesDensity, r.TiesLambda);
+        using var merged = _backend.Upload(source);
+        var search = await Score(merged, _search, ct).ConfigureAwait(false);
+        var test = await Score(merged, _test, ct).ConfigureAwait(false);
+        return new ReportRow("ties", $"TIES (density {d}, λ {l})", search, test,
+            $"top {d} of each task vector by magnitude over the whole model, sign by sum, disjoint mean, λ {l}",
+            new JsonObject { ["density"] = r.TiesDensity, ["lambda"] = r.TiesLambda, ["trim"] = "whole model" });
+    }
+
+    private async Task<ReportRow> FinalRow(int generations, IReadOnlyList<Archive> archives, CancellationToken ct)
+    {
+        var fm = _config.FinalMerge;
+        // The elites: the best `top` of every archive, each weight set once (an expert or a child can lead several archives).
+        var chosen = new List<(Archive Archive, int Cell, Elite Elite)>();
+        foreach (var a in archives)
+            foreach (var (cell, e) in Ranked(a).Take(fm.Top))
+                if (!chosen.Any(c => c.Elite.Id == e.Id)) chosen.Add((a, cell, e));
+        var ids = chosen.Select(c => c.Elite.Id).ToArray();
+
+        var previous = ReadFinal(generations, ids);
+        JsonObject final;
+        if (previous != null && File.Exists(FinalModelPath(_dir)))
+        {
+            _progress("final: final model of this generation count already written; kept");
+            final = previous;
+        }
+        else
+        {
+            var clock = Stopwatch.StartNew();
+            int before = Evaluations;
+            var opened = new List<IWeightSet>();
+            try
+            {
+                var models = ids.Select(id => Resolve(id, opened)).ToArray();
+                int max = FinalMergeSearch.MaxEvaluations(ids.Length, fm.Grid.Count, fm.Rounds);
+                int n = 0;
+                _progress($"final: merging {ids.Length} elite(s) ({string.Join(", ", ids.Select(Describe))}); weight search on {_config.Evaluation.Split}, at most {max} evaluations");
+                var result = await FinalMergeSearch.RunAsync(ids.Length, fm.Grid, fm.Rounds,
+                    async (w, c) => await SearchScoresOfMerge(ids, models, w, c).ConfigureAwait(false),
+                    t => _progress($"final: trial {++n}: weights [{string.Join(", ", t.Weights.Select(x => x.ToString("0.###", CultureInfo.InvariantCulture)))}] {_config.Evaluation.Split} average {Pct(t.Average)} %"),
+                    ct).ConfigureAwait(false);
+                double searchSeconds = clock.Elapsed.TotalSeconds;
+                int searchEvaluations = Evaluations - before;
+                double[] test;
+                using (var merged = LinearMerge(models, result.Best.Weights))
+                {
+                    WriteModel(merged);
+                    test = await Score(merged, _test, ct).ConfigureAwait(false);
+                }
+                final = FinalJson(generations, chosen, result, test, searchEvaluations, searchSeconds);
+                SafetensorsWriter.WriteAtomically(FinalJsonPath(_dir), fs => fs.Write(Encoding.UTF8.GetBytes(final.ToJsonString(new JsonSerializerOptions { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }) + "\n")));
+            }
+            finally
+            {
+                foreach (var o in opened) o.Dispose();
+            }
+        }
+        var weights = final["weights"]!.AsArray().Select(x => x!.GetValue<double>()).ToArray();
+        var searchScores = Tasks.Select(t => final["search_scores"]![t]!.GetValue<double>()).ToArray();
+        var testScores = Tasks.Select(t => final["test_scores"]![t]!.GetValue<double>()).ToArray();
+        string wText = string.Join(", ", weights.Select(x => x.ToString("0.###", CultureInfo.InvariantCulture)));
+        return new ReportRow("final", "CycleQD final model", searchScores, testScores,
+            $"base + Σ wᵢ (eliteᵢ − base) over {ids.Length} elite(s), w [{wText}] chosen on {_config.Evaluation.Split}",
+            new JsonObject { ["final_json"] = "final/final.json", ["weights"] = new JsonArray(weights.Select(x => (JsonNode)x).ToArray()) });
+    }
+
+    /// <summary>final.json when it belongs to this generation count and these elites, else null.</summary>
+    private JsonObject? ReadFinal(int generations, IReadOnlyList<string> ids)
+    {
+        try
+        {
+            if (!File.Exists(FinalJsonPath(_dir))) return null;
+            var o = JsonNode.Parse(File.ReadAllText(FinalJsonPath(_dir)))!.AsObject();
+            if (o["generations"]?.GetValue<int>() != generations) return null;
+            var had = o["elites"]!.AsArray().Select(e => e!["id"]!.GetValue<string>()).ToArray();
+            if (!had.SequenceEqual(ids) || o["evaluation"]?.GetValue<string>() != EvaluationKey(_config)) return null;
+            return o;
+        }
+        catch (Exception e) when (e is JsonException or InvalidOperationException or NullReferenceException or FormatException)
+        {
+            return null;
+        }
+    }
+
+    private JsonObject FinalJson(int generations, List<(Archive Archive, int Cell, Elite Elite)> chosen, MergeSearchResult result,
+        double[] test, int evaluations, double seconds)
+    {
+        JsonObject Scores(IReadOnlyList<double> s)
+        {
+            var o = new JsonObject();
+            for (int t = 0; t < Tasks.Count; t++) o[Tasks[t]] = s[t];
+            return o;
+        }
+        var fm = _config.FinalMerge;
+        double sum = result.Best.Weights.Sum();
+        var elites = new JsonArray();
+        for (int i = 0; i < chosen.Count; i++)
+        {
+            var (a, cell, e) = chosen[i];
+            var d = EliteDetails(a, cell, e);
+            d["weight"] = result.Best.Weights[i];
+            d["search_scores"] = Scores(e.Scores);
+            d["file"] = e.Id.StartsWith("expert:", StringComparison.Ordinal) ? null : Path.Combine("elites", e.Id + ".safetensors");
+            elites.Add(d);
+        }
+        return new JsonObject
+        {
+            ["format"] = 1,
+            ["method"] = fm.Method,
+            ["formula"] = "base + sum_i w_i * (elite_i - base), float32 arithmetic, stored in the base's dtypes",
+            ["generations"] = generations,
+            ["seed"] = _dir.Info.Seed.ToString(CultureInfo.InvariantCulture),
+            ["evaluation"] = EvaluationKey(_config),
+            ["model"] = "model.safetensors",
+            ["base_model"] = _config.Model.BasePath,
+            ["elites"] = elites,
+            ["weights"] = new JsonArray(result.Best.Weights.Select(x => (JsonNode)x).ToArray()),
+            ["base_weight"] = 1 - sum,
+            ["search"] = new JsonObject
+            {
+                ["split"] = _config.Evaluation.Split,
+                ["objective"] = "mean score over the tasks",
+                ["top_per_archive"] = fm.Top,
+                ["grid"] = new JsonArray(fm.Grid.Select(x => (JsonNode)x).ToArray()),
+                ["rounds"] = fm.Rounds,
+                ["phases"] = "each elite alone; one shared weight over the grid; coordinate sweeps over the grid",
+                ["trials"] = result.Trials.Count,
+                ["evaluations"] = evaluations,
+                ["seconds"] = Math.Round(seconds, 2),
+                ["tried"] = new JsonArray(result.Trials.Select(t => (JsonNode)new JsonObject
+                {
+                    ["weights"] = new JsonArray(t.Weights.Select(x => (JsonNode)x).ToArray()),
+                    ["average"] = t.Average,
+                }).ToArray()),
+            },
+            ["search_scores"] = Scores(result.Best.Scores),
+            ["search_average"] = result.Best.Average,
+            ["test_scores"] = Scores(test),
+            ["test_average"] = test.Average(),
+        };
+    }
+
+    /// <summary>final/model.safetensors: the merged weights under the base's tensor names and dtypes, written atomically.</summary>
+    private void WriteModel(IWeightSet merged)
+    {
+        Directory.CreateDirectory(FinalDirectory(_dir));
+        var specs = merged.Tensors;
+        var data = specs.Select((s, i) => new TensorData(s.Name, s.DType, s.Shape, stream =>
+        {
+            var bytes = new byte[s.ByteLength];
+            _backend.Download(merged, i, bytes);
+            stream.Write(bytes);
+        })).ToArray();
+        SafetensorsWriter.WriteFile(FinalModelPath(_dir), data, new Dictionary<string, string> { ["format"] = "pt" });
+    }
+}

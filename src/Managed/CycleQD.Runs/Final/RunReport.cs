@@ -1,0 +1,189 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace CycleQD.Runs.Final;
+
+/// <summary>
+/// One model of the end-of-run table.
+/// </summary>
+/// <param name="Key">Stable id: "base", "expert:TASK", "task_arithmetic", "ties", "elite:TASK", "best_elite_per_task", "final".</param>
+/// <param name="Label">What the table shows in its first column.</param>
+/// <param name="Search">Score per task on the search split (valid), null when not evaluated there.</param>
+/// <param name="Test">Score per task on the test split, null when not available.</param>
+/// <param name="Note">How the model was made or why it is missing (e.g. "λ 0.7 chosen on valid").</param>
+/// <param name="Details">Extra machine-readable facts (chosen λ, elite id and cell, …); may be null.</param>
+public sealed record ReportRow(string Key, string Label, IReadOnlyList<double>? Search, IReadOnlyList<double>? Test, string Note, JsonObject? Details = null)
+{
+    /// <summary>Whether the row does not depend on the search (base, experts, simple merges): cached per run directory.</summary>
+    public bool SearchIndependent => Key is "base" or "task_arithmetic" or "ties" || Key.StartsWith("expert:", StringComparison.Ordinal);
+}
+
+/// <summary>
+/// report.json and the table of the end of a run: per model, the score on every task of the test
+/// split and their mean (plus the search split's mean). <see cref="Complete"/> is false while the
+/// final stage is still filling it in; rows that do not depend on the search are reused from a
+/// previous report of the same run directory when its evaluation settings match.
+/// </summary>
+public sealed class RunReport
+{
+    /// <summary>Format version of report.json.</summary>
+    public const int FormatVersion = 1;
+
+    /// <summary>Task names, in score order.</summary>
+    public IReadOnlyList<string> Tasks { get; }
+
+    /// <summary>Identifies the evaluation (splits, limit, data folder): cached rows are reused only under the same one.</summary>
+    public string EvaluationKey { get; }
+
+    /// <summary>Generations the CycleQD rows belong to.</summary>
+    public int Generations { get; set; }
+
+    /// <summary>Whether every row has been evaluated.</summary>
+    public bool Complete { get; set; }
+
+    /// <summary>The rows, in table order.</summary>
+    public List<ReportRow> Rows { get; } = [];
+
+    /// <param name="tasks">Task names.</param>
+    /// <param name="evaluationKey">See <see cref="EvaluationKey"/>.</param>
+    /// <param name="generations">See <see cref="Generations"/>.</param>
+    public RunReport(IReadOnlyList<string> tasks, string evaluationKey, int generations)
+    {
+        Tasks = tasks;
+        EvaluationKey = evaluationKey;
+        Generations = generations;
+    }
+
+    /// <summary>The row with <paramref name="key"/>, or null.</summary>
+    public ReportRow? Find(string key) => Rows.FirstOrDefault(r => r.Key == key);
+
+    /// <summary>Adds <paramref name="row"/> or replaces the row with its key.</summary>
+    public void Set(ReportRow row)
+    {
+        int i = Rows.FindIndex(r => r.Key == row.Key);
+        if (i >= 0) Rows[i] = row;
+        else Rows.Add(row);
+    }
+
+    /// <summary>report.json's bytes.</summary>
+    public byte[] ToJson()
+    {
+        var root = new JsonObject
+        {
+            ["format"] = FormatVersion,
+            ["complete"] = Complete,
+            ["generations"] = Generations,
+            ["evaluation"] = EvaluationKey,
+            ["tasks"] = new JsonArray(Tasks.Select(t => (JsonNode)t).ToArray()),
+        };
+        var rows = new JsonArray();
+        foreach (var r in Rows)
+        {
+            var o = new JsonObject { ["key"] = r.Key, ["label"] = r.Label, ["note"] = r.Note };
+            o["search"] = Scores(r.Search);
+            o["test"] = Scores(r.Test);
+            o["test_average"] = r.Test is null ? null : r.Test.Average();
+            o["search_average"] = r.Search is null ? null : r.Search.Average();
+            if (r.Details != null) o["details"] = r.Details.DeepClone();
+            rows.Add(o);
+        }
+        root["rows"] = rows;
+        return Encoding.UTF8.GetBytes(root.ToJsonString(new JsonSerializerOptions { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }) + "\n");
+    }
+
+    private JsonObject? Scores(IReadOnlyList<double>? s)
+    {
+        if (s is null) return null;
+        var o = new JsonObject();
+        for (int t = 0; t < Tasks.Count; t++) o[Tasks[t]] = s[t];
+        return o;
+    }
+
+    /// <summary>Reads report.json; null when it is absent, unreadable, or of other tasks or evaluation settings (then nothing is reused).</summary>
+    public static RunReport? TryRead(string path, IReadOnlyList<string> tasks, string evaluationKey)
+    {
+        if (!File.Exists(path)) return null;
+        try
+        {
+            var root = JsonNode.Parse(File.ReadAllText(path))!.AsObject();
+            if (root["format"]?.GetValue<int>() != FormatVersion) return null;
+            if (root["evaluation"]?.GetValue<string>() != evaluationKey) return null;
+            var t = root["tasks"]!.AsArray().Select(n => n!.GetValue<string>()).ToArray();
+            if (!t.SequenceEqual(tasks)) return null;
+            var report = new RunReport(tasks, evaluationKey, root["generations"]!.GetValue<int>()) { Complete = root["complete"]!.GetValue<bool>() };
+            foreach (var n in root["rows"]!.AsArray())
+            {
+                var o = n!.AsObject();
+                report.Rows.Add(new ReportRow(o["key"]!.GetValue<string>(), o["label"]!.GetValue<string>(),
+                    ReadScores(o["search"], tasks), ReadScores(o["test"], tasks), o["note"]?.GetValue<string>() ?? "",
+                    o["details"] is JsonObject d ? (JsonObject)d.DeepClone() : null));
+            }
+            return report;
+        }
+        catch (Exception e) when (e is JsonException or InvalidOperationException or NullReferenceException or FormatException or KeyNotFoundException)
+        {
+            return null;
+        }
+    }
+
+    private static double[]? ReadScores(JsonNode? n, IReadOnlyList<string> tasks) =>
+        n is JsonObject o ? tasks.Select(t => o[t]!.GetValue<double>()).ToArray() : null;
+
+    /// <summary>
+    /// The table as Markdown: one row per model, test score per task in percent, their mean, and the
+    /// search split's mean; rows without test scores show their note.
+    /// </summary>
+    public string ToMarkdown()
+    {
+        var ci = CultureInfo.InvariantCulture;
+        var names = Tasks.Select(t => t.Contains('/') ? t[(t.LastIndexOf('/') + 1)..] : t).ToArray();
+        var sb = new StringBuilder();
+        sb.AppendLine("| model | " + string.Join(" | ", names) + " | average | valid average | how |");
+        sb.AppendLine("|---|" + string.Concat(names.Select(_ => "---:|")) + "---:|---:|---|");
+        foreach (var r in Rows)
+        {
+            string cells = r.Test is null
+                ? string.Join(" | ", names.Select(_ => "–")) + " | –"
+                : string.Join(" | ", r.Test.Select(s => (100 * s).ToString("F1", ci))) + " | " + (100 * r.Test.Average()).ToString("F1", ci);
+            string search = r.Search is null ? "–" : (100 * r.Search.Average()).ToString("F1", ci);
+            sb.AppendLine(ci, $"| {r.Label} | {cells} | {search} | {r.Note} |");
+        }
+        return sb.ToString();
+    }
+
+    /// <summary>The table as plain aligned text for a terminal.</summary>
+    public string ToText()
+    {
+        var ci = CultureInfo.InvariantCulture;
+        var names = Tasks.Select(t => t.Contains('/') ? t[(t.LastIndexOf('/') + 1)..] : t).ToArray();
+        var header = new List<string> { "model" };
+        header.AddRange(names);
+        header.Add("average");
+        header.Add("valid avg");
+        var lines = new List<string[]> { header.ToArray() };
+        foreach (var r in Rows)
+        {
+            var l = new List<string> { r.Label };
+            if (r.Test is null) l.AddRange(Enumerable.Repeat("–", names.Length + 1));
+            else
+            {
+                l.AddRange(r.Test.Select(s => (100 * s).ToString("F1", ci)));
+                l.Add((100 * r.Test.Average()).ToString("F1", ci));
+            }
+            l.Add(r.Search is null ? "–" : (100 * r.Search.Average()).ToString("F1", ci));
+            lines.Add(l.ToArray());
+        }
+        int cols = header.Count;
+        var width = Enumerable.Range(0, cols).Select(c => lines.Max(l => l[c].Length)).ToArray();
+        var sb = new StringBuilder();
+        foreach (var l in lines)
+        {
+            sb.Append(l[0].PadRight(width[0]));
+            for (int c = 1; c < cols; c++) sb.Append("  ").Append(l[c].PadLeft(width[c]));
+            sb.AppendLine();
+        }
+        return sb.ToString();
+    }
+}

@@ -1,0 +1,243 @@
+using System.Text.Json.Nodes;
+using CycleQD.Runs.Final;
+using CycleQD.Tensors;
+using CycleQD.Testing;
+
+namespace CycleQD.Runs.Tests;
+
+/// <summary>The end of a real-model run: final merge, final/ files, report.json, and resume.</summary>
+public class FinalStageTests
+{
+    private static readonly string[] RowKeys =
+    [
+        "base", "expert:tinyskills/code", "expert:tinyskills/db", "expert:tinyskills/os", "task_arithmetic", "ties",
+        "elite:tinyskills/code", "elite:tinyskills/db", "elite:tinyskills/os", "best_elite_per_task", "final",
+    ];
+
+    /// <summary>The shipped TinySkills set, 8 prompts per task and split, a small weight grid.</summary>
+    internal static string TinyExperiment(int generations)
+    {
+        string m = Path.Combine(TestPaths.RepoRoot, "models", "tinyskills");
+        return $"""
+            name: final-test
+            seed: 2
+            generations: {generations}
+            tasks: [tinyskills/code, tinyskills/db, tinyskills/os]
+            model:
+              base: {m}/base
+              experts:
+                tinyskills/code: {m}/expert-code
+                tinyskills/db: {m}/expert-db
+                tinyskills/os: {m}/expert-os
+            evaluation: {"{"} split: valid, limit: 8, tinyskills: {m} {"}"}
+            archive: {"{"} bins: 15 {"}"}
+            mutation: {"{"} kind: svd {"}"}
+            final_merge: {"{"} grid: [0.5, 1.0], rounds: 1 {"}"}
+            report: {"{"} task_arithmetic_lambdas: [0.5, 1.0] {"}"}
+            """;
+    }
+
+    private static List<string> Finish(RunSession s)
+    {
+        var lines = new List<string>();
+        s.InitializeAsync(default).GetAwaiter().GetResult();
+        Assert.True(s.RunAsync(default).GetAwaiter().GetResult());
+        Assert.NotNull(s.FinishAsync(lines.Add, default).GetAwaiter().GetResult());
+        return lines;
+    }
+
+    private static List<string> RunTo(string exp, string dir, int generations)
+    {
+        using var s = RunSession.Start(exp, dir, generations, null);
+        return Finish(s);
+    }
+
+    private static List<string> ResumeTo(string dir, int? generations)
+    {
+        using var s = RunSession.Resume(dir, generations);
+        return Finish(s);
+    }
+
+    private static JsonObject Json(string path) => JsonNode.Parse(File.ReadAllText(path))!.AsObject();
+
+    [Fact]
+    public void Finish_TinyRun_WritesFinalModelFinalJsonAndEveryReportRow()
+    {
+        using var tmp = new TempDir();
+        string exp = Experiments.Write(tmp, "exp.yaml", TinyExperiment(2));
+        string run = tmp.File("run");
+        var lines = RunTo(exp, run, 2);
+        Assert.Contains(lines, l => l.StartsWith("final: trial", StringComparison.Ordinal));
+
+        // final/model.safetensors: the base's tensor names, dtypes and shapes.
+        string basePath = Path.Combine(TestPaths.RepoRoot, "models", "tinyskills", "base");
+        using var baseModel = SafetensorsModel.Open(basePath);
+        using (var final = SafetensorsModel.Open(Path.Combine(run, "final", "model.safetensors")))
+        {
+            Assert.Equal(baseModel.Tensors.Select(t => t.Name).Order(StringComparer.Ordinal), final.Tensors.Select(t => t.Name).Order(StringComparer.Ordinal));
+            foreach (var t in baseModel.Tensors)
+            {
+                var f = final.Tensors.Single(x => x.Name == t.Name);
+                Assert.Equal(t.DType, f.DType);
+                Assert.Equal(t.Shape, f.Shape);
+            }
+        }
+
+        var fj = Json(Path.Combine(run, "final", "final.json"));
+        Assert.Equal("linear", fj["method"]!.GetValue<string>());
+        Assert.Equal(2, fj["generations"]!.GetValue<int>());
+        var elites = fj["elites"]!.AsArray();
+        var weights = fj["weights"]!.AsArray().Select(w => w!.GetValue<double>()).ToArray();
+        Assert.InRange(elites.Count, 1, 3);
+        Assert.Equal(elites.Count, weights.Length);
+        foreach (var e in elites)
+        {
+            Assert.StartsWith("tinyskills/", e!["task"]!.GetValue<string>());
+            Assert.Equal(2, e["cell"]!.AsArray().Count);
+            Assert.False(string.IsNullOrEmpty(e["id"]!.GetValue<string>()));
+        }
+        int trials = fj["search"]!["trials"]!.GetValue<int>();
+        Assert.InRange(trials, 1, FinalMergeSearch.MaxEvaluations(elites.Count, 2, 1));
+        Assert.Equal(3, fj["test_scores"]!.AsObject().Count);
+        Assert.Equal(3, fj["search_scores"]!.AsObject().Count);
+
+        // The file holds base + Σ wᵢ (eliteᵢ − base): recomputed here in float64 from the model files.
+        AssertIsLinearMerge(run, basePath, elites.Select(e => e!["id"]!.GetValue<string>()).ToArray(), weights);
+
+        var report = Json(Path.Combine(run, "report.json"));
+        Assert.True(report["complete"]!.GetValue<bool>());
+        Assert.Equal(2, report["generations"]!.GetValue<int>());
+        var rows = report["rows"]!.AsArray();
+        Assert.Equal(RowKeys, rows.Select(r => r!["key"]!.GetValue<string>()));
+        foreach (var r in rows)
+        {
+            var test = r!["test"]!.AsObject();
+            Assert.Equal(3, test.Count);
+            foreach (var (_, v) in test) Assert.InRange(v!.GetValue<double>(), 0, 1);
+        }
+        var finalRow = rows.Single(r => r!["key"]!.GetValue<string>() == "final")!;
+        foreach (var t in new[] { "tinyskills/code", "tinyskills/db", "tinyskills/os" })
+            Assert.Equal(fj["test_scores"]![t]!.GetValue<double>(), finalRow["test"]![t]!.GetValue<double>());
+        // The per-task row takes each skill from its own archive's best elite.
+        var perTask = rows.Single(r => r!["key"]!.GetValue<string>() == "best_elite_per_task")!;
+        foreach (var t in new[] { "tinyskills/code", "tinyskills/db", "tinyskills/os" })
+            Assert.Equal(rows.Single(r => r!["key"]!.GetValue<string>() == "elite:" + t)!["test"]![t]!.GetValue<double>(), perTask["test"]![t]!.GetValue<double>());
+
+        string summary = File.ReadAllText(Path.Combine(run, "summary.md"));
+        Assert.Contains("## Test split", summary);
+        Assert.Contains("| CycleQD final model |", summary);
+        Assert.Contains("| task arithmetic (λ ", summary);
+    }
+
+    private static void AssertIsLinearMerge(string run, string basePath, string[] ids, double[] weights)
+    {
+        string m = Path.Combine(TestPaths.RepoRoot, "models", "tinyskills");
+        using var b = SafetensorsModel.Open(basePath);
+        var elites = ids.Select(id => SafetensorsModel.Open(id.StartsWith("expert:tinyskills/", StringComparison.Ordinal)
+            ? Path.Combine(m, "expert-" + id["expert:tinyskills/".Length..])
+            : Path.Combine(run, "elites", id + ".safetensors"))).ToArray();
+        try
+        {
+            using var final = SafetensorsModel.Open(Path.Combine(run, "final", "model.safetensors"));
+            double err = 0, norm = 0;
+            foreach (var t in b.Tensors)
+            {
+                var bv = Floats(b, t.Name);
+                var ev = elites.Select(e => Floats(e, t.Name)).ToArray();
+                var fv = Floats(final, t.Name);
+                for (int j = 0; j < bv.Length; j++)
+                {
+                    double want = bv[j];
+                    for (int i = 0; i < ev.Length; i++) want += weights[i] * ((double)ev[i][j] - bv[j]);
+                    err += (fv[j] - want) * (fv[j] - want);
+                    norm += want * want;
+                }
+            }
+            Assert.True(Math.Sqrt(err / norm) < 1e-6, $"‖final − ref‖/‖ref‖ = {Math.Sqrt(err / norm):E2}");
+        }
+        finally
+        {
+            foreach (var e in elites) e.Dispose();
+        }
+    }
+
+    private static float[] Floats(SafetensorsModel model, string name)
+    {
+        var t = model.Tensors.Single(x => x.Name == name);
+        var v = new float[t.ElementCount];
+        DTypeConversion.ToSingle(model.GetBytes(name), t.DType, v);
+        return v;
+    }
+
+    [Fact]
+    public void Resume_AfterFinalStage_DoesNotRedoIt_AndAnInterruptedOneReusesCachedRows()
+    {
+        using var tmp = new TempDir();
+        string exp = Experiments.Write(tmp, "exp.yaml", TinyExperiment(2));
+        string run = tmp.File("run");
+        RunTo(exp, run, 2);
+        string reportPath = Path.Combine(run, "report.json"), finalJson = Path.Combine(run, "final", "final.json"), model = Path.Combine(run, "final", "model.safetensors");
+        byte[] report = File.ReadAllBytes(reportPath), final = File.ReadAllBytes(finalJson), weights = File.ReadAllBytes(model);
+        var modelTime = File.GetLastWriteTimeUtc(model);
+
+        // Finished: nothing is evaluated or written again.
+        var again = ResumeTo(run, null);
+        Assert.Single(again);
+        Assert.StartsWith("final: already done for 2 generations", again[0]);
+        Assert.Equal(report, File.ReadAllBytes(reportPath));
+        Assert.Equal(final, File.ReadAllBytes(finalJson));
+        Assert.Equal(modelTime, File.GetLastWriteTimeUtc(model));
+
+        // Killed during the final search: report.json incomplete, no final/. The base, expert and
+        // baseline rows are reused; the search runs again and lands on the same model.
+        var partial = JsonNode.Parse(report)!.AsObject();
+        partial["complete"] = false;
+        var rows = partial["rows"]!.AsArray();
+        for (int i = rows.Count - 1; i >= 0; i--)
+            if (rows[i]!["key"]!.GetValue<string>() is "final" or "best_elite_per_task" || rows[i]!["key"]!.GetValue<string>().StartsWith("elite:", StringComparison.Ordinal))
+                rows.RemoveAt(i);
+        File.WriteAllText(reportPath, partial.ToJsonString());
+        Directory.Delete(Path.Combine(run, "final"), recursive: true);
+        var redo = ResumeTo(run, null);
+        Assert.DoesNotContain(redo, l => l.StartsWith("final: scoring base", StringComparison.Ordinal) || l.StartsWith("final: scoring expert", StringComparison.Ordinal)
+                                        || l.StartsWith("final: task arithmetic", StringComparison.Ordinal) || l.StartsWith("final: TIES", StringComparison.Ordinal));
+        Assert.Contains(redo, l => l.StartsWith("final: trial", StringComparison.Ordinal));
+        Assert.Equal(weights, File.ReadAllBytes(model));
+        var redone = Json(reportPath);
+        var before = JsonNode.Parse(report)!.AsObject();
+        Assert.Equal(before["rows"]!.ToJsonString(), redone["rows"]!.ToJsonString());
+        Assert.True(redone["complete"]!.GetValue<bool>());
+
+        // A raised target: the search goes on and the final stage runs for the new count, still reusing the baselines.
+        var more = ResumeTo(run, 3);
+        Assert.DoesNotContain(more, l => l.StartsWith("final: scoring base", StringComparison.Ordinal));
+        Assert.Equal(3, Json(finalJson)["generations"]!.GetValue<int>());
+        Assert.Equal(3, Json(reportPath)["generations"]!.GetValue<int>());
+    }
+
+    [Fact]
+    public void TiesBaseline_HardSet_ReproducesReferenceMergedTies()
+    {
+        string ts = TestPaths.RequireSharedData("models", "tinyskills", "merged-ties");
+        string root = Path.GetDirectoryName(ts)!;
+        var source = TiesBaseline.Build(Path.Combine(root, "base"), new[] { "code", "db", "os" }.Select(s => Path.Combine(root, "expert-" + s)).ToArray(), 0.2, 1.0);
+        using var reference = SafetensorsModel.Open(ts);
+        Assert.Equal(reference.Tensors.Count, source.Tensors.Count);
+        double err = 0, norm = 0, maxAbs = 0;
+        foreach (var spec in source.Tensors)
+        {
+            var got = new float[spec.ElementCount];
+            DTypeConversion.ToSingle(source.GetBytes(spec.Name), spec.DType, got);
+            var want = Floats(reference, spec.Name);
+            for (int j = 0; j < got.Length; j++)
+            {
+                double d = got[j] - (double)want[j];
+                err += d * d;
+                norm += (double)want[j] * want[j];
+                maxAbs = Math.Max(maxAbs, Math.Abs(d));
+            }
+        }
+        // The reference merged in float64 and rounded to float32; this merge is float32 throughout.
+        Assert.True(Math.Sqrt(err / norm) < 1e-6, $"‖ties − ref‖/‖ref‖ = {Math.Sqrt(err / norm):E2}, max |Δ| = {maxAbs:E2}");
+    }
+}
