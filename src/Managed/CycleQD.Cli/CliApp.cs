@@ -4,6 +4,7 @@ using CycleQD.Cli.Commands.Doctor;
 using CycleQD.Cli.Commands.Eval;
 using CycleQD.Cli.Commands.Generate;
 using CycleQD.Cli.Commands.Inspect;
+using CycleQD.Cli.Commands.Merge;
 using CycleQD.Cli.Commands.Resume;
 using CycleQD.Cli.Commands.Run;
 using CycleQD.Core;
@@ -34,6 +35,7 @@ internal static class CliApp
         root.Subcommands.Add(RunCommand.Create());
         root.Subcommands.Add(ResumeCommand.Create());
         root.Subcommands.Add(EvalCommand.Create());
+        root.Subcommands.Add(MergeCommand.Create());
         return root;
     }
 
