@@ -2,6 +2,7 @@ using System.CommandLine;
 using CycleQD.Cli.Commands.Bench;
 using CycleQD.Cli.Commands.Doctor;
 using CycleQD.Cli.Commands.Eval;
+using CycleQD.Cli.Commands.Export;
 using CycleQD.Cli.Commands.Generate;
 using CycleQD.Cli.Commands.Inspect;
 using CycleQD.Cli.Commands.Merge;
@@ -36,6 +37,7 @@ internal static class CliApp
         root.Subcommands.Add(ResumeCommand.Create());
         root.Subcommands.Add(EvalCommand.Create());
         root.Subcommands.Add(MergeCommand.Create());
+        root.Subcommands.Add(ExportCommand.Create());
         return root;
     }
 

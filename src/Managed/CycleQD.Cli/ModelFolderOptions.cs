@@ -3,7 +3,7 @@ using System.Globalization;
 using System.Text.Json;
 using CycleQD.Tensors;
 
-namespace CycleQD.Cli.Commands.Merge;
+namespace CycleQD.Cli;
 
 /// <summary>Options of the verbs that write a Hugging Face model folder (merge, export).</summary>
 internal static class ModelFolderOptions
