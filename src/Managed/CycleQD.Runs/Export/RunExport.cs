@@ -119,9 +119,8 @@ public static class RunExport
             ModelCompatibility.EnsureCompatible(baseWeights, weights);
         var tensors = weights.Tensors.OrderBy(t => t.Name, StringComparer.Ordinal)
             .Select(t => new TensorData(t.Name, t.DType, t.Shape, s => s.Write(weights.GetBytes(t.Name)))).ToArray();
-        string outDir = HfFolderOutput.Prepare(outDirectory);
-        var files = HfFolderOutput.Write(outDir, baseFolder, tensors, maxShardBytes, card.ToString());
-        return new ExportResult(outDir, files, description);
+        return HfFolderOutput.WriteOrClean(outDirectory, dir =>
+            new ExportResult(dir, HfFolderOutput.Write(dir, baseFolder, tensors, maxShardBytes, card.ToString()), description));
     }
 
     private sealed record BcInfo(string Task, double Lower, double Upper, int Bins);

@@ -16,6 +16,33 @@ public static class HfFolderOutput
     /// <summary>safetensors metadata Hugging Face loaders expect ("format": "pt").</summary>
     public static readonly IReadOnlyDictionary<string, string> WeightMetadata = new Dictionary<string, string> { ["format"] = "pt" };
 
+    /// <summary>
+    /// Writes a folder prepared by <see cref="Prepare"/> with <paramref name="write"/>; if that fails,
+    /// removes what it wrote (the folder too when it did not exist before), so a failed command
+    /// leaves no half-written model behind and can be run again with the same --out.
+    /// </summary>
+    public static T WriteOrClean<T>(string directory, Func<string, T> write)
+    {
+        bool existed = Directory.Exists(directory);
+        string dir = Prepare(directory);
+        try
+        {
+            return write(dir);
+        }
+        catch
+        {
+            try
+            {
+                if (existed)
+                    foreach (var e in new DirectoryInfo(dir).EnumerateFileSystemInfos())
+                        if (e is DirectoryInfo d) d.Delete(recursive: true); else e.Delete();
+                else Directory.Delete(dir, recursive: true);
+            }
+            catch (IOException) { }
+            throw;
+        }
+    }
+
     /// <summary>Refuses an output folder that is a file or already holds something; creates it otherwise.</summary>
     /// <exception cref="RunDirectoryException">the folder is a file or not empty.</exception>
     public static string Prepare(string directory)

@@ -32,10 +32,12 @@ public static class MergeOutput
         options ??= new MergeOutputOptions();
         using var merge = ModelMerge.Open(spec);
         var source = HfModelFolder.Open(merge.ReferencePath);
-        directory = HfFolderOutput.Prepare(directory);
         string card = Card(merge, options);
-        var files = HfFolderOutput.Write(directory, source, merge.OutputTensors(), options.MaxShardBytes, card);
-        return new MergeOutputResult(directory, files, merge.Tensors.Count, merge.Tensors.Sum(t => t.ElementCount));
+        return HfFolderOutput.WriteOrClean(directory, dir =>
+        {
+            var files = HfFolderOutput.Write(dir, source, merge.OutputTensors(), options.MaxShardBytes, card);
+            return new MergeOutputResult(dir, files, merge.Tensors.Count, merge.Tensors.Sum(t => t.ElementCount));
+        });
     }
 
     private static string Card(ModelMerge merge, MergeOutputOptions options)

@@ -79,6 +79,9 @@ public sealed class ModelMerge : IDisposable
             if (dare ? !(m.Density > 0 && m.Density <= 1) : !(m.Density >= 0 && m.Density <= 1))
                 throw new ArgumentException($"{m.Path}: density {m.Density} must be in {(dare ? "(0, 1]" : "[0, 1]")}");
         }
+        if (spec.EffectiveNormalize && spec.Method is MergeMethod.Linear or MergeMethod.TaskArithmetic or MergeMethod.DareLinear
+            && spec.Models.Sum(m => (double)m.Weight) == 0)
+            throw new ArgumentException($"{spec.MethodName}: the weights sum to 0, so they cannot be normalized (set normalize: false)");
         if (!float.IsFinite(spec.Lambda)) throw new ArgumentException($"{spec.MethodName}: lambda {spec.Lambda} is not a finite number");
         if (spec.OutputDType is { } dt && !DTypes.IsWeightType(dt))
             throw new ArgumentException($"output dtype {DTypes.Name(dt)} is not F32, F16 or BF16");
@@ -133,7 +136,7 @@ public sealed class ModelMerge : IDisposable
     private float[] ModelScopeThresholds()
     {
         long total = Tensors.Sum(t => t.ElementCount);
-        var selectors = Spec.Models.Select(m => new MagnitudeThreshold(MagnitudeThreshold.KeepCount(m.Density, total))).ToArray();
+        var selectors = Spec.Models.Select(m => new MagnitudeThreshold(MagnitudeThreshold.KeepCount(TaskVectorMerges.DensityValue(m.Density), total))).ToArray();
         for (int pass = 0; pass < 2; pass++)
         {
             var active = Enumerable.Range(0, selectors.Length).Where(i => pass == 0 || selectors[i].NeedsFinePass).ToArray();
