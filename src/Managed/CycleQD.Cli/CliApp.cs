@@ -2,8 +2,10 @@ using System.CommandLine;
 using CycleQD.Cli.Commands.Bench;
 using CycleQD.Cli.Commands.Doctor;
 using CycleQD.Cli.Commands.Eval;
+using CycleQD.Cli.Commands.Export;
 using CycleQD.Cli.Commands.Generate;
 using CycleQD.Cli.Commands.Inspect;
+using CycleQD.Cli.Commands.Merge;
 using CycleQD.Cli.Commands.Resume;
 using CycleQD.Cli.Commands.Run;
 using CycleQD.Core;
@@ -34,6 +36,8 @@ internal static class CliApp
         root.Subcommands.Add(RunCommand.Create());
         root.Subcommands.Add(ResumeCommand.Create());
         root.Subcommands.Add(EvalCommand.Create());
+        root.Subcommands.Add(MergeCommand.Create());
+        root.Subcommands.Add(ExportCommand.Create());
         return root;
     }
 

@@ -1,3 +1,6 @@
+using System.Numerics;
+using System.Numerics.Tensors;
+using System.Runtime.InteropServices;
 using CycleQD.Core.Random;
 
 namespace CycleQD.Cpu.Merging;
@@ -37,15 +40,9 @@ public static class TaskVectorMerges
             if (sum == 0) throw new ArgumentException("the weights sum to 0; they cannot be normalized", nameof(weights));
             scale = 1f / sum;
         }
-        var m0 = models[0].Span;
-        float w0 = weights[0] * scale;
-        for (int j = 0; j < output.Length; j++) output[j] = w0 * m0[j];
+        TensorPrimitives.Multiply(models[0].Span, weights[0] * scale, output);
         for (int i = 1; i < models.Length; i++)
-        {
-            var m = models[i].Span;
-            float w = weights[i] * scale;
-            for (int j = 0; j < output.Length; j++) output[j] += w * m[j];
-        }
+            TensorPrimitives.MultiplyAdd(models[i].Span, weights[i] * scale, output, output);
     }
 
     /// <summary>
@@ -72,14 +69,8 @@ public static class TaskVectorMerges
             if (sum == 0) throw new ArgumentException("the weights sum to 0; they cannot be normalized", nameof(weights));
             scale = lambda / sum;
         }
-        output.Clear();
-        for (int i = 0; i < experts.Length; i++)
-        {
-            var e = experts[i].Span;
-            float w = weights[i];
-            for (int j = 0; j < output.Length; j++) output[j] += w * (e[j] - baseWeights[j]);
-        }
-        for (int j = 0; j < output.Length; j++) output[j] = baseWeights[j] + scale * output[j];
+        var plan = new ChunkPlan(Sparsify.None, weights.ToArray(), null, null, default, Combine.Linear, scale, false);
+        Run(baseWeights, experts, output, plan);
     }
 
     /// <summary>
@@ -100,7 +91,7 @@ public static class TaskVectorMerges
         CheckLengths(baseWeights.Length, experts, weights.Length);
         if (densities.Length != experts.Length) throw new ArgumentException($"{densities.Length} densities for {experts.Length} experts", nameof(densities));
         Span<float> thresholds = experts.Length <= 64 ? stackalloc float[experts.Length] : new float[experts.Length];
-        for (int i = 0; i < experts.Length; i++) thresholds[i] = TrimThreshold(baseWeights, experts[i].Span, densities[i]);
+        for (int i = 0; i < experts.Length; i++) thresholds[i] = TrimThreshold(baseWeights, experts[i].Span, DensityValue(densities[i]));
         TiesTrimmed(baseWeights, experts, weights, thresholds, lambda, normalize, output);
     }
 
@@ -124,23 +115,8 @@ public static class TaskVectorMerges
         CheckLengths(baseWeights.Length, experts, weights.Length);
         CheckOutput(baseWeights.Length, output.Length);
         if (thresholds.Length != experts.Length) throw new ArgumentException($"{thresholds.Length} thresholds for {experts.Length} experts", nameof(thresholds));
-        int k = experts.Length;
-        Span<float> tau = k <= 64 ? stackalloc float[k] : new float[k];
-        var spans = new ReadOnlyMemory<float>[k];
-        experts.CopyTo(spans, 0);
-        for (int j = 0; j < output.Length; j++)
-        {
-            float b = baseWeights[j];
-            float sum = 0;
-            for (int i = 0; i < k; i++)
-            {
-                float t = spans[i].Span[j] - b;
-                t = MathF.Abs(t) >= thresholds[i] ? t : 0f;
-                tau[i] = t;
-                sum += weights[i] * t;
-            }
-            output[j] = b + lambda * DisjointMean(tau, weights, sum, normalize);
-        }
+        var plan = new ChunkPlan(Sparsify.Threshold, weights.ToArray(), thresholds.ToArray(), null, default, Combine.Disjoint, lambda, normalize);
+        Run(baseWeights, experts, output, plan);
     }
 
     /// <summary>
@@ -165,7 +141,6 @@ public static class TaskVectorMerges
         if (densities.Length != experts.Length) throw new ArgumentException($"{densities.Length} densities for {experts.Length} experts", nameof(densities));
         foreach (float d in densities)
             if (!(d > 0 && d <= 1)) throw new ArgumentOutOfRangeException(nameof(densities), d, "a DARE density must be in (0, 1]");
-        int k = experts.Length;
         float linearScale = options.Lambda;
         if (options.Normalize && !options.SignConsensus)
         {
@@ -174,35 +149,9 @@ public static class TaskVectorMerges
             if (sum == 0) throw new ArgumentException("the weights sum to 0; they cannot be normalized", nameof(weights));
             linearScale = options.Lambda / sum;
         }
-        Span<float> tau = k <= 64 ? stackalloc float[k] : new float[k];
-        Span<float> gain = k <= 64 ? stackalloc float[k] : new float[k];
-        for (int i = 0; i < k; i++) gain[i] = options.Rescale ? 1f / densities[i] : 1f;
-        // Each expert's 4-word Philox block serves four consecutive elements.
-        var blocks = new (uint X0, uint X1, uint X2, uint X3)[k];
-        var blockIndex = new long[k];
-        Array.Fill(blockIndex, -1);
-        for (int j = 0; j < output.Length; j++)
-        {
-            long element = options.FirstElement + j;
-            long block = element >> 2;
-            float b = baseWeights[j];
-            float sum = 0;
-            for (int i = 0; i < k; i++)
-            {
-                if (blockIndex[i] != block)
-                {
-                    blocks[i] = Philox4x32.Block(options.Seed, options.TensorIndex, (uint)i, ((ulong)DarePurpose << 32) + (ulong)block);
-                    blockIndex[i] = block;
-                }
-                uint word = (element & 3) switch { 0 => blocks[i].X0, 1 => blocks[i].X1, 2 => blocks[i].X2, _ => blocks[i].X3 };
-                float t = Philox4x32.ToUniform(word) < densities[i] ? (experts[i].Span[j] - b) * gain[i] : 0f;
-                tau[i] = t;
-                sum += weights[i] * t;
-            }
-            output[j] = options.SignConsensus
-                ? b + options.Lambda * DisjointMean(tau, weights, sum, options.Normalize)
-                : b + linearScale * sum;
-        }
+        var plan = new ChunkPlan(Sparsify.Dare, weights.ToArray(), null, densities.ToArray(), options,
+            options.SignConsensus ? Combine.Disjoint : Combine.Linear, options.SignConsensus ? options.Lambda : linearScale, options.Normalize);
+        Run(baseWeights, experts, output, plan);
     }
 
     /// <summary>
@@ -229,22 +178,177 @@ public static class TaskVectorMerges
         return select.Threshold;
     }
 
-    private static float DisjointMean(ReadOnlySpan<float> tau, ReadOnlySpan<float> weights, float sum, bool normalize)
+    /// <summary>
+    /// A float32 density as the decimal it was written as (0.7f is 0.699999988…; 0.7 · 10 must keep
+    /// 7 entries, not 6), so ⌊density · n⌋ agrees with the same computation on the decimal value.
+    /// </summary>
+    public static double DensityValue(float density) =>
+        double.Parse(density.ToString("R", System.Globalization.CultureInfo.InvariantCulture), System.Globalization.CultureInfo.InvariantCulture);
+
+    /// <summary>Elements per chunk: a chunk's task vectors (k × 16 KiB) stay in L2 between the sparsify and combine steps.</summary>
+    private const int ChunkElements = 4096;
+
+    /// <summary>Tensors at least this large are split over the thread pool (chunks are independent, so the result does not change).</summary>
+    private const int ParallelElements = 1 << 18;
+
+    private enum Sparsify { None, Threshold, Dare }
+
+    private enum Combine { Linear, Disjoint }
+
+    /// <summary>How each chunk is made: τᵢ = θᵢ − θ_base, sparsified, then combined into θ_base + scale · merged.</summary>
+    private sealed record ChunkPlan(Sparsify Sparsify, float[] Weights, float[]? Thresholds, float[]? Densities, DareOptions Dare,
+        Combine Combine, float Scale, bool Normalize);
+
+    private static unsafe void Run(ReadOnlySpan<float> baseWeights, ReadOnlyMemory<float>[] experts, Span<float> output, ChunkPlan plan)
     {
-        if (sum == 0 || float.IsNaN(sum)) return 0f;
-        bool positive = sum > 0;
-        float acc = 0, wsum = 0;
-        for (int i = 0; i < tau.Length; i++)
+        int n = output.Length;
+        if (n == 0) return;
+        int k = experts.Length;
+        var handles = new System.Buffers.MemoryHandle[k];
+        try
         {
-            float t = tau[i];
-            if (positive ? t > 0 : t < 0)
+            var ptrs = new nint[k];
+            for (int i = 0; i < k; i++)
             {
-                acc += weights[i] * t;
-                wsum += weights[i];
+                handles[i] = experts[i].Pin();
+                ptrs[i] = (nint)handles[i].Pointer;
+            }
+            fixed (float* pb = baseWeights, po = output)
+            {
+                nint b = (nint)pb, o = (nint)po;
+                int chunks = (n + ChunkElements - 1) / ChunkElements;
+                if (n < ParallelElements)
+                {
+                    var scratch = new float[Math.Max(k, 1) * ChunkElements];
+                    for (int c = 0; c < chunks; c++) RunChunk(b, ptrs, o, c, n, plan, scratch);
+                }
+                else
+                {
+                    Parallel.For(0, chunks, () => new float[Math.Max(k, 1) * ChunkElements],
+                        (c, _, scratch) => { RunChunk(b, ptrs, o, c, n, plan, scratch); return scratch; }, _ => { });
+                }
             }
         }
-        if (!normalize) return acc;
-        return wsum == 0 ? 0f : acc / wsum;
+        finally
+        {
+            foreach (var h in handles) h.Dispose();
+        }
+    }
+
+    private static unsafe void RunChunk(nint basePtr, nint[] experts, nint outPtr, int chunk, int n, ChunkPlan plan, float[] scratch)
+    {
+        int start = chunk * ChunkElements;
+        int len = Math.Min(ChunkElements, n - start);
+        var b = new ReadOnlySpan<float>((float*)basePtr + start, len);
+        var o = new Span<float>((float*)outPtr + start, len);
+        int k = experts.Length;
+        for (int i = 0; i < k; i++)
+        {
+            var e = new ReadOnlySpan<float>((float*)experts[i] + start, len);
+            var tau = scratch.AsSpan(i * ChunkElements, len);
+            TensorPrimitives.Subtract(e, b, tau);
+            switch (plan.Sparsify)
+            {
+                case Sparsify.Threshold:
+                    KeepAtLeast(tau, plan.Thresholds![i]);
+                    break;
+                case Sparsify.Dare:
+                    DropAndRescale(tau, plan.Dare.Seed, plan.Dare.TensorIndex, (uint)i, plan.Dare.FirstElement + start, plan.Densities![i], plan.Dare.Rescale);
+                    break;
+            }
+        }
+        if (plan.Combine == Combine.Linear) CombineLinear(scratch, k, len, plan.Weights, plan.Scale, b, o);
+        else CombineDisjoint(scratch, k, len, plan.Weights, plan.Scale, plan.Normalize, b, o);
+    }
+
+    /// <summary>τ[j] = |τ[j]| ≥ threshold ? τ[j] : 0 (a NaN threshold keeps nothing).</summary>
+    private static void KeepAtLeast(Span<float> tau, float threshold)
+    {
+        var vt = MemoryMarshal.Cast<float, Vector<float>>(tau);
+        var thr = new Vector<float>(threshold);
+        for (int v = 0; v < vt.Length; v++)
+            vt[v] = Vector.ConditionalSelect(Vector.GreaterThanOrEqual(Vector.Abs(vt[v]), thr), vt[v], Vector<float>.Zero);
+        for (int j = vt.Length * Vector<float>.Count; j < tau.Length; j++)
+            tau[j] = MathF.Abs(tau[j]) >= threshold ? tau[j] : 0f;
+    }
+
+    /// <summary>DARE on one expert's chunk: element <paramref name="first"/> + j kept iff its Philox uniform &lt; density; kept ones × 1/density when rescaling.</summary>
+    private static void DropAndRescale(Span<float> tau, ulong seed, uint tensor, uint expert, long first, float density, bool rescale)
+    {
+        float gain = rescale ? 1f / density : 1f;
+        Span<uint> words = stackalloc uint[4];
+        long block = -1;
+        for (int j = 0; j < tau.Length; j++)
+        {
+            long element = first + j;
+            if (element >> 2 != block)
+            {
+                block = element >> 2;
+                var w = Philox4x32.Block(seed, tensor, expert, ((ulong)DarePurpose << 32) + (ulong)block);
+                (words[0], words[1], words[2], words[3]) = w;
+            }
+            tau[j] = Philox4x32.ToUniform(words[(int)(element & 3)]) < density ? tau[j] * gain : 0f;
+        }
+    }
+
+    /// <summary>out = b + scale · Σᵢ wᵢ τᵢ, accumulated in expert order.</summary>
+    private static void CombineLinear(float[] scratch, int k, int len, float[] weights, float scale, ReadOnlySpan<float> b, Span<float> o)
+    {
+        o.Clear();
+        for (int i = 0; i < k; i++)
+            TensorPrimitives.MultiplyAdd(scratch.AsSpan(i * ChunkElements, len), weights[i], o, o);
+        TensorPrimitives.MultiplyAdd(o, scale, b, o);
+    }
+
+    /// <summary>
+    /// TIES's election and disjoint merge per element: s = Σᵢ wᵢ τᵢ; over the i with τᵢ of s's sign
+    /// (nonzero), acc = Σ wᵢ τᵢ and wsum = Σ wᵢ; merged = acc / wsum when normalizing (0 if no entry
+    /// agrees), else acc; out = b + scale · merged. s = 0 or NaN elects nothing.
+    /// </summary>
+    private static void CombineDisjoint(float[] scratch, int k, int len, float[] weights, float scale, bool normalize, ReadOnlySpan<float> b, Span<float> o)
+    {
+        int w = Vector<float>.Count;
+        int j = 0;
+        var vscale = new Vector<float>(scale);
+        for (; j <= len - w; j += w)
+        {
+            var sum = Vector<float>.Zero;
+            for (int i = 0; i < k; i++) sum += new Vector<float>(weights[i]) * new Vector<float>(scratch.AsSpan(i * ChunkElements + j, w));
+            var pos = Vector.GreaterThan(sum, Vector<float>.Zero);
+            var neg = Vector.LessThan(sum, Vector<float>.Zero);
+            var acc = Vector<float>.Zero;
+            var wsum = Vector<float>.Zero;
+            for (int i = 0; i < k; i++)
+            {
+                var t = new Vector<float>(scratch.AsSpan(i * ChunkElements + j, w));
+                var wi = new Vector<float>(weights[i]);
+                var agree = (pos & Vector.GreaterThan(t, Vector<float>.Zero)) | (neg & Vector.LessThan(t, Vector<float>.Zero));
+                acc += Vector.ConditionalSelect(agree, wi * t, Vector<float>.Zero);
+                wsum += Vector.ConditionalSelect(agree, wi, Vector<float>.Zero);
+            }
+            var merged = normalize
+                ? Vector.ConditionalSelect(Vector.Equals(wsum, Vector<float>.Zero), Vector<float>.Zero, acc / wsum)
+                : acc;
+            (new Vector<float>(b.Slice(j, w)) + vscale * merged).CopyTo(o.Slice(j, w));
+        }
+        for (; j < len; j++)
+        {
+            float sum = 0;
+            for (int i = 0; i < k; i++) sum += weights[i] * scratch[i * ChunkElements + j];
+            bool positive = sum > 0, negative = sum < 0;
+            float acc = 0, wsum = 0;
+            for (int i = 0; i < k; i++)
+            {
+                float t = scratch[i * ChunkElements + j];
+                if ((positive && t > 0) || (negative && t < 0))
+                {
+                    acc += weights[i] * t;
+                    wsum += weights[i];
+                }
+            }
+            float merged = normalize ? (wsum == 0 ? 0f : acc / wsum) : acc;
+            o[j] = b[j] + scale * merged;
+        }
     }
 
     private static void CheckLengths(int n, ReadOnlyMemory<float>[] models, int weightCount)
