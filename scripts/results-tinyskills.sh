@@ -2,6 +2,7 @@
 # Runs CycleQD on every TinySkills expert set over several seeds and writes the tables of
 # docs/results.md (mean ± sd over seeds of each model's test accuracy per skill and averaged).
 #   scripts/results-tinyskills.sh [OUT_DIR] [SEEDS...]      defaults: runs/results, seeds 1 2 3
+# (CYCLEQD_CLI picks another cycleqd binary than ./cycleqd.)
 # Sets: instruct (the shipped demo, models/tinyskills), hard and mergeable (../shared/data/models/
 # tinyskills; skipped with a notice when that folder is absent). Every run uses
 # examples/tinyskills.yaml with only the seed and the model paths changed. A finished run is not
@@ -11,6 +12,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 OUT="${1:-runs/results}"; shift || true
 SEEDS=("$@"); [ ${#SEEDS[@]} -gt 0 ] || SEEDS=(1 2 3)
+CLI="${CYCLEQD_CLI:-$ROOT/cycleqd}"
 SHARED="$(cd "$ROOT/.." && pwd)/shared/data/models/tinyskills"
 mkdir -p "$OUT"
 
@@ -44,10 +46,10 @@ PY
       echo "== $name seed $seed: done already ($run)"
     elif [ -f "$run/run.json" ]; then
       echo "== $name seed $seed: resuming $run"
-      ./cycleqd resume "$run"
+      "$CLI" resume "$run"
     else
       echo "== $name seed $seed: $run"
-      ./cycleqd run "$yaml" --out "$run"
+      "$CLI" run "$yaml" --out "$run"
     fi
   done
 done
