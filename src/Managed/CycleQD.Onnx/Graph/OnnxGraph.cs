@@ -84,6 +84,16 @@ public sealed class OnnxGraph
         return name;
     }
 
+    /// <summary>A float32 constant tensor of shape <paramref name="dims"/> (row-major values); not shared between calls.</summary>
+    public string ConstFloat(float[] values, long[] dims)
+    {
+        if (dims.Aggregate(1L, (a, b) => a * b) != values.Length)
+            throw new ArgumentException($"{values.Length} values do not fill shape [{string.Join(", ", dims)}]");
+        string name = $"const_{_counter++}";
+        _initializers.Add(new Initializer(name, OnnxElementType.Float, dims, MemoryMarshal.AsBytes(values.AsSpan()).ToArray()));
+        return name;
+    }
+
     /// <summary>A scalar constant of a floating type (stored as float32, float16 or bfloat16).</summary>
     public string ConstScalar(double value, OnnxElementType type)
     {

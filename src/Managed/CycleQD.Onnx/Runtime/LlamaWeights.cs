@@ -56,7 +56,25 @@ public sealed class LlamaWeights : IDisposable
     /// <param name="config">The architecture.</param>
     /// <param name="elementType">The session graph's element type.</param>
     /// <exception cref="TensorFormatException">a weight is missing, has the wrong shape, or the file holds a tensor the graph does not use.</exception>
-    public static unsafe LlamaWeights FromSafetensors(SafetensorsModel model, LlamaConfig config, OnnxElementType elementType = OnnxElementType.Float)
+    public static LlamaWeights FromSafetensors(SafetensorsModel model, LlamaConfig config, OnnxElementType elementType = OnnxElementType.Float) =>
+        FromSafetensors(model, LlamaWeightLayout.For(config), $"a {config.ModelType} model with this config.json", elementType,
+            name => name.EndsWith("rotary_emb.inv_freq", StringComparison.Ordinal),
+            name => "is not part of the Llama graph (biases and other extra tensors are not supported); " +
+                (config.TieWordEmbeddings && name == LlamaWeightLayout.LmHead ? "config.json says tie_word_embeddings, yet lm_head.weight is present" : "the model would run without it"));
+
+    /// <summary>
+    /// Binds the tensors of <paramref name="layout"/> from an opened safetensors model (any graph whose
+    /// weights are named inputs), checking every name and shape.
+    /// </summary>
+    /// <param name="model">Opened weights; must outlive the returned object when tensors are bound in place.</param>
+    /// <param name="layout">The tensors the graph(s) read, with their shapes.</param>
+    /// <param name="needer">Who needs a missing tensor, for the error message (e.g. "a sam model with this config.json").</param>
+    /// <param name="elementType">The session graph's element type.</param>
+    /// <param name="ignorable">Names of tensors the file may hold that no graph reads; null for none.</param>
+    /// <param name="extraProblem">Error text for any other tensor in the file; null to accept extra tensors silently.</param>
+    /// <exception cref="TensorFormatException">a weight is missing, has the wrong shape or element type, or the file holds a tensor the graph does not use.</exception>
+    public static unsafe LlamaWeights FromSafetensors(SafetensorsModel model, IReadOnlyList<LlamaWeightSpec> layout, string needer,
+        OnnxElementType elementType, Func<string, bool>? ignorable, Func<string, string>? extraProblem)
     {
         var values = new Dictionary<string, OrtValue>(StringComparer.Ordinal);
         var pins = new List<GCHandle>();
@@ -64,10 +82,10 @@ public sealed class LlamaWeights : IDisposable
         int size = DTypes.SizeOf(want);
         try
         {
-            foreach (var spec in LlamaWeightLayout.For(config))
+            foreach (var spec in layout)
             {
                 if (!model.Contains(spec.Name))
-                    throw new TensorFormatException(model.Source, spec.Name, $"missing: a {config.ModelType} model with this config.json needs it (shape [{string.Join(", ", spec.Shape)}])");
+                    throw new TensorFormatException(model.Source, spec.Name, $"missing: {needer} needs it (shape [{string.Join(", ", spec.Shape)}])");
                 var info = model.GetInfo(spec.Name);
                 if (!info.Shape.AsSpan().SequenceEqual(spec.Shape))
                     throw new TensorFormatException(model.FileOf(spec.Name).Path, spec.Name, $"shape {info.ShapeText} does not match config.json, which implies [{string.Join(", ", spec.Shape)}]");
@@ -88,11 +106,10 @@ public sealed class LlamaWeights : IDisposable
             }
             // A tensor the graph does not read means a feature it lacks (attention or MLP biases, say):
             // running without it would silently compute a different model.
-            foreach (var t in model.Tensors)
-                if (!values.ContainsKey(t.Name) && !t.Name.EndsWith("rotary_emb.inv_freq", StringComparison.Ordinal))
-                    throw new TensorFormatException(model.FileOf(t.Name).Path, t.Name,
-                        "is not part of the Llama graph (biases and other extra tensors are not supported); " +
-                        (config.TieWordEmbeddings && t.Name == LlamaWeightLayout.LmHead ? "config.json says tie_word_embeddings, yet lm_head.weight is present" : "the model would run without it"));
+            if (extraProblem is not null)
+                foreach (var t in model.Tensors)
+                    if (!values.ContainsKey(t.Name) && !(ignorable?.Invoke(t.Name) ?? false))
+                        throw new TensorFormatException(model.FileOf(t.Name).Path, t.Name, extraProblem(t.Name));
             return new LlamaWeights(model.Source, elementType, values, pins);
         }
         catch
@@ -108,13 +125,18 @@ public sealed class LlamaWeights : IDisposable
     /// next run's weights; for half-precision graphs they are converted once.
     /// </summary>
     /// <exception cref="TensorFormatException">a weight is missing or has the wrong element count.</exception>
-    public static LlamaWeights FromArrays(LlamaConfig config, IReadOnlyDictionary<string, float[]> tensors, string source, OnnxElementType elementType = OnnxElementType.Float)
+    public static LlamaWeights FromArrays(LlamaConfig config, IReadOnlyDictionary<string, float[]> tensors, string source, OnnxElementType elementType = OnnxElementType.Float) =>
+        FromArrays(LlamaWeightLayout.For(config), tensors, source, elementType);
+
+    /// <summary>As <see cref="FromArrays(LlamaConfig, IReadOnlyDictionary{string, float[]}, string, OnnxElementType)"/>, for the tensors of any weight layout.</summary>
+    /// <exception cref="TensorFormatException">a weight is missing or has the wrong element count.</exception>
+    public static LlamaWeights FromArrays(IReadOnlyList<LlamaWeightSpec> layout, IReadOnlyDictionary<string, float[]> tensors, string source, OnnxElementType elementType = OnnxElementType.Float)
     {
         var values = new Dictionary<string, OrtValue>(StringComparer.Ordinal);
         var pins = new List<GCHandle>();
         try
         {
-            foreach (var spec in LlamaWeightLayout.For(config))
+            foreach (var spec in layout)
             {
                 if (!tensors.TryGetValue(spec.Name, out var data))
                     throw new TensorFormatException(source, spec.Name, "missing");
