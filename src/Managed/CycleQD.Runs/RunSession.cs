@@ -8,7 +8,9 @@ using CycleQD.Core.Evaluation;
 using CycleQD.Core.Synthetic;
 using CycleQD.Cuda.Backend;
 using CycleQD.Onnx.Runtime;
+using CycleQD.Onnx.Sam;
 using CycleQD.Runs.Evaluation;
+using CycleQD.Segmentation.Sam;
 using CycleQD.Tasks.TinySkills;
 using CycleQD.Tensors;
 
@@ -25,7 +27,7 @@ public sealed class RunSession : IDisposable
     private readonly IWeightSet _base;
     private readonly List<IWeightSet> _expertSets;
     private readonly RunState? _resumeFrom;
-    private readonly LlamaCandidateEvaluator? _llm;
+    private readonly IDisposable? _modelEvaluator;
 
     /// <summary>The experiment as in force (seed overridden by the run's).</summary>
     public ExperimentConfig Config { get; }
@@ -85,8 +87,9 @@ public sealed class RunSession : IDisposable
                     _expertSets.Add(w);
                     experts.Add(new Expert(task, w));
                 }
-                _llm = CreateEvaluator(config);
-                evaluator = _llm;
+                var created = config.Evaluation.Sam is null ? (ICandidateEvaluator)CreateEvaluator(config) : CreateSamEvaluator(config);
+                _modelEvaluator = (IDisposable)created;
+                evaluator = created;
             }
             Engine = new CycleQDEngine(config.Options, _backend, _base, experts, evaluator, dir.Elites, dir);
             dir.Bind(config.Options.Tasks, () => Engine.Archives);
@@ -115,6 +118,26 @@ public sealed class RunSession : IDisposable
         var model = LlamaModel.Open(modelDir, InferenceDevice.Cpu, intraOpThreads: ev.Threads);
         try { return new LlamaCandidateEvaluator(model, config.Options.Tasks, benchmarks); }
         catch { model.Dispose(); throw; }
+    }
+
+    /// <summary>The SAM evaluator: the base folder's SamModel sessions, a predictor over candidate host arrays, one benchmark per sam/&lt;dataset&gt; task.</summary>
+    private static SamCandidateEvaluator CreateSamEvaluator(ExperimentConfig config)
+    {
+        string modelDir = System.IO.Directory.Exists(config.Model.BasePath) ? config.Model.BasePath! : Path.GetDirectoryName(config.Model.BasePath)!;
+        var benchmarks = config.Options.Tasks.Select(t => new SamBenchmark(config.Evaluation.Sam![t])).ToList();
+        // List and match every dataset now, so a bad folder fails before the first candidate.
+        foreach (var b in benchmarks) _ = b.Dataset;
+        var model = SamModel.Open(modelDir, config.Evaluation.Threads);
+        try
+        {
+            var graph = SamWeightLayout.Encoder(model.Config).Concat(SamWeightLayout.Decoder(model.Config)).ToList();
+            return new SamCandidateEvaluator(graph, host => model.WithWeights(host, "candidate"), model, config.Options.Tasks, benchmarks);
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
     }
 
     /// <summary>Checks that the base and every expert exist and have the same tensor names and shapes.</summary>
@@ -260,7 +283,7 @@ public sealed class RunSession : IDisposable
         Engine?.Dispose();
         foreach (var w in _expertSets) w.Dispose();
         _base?.Dispose();
-        _llm?.Dispose();
+        _modelEvaluator?.Dispose();
         _backend.Dispose();
     }
 }
