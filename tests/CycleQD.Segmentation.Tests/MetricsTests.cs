@@ -134,6 +134,27 @@ public class MetricsTests
     }
 
     [Fact]
+    public void GaussianFilter_Separable_MatchesDirect2DCorrelation()
+    {
+        var rng = new Random(9);
+        int w = 11, h = 8;
+        var src = Enumerable.Range(0, w * h).Select(_ => rng.NextDouble()).ToArray();
+        var k = WeightedFMeasure.Gaussian7x7Sigma5();
+        var got = WeightedFMeasure.GaussianFilter(src, w, h);
+        double num = 0, den = 0;
+        for (int y = 0; y < h; y++)
+            for (int x = 0; x < w; x++)
+            {
+                double s = 0;
+                for (int dy = -3; dy <= 3; dy++)
+                    for (int dx = -3; dx <= 3; dx++)
+                        if (y + dy >= 0 && y + dy < h && x + dx >= 0 && x + dx < w) s += k[(dy + 3) * 7 + dx + 3] * src[(y + dy) * w + x + dx];
+                num += (got[y * w + x] - s) * (got[y * w + x] - s); den += s * s;
+            }
+        Assert.True(Math.Sqrt(num / den) < 1e-14, $"relative error {Math.Sqrt(num / den)}");
+    }
+
+    [Fact]
     public void Metrics_SizeMismatch_Throws()
     {
         var e = Assert.Throws<ArgumentException>(() => Overlap.Iou([1, 0, 0], B(1, 0), 2, 1));

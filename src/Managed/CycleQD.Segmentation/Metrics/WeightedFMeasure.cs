@@ -42,7 +42,7 @@ public static class WeightedFMeasure
         var et = new double[n];
         for (int i = 0; i < n; i++) et[i] = truth[i] ? e[i] : e[nearest[i]];
 
-        var ea = Filter(et, width, height, Gaussian7x7Sigma5());
+        var ea = GaussianFilter(et, width, height);
 
         double sumEwFg = 0, sumEwBg = 0;
         double decay = Math.Log(0.5) / 5;
@@ -72,27 +72,39 @@ public static class WeightedFMeasure
         return k;
     }
 
-    /// <summary>Correlation with a 7×7 kernel, zero outside the image, output the size of the input.</summary>
-    private static double[] Filter(double[] src, int width, int height, double[] k)
+    /// <summary>
+    /// Correlation with the 7×7 Gaussian, zero outside the image, output the size of the input. The kernel is
+    /// the outer product of the normalised 1-D Gaussian with itself, so two 1-D passes give the same sums.
+    /// </summary>
+    internal static double[] GaussianFilter(double[] src, int width, int height)
     {
-        var dst = new double[src.Length];
+        var g = new double[7];
+        double total = 0;
+        for (int i = 0; i < 7; i++) total += g[i] = Math.Exp(-(i - 3) * (i - 3) / (2.0 * 5 * 5));
+        for (int i = 0; i < 7; i++) g[i] /= total;
+        var rows = new double[src.Length];
         for (int y = 0; y < height; y++)
+        {
+            int r = y * width;
             for (int x = 0; x < width; x++)
             {
-                double s = 0;
-                for (int dy = -3; dy <= 3; dy++)
-                {
-                    int yy = y + dy;
-                    if ((uint)yy >= (uint)height) continue;
-                    for (int dx = -3; dx <= 3; dx++)
-                    {
-                        int xx = x + dx;
-                        if ((uint)xx >= (uint)width) continue;
-                        s += k[(dy + 3) * 7 + dx + 3] * src[yy * width + xx];
-                    }
-                }
-                dst[y * width + x] = s;
+                double acc = 0;
+                int lo = Math.Max(-3, -x), hi = Math.Min(3, width - 1 - x);
+                for (int d = lo; d <= hi; d++) acc += g[d + 3] * src[r + x + d];
+                rows[r + x] = acc;
             }
+        }
+        var dst = new double[src.Length];
+        for (int y = 0; y < height; y++)
+        {
+            int lo = Math.Max(-3, -y), hi = Math.Min(3, height - 1 - y);
+            for (int d = lo; d <= hi; d++)
+            {
+                double w = g[d + 3];
+                int srcRow = (y + d) * width, dstRow = y * width;
+                for (int x = 0; x < width; x++) dst[dstRow + x] += w * rows[srcRow + x];
+            }
+        }
         return dst;
     }
 }
