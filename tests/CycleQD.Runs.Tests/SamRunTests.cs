@@ -147,3 +147,38 @@ public class SamRunTests
         Assert.Contains("img1.png has no mask", e.Message);
     }
 }
+
+/// <summary>The shipped SAM example and its models.</summary>
+public class SamTinyExampleTests
+{
+    [Fact]
+    public void ShippedTinySamModels_AreWhatTheWriterProduces()
+    {
+        using var dir = new TempDir();
+        TinySamWriter.WriteBase(dir.File("base"), 1);
+        TinySamWriter.WriteExpert(dir.File("expert-a"), 1, 2, relativeScale: 0.3);
+        TinySamWriter.WriteExpert(dir.File("expert-b"), 1, 3, relativeScale: 0.3);
+        foreach (var m in new[] { "base", "expert-a", "expert-b" })
+            foreach (var f in new[] { "config.json", "model.safetensors" })
+                Assert.Equal(File.ReadAllBytes(Path.Combine(dir.File(m), f)), File.ReadAllBytes(Path.Combine(TestPaths.RepoRoot, "models", "sam-tiny", m, f)));
+    }
+
+    [Fact]
+    public void Example_SamTiny_RunsOnTheKvasirPairs()
+    {
+        string kvasir = TestPaths.RequireSharedData("segmentation", "kvasir_seg");
+        using var dir = new TempDir();
+        // The example reads the data beside the main checkout; point it at wherever the shared data is.
+        string examples = Path.Combine(TestPaths.RepoRoot, "examples");
+        string text = File.ReadAllText(Path.Combine(examples, "sam-tiny.yaml"))
+            .Replace("../../shared/data/segmentation/kvasir_seg", kvasir)
+            .Replace("../models/", Path.Combine(TestPaths.RepoRoot, "models") + "/")
+            .Replace("sam-tiny/kvasir-", Path.Combine(examples, "sam-tiny", "kvasir-"));
+        string exp = Experiments.Write(dir, "sam-tiny.yaml", text);
+        var c = ExperimentConfig.Load(exp);
+        Assert.Equal(["sam/kvasir_a", "sam/kvasir_b"], c.Options.Tasks);
+        Assert.Equal(Segmentation.Metrics.SegmentationMetric.Dice, c.Evaluation.Sam!["sam/kvasir_b"].Metric);
+        ResumeTests.RunTo(exp, dir.File("run"), 2);
+        Assert.Equal(2, ResumeTests.MetricsWithoutTiming(dir.File("run")).Length);
+    }
+}
