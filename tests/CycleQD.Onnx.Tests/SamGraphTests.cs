@@ -68,6 +68,30 @@ public sealed class SamGraphTests
         Assert.True(err < Tolerance, $"image embedding rel. error {err:E3}");
     }
 
+    public static TheoryData<string> Variants => new() { "no-padding", "no-rel-pos-no-qkv-bias", "all-global" };
+
+    [Theory]
+    [MemberData(nameof(Variants))]
+    public void EncodeImage_ConfigVariants_MatchFloat64Reference(string variant)
+    {
+        var tiny = TinySamWriter.Config(96); // 6×6 grid: window 3 tiles it exactly
+        var config = variant switch
+        {
+            "no-padding" => tiny with { Vision = tiny.Vision with { NumHiddenLayers = 3, NumAttentionHeads = 4, GlobalAttnIndexes = [0, 2] } },
+            "no-rel-pos-no-qkv-bias" => tiny with { Vision = tiny.Vision with { UseRelPos = false, QkvBias = false, WindowSize = 4 } },
+            _ => tiny with { Vision = tiny.Vision with { WindowSize = 0, GlobalAttnIndexes = [] } },
+        };
+        using var dir = new TempDir();
+        TinySamWriter.WriteBase(dir.Path, Seed, config);
+        using var model = SamModel.Open(dir.Path);
+        var pixels = RandomPixels(config, 5);
+        double err = RelativeError(model.EncodeImage(pixels), new ReferenceSam(config, TinySamWriter.Weights(config, Seed)).Encode(pixels));
+        Assert.True(err < Tolerance, $"image embedding rel. error {err:E3}");
+        var prompt = new SamPrompt([10f, 12f, 60f, 70f], null, null);
+        var output = model.Decode(model.EncodeImage(pixels), prompt, true);
+        Assert.Equal(24, output.LowResSize);
+    }
+
     public static TheoryData<string, bool> Prompts => new()
     {
         { "box", true }, { "box", false }, { "points", true }, { "points", false }, { "box+point", true },

@@ -8,7 +8,7 @@ namespace CycleQD.Onnx.Sam;
 /// Writes small random SAM models as Hugging Face SamModel folders (config.json +
 /// model.safetensors, transformers' names and shapes), for tests, demos and benchmarks: the
 /// same structure as sam-vit-base (windowed and global ViT blocks with window padding, neck,
-/// prompt encoder, two-way mask decoder) at a few thousand times fewer parameters. Every value
+/// prompt encoder, two-way mask decoder) with about a thousand times fewer parameters. Every value
 /// is drawn from Philox4x32-10, so a seed gives the same model on every machine. "Experts" are a
 /// base plus a seeded random task vector, the way fine-tuned SAM experts differ from their base.
 /// </summary>

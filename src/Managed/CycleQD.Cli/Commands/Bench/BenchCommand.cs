@@ -7,13 +7,14 @@ using CycleQD.Tensors;
 
 namespace CycleQD.Cli.Commands.Bench;
 
-/// <summary>`cycleqd bench kernels [--check]`: the GPU kernels against float64 CPU references, timed.</summary>
+/// <summary>`cycleqd bench kernels [--check]`: the GPU kernels against float64 CPU references, timed; `cycleqd bench sam`: see <see cref="SamBenchCommand"/>.</summary>
 internal static class BenchCommand
 {
     public static Command Create()
     {
         var bench = new Command("bench", "Benchmarks.");
         bench.Subcommands.Add(KernelsCommand());
+        bench.Subcommands.Add(SamBenchCommand.Create());
         return bench;
     }
 
