@@ -60,3 +60,48 @@ public sealed class EvalCommandTests
         Assert.Contains("/nonexistent/cycleqd-data", r.Err);
     }
 }
+
+public sealed class SamEvalCommandTests
+{
+    [Fact]
+    public void SamEval_TinyModelOnKvasir_PrintsEveryMetricAndWritesOneLinePerImage()
+    {
+        string kvasir = TestPaths.RequireSharedData("segmentation", "kvasir_seg");
+        using var dir = new TempDir();
+        string output = dir.File("sam.jsonl");
+        File.WriteAllLines(dir.File("split.txt"), ["cju0qoxqj9q6s0835b43399p4", "cju0rx1idathl0835detmsp84"]);
+        var r = CliRunner.Run("eval", "--task", "sam/kvasir", "--model", Path.Combine(TestPaths.RepoRoot, "models", "sam-tiny", "base"),
+            "--data", kvasir, "--split-file", dir.File("split.txt"), "--metric", "mae", "--output", output);
+        Assert.True(r.ExitCode == 0, r.Err);
+        Assert.Contains("2 images in", r.Out);
+        Assert.Contains("score = mae", r.Out);
+        foreach (var m in new[] { "iou", "dice", "mae", "s_measure", "e_measure", "weighted_f" }) Assert.Contains("  " + m, r.Out);
+        var lines = File.ReadAllLines(output);
+        Assert.Equal(2, lines.Length);
+        Assert.Contains("\"id\":\"cju0qoxqj9q6s0835b43399p4\"", lines[0]);
+        // The score is 1 − MAE.
+        double mae = double.Parse(r.Out.Split('\n').Single(l => l.StartsWith("  mae", StringComparison.Ordinal))[5..].Trim(), System.Globalization.CultureInfo.InvariantCulture);
+        double score = double.Parse(r.Out.Split('\n').Single(l => l.StartsWith("score:", StringComparison.Ordinal)).Split(' ')[1], System.Globalization.CultureInfo.InvariantCulture);
+        Assert.Equal(1 - mae, score, 1e-6);
+    }
+
+    [Theory]
+    [InlineData("--metric", "f3", "error: unknown segmentation metric 'f3'")]
+    [InlineData("--prompt", "mask", "error: unknown prompt kind 'mask'")]
+    [InlineData("--split-file", "/nonexistent/split.txt", "error: split file not found: /nonexistent/split.txt")]
+    public void SamEval_BadOption_OneErrorLine(string option, string value, string expected)
+    {
+        string kvasir = TestPaths.RequireSharedData("segmentation", "kvasir_seg");
+        var r = CliRunner.Run("eval", "--task", "sam/kvasir", "--model", Path.Combine(TestPaths.RepoRoot, "models", "sam-tiny", "base"), "--data", kvasir, option, value);
+        Assert.Equal(1, r.ExitCode);
+        Assert.StartsWith(expected, r.Err);
+    }
+
+    [Fact]
+    public void SamEval_ScriptedResponder_IsRejected()
+    {
+        var r = CliRunner.Run("eval", "--task", "sam/kvasir", "--responder", "scripted:gold");
+        Assert.Equal(1, r.ExitCode);
+        Assert.Contains("sam/* tasks have no scripted responder", r.Err);
+    }
+}

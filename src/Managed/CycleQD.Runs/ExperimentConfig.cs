@@ -4,6 +4,9 @@ using CycleQD.Core.Compute;
 using CycleQD.Core.Engine;
 using CycleQD.Core.Sampling;
 using CycleQD.Core.Synthetic;
+using CycleQD.Segmentation.Data;
+using CycleQD.Segmentation.Metrics;
+using CycleQD.Segmentation.Sam;
 using CycleQD.Tasks.TinySkills;
 using CycleQD.Tensors;
 using YamlDotNet.Core;
@@ -22,7 +25,9 @@ public sealed record ModelSource(SyntheticProblemOptions? Synthetic, string? Bas
 /// <param name="Limit">Score only the first N samples of each task (null: all).</param>
 /// <param name="TinySkillsDir">The TinySkills folder holding tasks/&lt;skill&gt;/&lt;split&gt;.jsonl (absolute), for tinyskills/* tasks.</param>
 /// <param name="Threads">CPU threads per ONNX Runtime operator (0: its default).</param>
-public sealed record EvaluationSettings(string Split = "valid", int? Limit = null, string? TinySkillsDir = null, int Threads = 0);
+/// <param name="Sam">Per sam/&lt;dataset&gt; task: its data, prompt and metric (paths absolute); null when no task is a SAM one.</param>
+public sealed record EvaluationSettings(string Split = "valid", int? Limit = null, string? TinySkillsDir = null, int Threads = 0,
+    IReadOnlyDictionary<string, SamTaskOptions>? Sam = null);
 
 /// <summary>
 /// The final merge after the last generation: the best <paramref name="Top"/> elites of every archive
@@ -150,7 +155,7 @@ public sealed record ExperimentConfig(string Name, CycleQDOptions Options, int G
         var evaluation = new EvaluationSettings();
         if (top.TryGetValue("evaluation", out var eNode))
         {
-            var e = r.Map(eNode!, "evaluation", "split", "limit", "tinyskills", "threads");
+            var e = r.Map(eNode!, "evaluation", "split", "limit", "tinyskills", "threads", "sam");
             string split = r.String(e, "split", "valid", "evaluation.");
             if (split is not ("valid" or "test")) throw r.Error(e["split"]!, "evaluation.split", $"'{split}' is not valid or test");
             int? limit = e.ContainsKey("limit") ? r.Int(e, "limit", 0, "evaluation.") : null;
@@ -158,7 +163,8 @@ public sealed record ExperimentConfig(string Name, CycleQDOptions Options, int G
             int threads = r.Int(e, "threads", 0, "evaluation.");
             if (threads < 0) throw r.Error(e["threads"]!, "evaluation.threads", $"{threads} must be ≥ 0");
             string ts = r.String(e, "tinyskills", "", "evaluation.");
-            evaluation = new EvaluationSettings(split, limit, ts.Length == 0 ? null : Path.GetFullPath(Path.Combine(baseDirectory, ts)), threads);
+            var sam = e.TryGetValue("sam", out var samNode) ? ParseSam(r, samNode!, tasks, limit, baseDirectory) : null;
+            evaluation = new EvaluationSettings(split, limit, ts.Length == 0 ? null : Path.GetFullPath(Path.Combine(baseDirectory, ts)), threads, sam);
         }
 
         var options = new CycleQDOptions
@@ -221,20 +227,69 @@ public sealed record ExperimentConfig(string Name, CycleQDOptions Options, int G
         return new ReportSettings(lambdas, density, lambda);
     }
 
-    /// <summary>Real models are scored by benchmarks: every task must name one this build has, with its data.</summary>
+    /// <summary>Real models are scored by benchmarks: every task must name one this build has, with its data; one family per run.</summary>
     private static void CheckRealTasks(Reader r, Dictionary<string, YamlNode?> top, IReadOnlyList<string> tasks, EvaluationSettings evaluation)
     {
         var list = (YamlSequenceNode)top["tasks"]!;
+        bool sam = tasks.Count > 0 && tasks[0].StartsWith("sam/", StringComparison.Ordinal);
         for (int i = 0; i < tasks.Count; i++)
         {
             string t = tasks[i];
+            if (sam)
+            {
+                if (!t.StartsWith("sam/", StringComparison.Ordinal))
+                    throw r.Error(list.Children[i], "tasks", $"'{t}': a run scores one model family; {tasks[0]} is a SAM task, so every task must be sam/<dataset>");
+                if (evaluation.Sam is null || !evaluation.Sam.ContainsKey(t))
+                    throw r.Error(list.Children[i], "tasks", $"'{t}' has no entry under evaluation.sam (its data folder, and optionally split, metric, prompt)");
+                continue;
+            }
             if (!t.StartsWith("tinyskills/", StringComparison.Ordinal) || !TinySkillsBenchmark.Skills.Contains(t["tinyskills/".Length..]))
-                throw r.Error(list.Children[i], "tasks", $"'{t}' is not a task this build can score real models on (known: {string.Join(", ", TinySkillsBenchmark.Skills.Select(s => "tinyskills/" + s))}; other names only with model.synthetic)");
+                throw r.Error(list.Children[i], "tasks", $"'{t}' is not a task this build can score real models on (known: {string.Join(", ", TinySkillsBenchmark.Skills.Select(s => "tinyskills/" + s))}, sam/<dataset>; other names only with model.synthetic)");
         }
+        if (sam) return;
         if (evaluation.TinySkillsDir is null)
             throw r.Error(top["tasks"]!, "evaluation.tinyskills", "tinyskills/* tasks need evaluation.tinyskills: the TinySkills folder (holding tasks/<skill>/<split>.jsonl)");
         if (!System.IO.Directory.Exists(Path.Combine(evaluation.TinySkillsDir, "tasks")))
             throw r.Error(top["evaluation"]!, "evaluation.tinyskills", $"{evaluation.TinySkillsDir} has no tasks/ folder");
+    }
+
+    /// <summary>evaluation.sam: one mapping per sam/&lt;dataset&gt; task (data, split, metric, prompt, images, masks, mask_suffix).</summary>
+    private static Dictionary<string, SamTaskOptions> ParseSam(Reader r, YamlNode node, IReadOnlyList<string> tasks, int? limit, string baseDir)
+    {
+        var result = new Dictionary<string, SamTaskOptions>(StringComparer.Ordinal);
+        foreach (var (task, v) in r.Map(node, "evaluation.sam", null))
+        {
+            string key = "evaluation.sam." + task;
+            if (!task.StartsWith("sam/", StringComparison.Ordinal) || task.Length == 4)
+                throw r.Error(v ?? node, key, "keys are task names of the form sam/<dataset>");
+            if (!tasks.Contains(task)) throw r.Error(v ?? node, key, $"'{task}' is not in tasks ({string.Join(", ", tasks)})");
+            var m = r.Map(v ?? node, key, "data", "split", "metric", "prompt", "images", "masks", "mask_suffix");
+            string prefix = key + ".";
+            string data = r.String(m, "data", "", prefix);
+            if (data.Length == 0) throw r.Error(v!, prefix + "data", "is required: the dataset folder (holding images/ and masks/)");
+            string dataDir = Path.GetFullPath(Path.Combine(baseDir, data));
+            if (!System.IO.Directory.Exists(dataDir)) throw r.Error(m["data"]!, prefix + "data", $"{dataDir} not found");
+            string split = r.String(m, "split", "", prefix);
+            string? splitPath = split.Length == 0 ? null : Path.GetFullPath(Path.Combine(baseDir, split));
+            if (splitPath != null && !File.Exists(splitPath)) throw r.Error(m["split"]!, prefix + "split", $"{splitPath} not found");
+            SegmentationMetric metric;
+            try { metric = SegmentationMetricNames.Parse(r.String(m, "metric", "iou", prefix)); }
+            catch (ArgumentException e) { throw r.Error(m["metric"]!, prefix + "metric", e.Message); }
+            SamPromptKind prompt;
+            try { prompt = GroundTruthPrompts.Parse(r.String(m, "prompt", "box", prefix)); }
+            catch (ArgumentException e) { throw r.Error(m["prompt"]!, prefix + "prompt", e.Message); }
+            result[task] = new SamTaskOptions
+            {
+                Name = task, Metric = metric, Prompt = prompt,
+                Data = new SegmentationDatasetOptions
+                {
+                    DataDir = dataDir, SplitFile = splitPath, Limit = limit,
+                    ImagesFolder = r.String(m, "images", "images", prefix), MasksFolder = r.String(m, "masks", "masks", prefix),
+                    MaskSuffix = r.String(m, "mask_suffix", "", prefix),
+                },
+            };
+        }
+        return result;
     }
 
     private static ModelSource ParseModel(Reader r, Dictionary<string, YamlNode?> m, IReadOnlyList<string> tasks, string baseDir)

@@ -8,8 +8,10 @@ using CycleQD.Core.Evaluation;
 using CycleQD.Core.Synthetic;
 using CycleQD.Cuda.Backend;
 using CycleQD.Onnx.Runtime;
+using CycleQD.Onnx.Sam;
 using CycleQD.Runs.Evaluation;
 using CycleQD.Runs.Final;
+using CycleQD.Segmentation.Sam;
 using CycleQD.Tasks.TinySkills;
 using CycleQD.Tensors;
 
@@ -26,7 +28,10 @@ public sealed class RunSession : IDisposable
     private readonly IWeightSet _base;
     private readonly List<IWeightSet> _expertSets;
     private readonly RunState? _resumeFrom;
+    // The Llama evaluator when the tasks are language tasks (the final stage needs it); SAM runs
+    // have no final stage yet.
     private readonly LlamaCandidateEvaluator? _llm;
+    private readonly IDisposable? _modelEvaluator;
     private readonly Dictionary<string, IWeightSet> _expertsByName = new(StringComparer.Ordinal);
     private RunReport? _report;
 
@@ -89,8 +94,10 @@ public sealed class RunSession : IDisposable
                     _expertsByName[task] = w;
                     experts.Add(new Expert(task, w));
                 }
-                _llm = CreateEvaluator(config);
-                evaluator = _llm;
+                _llm = config.Evaluation.Sam is null ? CreateEvaluator(config) : null;
+                var created = _llm is not null ? (ICandidateEvaluator)_llm : CreateSamEvaluator(config);
+                _modelEvaluator = (IDisposable)created;
+                evaluator = created;
             }
             Engine = new CycleQDEngine(config.Options, _backend, _base, experts, evaluator, dir.Elites, dir);
             dir.Bind(config.Options.Tasks, () => Engine.Archives);
@@ -124,6 +131,26 @@ public sealed class RunSession : IDisposable
         {
             TinySkillsDir = config.Evaluation.TinySkillsDir!, Skill = t["tinyskills/".Length..], Split = split, Limit = config.Evaluation.Limit,
         })).ToList();
+
+    /// <summary>The SAM evaluator: the base folder's SamModel sessions, a predictor over candidate host arrays, one benchmark per sam/&lt;dataset&gt; task.</summary>
+    private static SamCandidateEvaluator CreateSamEvaluator(ExperimentConfig config)
+    {
+        string modelDir = System.IO.Directory.Exists(config.Model.BasePath) ? config.Model.BasePath! : Path.GetDirectoryName(config.Model.BasePath)!;
+        var benchmarks = config.Options.Tasks.Select(t => new SamBenchmark(config.Evaluation.Sam![t])).ToList();
+        // List and match every dataset now, so a bad folder fails before the first candidate.
+        foreach (var b in benchmarks) _ = b.Dataset;
+        var model = SamModel.Open(modelDir, config.Evaluation.Threads);
+        try
+        {
+            var graph = SamWeightLayout.Encoder(model.Config).Concat(SamWeightLayout.Decoder(model.Config)).ToList();
+            return new SamCandidateEvaluator(graph, host => model.WithWeights(host, "candidate"), model, config.Options.Tasks, benchmarks);
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+    }
 
     /// <summary>Checks that the base and every expert exist and have the same tensor names and shapes.</summary>
     internal static void CheckModelFiles(ExperimentConfig config)
@@ -305,7 +332,7 @@ public sealed class RunSession : IDisposable
         Engine?.Dispose();
         foreach (var w in _expertSets) w.Dispose();
         _base?.Dispose();
-        _llm?.Dispose();
+        _modelEvaluator?.Dispose();
         _backend.Dispose();
     }
 }

@@ -17,11 +17,11 @@ internal static class EvalCommand
 {
     private static readonly Option<string> Task = new("--task")
     {
-        Description = "mbpp | agentbench_db | agentbench_os | tinyskills/<code|db|os>.",
+        Description = "mbpp | agentbench_db | agentbench_os | tinyskills/<code|db|os> | sam/<dataset>.",
         Required = true,
     };
 
-    private static readonly Option<string?> Model = new("--model") { Description = "A Hugging Face model folder to evaluate." };
+    private static readonly Option<string?> Model = new("--model") { Description = "A Hugging Face model folder to evaluate (a Llama-family model, or a SamModel for sam/* tasks)." };
 
     private static readonly Option<string?> Responder = new("--responder")
     {
@@ -45,7 +45,7 @@ internal static class EvalCommand
 
     private static readonly Option<string?> Data = new("--data")
     {
-        Description = "The benchmark data folder (default: $CYCLEQD_SHARED_DATA, else ../shared/data beside the repository or the current folder).",
+        Description = "The benchmark data folder (default: $CYCLEQD_SHARED_DATA, else ../shared/data beside the repository or the current folder); for sam/<dataset>, the dataset folder itself (default: <shared data>/segmentation/<dataset>).",
     };
 
     private static readonly Option<string?> Output = new("--output")
@@ -69,6 +69,8 @@ internal static class EvalCommand
         var cmd = new Command("eval", "Score a model (or the scripted gold responder) on one benchmark; prints the score and writes per-sample details as JSONL.");
         foreach (var o in new Option[] { Task, Model, Responder, Split, Limit, DbLayoutOption, DbConnection, Data, Output, NoSanitize, Repeats })
             cmd.Options.Add(o);
+        foreach (var o in SamEval.Options)
+            cmd.Options.Add(o);
         cmd.SetAction((parse, ct) => RunAsync(parse, ct));
         return cmd;
     }
@@ -78,6 +80,8 @@ internal static class EvalCommand
         var o = parse.InvocationConfiguration.Output;
         var err = parse.InvocationConfiguration.Error;
         string task = parse.GetRequiredValue(Task);
+        if (task.StartsWith("sam/", StringComparison.Ordinal))
+            return await SamEval.RunAsync(parse, task, parse.GetValue(Model), parse.GetValue(Responder), parse.GetValue(Data), parse.GetValue(Limit), parse.GetValue(Output), ct).ConfigureAwait(false);
         string? model = parse.GetValue(Model);
         string? responder = parse.GetValue(Responder);
         string split = parse.GetValue(Split)!;
@@ -126,7 +130,7 @@ internal static class EvalCommand
                 break;
             }
             default:
-                throw new CliUsageException($"unknown task '{task}' (available: mbpp, agentbench_db, agentbench_os, tinyskills/code, tinyskills/db, tinyskills/os)");
+                throw new CliUsageException($"unknown task '{task}' (available: mbpp, agentbench_db, agentbench_os, tinyskills/code, tinyskills/db, tinyskills/os, sam/<dataset>)");
         }
 
         ITextGenerator generator = model is null ? gold() : ModelGenerators.Open(Path.GetFullPath(model));
@@ -189,7 +193,7 @@ internal static class EvalCommand
         throw new CliUsageException("benchmark data folder not found: pass --data DIR or set CYCLEQD_SHARED_DATA");
     }
 
-    private static void WriteDetails(string path, EvaluationReport report)
+    internal static void WriteDetails(string path, EvaluationReport report)
     {
         SafetensorsWriter.WriteAtomically(path, fs =>
         {
@@ -200,7 +204,7 @@ internal static class EvalCommand
     }
 
     /// <summary>A one-line progress bar on stderr (redrawn in place on a terminal, a line per 10 % otherwise).</summary>
-    private sealed class TextProgress(TextWriter err) : IProgress<EvaluationProgress>
+    internal sealed class TextProgress(TextWriter err) : IProgress<EvaluationProgress>
     {
         private readonly bool _terminal = ReferenceEquals(err, Console.Error) && !Console.IsErrorRedirected;
         private int _lastDecile = -1;

@@ -1,0 +1,88 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using CycleQD.Onnx.Sam;
+using CycleQD.Segmentation.Data;
+using CycleQD.Segmentation.Metrics;
+using CycleQD.Segmentation.Sam;
+
+namespace CycleQD.Cli.Commands.Eval;
+
+/// <summary>`cycleqd eval --task sam/&lt;dataset&gt;`: a SamModel folder scored on an image/mask dataset.</summary>
+internal static class SamEval
+{
+    private static readonly Option<string?> SplitFile = new("--split-file") { Description = "sam/*: a file listing the image stems to use, one per line (default: every pair)." };
+
+    private static readonly Option<string> Metric = new("--metric")
+    {
+        Description = "sam/*: the metric reported as the score: iou | dice | mae (scored as 1 - MAE) | s_measure | e_measure | weighted_f.",
+        DefaultValueFactory = _ => "iou",
+    };
+
+    private static readonly Option<string> Prompt = new("--prompt")
+    {
+        Description = "sam/*: prompt drawn from each ground-truth mask: box (its bounding box) | point (the foreground pixel farthest from the background).",
+        DefaultValueFactory = _ => "box",
+    };
+
+    private static readonly Option<string> Images = new("--images") { Description = "sam/*: image folder inside the dataset.", DefaultValueFactory = _ => "images" };
+
+    private static readonly Option<string> Masks = new("--masks") { Description = "sam/*: mask folder inside the dataset.", DefaultValueFactory = _ => "masks" };
+
+    private static readonly Option<string> MaskSuffix = new("--mask-suffix") { Description = "sam/*: what a mask's file name adds to its image's stem (ISIC: _segmentation).", DefaultValueFactory = _ => "" };
+
+    private static readonly Option<int> Threads = new("--threads") { Description = "sam/*: ONNX Runtime threads per operator (0: its default).", DefaultValueFactory = _ => 0 };
+
+    public static IEnumerable<Option> Options => [SplitFile, Metric, Prompt, Images, Masks, MaskSuffix, Threads];
+
+    public static async Task<int> RunAsync(ParseResult parse, string task, string? model, string? responder, string? data, int? limit, string? output, CancellationToken ct)
+    {
+        var o = parse.InvocationConfiguration.Output;
+        string dataset = task["sam/".Length..];
+        if (dataset.Length == 0) throw new CliUsageException("--task sam/<dataset>: the dataset name is missing");
+        if (responder != null) throw new CliUsageException("sam/* tasks have no scripted responder: give --model DIR (a SamModel folder)");
+        if (model is null) throw new CliUsageException("sam/* tasks need --model DIR (a SamModel folder)");
+        if (limit is <= 0) throw new CliUsageException($"--limit must be positive (got {limit})");
+        int threads = parse.GetValue(Threads);
+        if (threads < 0) throw new CliUsageException($"--threads must be ≥ 0 (got {threads})");
+        string dataDir = data != null ? EvalCommand.ResolveDataDir(data) : Path.Combine(EvalCommand.ResolveDataDir(null), "segmentation", dataset);
+        SegmentationMetric metric;
+        SamPromptKind prompt;
+        try
+        {
+            metric = SegmentationMetricNames.Parse(parse.GetValue(Metric)!);
+            prompt = GroundTruthPrompts.Parse(parse.GetValue(Prompt)!);
+        }
+        catch (ArgumentException e)
+        {
+            throw new CliUsageException(e.Message);
+        }
+        var bench = new SamBenchmark(new SamTaskOptions
+        {
+            Name = task, Metric = metric, Prompt = prompt,
+            Data = new SegmentationDatasetOptions
+            {
+                DataDir = dataDir, SplitFile = parse.GetValue(SplitFile), Limit = limit,
+                ImagesFolder = parse.GetValue(Images)!, MasksFolder = parse.GetValue(Masks)!, MaskSuffix = parse.GetValue(MaskSuffix)!,
+            },
+        });
+        int count = bench.Dataset.Samples.Count;
+        string modelDir = Path.GetFullPath(model);
+        using var sam = SamModel.Open(modelDir, threads);
+        string outPath = Path.GetFullPath(output ?? Path.Combine("runs", "eval", task.Replace('/', '-') + ".jsonl"));
+        o.WriteLine($"task: {task}: {count} images in {bench.Dataset.DataDir}, {prompt.ToString().ToLowerInvariant()} prompts, score = {metric.Name()}; model {modelDir} (image size {sam.ImageSize})");
+        var progress = new EvalCommand.TextProgress(parse.InvocationConfiguration.Error);
+        var sw = Stopwatch.StartNew();
+        var report = await bench.EvaluateAsync(sam, progress, ct).ConfigureAwait(false);
+        sw.Stop();
+        progress.Finish();
+        EvalCommand.WriteDetails(outPath, report);
+        var inv = CultureInfo.InvariantCulture;
+        o.WriteLine($"score: {report.Score.ToString("0.######", inv)} ({metric.Name()}{(metric == SegmentationMetric.Mae ? ", as 1 - MAE" : "")}; {report.Samples.Count(s => s.Correct)}/{report.Samples.Count} images with IoU ≥ 0.5)");
+        foreach (var m in SegmentationMetricNames.All)
+            o.WriteLine($"  {m.Name(),-28}{report.Metrics[m.Name()].ToString("0.######", inv)}");
+        o.WriteLine($"time: {sw.Elapsed.TotalSeconds.ToString("F2", inv)} s ({(report.Samples.Count / Math.Max(sw.Elapsed.TotalSeconds, 1e-9)).ToString("F2", inv)} images/s)");
+        o.WriteLine($"details: {outPath}");
+        return 0;
+    }
+}

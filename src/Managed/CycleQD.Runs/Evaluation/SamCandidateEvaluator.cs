@@ -1,0 +1,111 @@
+using System.Runtime.InteropServices;
+using CycleQD.Core.Candidates;
+using CycleQD.Core.Compute;
+using CycleQD.Onnx.Graph;
+using CycleQD.Onnx.Sam;
+using CycleQD.Segmentation.Sam;
+using CycleQD.Tensors;
+
+namespace CycleQD.Runs.Evaluation;
+
+/// <summary>
+/// Scores a candidate SAM weight set on one <see cref="SamBenchmark"/> per task (one dataset each;
+/// each task is an archive and the other tasks' scores are its behaviour characteristics). As for
+/// Llama, the candidate's graph tensors are downloaded from the compute backend into float32 host
+/// arrays allocated once; a predictor bound to those arrays (pinned, not copied) serves every
+/// candidate, so an evaluation only overwrites them.
+/// </summary>
+/// <remarks>
+/// Evaluations are serialised: the host arrays are shared and ONNX Runtime already uses every core.
+/// Owns the predictor and whatever <c>owner</c> it was given (the model and its sessions); not the datasets.
+/// </remarks>
+public sealed class SamCandidateEvaluator : ICandidateEvaluator, IDisposable
+{
+    private readonly IReadOnlyList<SamBenchmark> _benchmarks;
+    private readonly Dictionary<string, float[]> _host;
+    private readonly ISamPredictor _predictor;
+    private readonly IDisposable? _owner;
+    private readonly SemaphoreSlim _gate = new(1, 1);
+    private byte[] _scratch = [];
+
+    /// <inheritdoc/>
+    public IReadOnlyList<string> TaskNames { get; }
+
+    /// <param name="graphWeights">The tensors the SAM graphs read (names and shapes); other candidate tensors are ignored.</param>
+    /// <param name="bind">Makes a predictor over the host arrays it is given (keyed by tensor name; it must read them at every run, not copy them).</param>
+    /// <param name="owner">Disposed with the evaluator, after the predictor (e.g. the model whose sessions <paramref name="bind"/> uses); may be null.</param>
+    /// <param name="taskNames">Task names, in score order.</param>
+    /// <param name="benchmarks">One benchmark per task, same order.</param>
+    public SamCandidateEvaluator(IReadOnlyList<LlamaWeightSpec> graphWeights, Func<IReadOnlyDictionary<string, float[]>, ISamPredictor> bind,
+        IDisposable? owner, IReadOnlyList<string> taskNames, IReadOnlyList<SamBenchmark> benchmarks)
+    {
+        if (taskNames.Count != benchmarks.Count) throw new ArgumentException($"{taskNames.Count} task names for {benchmarks.Count} benchmarks");
+        TaskNames = taskNames;
+        _benchmarks = benchmarks;
+        _owner = owner;
+        _host = new Dictionary<string, float[]>(StringComparer.Ordinal);
+        foreach (var spec in graphWeights)
+            _host[spec.Name] = new float[spec.Shape.Aggregate(1L, (a, b) => checked(a * b))];
+        _predictor = bind(_host);
+    }
+
+    /// <inheritdoc/>
+    public async Task<double[]> EvaluateAsync(IComputeBackend backend, IWeightSet candidate, CancellationToken cancellationToken)
+    {
+        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            Load(backend, candidate);
+            var scores = new double[_benchmarks.Count];
+            for (int t = 0; t < _benchmarks.Count; t++)
+            {
+                var report = await _benchmarks[t].EvaluateAsync(_predictor, null, cancellationToken).ConfigureAwait(false);
+                scores[t] = report.Score;
+            }
+            return scores;
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    /// <summary>Copies every graph tensor of <paramref name="candidate"/> into the bound host arrays.</summary>
+    private void Load(IComputeBackend backend, IWeightSet candidate)
+    {
+        var specs = candidate.Tensors;
+        int found = 0;
+        for (int i = 0; i < specs.Count; i++)
+        {
+            var s = specs[i];
+            if (!_host.TryGetValue(s.Name, out var dst)) continue; // e.g. the mask-prompt embedding: no graph reads it
+            if (s.ElementCount != dst.Length)
+                throw new InvalidOperationException($"candidate tensor {s.Name} has shape {s.ShapeText}, the SAM graphs need {dst.Length} elements");
+            if (s.DType == DType.F32)
+            {
+                backend.Download(candidate, i, MemoryMarshal.AsBytes(dst.AsSpan()));
+            }
+            else
+            {
+                if (_scratch.Length < s.ByteLength) _scratch = new byte[s.ByteLength];
+                var bytes = _scratch.AsSpan(0, checked((int)s.ByteLength));
+                backend.Download(candidate, i, bytes);
+                DTypeConversion.ToSingle(bytes, s.DType, dst);
+            }
+            found++;
+        }
+        if (found != _host.Count)
+        {
+            var names = specs.Select(s => s.Name).ToHashSet(StringComparer.Ordinal);
+            throw new InvalidOperationException($"candidate lacks tensor {_host.Keys.First(k => !names.Contains(k))} that the SAM graphs need");
+        }
+    }
+
+    /// <summary>Releases the predictor, then the owner.</summary>
+    public void Dispose()
+    {
+        _predictor.Dispose();
+        _owner?.Dispose();
+        _gate.Dispose();
+    }
+}
