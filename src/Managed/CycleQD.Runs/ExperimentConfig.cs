@@ -34,8 +34,24 @@ public sealed record EvaluationSettings(string Split = "valid", int? Limit = nul
 /// <param name="Top">Best elites taken from each archive (1..8 in all after removing duplicates).</param>
 /// <param name="Grid">Weight values tried for each elite (and for the shared weight of the first phase).</param>
 /// <param name="Rounds">Coordinate-search sweeps over the elites after the shared-weight phase (0: none).</param>
-public sealed record FinalMergeSettings(bool Enabled, string Method, int Top, IReadOnlyList<double> Grid, int Rounds)
+/// <param name="Candidates">
+/// Which elites the weights are searched over: "best" (the best <paramref name="Top"/> of every archive) or
+/// "best+generalists" (those, plus the <paramref name="Generalists"/> elites of all archives with the highest
+/// mean search-split score over all tasks that are not already among them).
+/// </param>
+/// <param name="Generalists">Elites added by "best+generalists" (0 with "best").</param>
+public sealed record FinalMergeSettings(bool Enabled, string Method, int Top, IReadOnlyList<double> Grid, int Rounds,
+    string Candidates = FinalMergeSettings.BestCandidates, int Generalists = 0)
 {
+    /// <summary>Candidates: the best elites of each archive only.</summary>
+    public const string BestCandidates = "best";
+
+    /// <summary>Candidates: the best elites of each archive and the best generalists over all archives.</summary>
+    public const string BestAndGeneralistsCandidates = "best+generalists";
+
+    /// <summary>Generalists taken by "best+generalists" when final_merge.generalists is not given.</summary>
+    public const int DefaultGeneralists = 3;
+
     /// <summary>0.1, 0.2, …, 1.0.</summary>
     public static IReadOnlyList<double> DefaultGrid { get; } = Enumerable.Range(1, 10).Select(i => i / 10.0).ToArray();
 
@@ -189,7 +205,7 @@ public sealed record ExperimentConfig(string Name, CycleQDOptions Options, int G
     {
         var d = FinalMergeSettings.Default(realModels);
         if (!top.TryGetValue("final_merge", out var node)) return d;
-        var f = r.Map(node!, "final_merge", "enabled", "method", "top", "grid", "rounds");
+        var f = r.Map(node!, "final_merge", "enabled", "method", "top", "grid", "rounds", "candidates", "generalists");
         bool enabled = r.Bool(f, "enabled", d.Enabled, "final_merge.");
         if (enabled && !realModels)
             throw r.Error(f.TryGetValue("enabled", out var en) ? en! : node!, "final_merge.enabled", "the final merge and its report need real models (model.base and model.experts); the synthetic problem has no test split");
@@ -203,7 +219,25 @@ public sealed record ExperimentConfig(string Name, CycleQDOptions Options, int G
             throw r.Error(g!, "final_merge.grid", "must be a non-empty list of weights in [0, 4]");
         int rounds = r.Int(f, "rounds", d.Rounds, "final_merge.");
         if (rounds is < 0 or > 10) throw r.Error(f["rounds"]!, "final_merge.rounds", $"{rounds} must be between 0 and 10");
-        return new FinalMergeSettings(enabled, method, topN, grid, rounds);
+        string candidates = r.String(f, "candidates", d.Candidates, "final_merge.");
+        int generalists;
+        if (candidates == FinalMergeSettings.BestCandidates)
+        {
+            if (f.TryGetValue("generalists", out var gn) && gn != null)
+                throw r.Error(gn, "final_merge.generalists", "only used with candidates: best+generalists");
+            generalists = 0;
+        }
+        else if (candidates == FinalMergeSettings.BestAndGeneralistsCandidates)
+        {
+            generalists = r.Int(f, "generalists", d.Generalists > 0 ? d.Generalists : FinalMergeSettings.DefaultGeneralists, "final_merge.");
+            if (generalists < 1 || topN * taskCount + generalists > 7)
+                throw r.Error(f.TryGetValue("generalists", out var gn) && gn != null ? gn : f.TryGetValue("candidates", out var cn) && cn != null ? cn : node!, "final_merge.generalists",
+                    $"{generalists} must be at least 1, and {topN} × {taskCount} tasks + {generalists} at most 7 elites in all");
+        }
+        else
+            throw r.Error(f["candidates"]!, "final_merge.candidates",
+                $"'{candidates}' is not a candidate set (known: {FinalMergeSettings.BestCandidates}, {FinalMergeSettings.BestAndGeneralistsCandidates})");
+        return new FinalMergeSettings(enabled, method, topN, grid, rounds, candidates, generalists);
     }
 
     private static ReportSettings ParseReport(Reader r, Dictionary<string, YamlNode?> top)
