@@ -50,13 +50,17 @@ public sealed record FinalMergeSettings(bool Enabled, string Method, int Top, IR
     public const string BestAndGeneralistsCandidates = "best+generalists";
 
     /// <summary>Generalists taken by "best+generalists" when final_merge.generalists is not given.</summary>
-    public const int DefaultGeneralists = 3;
+    public const int DefaultGeneralists = 1;
 
     /// <summary>0.1, 0.2, …, 1.0.</summary>
     public static IReadOnlyList<double> DefaultGrid { get; } = Enumerable.Range(1, 10).Select(i => i / 10.0).ToArray();
 
-    /// <summary>The defaults for a run on real (<paramref name="enabled"/> = true) or synthetic models.</summary>
-    public static FinalMergeSettings Default(bool enabled) => new(enabled, "linear", 1, DefaultGrid, 1);
+    /// <summary>
+    /// The defaults for a run on real (<paramref name="enabled"/> = true) or synthetic models: top 1,
+    /// best+generalists with one generalist (it found a better final model on the search split of the
+    /// TinySkills runs, and was never worse; docs/running.md), the 0.1 … 1.0 grid, one sweep.
+    /// </summary>
+    public static FinalMergeSettings Default(bool enabled) => new(enabled, "linear", 1, DefaultGrid, 1, BestAndGeneralistsCandidates, DefaultGeneralists);
 }
 
 /// <summary>The baselines of the end-of-run report (scored on the test split next to CycleQD's models).</summary>
@@ -204,8 +208,8 @@ public sealed record ExperimentConfig(string Name, CycleQDOptions Options, int G
     private static FinalMergeSettings ParseFinalMerge(Reader r, Dictionary<string, YamlNode?> top, bool realModels, int taskCount)
     {
         var d = FinalMergeSettings.Default(realModels);
-        if (!top.TryGetValue("final_merge", out var node)) return d;
-        var f = r.Map(node!, "final_merge", "enabled", "method", "top", "grid", "rounds", "candidates", "generalists");
+        if (!top.TryGetValue("final_merge", out var node) || node is null) return FitDefault(d, taskCount);
+        var f = r.Map(node, "final_merge", "enabled", "method", "top", "grid", "rounds", "candidates", "generalists");
         bool enabled = r.Bool(f, "enabled", d.Enabled, "final_merge.");
         if (enabled && !realModels)
             throw r.Error(f.TryGetValue("enabled", out var en) ? en! : node!, "final_merge.enabled", "the final merge and its report need real models (model.base and model.experts); the synthetic problem has no test split");
@@ -219,25 +223,37 @@ public sealed record ExperimentConfig(string Name, CycleQDOptions Options, int G
             throw r.Error(g!, "final_merge.grid", "must be a non-empty list of weights in [0, 4]");
         int rounds = r.Int(f, "rounds", d.Rounds, "final_merge.");
         if (rounds is < 0 or > 10) throw r.Error(f["rounds"]!, "final_merge.rounds", $"{rounds} must be between 0 and 10");
+
+        var given = new FinalMergeSettings(enabled, method, topN, grid, rounds);
+        bool candidatesGiven = f.TryGetValue("candidates", out var cNode) && cNode != null;
+        bool countGiven = f.TryGetValue("generalists", out var gNode) && gNode != null;
         string candidates = r.String(f, "candidates", d.Candidates, "final_merge.");
-        int generalists;
         if (candidates == FinalMergeSettings.BestCandidates)
         {
-            if (f.TryGetValue("generalists", out var gn) && gn != null)
-                throw r.Error(gn, "final_merge.generalists", "only used with candidates: best+generalists");
-            generalists = 0;
+            if (countGiven) throw r.Error(gNode!, "final_merge.generalists", "only used with candidates: best+generalists");
+            return given;
         }
-        else if (candidates == FinalMergeSettings.BestAndGeneralistsCandidates)
-        {
-            generalists = r.Int(f, "generalists", d.Generalists > 0 ? d.Generalists : FinalMergeSettings.DefaultGeneralists, "final_merge.");
-            if (generalists < 1 || topN * taskCount + generalists > 7)
-                throw r.Error(f.TryGetValue("generalists", out var gn) && gn != null ? gn : f.TryGetValue("candidates", out var cn) && cn != null ? cn : node!, "final_merge.generalists",
-                    $"{generalists} must be at least 1, and {topN} × {taskCount} tasks + {generalists} at most 7 elites in all");
-        }
-        else
-            throw r.Error(f["candidates"]!, "final_merge.candidates",
+        if (candidates != FinalMergeSettings.BestAndGeneralistsCandidates)
+            throw r.Error(cNode!, "final_merge.candidates",
                 $"'{candidates}' is not a candidate set (known: {FinalMergeSettings.BestCandidates}, {FinalMergeSettings.BestAndGeneralistsCandidates})");
-        return new FinalMergeSettings(enabled, method, topN, grid, rounds, candidates, generalists);
+        int generalists = r.Int(f, "generalists", FinalMergeSettings.DefaultGeneralists, "final_merge.");
+        given = given with { Candidates = candidates, Generalists = generalists };
+        if (!candidatesGiven && !countGiven) return FitDefault(given, taskCount);
+        if (generalists < 1 || topN * taskCount + generalists > 7)
+            throw r.Error(countGiven ? gNode! : cNode!, "final_merge.generalists",
+                $"{generalists} must be at least 1, and {topN} × {taskCount} tasks + {generalists} at most 7 elites in all");
+        return given;
+    }
+
+    /// <summary>
+    /// The default candidates when the file names none: the default generalist count shrinks to what
+    /// the 7-elite limit leaves after top × tasks, and to "best" when nothing is left.
+    /// </summary>
+    private static FinalMergeSettings FitDefault(FinalMergeSettings s, int taskCount)
+    {
+        if (s.Candidates != FinalMergeSettings.BestAndGeneralistsCandidates) return s;
+        int room = 7 - s.Top * taskCount;
+        return room < 1 ? s with { Candidates = FinalMergeSettings.BestCandidates, Generalists = 0 } : s with { Generalists = Math.Min(s.Generalists, room) };
     }
 
     private static ReportSettings ParseReport(Reader r, Dictionary<string, YamlNode?> top)
