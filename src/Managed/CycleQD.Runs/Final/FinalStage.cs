@@ -13,7 +13,8 @@ using CycleQD.Tensors;
 namespace CycleQD.Runs.Final;
 
 /// <summary>
-/// The end of a run on real models: the final merge of the archives' best elites (weights chosen on
+/// The end of a run on real models: the final merge of the archives' best elites, and with
+/// final_merge.candidates best+generalists the best generalists (<see cref="FinalCandidates"/>) (weights chosen on
 /// the search split, written to final/model.safetensors and final/final.json) and the report
 /// (report.json): base, every expert, task arithmetic with λ chosen on the search split, TIES,
 /// CycleQD's best elite per task and its final model, each scored on the test split.
@@ -22,7 +23,7 @@ namespace CycleQD.Runs.Final;
 /// Resumable: report.json is rewritten after every row with "complete": false, and its rows that do
 /// not depend on the search (base, experts, task arithmetic, TIES) are reused by a later final stage
 /// of the same run directory under the same evaluation settings; a final.json of the same
-/// generation count is reused instead of searching again. Borrows everything it is given.
+/// generation count, elites and final_merge settings is reused instead of searching again. Borrows everything it is given.
 /// </remarks>
 internal sealed class FinalStage
 {
