@@ -28,6 +28,7 @@ public sealed class TinyRunFixture : IDisposable
                 tinyskills/os: {models}/expert-os
             evaluation: {"{"} split: valid, limit: 20, tinyskills: {models} {"}"}
             archive: {"{"} bins: 15 {"}"}
+            final_merge: {"{"} enabled: false {"}"}
             """);
         var r = CliRunner.Run("run", _dir.File("exp.yaml"), "--out", RunDir, "--device", "cpu");
         if (r.ExitCode != 0) throw new InvalidOperationException("the fixture run failed: " + r.Err + r.Out);
