@@ -95,6 +95,7 @@ public class ExperimentConfigTests
         Assert.Equal(MutationKind.Svd, c.Options.Mutation.Kind);
         Assert.Equal("valid", c.Evaluation.Split);
         Assert.Null(c.Evaluation.Limit);
+        Assert.Equal(("best+generalists", 1), (c.FinalMerge.Candidates, c.FinalMerge.Generalists));
         Assert.Equal(Path.Combine(TestPaths.RepoRoot, "models", "tinyskills", "expert-os"), c.Model.ExpertPaths[2].Value);
         Assert.True(File.Exists(Path.Combine(c.Model.ExpertPaths[2].Value, "model.safetensors")));
         Assert.True(Directory.Exists(Path.Combine(c.Evaluation.TinySkillsDir!, "tasks", "code")));
@@ -127,6 +128,7 @@ public class ExperimentConfigTests
         Assert.Equal("linear", real.FinalMerge.Method);
         Assert.Equal(1, real.FinalMerge.Top);
         Assert.Equal(10, real.FinalMerge.Grid.Count);
+        Assert.Equal(("best+generalists", 1), (real.FinalMerge.Candidates, real.FinalMerge.Generalists));
         Assert.Equal(0.2, real.Report.TiesDensity);
         Assert.False(ExperimentConfig.Parse(Head, "exp.yaml", "/tmp").FinalMerge.Enabled);
 
@@ -144,6 +146,11 @@ public class ExperimentConfigTests
     [InlineData("final_merge: { grid: [0.5, x] }", "line 4: final_merge.grid: expected a number")]
     [InlineData("final_merge: { rounds: -1 }", "line 4: final_merge.rounds: -1 must be between 0 and 10")]
     [InlineData("final_merge: { enable: true }", "line 4: final_merge.enable: unknown setting")]
+    [InlineData("final_merge: { candidates: all }", "line 4: final_merge.candidates: 'all' is not a candidate set (known: best, best+generalists)")]
+    [InlineData("final_merge: { candidates: best, generalists: 2 }", "line 4: final_merge.generalists: only used with candidates: best+generalists")]
+    [InlineData("final_merge: { candidates: best+generalists, generalists: 0 }", "line 4: final_merge.generalists: 0 must be at least 1, and 1 × 1 tasks + 0 at most 7 elites in all")]
+    [InlineData("final_merge: { top: 5, candidates: best+generalists, generalists: 3 }", "line 4: final_merge.generalists: 3 must be at least 1, and 5 × 1 tasks + 3 at most 7 elites in all")]
+    [InlineData("final_merge: { candidates: best+generalists, generalists: x }", "line 4: final_merge.generalists: 'x' is not an integer")]
     [InlineData("report: { ties_density: 0 }", "line 4: report.ties_density: 0 must be in (0, 1]")]
     [InlineData("report: { task_arithmetic_lambdas: [0] }", "line 4: report.task_arithmetic_lambdas: must be a non-empty list of values in (0, 4]")]
     public void Parse_BadFinalMergeOrReportSetting_OneClearErrorWithLine(string line, string expected)
@@ -151,6 +158,22 @@ public class ExperimentConfigTests
         var e = ParseError(RealOk + line + "\n");
         Assert.StartsWith("exp.yaml: ", e.Message);
         Assert.Contains(expected, e.Message);
+    }
+
+    [Fact]
+    public void Parse_FinalMergeCandidates_BestOrBestPlusGeneralists()
+    {
+        var best = ExperimentConfig.Parse(RealOk + "final_merge: { candidates: best }\n", "exp.yaml", "/tmp").FinalMerge;
+        Assert.Equal(("best", 0), (best.Candidates, best.Generalists));
+        var some = ExperimentConfig.Parse(RealOk + "final_merge: { candidates: best+generalists, generalists: 1 }\n", "exp.yaml", "/tmp").FinalMerge;
+        Assert.Equal(("best+generalists", 1), (some.Candidates, some.Generalists));
+        var dflt = ExperimentConfig.Parse(RealOk + "final_merge: { candidates: best+generalists }\n", "exp.yaml", "/tmp").FinalMerge;
+        Assert.Equal(("best+generalists", FinalMergeSettings.DefaultGeneralists), (dflt.Candidates, dflt.Generalists));
+        var count = ExperimentConfig.Parse(RealOk + "final_merge: { generalists: 4 }\n", "exp.yaml", "/tmp").FinalMerge;
+        Assert.Equal(("best+generalists", 4), (count.Candidates, count.Generalists));
+        // The default set leaves no room after top 7 × 1 task: it falls back to the archive bests.
+        var full = ExperimentConfig.Parse(RealOk + "final_merge: { top: 7 }\n", "exp.yaml", "/tmp").FinalMerge;
+        Assert.Equal(("best", 0), (full.Candidates, full.Generalists));
     }
 
     [Fact]

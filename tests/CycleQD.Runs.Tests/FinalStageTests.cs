@@ -88,7 +88,8 @@ public class FinalStageTests
         Assert.Equal(2, fj["generations"]!.GetValue<int>());
         var elites = fj["elites"]!.AsArray();
         var weights = fj["weights"]!.AsArray().Select(w => w!.GetValue<double>()).ToArray();
-        Assert.InRange(elites.Count, 1, 3);
+        // The default candidates: the three archive bests (fewer when one leads several archives) and one generalist.
+        Assert.InRange(elites.Count, 1, 4);
         Assert.Equal(elites.Count, weights.Length);
         foreach (var e in elites)
         {
@@ -213,6 +214,50 @@ public class FinalStageTests
         Assert.DoesNotContain(more, l => l.StartsWith("final: scoring base", StringComparison.Ordinal));
         Assert.Equal(3, Json(finalJson)["generations"]!.GetValue<int>());
         Assert.Equal(3, Json(reportPath)["generations"]!.GetValue<int>());
+    }
+
+    [Fact]
+    public void Finish_BestPlusGeneralists_FinalJsonNamesEachEliteAndWhy_AndAChangedSettingRedoesOnlyTheMerge()
+    {
+        using var tmp = new TempDir();
+        string exp = Experiments.Write(tmp, "exp.yaml", TinyExperiment(2).Replace("rounds: 1 }", "rounds: 1, candidates: best+generalists, generalists: 2 }", StringComparison.Ordinal));
+        string run = tmp.File("run");
+        var lines = RunTo(exp, run, 2);
+        Assert.Contains(lines, l => l.Contains(": generalist rank 1 (mean valid score ", StringComparison.Ordinal));
+
+        var fj = Json(Path.Combine(run, "final", "final.json"));
+        Assert.Equal("best+generalists", fj["search"]!["candidates"]!.GetValue<string>());
+        Assert.Equal(2, fj["search"]!["generalists"]!.GetValue<int>());
+        var elites = fj["elites"]!.AsArray().Select(e => e!.AsObject()).ToArray();
+        var ids = elites.Select(e => e["id"]!.GetValue<string>()).ToArray();
+        Assert.Equal(ids.Length, ids.Distinct().Count());
+        var bests = elites.Where(e => e["selected_as"]!.GetValue<string>() == "archive_best").ToArray();
+        var generalists = elites.Where(e => e["selected_as"]!.GetValue<string>() == "generalist").ToArray();
+        Assert.Equal(elites.Length, bests.Length + generalists.Length);
+        Assert.InRange(bests.Length, 1, 3);
+        foreach (var b in bests) Assert.Equal("best of archive " + b["task"]!.GetValue<string>(), b["reason"]!.GetValue<string>());
+        // The run has children beyond the archive bests, so both generalists are there, best mean first,
+        // each not below any elite left out (the mean over the three tasks of its search scores).
+        Assert.Equal(2, generalists.Length);
+        Assert.Equal([1, 2], generalists.Select(g => g["rank"]!.GetValue<int>()));
+        Assert.StartsWith("generalist rank 1 (mean valid score ", generalists[0]["reason"]!.GetValue<string>());
+        double Mean(JsonObject e) => e["search_scores"]!.AsObject().Select(kv => kv.Value!.GetValue<double>()).Average();
+        foreach (var g in generalists) Assert.Equal(Mean(g), g["mean_search_score"]!.GetValue<double>(), 12);
+        Assert.True(Mean(generalists[0]) >= Mean(generalists[1]));
+        Assert.Equal(elites.Length, fj["weights"]!.AsArray().Count);
+        AssertIsLinearMerge(run, Path.Combine(TestPaths.RepoRoot, "models", "tinyskills", "base"), ids,
+            fj["weights"]!.AsArray().Select(w => w!.GetValue<double>()).ToArray());
+
+        // The supported way to compare candidate sets: edit final_merge in the run's experiment.yaml and resume.
+        string config = Path.Combine(run, "experiment.yaml");
+        File.WriteAllText(config, File.ReadAllText(config).Replace("candidates: best+generalists, generalists: 2", "candidates: best", StringComparison.Ordinal));
+        var redo = ResumeTo(run, null);
+        Assert.DoesNotContain(redo, l => l.StartsWith("final: scoring base", StringComparison.Ordinal) || l.StartsWith("final: TIES", StringComparison.Ordinal));
+        Assert.Contains(redo, l => l.StartsWith("final: trial", StringComparison.Ordinal));
+        var after = Json(Path.Combine(run, "final", "final.json"));
+        Assert.Equal("best", after["search"]!["candidates"]!.GetValue<string>());
+        Assert.Equal(bests.Select(b => b["id"]!.GetValue<string>()), after["elites"]!.AsArray().Select(e => e!["id"]!.GetValue<string>()));
+        Assert.All(after["elites"]!.AsArray(), e => Assert.Equal("archive_best", e!["selected_as"]!.GetValue<string>()));
     }
 
     [Fact]

@@ -39,13 +39,33 @@ public sealed record EvaluationSettings(string Split = "valid", int? Limit = nul
 /// <param name="Top">Best elites taken from each archive (1..8 in all after removing duplicates).</param>
 /// <param name="Grid">Weight values tried for each elite (and for the shared weight of the first phase).</param>
 /// <param name="Rounds">Coordinate-search sweeps over the elites after the shared-weight phase (0: none).</param>
-public sealed record FinalMergeSettings(bool Enabled, string Method, int Top, IReadOnlyList<double> Grid, int Rounds)
+/// <param name="Candidates">
+/// Which elites the weights are searched over: "best" (the best <paramref name="Top"/> of every archive) or
+/// "best+generalists" (those, plus the <paramref name="Generalists"/> elites of all archives with the highest
+/// mean search-split score over all tasks that are not already among them).
+/// </param>
+/// <param name="Generalists">Elites added by "best+generalists" (0 with "best").</param>
+public sealed record FinalMergeSettings(bool Enabled, string Method, int Top, IReadOnlyList<double> Grid, int Rounds,
+    string Candidates = FinalMergeSettings.BestCandidates, int Generalists = 0)
 {
+    /// <summary>Candidates: the best elites of each archive only.</summary>
+    public const string BestCandidates = "best";
+
+    /// <summary>Candidates: the best elites of each archive and the best generalists over all archives.</summary>
+    public const string BestAndGeneralistsCandidates = "best+generalists";
+
+    /// <summary>Generalists taken by "best+generalists" when final_merge.generalists is not given.</summary>
+    public const int DefaultGeneralists = 1;
+
     /// <summary>0.1, 0.2, …, 1.0.</summary>
     public static IReadOnlyList<double> DefaultGrid { get; } = Enumerable.Range(1, 10).Select(i => i / 10.0).ToArray();
 
-    /// <summary>The defaults for a run on real (<paramref name="enabled"/> = true) or synthetic models.</summary>
-    public static FinalMergeSettings Default(bool enabled) => new(enabled, "linear", 1, DefaultGrid, 1);
+    /// <summary>
+    /// The defaults for a run on real (<paramref name="enabled"/> = true) or synthetic models: top 1,
+    /// best+generalists with one generalist (it found a better final model on the search split of the
+    /// TinySkills runs, and was never worse; docs/running.md), the 0.1 … 1.0 grid, one sweep.
+    /// </summary>
+    public static FinalMergeSettings Default(bool enabled) => new(enabled, "linear", 1, DefaultGrid, 1, BestAndGeneralistsCandidates, DefaultGeneralists);
 }
 
 /// <summary>The baselines of the end-of-run report (scored on the test split next to CycleQD's models).</summary>
@@ -194,8 +214,8 @@ public sealed record ExperimentConfig(string Name, CycleQDOptions Options, int G
     private static FinalMergeSettings ParseFinalMerge(Reader r, Dictionary<string, YamlNode?> top, bool realModels, int taskCount)
     {
         var d = FinalMergeSettings.Default(realModels);
-        if (!top.TryGetValue("final_merge", out var node)) return d;
-        var f = r.Map(node!, "final_merge", "enabled", "method", "top", "grid", "rounds");
+        if (!top.TryGetValue("final_merge", out var node) || node is null) return FitDefault(d, taskCount);
+        var f = r.Map(node, "final_merge", "enabled", "method", "top", "grid", "rounds", "candidates", "generalists");
         bool enabled = r.Bool(f, "enabled", d.Enabled, "final_merge.");
         if (enabled && !realModels)
             throw r.Error(f.TryGetValue("enabled", out var en) ? en! : node!, "final_merge.enabled", "the final merge and its report need real models (model.base and model.experts); the synthetic problem has no test split");
@@ -209,7 +229,37 @@ public sealed record ExperimentConfig(string Name, CycleQDOptions Options, int G
             throw r.Error(g!, "final_merge.grid", "must be a non-empty list of weights in [0, 4]");
         int rounds = r.Int(f, "rounds", d.Rounds, "final_merge.");
         if (rounds is < 0 or > 10) throw r.Error(f["rounds"]!, "final_merge.rounds", $"{rounds} must be between 0 and 10");
-        return new FinalMergeSettings(enabled, method, topN, grid, rounds);
+
+        var given = new FinalMergeSettings(enabled, method, topN, grid, rounds);
+        bool candidatesGiven = f.TryGetValue("candidates", out var cNode) && cNode != null;
+        bool countGiven = f.TryGetValue("generalists", out var gNode) && gNode != null;
+        string candidates = r.String(f, "candidates", d.Candidates, "final_merge.");
+        if (candidates == FinalMergeSettings.BestCandidates)
+        {
+            if (countGiven) throw r.Error(gNode!, "final_merge.generalists", "only used with candidates: best+generalists");
+            return given;
+        }
+        if (candidates != FinalMergeSettings.BestAndGeneralistsCandidates)
+            throw r.Error(cNode!, "final_merge.candidates",
+                $"'{candidates}' is not a candidate set (known: {FinalMergeSettings.BestCandidates}, {FinalMergeSettings.BestAndGeneralistsCandidates})");
+        int generalists = r.Int(f, "generalists", FinalMergeSettings.DefaultGeneralists, "final_merge.");
+        given = given with { Candidates = candidates, Generalists = generalists };
+        if (!candidatesGiven && !countGiven) return FitDefault(given, taskCount);
+        if (generalists < 1 || topN * taskCount + generalists > 7)
+            throw r.Error(countGiven ? gNode! : cNode!, "final_merge.generalists",
+                $"{generalists} must be at least 1, and {topN} × {taskCount} tasks + {generalists} at most 7 elites in all");
+        return given;
+    }
+
+    /// <summary>
+    /// The default candidates when the file names none: the default generalist count shrinks to what
+    /// the 7-elite limit leaves after top × tasks, and to "best" when nothing is left.
+    /// </summary>
+    private static FinalMergeSettings FitDefault(FinalMergeSettings s, int taskCount)
+    {
+        if (s.Candidates != FinalMergeSettings.BestAndGeneralistsCandidates) return s;
+        int room = 7 - s.Top * taskCount;
+        return room < 1 ? s with { Candidates = FinalMergeSettings.BestCandidates, Generalists = 0 } : s with { Generalists = Math.Min(s.Generalists, room) };
     }
 
     private static ReportSettings ParseReport(Reader r, Dictionary<string, YamlNode?> top)

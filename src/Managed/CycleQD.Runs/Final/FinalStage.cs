@@ -13,7 +13,8 @@ using CycleQD.Tensors;
 namespace CycleQD.Runs.Final;
 
 /// <summary>
-/// The end of a run on real models: the final merge of the archives' best elites (weights chosen on
+/// The end of a run on real models: the final merge of the archives' best elites, and with
+/// final_merge.candidates best+generalists the best generalists (<see cref="FinalCandidates"/>) (weights chosen on
 /// the search split, written to final/model.safetensors and final/final.json) and the report
 /// (report.json): base, every expert, task arithmetic with λ chosen on the search split, TIES,
 /// CycleQD's best elite per task and its final model, each scored on the test split.
@@ -22,7 +23,7 @@ namespace CycleQD.Runs.Final;
 /// Resumable: report.json is rewritten after every row with "complete": false, and its rows that do
 /// not depend on the search (base, experts, task arithmetic, TIES) are reused by a later final stage
 /// of the same run directory under the same evaluation settings; a final.json of the same
-/// generation count is reused instead of searching again. Borrows everything it is given.
+/// generation count, elites and final_merge settings is reused instead of searching again. Borrows everything it is given.
 /// </remarks>
 internal sealed class FinalStage
 {
@@ -83,19 +84,43 @@ internal sealed class FinalStage
     {
         var report = RunReport.TryRead(ReportPath(dir), config.Options.Tasks, EvaluationKey(config));
         if (report is not { Complete: true } || report.Generations != generations) return null;
-        if (config.FinalMerge.Enabled && (ReadFinalGenerations(dir) != generations || !File.Exists(FinalModelPath(dir)))) return null;
+        if (config.FinalMerge.Enabled && (ReadFinalJson(dir) is not { } final || final["generations"]?.GetValue<int>() != generations
+                                          || !SameSearchSettings(final, config.FinalMerge) || !File.Exists(FinalModelPath(dir)))) return null;
         return report;
     }
 
-    private static int? ReadFinalGenerations(RunDirectory dir)
+    private static JsonObject? ReadFinalJson(RunDirectory dir)
     {
         try
         {
-            return File.Exists(FinalJsonPath(dir)) ? JsonNode.Parse(File.ReadAllText(FinalJsonPath(dir)))?["generations"]?.GetValue<int>() : null;
+            return File.Exists(FinalJsonPath(dir)) ? JsonNode.Parse(File.ReadAllText(FinalJsonPath(dir)))?.AsObject() : null;
         }
         catch (Exception e) when (e is JsonException or InvalidOperationException or FormatException)
         {
             return null;
+        }
+    }
+
+    /// <summary>
+    /// Whether final.json was searched under <paramref name="fm"/>'s candidates, top, grid and rounds, so that
+    /// editing final_merge in the run's experiment.yaml and resuming redoes only the final merge.
+    /// A final.json written before candidates were recorded counts as "best".
+    /// </summary>
+    private static bool SameSearchSettings(JsonObject final, FinalMergeSettings fm)
+    {
+        try
+        {
+            var s = final["search"]?.AsObject();
+            if (s is null) return false;
+            string candidates = s["candidates"]?.GetValue<string>() ?? FinalMergeSettings.BestCandidates;
+            int generalists = s["generalists"]?.GetValue<int>() ?? 0;
+            var grid = s["grid"]?.AsArray().Select(x => x!.GetValue<double>()).ToArray() ?? [];
+            return candidates == fm.Candidates && generalists == fm.Generalists && s["top_per_archive"]?.GetValue<int>() == fm.Top
+                   && s["rounds"]?.GetValue<int>() == fm.Rounds && grid.SequenceEqual(fm.Grid);
+        }
+        catch (Exception e) when (e is InvalidOperationException or FormatException or NullReferenceException)
+        {
+            return false;
         }
     }
 
@@ -134,7 +159,7 @@ internal sealed class FinalStage
         var bestRows = new List<ReportRow>();
         foreach (var a in archives)
         {
-            var (cell, elite) = Ranked(a).First();
+            var (cell, elite) = FinalCandidates.RankedByQuality((a.Task, a.Cells)).First();
             var details = EliteDetails(a, cell, elite);
             var test = await TestScores(elite.Id, cancellationToken).ConfigureAwait(false);
             var row = new ReportRow("elite:" + Tasks[a.Task], $"CycleQD best elite, {Short(Tasks[a.Task])} archive", elite.Scores.ToArray(), test,
@@ -164,11 +189,6 @@ internal sealed class FinalStage
     private static string Short(string task) => task.Contains('/') ? task[(task.LastIndexOf('/') + 1)..] : task;
 
     private static string Describe(string id) => id.StartsWith("expert:", StringComparison.Ordinal) ? "expert " + Short(id["expert:".Length..]) : "elite " + id[..12];
-
-    /// <summary>An archive's elites, best first: quality, then earlier generation, then id.</summary>
-    private static IEnumerable<(int Cell, Elite Elite)> Ranked(Archive a) =>
-        a.Cells.Select(kv => (kv.Key, kv.Value))
-            .OrderByDescending(x => x.Value.Scores[a.Task]).ThenBy(x => x.Value.Generation).ThenBy(x => x.Value.Id, StringComparer.Ordinal).ThenBy(x => x.Key);
 
     private JsonObject EliteDetails(Archive a, int cell, Elite e) => new()
     {
@@ -290,11 +310,8 @@ internal sealed class FinalStage
     private async Task<ReportRow> FinalRow(int generations, IReadOnlyList<Archive> archives, CancellationToken ct)
     {
         var fm = _config.FinalMerge;
-        // The elites: the best `top` of every archive, each weight set once (an expert or a child can lead several archives).
-        var chosen = new List<(Archive Archive, int Cell, Elite Elite)>();
-        foreach (var a in archives)
-            foreach (var (cell, e) in Ranked(a).Take(fm.Top))
-                if (!chosen.Any(c => c.Elite.Id == e.Id)) chosen.Add((a, cell, e));
+        // Each weight set once (an expert or a child can lead several archives); generalists after the bests.
+        var chosen = FinalCandidates.Select(FinalCandidates.Of(archives), fm.Top, fm.Generalists);
         var ids = chosen.Select(c => c.Elite.Id).ToArray();
 
         var previous = ReadFinal(generations, ids);
@@ -314,7 +331,7 @@ internal sealed class FinalStage
                 var models = ids.Select(id => Resolve(id, opened)).ToArray();
                 int max = FinalMergeSearch.MaxEvaluations(ids.Length, fm.Grid.Count, fm.Rounds);
                 int n = 0;
-                _progress($"final: merging {ids.Length} elite(s) ({string.Join(", ", ids.Select(Describe))}); weight search on {_config.Evaluation.Split}, at most {max} evaluations");
+                _progress($"final: merging {ids.Length} elite(s) ({string.Join(", ", chosen.Select(c => $"{Describe(c.Elite.Id)}: {Reason(archives, c)}"))}); weight search on {_config.Evaluation.Split}, at most {max} evaluations");
                 var result = await FinalMergeSearch.RunAsync(ids.Length, fm.Grid, fm.Rounds,
                     async (w, c) => await SearchScoresOfMerge(ids, models, w, c).ConfigureAwait(false),
                     t => _progress($"final: trial {++n}: weights [{string.Join(", ", t.Weights.Select(x => x.ToString("0.###", CultureInfo.InvariantCulture)))}] {_config.Evaluation.Split} average {Pct(t.Average)} %"),
@@ -327,7 +344,7 @@ internal sealed class FinalStage
                     WriteModel(merged);
                     test = await Score(merged, _test, ct).ConfigureAwait(false);
                 }
-                final = FinalJson(generations, chosen, result, test, searchEvaluations, searchSeconds);
+                final = FinalJson(generations, archives, chosen, result, test, searchEvaluations, searchSeconds);
                 SafetensorsWriter.WriteAtomically(FinalJsonPath(_dir), fs => fs.Write(Encoding.UTF8.GetBytes(final.ToJsonString(new JsonSerializerOptions { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }) + "\n")));
             }
             finally
@@ -353,7 +370,7 @@ internal sealed class FinalStage
             var o = JsonNode.Parse(File.ReadAllText(FinalJsonPath(_dir)))!.AsObject();
             if (o["generations"]?.GetValue<int>() != generations) return null;
             var had = o["elites"]!.AsArray().Select(e => e!["id"]!.GetValue<string>()).ToArray();
-            if (!had.SequenceEqual(ids) || o["evaluation"]?.GetValue<string>() != EvaluationKey(_config)) return null;
+            if (!had.SequenceEqual(ids) || o["evaluation"]?.GetValue<string>() != EvaluationKey(_config) || !SameSearchSettings(o, _config.FinalMerge)) return null;
             return o;
         }
         catch (Exception e) when (e is JsonException or InvalidOperationException or NullReferenceException or FormatException)
@@ -362,7 +379,14 @@ internal sealed class FinalStage
         }
     }
 
-    private JsonObject FinalJson(int generations, List<(Archive Archive, int Cell, Elite Elite)> chosen, MergeSearchResult result,
+    /// <summary>Why a candidate was taken, in words: "best of archive tinyskills/db" or "generalist rank 2 (mean search score 0.353)".</summary>
+    private string Reason(IReadOnlyList<Archive> archives, FinalCandidate c) => c.Reason switch
+    {
+        FinalCandidateReason.ArchiveBest => (c.Rank == 1 ? "best" : $"rank {c.Rank}") + $" of archive {Tasks[archives[c.Archive].Task]}",
+        _ => $"generalist rank {c.Rank} (mean {_config.Evaluation.Split} score {c.MeanScore.ToString("0.###", CultureInfo.InvariantCulture)})",
+    };
+
+    private JsonObject FinalJson(int generations, IReadOnlyList<Archive> archives, IReadOnlyList<FinalCandidate> chosen, MergeSearchResult result,
         double[] test, int evaluations, double seconds)
     {
         JsonObject Scores(IReadOnlyList<double> s)
@@ -376,8 +400,13 @@ internal sealed class FinalStage
         var elites = new JsonArray();
         for (int i = 0; i < chosen.Count; i++)
         {
-            var (a, cell, e) = chosen[i];
+            var c = chosen[i];
+            var (a, cell, e) = (archives[c.Archive], c.Cell, c.Elite);
             var d = EliteDetails(a, cell, e);
+            d["selected_as"] = c.Reason == FinalCandidateReason.ArchiveBest ? "archive_best" : "generalist";
+            d["rank"] = c.Rank;
+            d["reason"] = Reason(archives, c);
+            d["mean_search_score"] = c.MeanScore;
             d["weight"] = result.Best.Weights[i];
             d["search_scores"] = Scores(e.Scores);
             d["file"] = e.Id.StartsWith("expert:", StringComparison.Ordinal) ? null : Path.Combine("elites", e.Id + ".safetensors");
@@ -401,6 +430,8 @@ internal sealed class FinalStage
                 ["split"] = _config.Evaluation.Split,
                 ["objective"] = "mean score over the tasks",
                 ["top_per_archive"] = fm.Top,
+                ["candidates"] = fm.Candidates,
+                ["generalists"] = fm.Generalists,
                 ["grid"] = new JsonArray(fm.Grid.Select(x => (JsonNode)x).ToArray()),
                 ["rounds"] = fm.Rounds,
                 ["phases"] = "each elite alone; one shared weight over the grid; coordinate sweeps over the grid",
