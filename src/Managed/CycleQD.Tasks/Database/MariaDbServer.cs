@@ -68,7 +68,7 @@ public sealed class MariaDbServer : IAsyncDisposable
         try
         {
             var install = new ProcessStartInfo(installDb) { RedirectStandardOutput = true, RedirectStandardError = true };
-            foreach (var a in (string[])["--no-defaults", $"--datadir={data}", "--auth-root-authentication-method=normal", "--skip-test-db", "--innodb-log-file-size=8M", .. userArgs])
+            foreach (var a in (string[])["--no-defaults", $"--datadir={data}", "--auth-root-authentication-method=normal", "--skip-test-db", "--innodb-log-file-size=8M", "--innodb-use-native-aio=0", .. userArgs])
                 install.ArgumentList.Add(a);
             using (var p = Process.Start(install)!)
             {
@@ -76,7 +76,7 @@ public sealed class MariaDbServer : IAsyncDisposable
                 var errTask = p.StandardError.ReadToEndAsync(cancellationToken);
                 await p.WaitForExitAsync(cancellationToken).ConfigureAwait(false);
                 if (p.ExitCode != 0)
-                    throw new DatabaseUnavailableException($"{installDb} failed (exit {p.ExitCode}): {Tail(await outTask + await errTask)}");
+                    throw new DatabaseUnavailableException($"{installDb} failed (exit {p.ExitCode}): {ErrorLines(await outTask + await errTask)}{Tail(await outTask + await errTask)}");
             }
 
             var start = new ProcessStartInfo(server) { RedirectStandardOutput = true, RedirectStandardError = true };
@@ -85,7 +85,10 @@ public sealed class MariaDbServer : IAsyncDisposable
                          $"--pid-file={Path.Combine(root, "mysqld.pid")}", "--skip-grant-tables", "--skip-log-bin",
                          "--character-set-server=utf8mb4", $"--collation-server={Collation}", $"--sql-mode={MySql8SqlMode}",
                          "--innodb-log-file-size=8M", "--innodb-buffer-pool-size=64M", "--innodb-flush-log-at-trx-commit=0",
-                         "--innodb-doublewrite=0", "--max-connections=200", .. userArgs])
+                         "--innodb-doublewrite=0", "--max-connections=200",
+                         // Several private servers at once (parallel tests, eval workers) must not exhaust
+                         // the kernel's fs.aio-max-nr; this small server does not need native AIO.
+                         "--innodb-use-native-aio=0", .. userArgs])
                 start.ArgumentList.Add(a);
             var process = Process.Start(start)!;
             var log = new StringBuilder();
@@ -128,6 +131,13 @@ public sealed class MariaDbServer : IAsyncDisposable
                 try { Directory.Delete(root, true); } catch (IOException) { }
             throw;
         }
+    }
+
+    /// <summary>The lines that say ERROR (the cause, which the tool's closing advice pushes out of the tail), then a separator.</summary>
+    private static string ErrorLines(string text)
+    {
+        var lines = text.Split('\n').Where(l => l.Contains("ERROR", StringComparison.OrdinalIgnoreCase)).Take(5).ToArray();
+        return lines.Length == 0 ? "" : string.Join(" | ", lines.Select(l => l.Trim())) + " … ";
     }
 
     private static string Tail(string s) => s.Length <= 1500 ? s.Trim() : "…" + s[^1500..].Trim();
