@@ -20,6 +20,19 @@ public class InspectCommandTests
     }
 
     [Fact]
+    public void Inspect_SamFolder_ShowsTheSamConfig_AndItsCountMatchesTheTensors()
+    {
+        var r = CliRunner.Run("inspect", Path.Combine(TestPaths.RepoRoot, "models", "sam-tiny", "base"));
+        Assert.True(r.ExitCode == 0, r.Err);
+        Assert.Contains("model_type            sam", r.Out);
+        Assert.Contains("image                 128×128, patch 16 (embedding grid 8×8)", r.Out);
+        var count = System.Text.RegularExpressions.Regex.Match(r.Out, @"parameters \(config\)   ([\d,]+)").Groups[1].Value;
+        Assert.NotEqual("", count);
+        Assert.Contains($"F32 174), {count} parameters", r.Out);
+        Assert.DoesNotContain("hidden_size", r.Out);
+    }
+
+    [Fact]
     public void Inspect_SharedStories260KHf_MatchesShippedCopy()
     {
         string shared = TestPaths.RequireSharedData("models", "stories260K-hf");

@@ -1,5 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
+using System.Text.Json.Nodes;
+using CycleQD.Onnx.Sam;
 using CycleQD.Tensors;
 
 namespace CycleQD.Cli.Commands.Inspect;
@@ -24,11 +26,25 @@ internal static class InspectCommand
     {
         var inv = CultureInfo.InvariantCulture;
         string full = Path.GetFullPath(path);
-        HfModelFolder? folder = Directory.Exists(full) ? HfModelFolder.Open(full) : null;
+        // A SamModel folder has a config.json of another shape: read it as SAM's, not Llama's.
+        SamConfig? sam = Directory.Exists(full) && IsSamFolder(full) ? SamConfig.Load(Path.Combine(full, "config.json")) : null;
+        HfModelFolder? folder = Directory.Exists(full) && sam is null ? HfModelFolder.Open(full) : null;
         using var weights = SafetensorsModel.Open(full);
 
         o.WriteLine($"model: {full}");
-        if (folder != null)
+        if (sam != null)
+        {
+            var v = sam.Vision;
+            var cost = SamCost.Of(sam);
+            o.WriteLine("  model_type            sam");
+            o.WriteLine($"  image encoder         {v.NumHiddenLayers} layers, hidden {v.HiddenSize}, {v.NumAttentionHeads} heads, MLP {v.MlpDim}, window {v.WindowSize}, global attention at [{string.Join(", ", v.GlobalAttnIndexes)}], output channels {v.OutputChannels}");
+            o.WriteLine($"  image                 {v.ImageSize}×{v.ImageSize}, patch {v.PatchSize} (embedding grid {v.GridSize}×{v.GridSize})");
+            o.WriteLine($"  prompt encoder        hidden {sam.PromptEncoder.HiddenSize}");
+            o.WriteLine($"  mask decoder          {sam.MaskDecoder.NumHiddenLayers} layers, hidden {sam.MaskDecoder.HiddenSize}, {sam.MaskDecoder.NumAttentionHeads} heads, {sam.MaskDecoder.NumMaskTokens} mask tokens, low-res masks {sam.LowResSize}×{sam.LowResSize}");
+            o.WriteLine($"  parameters (config)   {cost.Parameters.ToString("N0", inv)} (encoder {cost.EncoderParameters.ToString("N0", inv)}, prompt encoder + decoder {cost.DecoderParameters.ToString("N0", inv)})");
+            o.WriteLine($"  FLOP                  encoder {(cost.EncoderFlops / 1e9).ToString("F3", inv)} G per image, decoder {(cost.DecoderFlops / 1e9).ToString("F3", inv)} G per box prompt");
+        }
+        else if (folder != null)
         {
             var c = folder.Config;
             o.WriteLine($"  model_type            {c.ModelType}");
@@ -60,5 +76,20 @@ internal static class InspectCommand
         o.WriteLine();
         o.WriteLine($"total: {weights.Tensors.Count} tensors ({string.Join(", ", byType)}), {elements.ToString("N0", inv)} parameters, {(weights.TotalBytes / 1e6).ToString("F3", inv)} MB");
         return 0;
+    }
+
+    private static bool IsSamFolder(string directory)
+    {
+        string config = Path.Combine(directory, "config.json");
+        if (!File.Exists(config)) return false;
+        try
+        {
+            return JsonNode.Parse(File.ReadAllText(config)) is JsonObject o && o["model_type"] is JsonValue t
+                && t.TryGetValue<string>(out var type) && type == "sam";
+        }
+        catch (System.Text.Json.JsonException)
+        {
+            return false; // HfModelFolder reports the broken file with its own message
+        }
     }
 }
