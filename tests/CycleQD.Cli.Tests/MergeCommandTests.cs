@@ -18,7 +18,10 @@ public sealed class MergeCommandTests
         var r = CliRunner.Run("merge", Example("tinyskills-ties.yaml"), "--out", outDir);
         Assert.Equal(0, r.ExitCode);
         Assert.Equal("", r.Err);
-        Assert.StartsWith("ties: merged 47 tensors (260,032 values) into " + outDir, r.Out);
+        Assert.Contains("\nties: merged 47 tensors (260,032 values) into " + outDir, r.Out);
+        var progress = r.Out.Split('\n').Where(l => l.StartsWith("merging: ", StringComparison.Ordinal)).ToList();
+        Assert.InRange(progress.Count, 2, 11);
+        Assert.StartsWith("merging: 47/47 tensors, 100 % of the values", progress[^1]);
 
         // The reference evaluated its own TIES merge of the same models (model-wide top 20 %, lambda 1).
         using var published = JsonDocument.Parse(File.ReadAllText(results));

@@ -7,8 +7,9 @@ namespace CycleQD.Runs.Merging;
 /// <param name="ConfigText">The merge file's text, shown in the card (null: not shown).</param>
 /// <param name="Scores">Measured scores (name → value) for the card; null or empty: none.</param>
 /// <param name="HashInputs">Put the SHA-256 of every input weight file in the card (reads each file once more).</param>
+/// <param name="Progress">Called after each tensor is merged with (tensors done, tensors in all, values done, values in all); null: silent.</param>
 public sealed record MergeOutputOptions(long MaxShardBytes = SafetensorsWriter.DefaultMaxShardBytes, string? ConfigText = null,
-    IReadOnlyDictionary<string, double>? Scores = null, bool HashInputs = true);
+    IReadOnlyDictionary<string, double>? Scores = null, bool HashInputs = true, Action<int, int, long, long>? Progress = null);
 
 /// <summary>What <see cref="MergeOutput.Write"/> produced.</summary>
 /// <param name="Directory">The output folder.</param>
@@ -35,7 +36,7 @@ public static class MergeOutput
         string card = Card(merge, options);
         return HfFolderOutput.WriteOrClean(directory, dir =>
         {
-            var files = HfFolderOutput.Write(dir, source, merge.OutputTensors(), options.MaxShardBytes, card);
+            var files = HfFolderOutput.Write(dir, source, merge.OutputTensors(options.Progress), options.MaxShardBytes, card);
             return new MergeOutputResult(dir, files, merge.Tensors.Count, merge.Tensors.Sum(t => t.ElementCount));
         });
     }

@@ -127,11 +127,23 @@ public sealed class ModelMerge : IDisposable
     /// The output tensors for <see cref="SafetensorsWriter"/>: each is merged when the writer asks
     /// for its bytes, and stored as <see cref="MergeSpec.OutputDType"/> or the reference model's dtype.
     /// </summary>
-    public IReadOnlyList<TensorData> OutputTensors() => Tensors.Select((t, i) =>
+    /// <param name="progress">Called after each tensor is merged: (tensors done, tensors in all, values done, values in all).</param>
+    public IReadOnlyList<TensorData> OutputTensors(Action<int, int, long, long>? progress = null)
     {
-        var dtype = Spec.OutputDType ?? t.DType;
-        return new TensorData(t.Name, dtype, t.Shape, stream => TensorData.FromSingle(t.Name, dtype, t.Shape, MergeTensor(i)).WriteTo(stream));
-    }).ToArray();
+        long total = Tensors.Sum(t => t.ElementCount);
+        int done = 0;
+        long values = 0;
+        return Tensors.Select((t, i) =>
+        {
+            var dtype = Spec.OutputDType ?? t.DType;
+            return new TensorData(t.Name, dtype, t.Shape, stream =>
+            {
+                TensorData.FromSingle(t.Name, dtype, t.Shape, MergeTensor(i)).WriteTo(stream);
+                values += t.ElementCount;
+                progress?.Invoke(++done, Tensors.Count, values, total);
+            });
+        }).ToArray();
+    }
 
     private float[] ModelScopeThresholds()
     {

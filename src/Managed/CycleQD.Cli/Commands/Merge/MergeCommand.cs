@@ -26,8 +26,19 @@ internal static class MergeCommand
         {
             var o = parse.InvocationConfiguration.Output;
             var config = MergeConfig.Load(parse.GetRequiredValue(Config));
+            // One line per 10 % of the values merged: an 8B merge takes minutes.
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            int lastStep = 0;
+            void Progress(int tensors, int allTensors, long values, long allValues)
+            {
+                int step = allValues == 0 ? 10 : (int)(10 * values / allValues);
+                if (step <= lastStep && tensors < allTensors) return;
+                lastStep = step;
+                o.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"merging: {tensors}/{allTensors} tensors, {100.0 * values / Math.Max(1, allValues):F0} % of the values, {clock.Elapsed.TotalSeconds:F1} s"));
+            }
             var options = new MergeOutputOptions(ModelFolderOptions.ParseShardSize(parse), config.Text,
-                ModelFolderOptions.ReadScores(parse.GetValue(ModelFolderOptions.Scores)), !parse.GetValue(ModelFolderOptions.NoHash));
+                ModelFolderOptions.ReadScores(parse.GetValue(ModelFolderOptions.Scores)), !parse.GetValue(ModelFolderOptions.NoHash), Progress);
             MergeOutputResult result;
             try
             {
