@@ -9,7 +9,6 @@ using CycleQD.Segmentation.Metrics;
 using CycleQD.Segmentation.Sam;
 using CycleQD.Tasks.TinySkills;
 using CycleQD.Tensors;
-using YamlDotNet.Core;
 using YamlDotNet.RepresentationModel;
 
 namespace CycleQD.Runs;
@@ -97,19 +96,8 @@ public sealed record ExperimentConfig(string Name, CycleQDOptions Options, int G
     /// <summary>Parses YAML text; <paramref name="source"/> names it in errors, <paramref name="baseDirectory"/> anchors relative paths.</summary>
     public static ExperimentConfig Parse(string yaml, string source, string baseDirectory)
     {
-        YamlMappingNode root;
-        try
-        {
-            var stream = new YamlStream();
-            stream.Load(new StringReader(yaml));
-            root = stream.Documents.Count == 0 ? new YamlMappingNode() : stream.Documents[0].RootNode as YamlMappingNode
-                ?? throw new ConfigurationException($"{source}: the top level must be a mapping of settings");
-        }
-        catch (YamlException e)
-        {
-            throw new ConfigurationException($"{source}: line {e.Start.Line}: {e.Message}");
-        }
-        var r = new Reader(source);
+        var root = YamlSettings.LoadRoot(yaml, source);
+        var r = new YamlSettings(source);
         var top = r.Map(root, "", "name", "seed", "generations", "tasks", "model", "archive", "quality_task_interval", "sampling", "crossover", "mutation", "in_flight", "plots", "evaluation", "final_merge", "report");
         string name = r.String(top, "name", "experiment");
         ulong seed = r.ULong(top, "seed", 0);
@@ -211,7 +199,7 @@ public sealed record ExperimentConfig(string Name, CycleQDOptions Options, int G
         return new ExperimentConfig(name, options, generations, model, plotEvery, evaluation, finalMerge, report);
     }
 
-    private static FinalMergeSettings ParseFinalMerge(Reader r, Dictionary<string, YamlNode?> top, bool realModels, int taskCount)
+    private static FinalMergeSettings ParseFinalMerge(YamlSettings r, Dictionary<string, YamlNode?> top, bool realModels, int taskCount)
     {
         var d = FinalMergeSettings.Default(realModels);
         if (!top.TryGetValue("final_merge", out var node) || node is null) return FitDefault(d, taskCount);
@@ -262,7 +250,7 @@ public sealed record ExperimentConfig(string Name, CycleQDOptions Options, int G
         return room < 1 ? s with { Candidates = FinalMergeSettings.BestCandidates, Generalists = 0 } : s with { Generalists = Math.Min(s.Generalists, room) };
     }
 
-    private static ReportSettings ParseReport(Reader r, Dictionary<string, YamlNode?> top)
+    private static ReportSettings ParseReport(YamlSettings r, Dictionary<string, YamlNode?> top)
     {
         var d = ReportSettings.Default;
         if (!top.TryGetValue("report", out var node)) return d;
@@ -278,7 +266,7 @@ public sealed record ExperimentConfig(string Name, CycleQDOptions Options, int G
     }
 
     /// <summary>Real models are scored by benchmarks: every task must name one this build has, with its data; one family per run.</summary>
-    private static void CheckRealTasks(Reader r, Dictionary<string, YamlNode?> top, IReadOnlyList<string> tasks, EvaluationSettings evaluation)
+    private static void CheckRealTasks(YamlSettings r, Dictionary<string, YamlNode?> top, IReadOnlyList<string> tasks, EvaluationSettings evaluation)
     {
         var list = (YamlSequenceNode)top["tasks"]!;
         bool sam = tasks.Count > 0 && tasks[0].StartsWith("sam/", StringComparison.Ordinal);
@@ -304,7 +292,7 @@ public sealed record ExperimentConfig(string Name, CycleQDOptions Options, int G
     }
 
     /// <summary>evaluation.sam: one mapping per sam/&lt;dataset&gt; task (data, split, metric, prompt, images, masks, mask_suffix).</summary>
-    private static Dictionary<string, SamTaskOptions> ParseSam(Reader r, YamlNode node, IReadOnlyList<string> tasks, int? limit, string baseDir)
+    private static Dictionary<string, SamTaskOptions> ParseSam(YamlSettings r, YamlNode node, IReadOnlyList<string> tasks, int? limit, string baseDir)
     {
         var result = new Dictionary<string, SamTaskOptions>(StringComparer.Ordinal);
         foreach (var (task, v) in r.Map(node, "evaluation.sam", null))
@@ -342,7 +330,7 @@ public sealed record ExperimentConfig(string Name, CycleQDOptions Options, int G
         return result;
     }
 
-    private static ModelSource ParseModel(Reader r, Dictionary<string, YamlNode?> m, IReadOnlyList<string> tasks, string baseDir)
+    private static ModelSource ParseModel(YamlSettings r, Dictionary<string, YamlNode?> m, IReadOnlyList<string> tasks, string baseDir)
     {
         if (m.TryGetValue("synthetic", out var syn))
         {
@@ -373,89 +361,5 @@ public sealed record ExperimentConfig(string Name, CycleQDOptions Options, int G
             list.Add(new(task, Path.GetFullPath(Path.Combine(baseDir, ps.Value!))));
         }
         return new ModelSource(null, basePath, list);
-    }
-
-    /// <summary>Typed access to YAML nodes with errors that name the file, the key and the line.</summary>
-    private sealed class Reader(string source)
-    {
-        public string Source => source;
-
-        public ConfigurationException Error(YamlNode node, string key, string what) =>
-            new($"{source}: line {node.Start.Line}: {key}: {what}");
-
-        public Dictionary<string, YamlNode?> Map(YamlNode node, string path, params string[]? allowed)
-        {
-            if (node is not YamlMappingNode map) throw Error(node, path.Length == 0 ? "(top level)" : path, "expected a mapping of settings");
-            var d = new Dictionary<string, YamlNode?>(StringComparer.Ordinal);
-            foreach (var (k, v) in map.Children)
-            {
-                string key = ((YamlScalarNode)k).Value ?? "";
-                string full = path.Length == 0 ? key : path + "." + key;
-                if (allowed != null && !allowed.Contains(key))
-                    throw Error(k, full, $"unknown setting (known here: {string.Join(", ", allowed)})");
-                if (!d.TryAdd(key, v)) throw Error(k, full, "given twice");
-            }
-            return d;
-        }
-
-        private string? Scalar(Dictionary<string, YamlNode?> m, string key, string prefix)
-        {
-            if (!m.TryGetValue(key, out var n) || n is null) return null;
-            if (n is not YamlScalarNode s) throw Error(n, prefix + key, "expected a single value");
-            return s.Value;
-        }
-
-        public string String(Dictionary<string, YamlNode?> m, string key, string dflt, string prefix = "") => Scalar(m, key, prefix) ?? dflt;
-
-        public int Int(Dictionary<string, YamlNode?> m, string key, int dflt, string prefix = "")
-        {
-            string? v = Scalar(m, key, prefix);
-            if (v is null) return dflt;
-            return int.TryParse(v, NumberStyles.Integer, CultureInfo.InvariantCulture, out int x) ? x : throw Error(m[key]!, prefix + key, $"'{v}' is not an integer");
-        }
-
-        public ulong ULong(Dictionary<string, YamlNode?> m, string key, ulong dflt, string prefix = "")
-        {
-            string? v = Scalar(m, key, prefix);
-            if (v is null) return dflt;
-            return ulong.TryParse(v, NumberStyles.Integer, CultureInfo.InvariantCulture, out ulong x) ? x : throw Error(m[key]!, prefix + key, $"'{v}' is not a non-negative integer");
-        }
-
-        public double Double(Dictionary<string, YamlNode?> m, string key, double dflt, string prefix = "")
-        {
-            string? v = Scalar(m, key, prefix);
-            if (v is null) return dflt;
-            return double.TryParse(v, NumberStyles.Float, CultureInfo.InvariantCulture, out double x) ? x : throw Error(m[key]!, prefix + key, $"'{v}' is not a number");
-        }
-
-        public bool Bool(Dictionary<string, YamlNode?> m, string key, bool dflt, string prefix = "")
-        {
-            string? v = Scalar(m, key, prefix);
-            if (v is null) return dflt;
-            return v switch { "true" or "yes" => true, "false" or "no" => false, _ => throw Error(m[key]!, prefix + key, $"'{v}' is not true or false") };
-        }
-
-        public T Enum<T>(Dictionary<string, YamlNode?> m, string key, T dflt, string prefix = "") where T : struct, System.Enum
-        {
-            string? v = Scalar(m, key, prefix);
-            if (v is null) return dflt;
-            foreach (var name in System.Enum.GetNames<T>())
-                if (string.Equals(name, v, StringComparison.OrdinalIgnoreCase)) return System.Enum.Parse<T>(name);
-            throw Error(m[key]!, prefix + key, $"'{v}' is not one of {string.Join(", ", System.Enum.GetNames<T>().Select(n => n.ToLowerInvariant()))}");
-        }
-
-        public List<string>? StringList(Dictionary<string, YamlNode?> m, string key)
-        {
-            if (!m.TryGetValue(key, out var n) || n is null) return null;
-            if (n is not YamlSequenceNode seq) throw Error(n, key, "expected a list");
-            return seq.Children.Select(c => (c as YamlScalarNode)?.Value ?? throw Error(c, key, "expected names")).ToList();
-        }
-
-        public List<double> DoubleList(YamlNode n, string key)
-        {
-            if (n is not YamlSequenceNode seq) throw Error(n, key, "expected a list of numbers");
-            return seq.Children.Select(c => c is YamlScalarNode { Value: { } v } && double.TryParse(v, NumberStyles.Float, CultureInfo.InvariantCulture, out double x)
-                ? x : throw Error(c, key, "expected a number")).ToList();
-        }
     }
 }

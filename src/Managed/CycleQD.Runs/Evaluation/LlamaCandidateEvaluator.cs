@@ -1,4 +1,3 @@
-using System.Runtime.InteropServices;
 using CycleQD.Core.Candidates;
 using CycleQD.Core.Compute;
 using CycleQD.Core.Evaluation;
@@ -26,11 +25,10 @@ public sealed class LlamaCandidateEvaluator : ICandidateEvaluator, IDisposable
 {
     private readonly LlamaModel _model;
     private readonly IReadOnlyList<IBenchmark> _benchmarks;
-    private readonly Dictionary<string, float[]> _host;
+    private readonly CandidateHostWeights _host;
     private readonly LlamaWeights _weights;
     private readonly ITextGenerator _generator;
     private readonly SemaphoreSlim _gate = new(1, 1);
-    private byte[] _scratch = [];
 
     /// <inheritdoc/>
     public IReadOnlyList<string> TaskNames { get; }
@@ -44,12 +42,10 @@ public sealed class LlamaCandidateEvaluator : ICandidateEvaluator, IDisposable
         _model = model;
         TaskNames = taskNames;
         _benchmarks = benchmarks;
-        _host = new Dictionary<string, float[]>(StringComparer.Ordinal);
-        foreach (var spec in LlamaWeightLayout.For(model.Folder.Config))
-            _host[spec.Name] = new float[spec.Shape.Aggregate(1L, (a, b) => checked(a * b))];
+        _host = new CandidateHostWeights(LlamaWeightLayout.For(model.Folder.Config), "the model's graph");
         // Float graph: FromArrays pins the arrays instead of copying them, so writing into them
         // rebinds the candidate for the next run.
-        _weights = LlamaWeights.FromArrays(model.Folder.Config, _host, "candidate", OnnxElementType.Float);
+        _weights = LlamaWeights.FromArrays(model.Folder.Config, _host.Arrays, "candidate", OnnxElementType.Float);
         _generator = model.CreateGenerator(_weights);
     }
 
@@ -66,7 +62,7 @@ public sealed class LlamaCandidateEvaluator : ICandidateEvaluator, IDisposable
         await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            Load(backend, candidate);
+            _host.Load(backend, candidate);
             var scores = new double[benchmarks.Count];
             for (int t = 0; t < benchmarks.Count; t++)
             {
@@ -78,37 +74,6 @@ public sealed class LlamaCandidateEvaluator : ICandidateEvaluator, IDisposable
         finally
         {
             _gate.Release();
-        }
-    }
-
-    /// <summary>Copies every graph weight of <paramref name="candidate"/> into the bound host arrays.</summary>
-    private void Load(IComputeBackend backend, IWeightSet candidate)
-    {
-        var specs = candidate.Tensors;
-        int found = 0;
-        for (int i = 0; i < specs.Count; i++)
-        {
-            var s = specs[i];
-            if (!_host.TryGetValue(s.Name, out var dst)) continue; // e.g. rotary_emb.inv_freq: recomputed by the graph
-            if (s.ElementCount != dst.Length)
-                throw new InvalidOperationException($"candidate tensor {s.Name} has shape {s.ShapeText}, the model's graph needs {dst.Length} elements");
-            if (s.DType == DType.F32)
-            {
-                backend.Download(candidate, i, MemoryMarshal.AsBytes(dst.AsSpan()));
-            }
-            else
-            {
-                if (_scratch.Length < s.ByteLength) _scratch = new byte[s.ByteLength];
-                var bytes = _scratch.AsSpan(0, checked((int)s.ByteLength));
-                backend.Download(candidate, i, bytes);
-                DTypeConversion.ToSingle(bytes, s.DType, dst);
-            }
-            found++;
-        }
-        if (found != _host.Count)
-        {
-            var names = specs.Select(s => s.Name).ToHashSet(StringComparer.Ordinal);
-            throw new InvalidOperationException($"candidate lacks tensor {_host.Keys.First(k => !names.Contains(k))} that the model's graph needs");
         }
     }
 

@@ -1,4 +1,3 @@
-using System.Runtime.InteropServices;
 using CycleQD.Core.Candidates;
 using CycleQD.Core.Compute;
 using CycleQD.Onnx.Graph;
@@ -22,11 +21,10 @@ namespace CycleQD.Runs.Evaluation;
 public sealed class SamCandidateEvaluator : ICandidateEvaluator, IDisposable
 {
     private readonly IReadOnlyList<SamBenchmark> _benchmarks;
-    private readonly Dictionary<string, float[]> _host;
+    private readonly CandidateHostWeights _host;
     private readonly ISamPredictor _predictor;
     private readonly IDisposable? _owner;
     private readonly SemaphoreSlim _gate = new(1, 1);
-    private byte[] _scratch = [];
 
     /// <inheritdoc/>
     public IReadOnlyList<string> TaskNames { get; }
@@ -43,10 +41,8 @@ public sealed class SamCandidateEvaluator : ICandidateEvaluator, IDisposable
         TaskNames = taskNames;
         _benchmarks = benchmarks;
         _owner = owner;
-        _host = new Dictionary<string, float[]>(StringComparer.Ordinal);
-        foreach (var spec in graphWeights)
-            _host[spec.Name] = new float[spec.Shape.Aggregate(1L, (a, b) => checked(a * b))];
-        _predictor = bind(_host);
+        _host = new CandidateHostWeights(graphWeights, "the SAM graphs");
+        _predictor = bind(_host.Arrays);
     }
 
     /// <inheritdoc/>
@@ -55,7 +51,7 @@ public sealed class SamCandidateEvaluator : ICandidateEvaluator, IDisposable
         await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            Load(backend, candidate);
+            _host.Load(backend, candidate);
             var scores = new double[_benchmarks.Count];
             for (int t = 0; t < _benchmarks.Count; t++)
             {
@@ -67,37 +63,6 @@ public sealed class SamCandidateEvaluator : ICandidateEvaluator, IDisposable
         finally
         {
             _gate.Release();
-        }
-    }
-
-    /// <summary>Copies every graph tensor of <paramref name="candidate"/> into the bound host arrays.</summary>
-    private void Load(IComputeBackend backend, IWeightSet candidate)
-    {
-        var specs = candidate.Tensors;
-        int found = 0;
-        for (int i = 0; i < specs.Count; i++)
-        {
-            var s = specs[i];
-            if (!_host.TryGetValue(s.Name, out var dst)) continue; // e.g. the mask-prompt embedding: no graph reads it
-            if (s.ElementCount != dst.Length)
-                throw new InvalidOperationException($"candidate tensor {s.Name} has shape {s.ShapeText}, the SAM graphs need {dst.Length} elements");
-            if (s.DType == DType.F32)
-            {
-                backend.Download(candidate, i, MemoryMarshal.AsBytes(dst.AsSpan()));
-            }
-            else
-            {
-                if (_scratch.Length < s.ByteLength) _scratch = new byte[s.ByteLength];
-                var bytes = _scratch.AsSpan(0, checked((int)s.ByteLength));
-                backend.Download(candidate, i, bytes);
-                DTypeConversion.ToSingle(bytes, s.DType, dst);
-            }
-            found++;
-        }
-        if (found != _host.Count)
-        {
-            var names = specs.Select(s => s.Name).ToHashSet(StringComparer.Ordinal);
-            throw new InvalidOperationException($"candidate lacks tensor {_host.Keys.First(k => !names.Contains(k))} that the SAM graphs need");
         }
     }
 

@@ -1,7 +1,6 @@
 using System.Globalization;
 using CycleQD.Core;
 using CycleQD.Tensors;
-using YamlDotNet.Core;
 using YamlDotNet.RepresentationModel;
 
 namespace CycleQD.Runs.Merging;
@@ -42,19 +41,8 @@ public sealed record MergeConfig(MergeSpec Spec, string SourcePath, string Text)
     /// <summary>Parses YAML text; <paramref name="source"/> names it in errors, <paramref name="baseDirectory"/> anchors relative paths.</summary>
     public static MergeSpec Parse(string yaml, string source, string baseDirectory)
     {
-        YamlMappingNode root;
-        try
-        {
-            var stream = new YamlStream();
-            stream.Load(new StringReader(yaml));
-            root = stream.Documents.Count == 0 ? new YamlMappingNode() : stream.Documents[0].RootNode as YamlMappingNode
-                ?? throw new ConfigurationException($"{source}: the top level must be a mapping of settings");
-        }
-        catch (YamlException e)
-        {
-            throw new ConfigurationException($"{source}: line {e.Start.Line}: {e.Message}");
-        }
-        var r = new Reader(source);
+        var root = YamlSettings.LoadRoot(yaml, source);
+        var r = new YamlSettings(source, listNote: "lists (per-layer gradients) are not supported; give one value");
         var top = r.Map(root, "", "merge_method", "base_model", "models", "parameters", "dtype", "random_seed", "int8_mask", "tokenizer_source", "slices");
         if (top.TryGetValue("slices", out var slices))
             throw r.Error(slices!, "slices", "slices are not supported; list the whole models under 'models:'");
@@ -118,7 +106,7 @@ public sealed record MergeConfig(MergeSpec Spec, string SourcePath, string Text)
                 "model" => TrimScope.Model,
                 var s => throw r.Error(global["trim_scope"]!, "parameters.trim_scope", $"'{s}' is not tensor or model"),
             },
-            Seed = top.TryGetValue("random_seed", out var seedNode) && seedNode != null ? r.ULong(seedNode, "random_seed") : 0,
+            Seed = r.ULong(top, "random_seed", 0),
             OutputDType = dtype,
         };
         bool dare = method.Key is MergeMethod.DareLinear or MergeMethod.DareTies;
@@ -133,55 +121,4 @@ public sealed record MergeConfig(MergeSpec Spec, string SourcePath, string Text)
 
     private static string Resolve(string baseDirectory, string path) =>
         Path.TrimEndingDirectorySeparator(Path.GetFullPath(Path.Combine(baseDirectory, path)));
-
-    private sealed class Reader(string source)
-    {
-        public ConfigurationException Error(YamlNode node, string key, string what) =>
-            new($"{source}: line {node.Start.Line}: {key}: {what}");
-
-        public Dictionary<string, YamlNode?> Map(YamlNode node, string path, params string[] allowed)
-        {
-            if (node is not YamlMappingNode map) throw Error(node, path.Length == 0 ? "(top level)" : path, "expected a mapping of settings");
-            var d = new Dictionary<string, YamlNode?>(StringComparer.Ordinal);
-            foreach (var (k, v) in map.Children)
-            {
-                string key = ((YamlScalarNode)k).Value ?? "";
-                string full = path.Length == 0 ? key : path + "." + key;
-                if (!allowed.Contains(key)) throw Error(k, full, $"unknown setting (known here: {string.Join(", ", allowed)})");
-                if (!d.TryAdd(key, v)) throw Error(k, full, "given twice");
-            }
-            return d;
-        }
-
-        public string Scalar(YamlNode node, string key)
-        {
-            if (node is YamlSequenceNode) throw Error(node, key, "lists (per-layer gradients) are not supported; give one value");
-            if (node is not YamlScalarNode { Value: { } v }) throw Error(node, key, "expected a single value (filters are not supported)");
-            return v;
-        }
-
-        public string String(Dictionary<string, YamlNode?> m, string key, string dflt, string prefix) =>
-            m.TryGetValue(key, out var n) && n != null ? Scalar(n, prefix + key) : dflt;
-
-        public float Float(Dictionary<string, YamlNode?> m, string key, float dflt, string prefix)
-        {
-            if (!m.TryGetValue(key, out var n) || n is null) return dflt;
-            string v = Scalar(n, prefix + key);
-            return float.TryParse(v, NumberStyles.Float, CultureInfo.InvariantCulture, out float x) && float.IsFinite(x)
-                ? x : throw Error(n, prefix + key, $"'{v}' is not a number");
-        }
-
-        public bool Bool(Dictionary<string, YamlNode?> m, string key, bool dflt, string prefix)
-        {
-            if (!m.TryGetValue(key, out var n) || n is null) return dflt;
-            string v = Scalar(n, prefix + key);
-            return v switch { "true" or "yes" => true, "false" or "no" => false, _ => throw Error(n, prefix + key, $"'{v}' is not true or false") };
-        }
-
-        public ulong ULong(YamlNode n, string key)
-        {
-            string v = Scalar(n, key);
-            return ulong.TryParse(v, NumberStyles.Integer, CultureInfo.InvariantCulture, out ulong x) ? x : throw Error(n, key, $"'{v}' is not a non-negative integer");
-        }
-    }
 }
