@@ -174,12 +174,21 @@ public sealed unsafe class CpuComputeBackend : IComputeBackend
         LoadAll(c, i, theta);
         LoadAll(b, i, tau);
         TensorPrimitives.Subtract(theta, tau, tau);
+        // LAPACK rejects a NaN input with a bare argument number (sgesdd: info = -5); name the tensor instead.
+        ThrowIfNonFinite(c, i, tau, "in the child's task vector after crossover");
         bool randomized = o.SvdMethod == SvdMethod.Randomized || (o.SvdMethod == SvdMethod.Auto && k <= r / 4);
         var svd = randomized
             ? Svd.Randomized(tau, m, n, k, o.OversamplingFor(k), o.PowerIterations, seed, (uint)i, generation)
             : Svd.Full(tau, m, n, k);
         ApplyScaledComponents(theta, m, n, svd, o.SvdScaleMax, seed, (uint)i, generation);
+        ThrowIfNonFinite(c, i, theta, "after the SVD mutation");
         StoreAll(c, i, theta);
+    }
+
+    private static void ThrowIfNonFinite(CpuWeightSet c, int tensor, float[] values, string where)
+    {
+        var count = NonFiniteScan.Count(values);
+        if (!count.IsFinite) throw new NonFiniteWeightsException(c.Tensors[tensor].Name, $"{count} {where} (float32 overflow)");
     }
 
     /// <summary>

@@ -158,12 +158,14 @@ public sealed class RunSession : IDisposable
         string basePath = config.Model.BasePath!;
         if (!File.Exists(basePath) && !System.IO.Directory.Exists(basePath)) throw new ConfigurationException($"model.base: {basePath} not found");
         using var baseModel = SafetensorsModel.Open(basePath);
+        baseModel.ThrowIfNonFinite();
         foreach (var (task, path) in config.Model.ExpertPaths)
         {
             if (!File.Exists(path) && !System.IO.Directory.Exists(path)) throw new ConfigurationException($"model.experts.{task}: {path} not found");
             using var expert = SafetensorsModel.Open(path);
             string? diff = ModelCompatibility.FirstDifference(baseModel, expert);
             if (diff != null) throw new ConfigurationException($"model.experts.{task}: incompatible with the base model: {diff}");
+            expert.ThrowIfNonFinite();
         }
     }
 
@@ -215,6 +217,7 @@ public sealed class RunSession : IDisposable
         var config = ExperimentConfig.Parse(File.ReadAllText(dir.ConfigPath), dir.ConfigPath, dir.Info.ConfigDirectory);
         config = config with { Options = config.Options with { Seed = dir.Info.Seed } };
         var state = dir.ReadCheckpoint();
+        if (config.Model.Synthetic is null) CheckModelFiles(config);
         if (generations is { } g)
         {
             if (g < state.NextGeneration) throw new ConfigurationException($"--generations {g}: the run has already done {state.NextGeneration}");

@@ -122,6 +122,7 @@ internal static class RunStateJson
             w.WriteEndArray();
             PerTask(w, "scores", tasks, t => g.Scores[t]);
             if (g.ChildId is null) w.WriteNull("child"); else w.WriteString("child", g.ChildId);
+            if (g.NonFinite is null) w.WriteNull("non_finite"); else w.WriteString("non_finite", g.NonFinite);
             w.WriteNumber("cells_improved", g.Insertions.Count);
             w.WriteStartArray("inserted");
             foreach (var ins in g.Insertions)

@@ -132,6 +132,9 @@ public sealed unsafe class SafetensorsFile : IDisposable
         return _base + _dataStart + info.Begin;
     }
 
+    /// <summary>NaN and infinite values of a tensor, counted on the mapped bytes (see <see cref="NonFiniteScan"/>).</summary>
+    public NonFiniteCount CountNonFinite(TensorInfo info) => NonFiniteScan.Count(GetPointer(info), info.ByteLength, info.DType);
+
     /// <summary>Decodes a weight tensor (F32, F16 or BF16) into a new float32 array.</summary>
     public float[] ReadSingle(string name)
     {

@@ -153,6 +153,30 @@ public sealed class SafetensorsModel : IDisposable
     /// <summary>Decodes a weight tensor into a new float32 array.</summary>
     public float[] ReadSingle(string name) => FileOf(name).ReadSingle(name);
 
+    /// <summary>NaN and infinite values of tensor <paramref name="name"/>.</summary>
+    /// <exception cref="TensorFormatException">no such tensor.</exception>
+    public NonFiniteCount CountNonFinite(string name)
+    {
+        var file = FileOf(name);
+        return file.CountNonFinite(file.GetInfo(name));
+    }
+
+    /// <summary>
+    /// Scans every float tensor, shard by shard in header order, and throws for the first that holds
+    /// a NaN or an infinity: such weights poison every merge, SVD and forward pass they enter.
+    /// </summary>
+    /// <exception cref="TensorFormatException">names the file and tensor, with the counts and the first bad element.</exception>
+    public void ThrowIfNonFinite()
+    {
+        foreach (var file in _files)
+            foreach (var t in file.Tensors)
+            {
+                var c = file.CountNonFinite(t);
+                if (!c.IsFinite)
+                    throw new TensorFormatException(file.Path, t.Name, $"{c} of {t.ShapeText} (non-finite weights; check how this model was made)");
+            }
+    }
+
     /// <summary>Total bytes of tensor data.</summary>
     public long TotalBytes => Tensors.Sum(t => t.ByteLength);
 

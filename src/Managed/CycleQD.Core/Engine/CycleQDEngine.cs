@@ -36,7 +36,8 @@ public sealed class CycleQDEngine : IDisposable
     private ExpertState[] _expertStates = [];
     private bool _initialised;
 
-    private sealed record Job(IWeightSet Child, Task<double[]> Scores, double BreedSeconds, long StartedTicks);
+    // NonFinite: why the child was found non-finite while it was bred (then Scores are zeros), else null.
+    private sealed record Job(IWeightSet Child, Task<double[]> Scores, double BreedSeconds, long StartedTicks, string? NonFinite);
 
     /// <summary>The first generation not applied yet.</summary>
     public int NextGeneration { get; private set; }
@@ -175,9 +176,16 @@ public sealed class CycleQDEngine : IDisposable
 
         var job = _jobs[g];
         double[] scores;
+        string? nonFinite = job.NonFinite;
         try
         {
             scores = await job.Scores.WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (NonFiniteWeightsException e) when (!cancellationToken.IsCancellationRequested)
+        {
+            // The evaluator met the overflow (no mutation step saw it): same outcome as in breeding.
+            nonFinite = e.Message;
+            scores = new double[_options.Tasks.Count];
         }
         catch
         {
@@ -190,7 +198,8 @@ public sealed class CycleQDEngine : IDisposable
         var plan = _plans[g];
         string? childId = null;
         var insertions = new List<Insertion>();
-        if (_archives.Any(a => a.WouldAccept(scores)))
+        // A non-finite child scores 0 everywhere, which an empty cell would still take: keep it out.
+        if (nonFinite is null && _archives.Any(a => a.WouldAccept(scores)))
         {
             childId = _store.Add(_backend, job.Child);
             var elite = new Elite(childId, scores, g);
@@ -211,7 +220,7 @@ public sealed class CycleQDEngine : IDisposable
 
         var record = new GenerationRecord(g, plan.QualityTask, plan.Parents, plan.Weights, scores, childId, insertions,
             _archives.Select(a => new ArchiveSummary(a.Task, a.Cells.Count, a.QdScore, a.Coverage, a.BestQuality)).ToArray(),
-            new GenerationTiming(job.BreedSeconds, evalSeconds, Stopwatch.GetElapsedTime(t0).TotalSeconds, DateTime.UtcNow));
+            new GenerationTiming(job.BreedSeconds, evalSeconds, Stopwatch.GetElapsedTime(t0).TotalSeconds, DateTime.UtcNow), nonFinite);
         _sink?.Commit(CaptureState(), record);
         _store.RemoveAllExcept(LiveIds());
         GenerationCompleted?.Invoke(record);
@@ -290,19 +299,35 @@ public sealed class CycleQDEngine : IDisposable
             foreach (var o in opened) o.Dispose();
         }
         var m = _options.Mutation;
-        if (m.Kind == MutationKind.Svd) _backend.MutateSvd(child, _base, m, _options.Seed, (uint)plan.Generation);
-        else if (m.Kind == MutationKind.Gaussian) _backend.MutateGaussian(child, m, _options.Seed, (uint)plan.Generation);
-        double breed = Stopwatch.GetElapsedTime(t0).TotalSeconds;
-        Task<double[]> scores;
+        string? nonFinite = null;
         try
         {
-            scores = _evaluator.EvaluateAsync(_backend, child, cancellationToken);
+            if (m.Kind == MutationKind.Svd) _backend.MutateSvd(child, _base, m, _options.Seed, (uint)plan.Generation);
+            else if (m.Kind == MutationKind.Gaussian) _backend.MutateGaussian(child, m, _options.Seed, (uint)plan.Generation);
         }
-        catch (Exception e)
+        catch (NonFiniteWeightsException e)
         {
-            scores = Task.FromException<double[]>(e);
+            // An overflowed child is a possible outcome of the search, not a failure of the run.
+            nonFinite = e.Message;
         }
-        return new Job(child, scores, breed, Stopwatch.GetTimestamp());
+        double breed = Stopwatch.GetElapsedTime(t0).TotalSeconds;
+        Task<double[]> scores;
+        if (nonFinite != null)
+        {
+            scores = Task.FromResult(new double[_options.Tasks.Count]);
+        }
+        else
+        {
+            try
+            {
+                scores = _evaluator.EvaluateAsync(_backend, child, cancellationToken);
+            }
+            catch (Exception e)
+            {
+                scores = Task.FromException<double[]>(e);
+            }
+        }
+        return new Job(child, scores, breed, Stopwatch.GetTimestamp(), nonFinite);
     }
 
     private IWeightSet Resolve(string id, List<IWeightSet> opened)

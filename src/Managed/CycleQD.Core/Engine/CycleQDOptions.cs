@@ -1,3 +1,4 @@
+using System.Globalization;
 using CycleQD.Core.Archives;
 using CycleQD.Core.Compute;
 using CycleQD.Core.Sampling;
@@ -17,6 +18,10 @@ public sealed record CrossoverOptions(double Mean = 1.0, double Std = 0.03)
     {
         if (!double.IsFinite(Mean) || Mean == 0) throw new ConfigurationException($"crossover.mean = {Mean}, must be finite and nonzero");
         if (!(Std >= 0) || !double.IsFinite(Std)) throw new ConfigurationException($"crossover.std = {Std}, must be ≥ 0");
+        // A Philox normal draw stays within ±7, so this bound keeps both weights and their sum finite in float32.
+        if (Math.Abs(Mean) + 8 * Std > float.MaxValue / 2)
+            throw new ConfigurationException(string.Create(CultureInfo.InvariantCulture,
+                $"crossover: mean {Mean:G4} and std {Std:G4} are too large: the weights would overflow float32 (|mean| + 8·std must stay below {float.MaxValue / 2:G4})"));
     }
 }
 
@@ -25,6 +30,9 @@ public sealed record CycleQDOptions
 {
     /// <summary>Task names; one archive per task, in this order.</summary>
     public required IReadOnlyList<string> Tasks { get; init; }
+
+    /// <summary>Most cells one archive may have (G to the power N − 1): the elite-map plots hold a dense G × G grid.</summary>
+    public const int MaxCellsPerArchive = 1_000_000;
 
     /// <summary>Bins per BC dimension, G ≥ 1 (paper 15).</summary>
     public int Bins { get; init; } = 15;
@@ -65,6 +73,10 @@ public sealed record CycleQDOptions
             if (!seen.Add(t)) throw new ConfigurationException($"tasks: '{t}' is listed twice");
         }
         if (Bins < 1) throw new ConfigurationException($"archive.bins = {Bins}, must be at least 1");
+        double cells = Math.Pow(Bins, Tasks.Count - 1);
+        if (cells > MaxCellsPerArchive)
+            throw new ConfigurationException(string.Create(CultureInfo.InvariantCulture,
+                $"archive.bins: {Bins} bins on each of {Tasks.Count - 1} behaviour axes ({Tasks.Count} tasks) make {cells:G4} cells per archive, too many: at most {MaxCellsPerArchive:N0} are supported (the paper uses 15)"));
         foreach (var (task, b) in Bounds)
         {
             if (!seen.Contains(task)) throw new ConfigurationException($"archive.bounds: unknown task '{task}' (tasks: {string.Join(", ", Tasks)})");

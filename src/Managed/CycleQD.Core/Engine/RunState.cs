@@ -62,9 +62,11 @@ public sealed record GenerationTiming(double BreedSeconds, double EvaluateSecond
 /// <param name="Insertions">Cells the child took.</param>
 /// <param name="Archives">Per-archive summary after the generation.</param>
 /// <param name="Timing">Wall-clock figures.</param>
+/// <param name="NonFinite">When the child's weights overflowed to NaN or ∞ (it then scores 0 and enters no archive):
+/// the tensor and what was found; null for a finite child.</param>
 public sealed record GenerationRecord(int Generation, int QualityTask, IReadOnlyList<string> Parents, IReadOnlyList<float> Weights,
     IReadOnlyList<double> Scores, string? ChildId, IReadOnlyList<Insertion> Insertions, IReadOnlyList<ArchiveSummary> Archives,
-    GenerationTiming Timing);
+    GenerationTiming Timing, string? NonFinite = null);
 
 /// <summary>Receives the state after initialisation (record null) and after every generation, before unreferenced elites are deleted.</summary>
 public interface ICheckpointSink

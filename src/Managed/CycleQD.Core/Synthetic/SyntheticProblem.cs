@@ -16,10 +16,17 @@ namespace CycleQD.Core.Synthetic;
 public sealed record SyntheticProblemOptions(int Layers = 4, int Rows = 64, int Cols = 64, DType DType = DType.BF16, ulong Seed = 7,
     double ExpertStrength = 0.7, double ExpertScore = 0.7)
 {
+    /// <summary>Largest problem accepted, in parameters (weights and biases of all layers).</summary>
+    public const long MaxParameters = 1L << 27;
+
     /// <summary>Throws <see cref="ConfigurationException"/> on unusable values.</summary>
     public void Validate()
     {
         if (Layers < 1 || Rows < 1 || Cols < 1) throw new ConfigurationException($"model.synthetic: layers, rows and cols must be ≥ 1 (got {Layers}, {Rows}, {Cols})");
+        double parameters = (double)Layers * ((double)Rows * Cols + Cols);
+        if (parameters > MaxParameters)
+            throw new ConfigurationException(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                $"model.synthetic: layers {Layers} × (rows {Rows} × cols {Cols} + {Cols}) = {parameters:G4} parameters, too many: at most {MaxParameters:N0} (the problem keeps one float64 target per task in memory)"));
         if (!DTypes.IsWeightType(DType)) throw new ConfigurationException($"model.synthetic.dtype: {DType} is not F32, F16 or BF16");
         if (!(ExpertStrength > 0)) throw new ConfigurationException($"model.synthetic.expert_strength = {ExpertStrength}, must be > 0");
         if (!(ExpertScore > 0 && ExpertScore < 1)) throw new ConfigurationException($"model.synthetic.expert_score = {ExpertScore}, must be in (0, 1)");
@@ -122,6 +129,9 @@ public sealed class SyntheticProblem : ICandidateEvaluator
         {
             var bytes = new byte[t[i].ByteLength];
             backend.Download(candidate, i, bytes);
+            // A NaN distance would become a NaN score; the engine handles this exception for a child instead.
+            var bad = NonFiniteScan.Count(bytes, t[i].DType);
+            if (!bad.IsFinite) throw new NonFiniteWeightsException(t[i].Name, $"{bad} in the candidate");
             var v = new float[t[i].ElementCount];
             DTypeConversion.ToSingle(bytes, t[i].DType, v);
             for (int k = 0; k < distSq.Length; k++)

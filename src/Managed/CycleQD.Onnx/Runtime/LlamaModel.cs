@@ -58,6 +58,8 @@ public sealed class LlamaModel : IDisposable
         LlamaSession? session = null;
         try
         {
+            // NaN or ∞ weights make every logit NaN and the output silently blank: refuse them here.
+            file.ThrowIfNonFinite();
             weights = LlamaWeights.FromSafetensors(file, folder.Config, elementType);
             session = new LlamaSession(folder.Config, new LlamaGraphOptions(elementType, LastPositionLogitsOnly: true), device, folder.ConfigPath, intraOpThreads);
             var generator = new LlamaGenerator(session, weights, tokenizer, EosIds(folder), maxBatch);

@@ -57,6 +57,9 @@ public sealed class ModelMerge : IDisposable
                     throw new TensorFormatException(reference.Source, t.Name, $"dtype {DTypes.Name(t.DType)} cannot be merged (F32, F16 or BF16 only)");
             foreach (var m in models)
                 if (!ReferenceEquals(m, reference)) ModelCompatibility.EnsureCompatible(reference, m);
+            // A NaN or infinity in any input spreads into the merged tensor; refuse before writing anything.
+            baseModel?.ThrowIfNonFinite();
+            foreach (var m in models) m.ThrowIfNonFinite();
             return new ModelMerge(spec, baseModel, models.ToArray(), spec.BaseModel ?? spec.Models[0].Path);
         }
         catch
@@ -99,6 +102,7 @@ public sealed class ModelMerge : IDisposable
         if (Spec.Method == MergeMethod.Linear)
         {
             TaskVectorMerges.Linear(experts, weights, normalize, output);
+            ThrowIfOverflowed(info, output);
             return output;
         }
         float[] b = _base!.ReadSingle(info.Name);
@@ -120,7 +124,17 @@ public sealed class ModelMerge : IDisposable
             default:
                 throw new InvalidOperationException($"unhandled merge method {Spec.Method}");
         }
+        ThrowIfOverflowed(info, output);
         return output;
+    }
+
+    /// <summary>Finite inputs can still overflow float32 under extreme weights or lambda; such a tensor is never written.</summary>
+    /// <exception cref="ArgumentException">names the tensor and the counts (the CLI prefixes the merge file).</exception>
+    private void ThrowIfOverflowed(TensorInfo info, float[] output)
+    {
+        var c = NonFiniteScan.Count(output);
+        if (!c.IsFinite)
+            throw new ArgumentException($"tensor '{info.Name}': the merge gives {c}: the weights or lambda overflow float32");
     }
 
     /// <summary>

@@ -21,13 +21,13 @@ internal static class BenchCommand
     private static Command KernelsCommand()
     {
         var check = new Option<bool>("--check") { Description = "Exit 1 when any kernel's relative error exceeds its tolerance." };
-        var repeats = new Option<int>("--repeats") { Description = "Timed runs per kernel (median reported), at least 20.", DefaultValueFactory = _ => 20 };
+        var repeats = NumericOptions.Whole("--repeats", "Timed runs per kernel (median reported), at least 20.", 20, NumericRange.AtLeast(20));
         var shapes = new Option<string?>("--shapes") { Description = "Comma-separated rowsxcols weight shapes (default: the Llama-3-8B ones)." };
-        var svdMaxRows = new Option<int>("--svd-max-rows") { Description = "Run the SVD comparison only for shapes whose larger side is at most this.", DefaultValueFactory = _ => 14336 };
-        var oversampling = new Option<int>("--svd-oversampling") { Description = "Randomized SVD oversampling p; -1: max(10, k/2), the mutation's default.", DefaultValueFactory = _ => -1 };
-        var power = new Option<int>("--svd-power-iterations") { Description = "Randomized SVD power iterations q.", DefaultValueFactory = _ => 3 };
+        var svdMaxRows = NumericOptions.Whole("--svd-max-rows", "Run the SVD comparison only for shapes whose larger side is at most this.", 14336, NumericRange.AtLeast(1));
+        var oversampling = NumericOptions.Whole("--svd-oversampling", "Randomized SVD oversampling p; -1: max(10, k/2), the mutation's default.", -1, NumericRange.AtLeast(-1));
+        var power = NumericOptions.Whole("--svd-power-iterations", "Randomized SVD power iterations q.", 3, NumericRange.AtLeast(0));
         var noSvd = new Option<bool>("--no-svd") { Description = "Skip the SVD comparison." };
-        var device = new Option<int>("--device") { Description = "GPU ordinal.", DefaultValueFactory = _ => 0 };
+        var device = NumericOptions.Whole("--device", "GPU ordinal.", 0, NumericRange.AtLeast(0));
         var cmd = new Command("kernels", "Run every CUDA kernel on the GPU against a float64 CPU reference; print error, median time, GB/s or TFLOP/s and the ratio to copy bandwidth; then full vs randomized SVD.")
         {
             check, repeats, shapes, svdMaxRows, oversampling, power, noSvd, device,

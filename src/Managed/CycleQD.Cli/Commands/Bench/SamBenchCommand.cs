@@ -16,10 +16,10 @@ internal static class SamBenchCommand
     {
         var model = new Option<string?>("--model") { Description = "A Hugging Face SamModel folder (default: a random model of --architecture, written to a temporary folder)." };
         var architecture = new Option<string>("--architecture") { Description = "Random model to write when --model is absent: tiny or sam-vit-base.", DefaultValueFactory = _ => "tiny" };
-        var images = new Option<int>("--images") { Description = "Encoder runs per repetition.", DefaultValueFactory = _ => 20 };
-        var prompts = new Option<int>("--prompts") { Description = "Decoder runs per repetition and prompt kind.", DefaultValueFactory = _ => 200 };
-        var repeats = new Option<int>("--repeats") { Description = "Timed repetitions (the best is reported, the median beside it).", DefaultValueFactory = _ => 5 };
-        var threads = new Option<int>("--threads") { Description = "ONNX Runtime intra-op threads (0 = its default).", DefaultValueFactory = _ => 0 };
+        var images = NumericOptions.Whole("--images", "Encoder runs per repetition.", 20, NumericRange.AtLeast(1));
+        var prompts = NumericOptions.Whole("--prompts", "Decoder runs per repetition and prompt kind.", 200, NumericRange.AtLeast(1));
+        var repeats = NumericOptions.Whole("--repeats", "Timed repetitions (the best is reported, the median beside it).", 5, NumericRange.AtLeast(1));
+        var threads = NumericOptions.Whole("--threads", "ONNX Runtime intra-op threads (0 = its default).", 0, NumericRange.AtLeast(0));
         var cmd = new Command("sam", "SAM on ONNX Runtime (CPU): encoder images/s, decoder prompts/s, weight-binding time; parameter and FLOP counts of the model and of sam-vit-base.")
         {
             model, architecture, images, prompts, repeats, threads,

@@ -30,7 +30,7 @@ internal static class EvalCommand
 
     private static readonly Option<string> Split = new("--split") { Description = "TinySkills split: test | valid.", DefaultValueFactory = _ => "test" };
 
-    private static readonly Option<int?> Limit = new("--limit") { Description = "Evaluate only the first N samples." };
+    private static readonly Option<int?> Limit = NumericOptions.OptionalWhole<int>("--limit", "Evaluate only the first N samples.", NumericRange.AtLeast(1));
 
     private static readonly Option<string> DbLayoutOption = new("--db-layout")
     {
@@ -53,11 +53,8 @@ internal static class EvalCommand
         Description = "Where to write the per-sample JSONL (default: runs/eval/<task>[-<split>].jsonl).",
     };
 
-    private static readonly Option<int> Repeats = new("--repeats")
-    {
-        Description = "AgentBench OS: runs averaged into the score (the reference uses 5; init scripts draw random data).",
-        DefaultValueFactory = _ => 5,
-    };
+    private static readonly Option<int> Repeats = NumericOptions.Whole("--repeats",
+        "AgentBench OS: runs averaged into the score (the reference uses 5; init scripts draw random data).", 5, NumericRange.AtLeast(1));
 
     private static readonly Option<bool> NoSanitize = new("--no-sanitize")
     {

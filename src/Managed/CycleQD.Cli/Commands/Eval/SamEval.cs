@@ -31,7 +31,7 @@ internal static class SamEval
 
     private static readonly Option<string> MaskSuffix = new("--mask-suffix") { Description = "sam/*: what a mask's file name adds to its image's stem (ISIC: _segmentation).", DefaultValueFactory = _ => "" };
 
-    private static readonly Option<int> Threads = new("--threads") { Description = "sam/*: ONNX Runtime threads per operator (0: its default).", DefaultValueFactory = _ => 0 };
+    private static readonly Option<int> Threads = NumericOptions.Whole("--threads", "sam/*: ONNX Runtime threads per operator (0: its default).", 0, NumericRange.AtLeast(0));
 
     public static IEnumerable<Option> Options => [SplitFile, Metric, Prompt, Images, Masks, MaskSuffix, Threads];
 

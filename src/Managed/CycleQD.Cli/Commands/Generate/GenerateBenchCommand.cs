@@ -15,9 +15,9 @@ namespace CycleQD.Cli.Commands.Generate;
 internal static class GenerateBenchCommand
 {
     private static readonly Option<string> Batches = new("--batches") { Description = "Comma-separated batch sizes.", DefaultValueFactory = _ => "1,64" };
-    private static readonly Option<int> NewTokens = new("--new-tokens") { Description = "Tokens generated per sequence (EOS ignored).", DefaultValueFactory = _ => 128 };
-    private static readonly Option<int> Repeats = new("--repeats") { Description = "Timed repetitions per measurement (the best is reported).", DefaultValueFactory = _ => 3 };
-    private static readonly Option<int> Threads = new("--threads") { Description = "ONNX Runtime intra-op threads (0 = its default).", DefaultValueFactory = _ => 0 };
+    private static readonly Option<int> NewTokens = NumericOptions.Whole("--new-tokens", "Tokens generated per sequence (EOS ignored).", 128, NumericRange.AtLeast(1));
+    private static readonly Option<int> Repeats = NumericOptions.Whole("--repeats", "Timed repetitions per measurement (the best is reported).", 3, NumericRange.AtLeast(1));
+    private static readonly Option<int> Threads = NumericOptions.Whole("--threads", "ONNX Runtime intra-op threads (0 = its default).", 0, NumericRange.AtLeast(0));
 
     private static readonly string[] Prompts =
     [

@@ -12,10 +12,10 @@ internal static class GenerateCommand
 {
     internal static readonly Option<string> Model = new("--model", "-m") { Description = "Hugging Face Llama-family model folder (config.json, safetensors, tokenizer)." };
     private static readonly Option<string> Prompt = new("--prompt", "-p") { Description = "Prompt text (a user message with --chat)." };
-    private static readonly Option<int> MaxNewTokens = new("--max-new-tokens", "-n") { Description = "Most tokens to generate.", DefaultValueFactory = _ => 256 };
-    private static readonly Option<double> Temperature = new("--temperature", "-t") { Description = "0 = greedy (default); otherwise the sampling temperature.", DefaultValueFactory = _ => 0.0 };
-    private static readonly Option<double> TopP = new("--top-p") { Description = "Nucleus sampling mass in (0, 1] (with --temperature > 0).", DefaultValueFactory = _ => 1.0 };
-    private static readonly Option<ulong> Seed = new("--seed") { Description = "Sampling seed (with --temperature > 0).", DefaultValueFactory = _ => 0UL };
+    private static readonly Option<int> MaxNewTokens = NumericOptions.Whole("--max-new-tokens", "Most tokens to generate.", 256, NumericRange.AtLeast(0), "-n");
+    private static readonly Option<double> Temperature = NumericOptions.Real("--temperature", "0 = greedy (default); otherwise the sampling temperature.", 0.0, NumericRange.AtLeast(0), "-t");
+    private static readonly Option<double> TopP = NumericOptions.Real("--top-p", "Nucleus sampling mass in (0, 1] (with --temperature > 0).", 1.0, new NumericRange(0, 1, MinExclusive: true));
+    private static readonly Option<ulong> Seed = NumericOptions.Whole("--seed", "Sampling seed (with --temperature > 0).", 0UL);
     internal static readonly Option<string> Device = new("--device", "-d") { Description = "Execution provider: cpu or cuda.", DefaultValueFactory = _ => "cpu" };
     private static readonly Option<bool> Chat = new("--chat") { Description = "Render the prompt as a user turn with the model's chat template (Llama-3 or the code-instruction format)." };
     private static readonly Option<string[]> Stop = new("--stop") { Description = "Stop before this string (repeatable).", AllowMultipleArgumentsPerToken = false };

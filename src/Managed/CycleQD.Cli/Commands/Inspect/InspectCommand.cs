@@ -64,18 +64,35 @@ internal static class InspectCommand
         o.WriteLine($"  weight files          {string.Join(", ", weights.Files.Select(f => Path.GetFileName(f.Path)))}");
         o.WriteLine();
 
-        var table = new TextTable("tensor", "dtype", "shape", "MB").AlignRight(3);
+        var table = new TextTable("tensor", "dtype", "shape", "MB", "NaN", "Inf").AlignRight(3, 4, 5);
         long elements = 0;
+        var bad = new List<(TensorInfo Tensor, NonFiniteCount Count)>();
         foreach (var t in weights.Tensors)
         {
-            table.Add(t.Name, DTypes.Name(t.DType), t.ShapeText, (t.ByteLength / 1e6).ToString("F3", inv));
+            var c = weights.CountNonFinite(t.Name);
+            if (!c.IsFinite) bad.Add((t, c));
+            // Integer tensors cannot hold NaN or infinity: "-" rather than a reassuring 0.
+            string nan = NonFiniteScan.IsScanned(t.DType) ? c.NaN.ToString(inv) : "-";
+            string inf = NonFiniteScan.IsScanned(t.DType) ? c.Infinity.ToString(inv) : "-";
+            table.Add(t.Name, DTypes.Name(t.DType), t.ShapeText, (t.ByteLength / 1e6).ToString("F3", inv), nan, inf);
             elements += t.ElementCount;
         }
         table.Write(o);
         var byType = weights.Tensors.GroupBy(t => t.DType).Select(g => $"{DTypes.Name(g.Key)} {g.Count()}");
         o.WriteLine();
         o.WriteLine($"total: {weights.Tensors.Count} tensors ({string.Join(", ", byType)}), {elements.ToString("N0", inv)} parameters, {(weights.TotalBytes / 1e6).ToString("F3", inv)} MB");
-        return 0;
+        int scanned = weights.Tensors.Count(t => NonFiniteScan.IsScanned(t.DType));
+        if (bad.Count == 0)
+        {
+            o.WriteLine($"finite: all values of the {scanned} float tensors are finite (no NaN, no infinity)");
+            return 0;
+        }
+        o.WriteLine($"NOT FINITE: {bad.Count} of {scanned} float tensors hold NaN or infinite values ({bad.Sum(b => b.Count.NaN).ToString(inv)} NaN, " +
+                    $"{bad.Sum(b => b.Count.Infinity).ToString(inv)} infinite); run, merge and generate refuse this model");
+        // The exit code and the error line say the same for scripts: the model is not usable.
+        var first = bad[0];
+        throw new TensorFormatException(weights.FileOf(first.Tensor.Name).Path, first.Tensor.Name,
+            $"{first.Count} of {first.Tensor.ShapeText}" + (bad.Count > 1 ? $" (and {bad.Count - 1} more tensor(s) with non-finite values)" : ""));
     }
 
     private static bool IsSamFolder(string directory)

@@ -8,7 +8,7 @@ namespace CycleQD.Cli.Commands.Resume;
 internal static class ResumeCommand
 {
     private static readonly Argument<string> RunDir = new("DIR") { Description = "Run directory made by cycleqd run." };
-    private static readonly Option<int?> Generations = new("--generations", "-n") { Description = "Total generations to reach (default: the run's target)." };
+    private static readonly Option<int?> Generations = NumericOptions.OptionalWhole<int>("--generations", "Total generations to reach (default: the run's target).", NumericRange.AtLeast(0), "-n");
 
     public static Command Create()
     {

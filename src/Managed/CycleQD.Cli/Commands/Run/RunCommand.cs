@@ -8,8 +8,8 @@ internal static class RunCommand
 {
     private static readonly Argument<string> Experiment = new("EXPERIMENT") { Description = "Experiment file (YAML); see examples/synthetic.yaml." };
     private static readonly Option<string?> Out = new("--out", "-o") { Description = "Run directory to create (absent or empty); default runs/NAME-DATE-TIME." };
-    internal static readonly Option<int?> Generations = new("--generations", "-n") { Description = "Total generations to run (default: the experiment's)." };
-    private static readonly Option<ulong?> Seed = new("--seed") { Description = "Run seed (default: the experiment's)." };
+    internal static readonly Option<int?> Generations = NumericOptions.OptionalWhole<int>("--generations", "Total generations to run (default: the experiment's).", NumericRange.AtLeast(0), "-n");
+    private static readonly Option<ulong?> Seed = NumericOptions.OptionalWhole<ulong>("--seed", "Run seed (default: the experiment's).");
 
     public static Command Create()
     {

@@ -24,6 +24,11 @@ internal static class RunLoop
             o.WriteLine($"run: {session.Directory.Path}");
             o.WriteLine($"experiment '{session.Config.Name}': tasks {string.Join(", ", tasks)}; seed {session.Directory.Info.Seed}; target {target} generations; backend {session.BackendName}");
             session.Warn = m => o.WriteLine("warning: " + m);
+            session.Engine.GenerationCompleted += r =>
+            {
+                if (r.NonFinite is { } why)
+                    o.WriteLine($"warning: generation {r.Generation}: the child's weights are not finite ({why}); scored 0, not archived");
+            };
             session.InitializeAsync(cts.Token).GetAwaiter().GetResult();
             int start = session.Engine.NextGeneration;
             if (start == 0 && session.Engine.Archives.Count > 0)
