@@ -40,7 +40,7 @@ public sealed class EvalCommandTests
     [Theory]
     [InlineData("--task", "chess", "--responder", "scripted:gold", "unknown task 'chess'")]
     [InlineData("--task", "mbpp", "--responder", "oracle", "unknown responder 'oracle'")]
-    [InlineData("--task", "tinyskills/code", "--responder", "scripted:gold", "--limit", "0", "--limit must be positive")]
+    [InlineData("--task", "tinyskills/code", "--responder", "scripted:gold", "--limit", "0", "--limit: 0 is out of range: it must be a whole number from 1 to 2147483647")]
     [InlineData("--task", "agentbench_db", "--responder", "scripted:gold", "--db-layout", "merged", "--db-layout must be isolated or reference")]
     [InlineData("--task", "mbpp", "give exactly one of --model DIR or --responder scripted:gold")]
     public void BadOptions_GiveOneClearError(params string[] argsThenMessage)
