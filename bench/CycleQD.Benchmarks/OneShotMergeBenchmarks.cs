@@ -40,10 +40,10 @@ public class OneShotMergeBenchmarks
     public void TaskArithmetic() => TaskVectorMerges.TaskArithmetic(_base, _experts, _weights, 0.7f, false, _output);
 
     [Benchmark(Description = "ties (per tensor, density 0.2), 3 experts")]
-    public void Ties() => TaskVectorMerges.Ties(_base, _experts, _weights, [0.2f, 0.2f, 0.2f], 1f, true, _output);
+    public void Ties() => TaskVectorMerges.Ties(_base, _experts, _weights, [0.2f, 0.2f, 0.2f], 1f, true, false, _output);
 
     [Benchmark(Description = "trim threshold of one expert (two passes)")]
-    public float Threshold() => TaskVectorMerges.TrimThreshold(_base, _experts[0].Span, 0.2);
+    public TrimCut Threshold() => TaskVectorMerges.MagnitudeTrim(_base, _experts[0].Span, 0.2);
 
     [Benchmark(Description = "dare_ties (density 0.5), 3 experts")]
     public void DareTies() => TaskVectorMerges.Dare(_base, _experts, _weights, [0.5f, 0.5f, 0.5f], new DareOptions(7, 0, SignConsensus: true), _output);

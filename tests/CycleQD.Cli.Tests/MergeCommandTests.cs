@@ -56,8 +56,10 @@ public sealed class MergeCommandTests
     }
 
     [Theory]
-    [InlineData("merge_method: ties\nbase_model: nowhere\nmodels:\n  - model: also-nowhere\n", "nowhere")]
+    [InlineData("merge_method: ties\nbase_model: nowhere\nmodels:\n  - model: also-nowhere\n    parameters: {weight: 1}\n", "nowhere")]
     [InlineData("merge_method: ties\nbase_model: b\nmodels:\n  - model: e\nweights: 1\n", "line 5: weights: unknown setting")]
+    [InlineData("merge_method: dare_linear\nbase_model: b\nmodels:\n  - model: e\nparameters: {weight: 1, trim_scope: model}\n", "line 5: parameters.trim_scope: does not apply to dare_linear")]
+    [InlineData("merge_method: ties\nbase_model: b\nmodels:\n  - model: e\n", "line 4: models[0]: e: weight is required")]
     public void BadMergeFile_OneErrorLine(string yaml, string expected)
     {
         using var dir = new TempDir();
@@ -69,6 +71,34 @@ public sealed class MergeCommandTests
         Assert.Single(lines);
         Assert.StartsWith("error: ", lines[0]);
         Assert.Contains(expected, lines[0]);
+    }
+
+    [Theory]
+    [InlineData("tinyskills-dare-ties.yaml", "dare_ties", "| rescale | true")]
+    [InlineData("tinyskills-dare-linear.yaml", "dare_linear", "| rescale | inverse_density")]
+    public void ShippedDareExamples_Merge_AndTheCardSaysWhichRescale(string example, string method, string rescaleRow)
+    {
+        using var dir = new TempDir();
+        var r = CliRunner.Run("merge", Example(example), "--out", dir.File("out"), "--no-hash");
+        Assert.Equal(0, r.ExitCode);
+        Assert.Equal("", r.Err);
+        Assert.Contains($"\n{method}: merged 47 tensors (260,032 values)", r.Out);
+        Assert.Contains(rescaleRow, File.ReadAllText(dir.File("out/README.md")));
+    }
+
+    [Fact]
+    public void TiesWithDensityKeepingNoEntryOfATensor_OneErrorLineNamingTheTensor()
+    {
+        using var dir = new TempDir();
+        string models = Path.Combine(TestPaths.RepoRoot, "models", "tinyskills");
+        string path = dir.File("m.yaml");
+        File.WriteAllText(path, $"merge_method: ties\nbase_model: {models}/base\nmodels:\n  - model: {models}/expert-db\nparameters: {{weight: 1, density: 0.01}}\n");
+        var r = CliRunner.Run("merge", path, "--out", dir.File("out"));
+        Assert.Equal(CliApp.ExitBadInput, r.ExitCode);
+        var lines = r.Err.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Single(lines);
+        Assert.Contains("keeps no entry of tensor 'model.layers.0.input_layernorm.weight'", lines[0]);
+        Assert.False(Directory.Exists(dir.File("out")));
     }
 
     [Theory]

@@ -1,6 +1,7 @@
 using System.Security.Cryptography;
 using System.Text.Json;
 using CycleQD.Core;
+using CycleQD.Cpu.Merging;
 using CycleQD.Runs.Merging;
 using CycleQD.Tensors;
 using CycleQD.Testing;
@@ -84,7 +85,7 @@ public class ModelMergeTests
         for (int i = 0; i < 3; i++)
         {
             var e = ReadAll(spec.Models[i].Path);
-            long kept = b.Sum(kv => kv.Value.Select((x, j) => MathF.Abs(e[kv.Key][j] - x) >= merge.ModelThresholds![i] ? 1L : 0L).Sum());
+            long kept = b.Sum(kv => kv.Value.Select((x, j) => MathF.Abs(e[kv.Key][j] - x) >= merge.ModelTrims![i].Threshold ? 1L : 0L).Sum());
             Assert.Equal(52_006, kept);
         }
     }
@@ -102,7 +103,7 @@ public class ModelMergeTests
                 parameters: {"{"} weight: 0.5 {"}"}
               - model: {rel}/expert-db
               - model: {rel}/expert-os
-            parameters: {"{"} lambda: 0.7 {"}"}
+            parameters: {"{"} weight: 1, lambda: 0.7 {"}"}
             """);
         var config = MergeConfig.Load(yamlPath);
         var result = MergeOutput.Write(config.Spec, dir.File("out"), new MergeOutputOptions(MaxShardBytes: 300_000, ConfigText: config.Text,
@@ -163,6 +164,7 @@ public class ModelMergeTests
               - model: {Shipped("expert-db")}
                 parameters: {"{"} weight: 3 {"}"}
               - model: {Shipped("expert-os")}
+                parameters: {"{"} weight: 1 {"}"}
             dtype: bfloat16
             """, "linear.yaml", dir.Path);
         MergeOutput.Write(spec, dir.File("out"), new MergeOutputOptions(HashInputs: false));
@@ -223,10 +225,24 @@ public class ModelMergeTests
     [InlineData("merge_method: ties\nmodels:\n  - model: e\n", "base_model is required by ties")]
     [InlineData("merge_method: ties\nbase_model: b\nmodels:\n  - model: e\n    parameters: {density: [0.2, 0.5]}\n", "models[0].parameters.density: lists (per-layer gradients) are not supported")]
     [InlineData("merge_method: ties\nbase_model: b\nslices:\n  - sources: []\n", "slices: slices are not supported")]
-    [InlineData("merge_method: dare_ties\nbase_model: b\nmodels:\n  - model: e\n    parameters: {density: 0}\n", "density 0 must be in (0, 1]")]
-    [InlineData("merge_method: ties\nbase_model: b\nmodels:\n  - model: e\nparameters: {trim_scope: layer}\n", "parameters.trim_scope: 'layer' is not tensor or model")]
-    [InlineData("merge_method: linear\nmodels:\n  - model: e\ndtype: int8\n", "dtype: 'int8' is not float32, float16 or bfloat16")]
+    [InlineData("merge_method: dare_ties\nbase_model: b\nmodels:\n  - model: e\n    parameters: {weight: 1, density: 0}\n", "density 0 must be in (0, 1]")]
+    [InlineData("merge_method: ties\nbase_model: b\nmodels:\n  - model: e\n    parameters: {weight: 1, density: 0}\n", "density 0 must be in (0, 1]")]
+    [InlineData("merge_method: ties\nbase_model: b\nmodels:\n  - model: e\nparameters: {weight: 1, trim_scope: layer}\n", "parameters.trim_scope: 'layer' is not tensor or model")]
+    [InlineData("merge_method: linear\nmodels:\n  - model: e\n    parameters: {weight: 1}\ndtype: int8\n", "dtype: 'int8' is not float32, float16 or bfloat16")]
     [InlineData("merge_method: ties\nbase_model: b\nmodels:\n  - model: b\n", "no model to merge besides the base model")]
+    // mergekit's rule: every merged model has a weight, its own or the one under parameters.
+    [InlineData("merge_method: ties\nbase_model: b\nmodels:\n  - model: e\n    parameters: {density: 0.5}\n", "line 4: models[0]: e: weight is required")]
+    [InlineData("merge_method: linear\nmodels:\n  - model: e\n    parameters: {weight: 1}\n  - model: f\n", "line 5: models[1]: f: weight is required")]
+    // Options that do not apply to the method are refused, naming the key.
+    [InlineData("merge_method: dare_linear\nbase_model: b\nmodels:\n  - model: e\nparameters:\n  weight: 1\n  trim_scope: model\n", "line 7: parameters.trim_scope: does not apply to dare_linear")]
+    [InlineData("merge_method: task_arithmetic\nbase_model: b\nmodels:\n  - model: e\nparameters: {weight: 1, density: 0.5}\n", "parameters.density: does not apply to task_arithmetic")]
+    [InlineData("merge_method: task_arithmetic\nbase_model: b\nmodels:\n  - model: e\n    parameters: {weight: 1, density: 0.5}\n", "models[0].parameters.density: does not apply to task_arithmetic")]
+    [InlineData("merge_method: task_arithmetic\nbase_model: b\nmodels:\n  - model: e\nparameters: {weight: 1, rescale: true}\n", "parameters.rescale: does not apply to task_arithmetic")]
+    [InlineData("merge_method: linear\nmodels:\n  - model: e\nparameters: {weight: 1, lambda: 0.5}\n", "parameters.lambda: does not apply to linear")]
+    [InlineData("merge_method: linear\nmodels:\n  - model: e\nparameters: {weight: 1, int8_mask: true}\n", "parameters.int8_mask: does not apply to linear")]
+    [InlineData("merge_method: ties\nbase_model: b\nmodels:\n  - model: e\nparameters: {weight: 1}\nrandom_seed: 3\n", "line 6: random_seed: does not apply to ties")]
+    [InlineData("merge_method: ties\nbase_model: b\nmodels:\n  - model: e\nparameters: {weight: 1, rescale: inverse_density}\n", "parameters.rescale: inverse_density is DARE's rescale")]
+    [InlineData("merge_method: dare_ties\nbase_model: b\nmodels:\n  - model: e\nparameters: {weight: 1, rescale: l2}\n", "parameters.rescale: 'l2' is not true, false or inverse_density")]
     public void Config_BadSetting_OneErrorNamingFileAndKey(string yaml, string expected)
     {
         var ex = Assert.Throws<ConfigurationException>(() => MergeConfig.Parse(yaml, "bad.yaml", "/tmp"));
@@ -247,6 +263,7 @@ public class ModelMergeTests
             base_model: base
             parameters:
               int8_mask: true
+              weight: 1.0
               density: 0.7
             random_seed: 42
             dtype: bfloat16
@@ -257,5 +274,88 @@ public class ModelMergeTests
         Assert.Equal(42UL, spec.Seed);
         Assert.Equal(DType.BF16, spec.OutputDType);
         Assert.False(spec.EffectiveNormalize);
+        Assert.Null(spec.Rescale);
+        Assert.Equal(MergeRescale.L1Norm, spec.EffectiveRescale);
+    }
+
+    [Theory]
+    [InlineData("ties", "", MergeRescale.None)]
+    [InlineData("ties", "rescale: true", MergeRescale.L1Norm)]
+    [InlineData("dare_linear", "", MergeRescale.L1Norm)]
+    [InlineData("dare_linear", "rescale: false", MergeRescale.None)]
+    [InlineData("dare_ties", "rescale: inverse_density", MergeRescale.InverseDensity)]
+    public void Config_Rescale_FollowsMergekitDefaultsAndTakesInverseDensityForDare(string method, string rescale, MergeRescale expected)
+    {
+        var spec = MergeConfig.Parse($"merge_method: {method}\nbase_model: b\nmodels:\n  - model: e\nparameters:\n  weight: 1\n  density: 0.5\n  {rescale}\n", "r.yaml", "/m");
+        Assert.Equal(expected, spec.EffectiveRescale);
+    }
+
+    [Fact]
+    public void Spec_OptionForAnotherMethod_IsRefusedNamingTheKey()
+    {
+        using var dir = new TempDir();
+        var dare = new MergeSpec(MergeMethod.DareLinear, Shipped("base"), [new MergeModel(Shipped("expert-db"), 1, 0.5f)]) { TrimScope = TrimScope.Model };
+        Assert.Contains("trim_scope does not apply to dare_linear", Assert.Throws<ArgumentException>(() => MergeOutput.Write(dare, dir.File("a"))).Message);
+        var ta = new MergeSpec(MergeMethod.TaskArithmetic, Shipped("base"), [new MergeModel(Shipped("expert-db"))]) { Rescale = MergeRescale.L1Norm };
+        Assert.Contains("rescale does not apply to task_arithmetic", Assert.Throws<ArgumentException>(() => MergeOutput.Write(ta, dir.File("b"))).Message);
+        var ties = new MergeSpec(MergeMethod.Ties, Shipped("base"), [new MergeModel(Shipped("expert-db"), 1, 0.5f)]) { Rescale = MergeRescale.InverseDensity };
+        Assert.Contains("inverse_density is DARE's rescale", Assert.Throws<ArgumentException>(() => MergeOutput.Write(ties, dir.File("c"))).Message);
+        Assert.False(Directory.Exists(dir.File("a")) || Directory.Exists(dir.File("b")) || Directory.Exists(dir.File("c")));
+    }
+
+    [Fact]
+    public void Ties_DensityKeepingNoEntryOfATensor_ErrorNamesTheTensor_AndWritesNothing()
+    {
+        // ⌊0.01 · 64⌋ = 0 for the 64-value norm weights; the embedding (32768 values) would keep 327.
+        using var dir = new TempDir();
+        var spec = new MergeSpec(MergeMethod.Ties, Shipped("base"), [new MergeModel(Shipped("expert-db"), 1, 0.01f)]);
+        var ex = Assert.Throws<ArgumentException>(() => MergeOutput.Write(spec, dir.File("out")));
+        Assert.Contains(Shipped("expert-db"), ex.Message);
+        Assert.Contains("density 0.01 keeps no entry of tensor 'model.layers.0.input_layernorm.weight' (64 values", ex.Message);
+        Assert.False(Directory.Exists(dir.File("out")));
+
+        // Over the whole model the same density keeps 2600 entries, so trim_scope: model merges.
+        MergeOutput.Write(spec with { TrimScope = TrimScope.Model }, dir.File("model"), new MergeOutputOptions(HashInputs: false));
+        Assert.True(File.Exists(Path.Combine(dir.File("model"), "model.safetensors")));
+    }
+
+    [Fact]
+    public void Ties_RescaleTrue_EveryTensorKeepsExactlyKEntries_AndItsTaskVectorsL1Norm()
+    {
+        // One expert, w = 1: the disjoint mean is the trimmed τ itself, so out − base = τ̂ · Σ|τ| / Σ|τ̂| per tensor.
+        using var dir = new TempDir();
+        var spec = MergeConfig.Parse($"""
+            merge_method: ties
+            base_model: {Shipped("base")}
+            models:
+              - model: {Shipped("expert-code")}
+            parameters: {"{"} weight: 1.0, density: 0.25, rescale: true {"}"}
+            """, "ties.yaml", dir.Path);
+        MergeOutput.Write(spec, dir.File("out"), new MergeOutputOptions(HashInputs: false));
+        var b = ReadAll(Shipped("base"));
+        var e = ReadAll(Shipped("expert-code"));
+        var got = ReadAll(dir.File("out"));
+        int checkedTensors = 0;
+        foreach (var (name, bv) in b)
+        {
+            int n = bv.Length;
+            var tau = Enumerable.Range(0, n).Select(j => e[name][j] - bv[j]).ToArray();
+            double before = tau.Sum(t => Math.Abs((double)t));
+            if (before < 1e-7) continue;  // an untouched tensor (mergekit's guard: no rescale)
+            long k = (long)Math.Floor(0.25 * n);
+            var keep = Enumerable.Range(0, n).OrderByDescending(j => MathF.Abs(tau[j])).ThenBy(j => j).Take((int)k).ToHashSet();
+            double after = keep.Sum(j => Math.Abs((double)tau[j]));
+            double gain = before / after;
+            for (int j = 0; j < n; j++)
+            {
+                double want = bv[j] + (keep.Contains(j) ? tau[j] * gain : 0);
+                Assert.True(Math.Abs(got[name][j] - want) <= 1e-6 * Math.Max(1, Math.Abs(want)), $"{name}[{j}]: {got[name][j]} vs {want}");
+            }
+            double l1 = Enumerable.Range(0, n).Sum(j => Math.Abs((double)got[name][j] - bv[j]));
+            Assert.True(Math.Abs(l1 / before - 1) < 1e-4, $"{name}: Σ|out − base| / Σ|τ| = {l1 / before}");
+            checkedTensors++;
+        }
+        Assert.True(checkedTensors > 10, $"{checkedTensors} tensors with a task vector");
+        Assert.Contains("| rescale | true", File.ReadAllText(Path.Combine(dir.File("out"), "README.md")));
     }
 }

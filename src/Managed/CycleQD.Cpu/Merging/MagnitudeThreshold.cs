@@ -7,8 +7,8 @@ namespace CycleQD.Cpu.Merging;
 /// first pass counts the upper 16 bits of |τ| and finds the bucket that holds the k-th largest; the
 /// second counts the lower 16 bits of the entries in that bucket. The result is exact.
 /// <para>Use: <see cref="CountCoarse"/> over every tensor, then, if <see cref="NeedsFinePass"/>,
-/// <see cref="CountFine"/> over every tensor with the same data, then read <see cref="Threshold"/>.
-/// NaN entries are not counted.</para>
+/// <see cref="CountFine"/> over every tensor with the same data, then read <see cref="Threshold"/>
+/// and <see cref="TiesKept"/> (or both as <see cref="Cut"/>). NaN entries are not counted.</para>
 /// </summary>
 public sealed class MagnitudeThreshold
 {
@@ -20,6 +20,7 @@ public sealed class MagnitudeThreshold
     private long _aboveBucket;
     private long _counted;
     private float? _threshold;
+    private long _tiesKept;
 
     /// <summary>A selection of the <paramref name="keep"/> largest magnitudes (≥ 0).</summary>
     public MagnitudeThreshold(long keep)
@@ -94,6 +95,10 @@ public sealed class MagnitudeThreshold
                 seen += _fine[lo];
                 if (seen >= need)
                 {
+                    // need − (seen − ties) of the fine[lo] entries equal to the threshold complete the k.
+                    long ties = _fine[lo];
+                    long kept = need - (seen - ties);
+                    _tiesKept = kept == ties ? AllTies : kept;
                     _threshold = BitConverter.UInt32BitsToSingle(((uint)_bucket << 16) | (uint)lo);
                     return _threshold.Value;
                 }
@@ -102,11 +107,32 @@ public sealed class MagnitudeThreshold
         }
     }
 
+    /// <summary>
+    /// How many of the entries whose |τ| equals <see cref="Threshold"/> complete the k: exactly k
+    /// entries are kept when those are the first <see cref="TiesKept"/> of them in the order the
+    /// data was counted. <see cref="AllTies"/> when every such entry is needed (no tie crosses the
+    /// k-th place); 0 when k = 0.
+    /// </summary>
+    public long TiesKept
+    {
+        get
+        {
+            _ = Threshold;
+            return _tiesKept;
+        }
+    }
+
+    /// <summary><see cref="Threshold"/> and <see cref="TiesKept"/> together.</summary>
+    public TrimCut Cut => new(Threshold, TiesKept);
+
+    /// <summary>The <see cref="TiesKept"/> value that keeps every entry equal to the threshold.</summary>
+    public const long AllTies = long.MaxValue;
+
     private void FinishCoarse()
     {
         if (_bucket >= 0 || _threshold.HasValue) return;
-        if (_keep == 0) { _threshold = float.NaN; return; }
-        if (_keep >= _counted) { _threshold = 0f; return; }
+        if (_keep == 0) { _threshold = float.NaN; _tiesKept = 0; return; }
+        if (_keep >= _counted) { _threshold = 0f; _tiesKept = AllTies; return; }
         long seen = 0;
         for (int hi = 65535; hi >= 0; hi--)
         {
@@ -122,4 +148,19 @@ public sealed class MagnitudeThreshold
     }
 
     private static uint AbsBits(float x) => BitConverter.SingleToUInt32Bits(x) & 0x7FFF_FFFFu;
+}
+
+/// <summary>
+/// Which entries of one task vector τ (one tensor, or a part of it) a magnitude trim keeps: every
+/// entry with |τ| &gt; <paramref name="Threshold"/>, and of the entries with |τ| = Threshold the first
+/// <paramref name="TiesKept"/> in element order. So a trim keeps exactly k entries even when
+/// magnitudes tie at the k-th place, and which of the tied ones survive is fixed (the lowest
+/// indices), not left to a sort's whim. NaN entries are never kept.
+/// </summary>
+/// <param name="Threshold">The k-th largest magnitude; NaN keeps nothing.</param>
+/// <param name="TiesKept">How many entries equal to the threshold are kept, counted from the first element; <see cref="MagnitudeThreshold.AllTies"/> keeps them all.</param>
+public readonly record struct TrimCut(float Threshold, long TiesKept)
+{
+    /// <summary>Keeps every (non-NaN) entry: what a density of 1 does.</summary>
+    public static TrimCut KeepAll => new(0f, MagnitudeThreshold.AllTies);
 }

@@ -378,7 +378,7 @@ public sealed class KernelCheck : IDisposable
         }
     }
 
-    private int OversamplingFor(int k) => _options.SvdOversampling >= 0 ? _options.SvdOversampling : Math.Max(10, k / 2);
+    private int OversamplingFor(int k) => new CycleQD.Core.Compute.MutationOptions(Oversampling: _options.SvdOversampling).OversamplingFor(k);
 
     /// <summary>max over i &lt; k of |ŝᵢ − sᵢ| / sᵢ.</summary>
     internal static double TopKError(float[] reference, float[] approx, int k)

@@ -6,10 +6,12 @@ namespace CycleQD.Cuda.Svd;
 
 /// <summary>Settings of the randomized range finder (Halko, Martinsson, Tropp 2011, alg. 4.4 + 5.1).</summary>
 /// <param name="Rank">k: singular triplets wanted.</param>
-/// <param name="Oversampling">p: extra columns of the sketch (l = k + p, capped at min(m, n)).</param>
-/// <param name="PowerIterations">q: subspace iterations, each re-orthonormalised; 2 suits the slowly decaying spectra of weight deltas.</param>
+/// <param name="Oversampling">p: extra columns of the sketch (l = k + p, capped at min(m, n)). No default here: the
+/// mutation's comes from <see cref="CycleQD.Core.Compute.MutationOptions.OversamplingFor"/>, its one source.</param>
+/// <param name="PowerIterations">q: subspace iterations, each re-orthonormalised (the mutation's default:
+/// <see cref="CycleQD.Core.Compute.MutationOptions.PowerIterations"/>).</param>
 /// <param name="Seed">Seed of the Gaussian test matrix (Philox; stream and generation 0).</param>
-public sealed record RandomizedSvdOptions(int Rank, int Oversampling = 16, int PowerIterations = 2, ulong Seed = 0x5EED);
+public sealed record RandomizedSvdOptions(int Rank, int Oversampling, int PowerIterations, ulong Seed = 0x5EED);
 
 /// <summary>
 /// Thin SVDs of a batch of same-shaped matrices: S is batch×l (descending), U batch×m×l and V

@@ -6,8 +6,8 @@ namespace CycleQD.Runs.Final;
 
 /// <summary>
 /// The TIES baseline of the report, built on the host from the model files: each task vector
-/// τᵢ = expertᵢ − base is trimmed to its ⌊density · n⌋ entries of largest magnitude over the whole
-/// model (n = every parameter, as the TinySkills reference does it), signs are elected by the
+/// τᵢ = expertᵢ − base is trimmed to exactly its ⌊density · n⌋ entries of largest magnitude over the
+/// whole model (n = every parameter, as the TinySkills reference does it; <see cref="ModelScopeTrim"/>), signs are elected by the
 /// summed trimmed vectors, the agreeing entries are averaged (disjoint mean) and the result is
 /// base + λ · merged. Float32 arithmetic; stored in the base's dtypes.
 /// </summary>
@@ -29,25 +29,27 @@ internal static class TiesBaseline
             long total = tensors.Sum(t => t.ElementCount);
             long keep = MagnitudeThreshold.KeepCount(density, total);
 
-            // Whole-model trim thresholds: two streaming passes per expert.
-            var thresholds = new float[experts.Count];
-            for (int i = 0; i < experts.Count; i++)
-            {
-                var mt = new MagnitudeThreshold(keep);
-                foreach (var t in tensors) mt.CountCoarse(Floats(baseModel, t), Floats(experts[i], t));
-                if (mt.NeedsFinePass)
-                    foreach (var t in tensors) mt.CountFine(Floats(baseModel, t), Floats(experts[i], t));
-                thresholds[i] = mt.Threshold;
-            }
+            // Whole-model trims: exactly k entries per expert (ties at the k-th magnitude broken by name, then element order).
+            float[]? cachedBase = null;
+            int cachedIndex = -1;
+            var trim = ModelScopeTrim.Compute(tensors.Length, Enumerable.Repeat(keep, experts.Count).ToArray(),
+                t =>
+                {
+                    if (t != cachedIndex) { cachedBase = Floats(baseModel, tensors[t]); cachedIndex = t; }
+                    return cachedBase;
+                },
+                (i, t) => Floats(experts[i], tensors[t]));
 
             var weights = Enumerable.Repeat(1f, experts.Count).ToArray();
             var source = new InMemoryTensorSource();
-            foreach (var t in tensors)
+            for (int ti = 0; ti < tensors.Length; ti++)
             {
+                var t = tensors[ti];
                 var b = Floats(baseModel, t);
                 var ex = experts.Select(e => (ReadOnlyMemory<float>)Floats(e, t)).ToArray();
                 var merged = new float[b.Length];
-                TaskVectorMerges.TiesTrimmed(b, ex, weights, thresholds, (float)lambda, normalize: true, merged);
+                var cuts = trim.PerTensor.Select(c => c[ti]).ToArray();
+                TaskVectorMerges.TiesTrimmed(b, ex, weights, cuts, (float)lambda, normalize: true, rescale: false, merged);
                 source.Add(t.Name, t.DType, t.Shape, merged);
             }
             return source;

@@ -1,5 +1,6 @@
 using System.Globalization;
 using CycleQD.Core;
+using CycleQD.Cpu.Merging;
 using CycleQD.Tensors;
 using YamlDotNet.RepresentationModel;
 
@@ -16,16 +17,20 @@ namespace CycleQD.Runs.Merging;
 /// parameters:                   # method parameters, and defaults for every model's weight and density
 ///   normalize: true
 ///   lambda: 1.0
-///   rescale: true               # DARE
-///   trim_scope: tensor          # TIES: tensor (mergekit) or model (one top fraction over all tensors)
+///   rescale: true               # ties, DARE: true (restore each task vector's L1 norm) | false | inverse_density (DARE only)
+///   trim_scope: tensor          # ties: tensor (mergekit) or model (one top fraction over all tensors)
 /// random_seed: 0                # DARE's drop draws
 /// dtype: bfloat16               # float32 | float16 | bfloat16 (default: each tensor's type in the base)
 /// </code>
-/// A <c>models</c> entry naming the base model itself is skipped by the task-vector methods, as in
-/// mergekit. mergekit's <c>int8_mask</c> is accepted and has no effect (merging is in float32).
-/// Not supported, with an error naming the key: <c>slices</c>, per-layer lists (gradients) and
-/// filters, and <c>tokenizer_source</c> other than <c>base</c>. Every unknown key or bad value
-/// raises one <see cref="ConfigurationException"/> naming the file, the line and the key.
+/// Every merged model needs a <c>weight</c>, its own or the one under <c>parameters:</c> (mergekit's
+/// rule; a <c>models</c> entry naming the base model itself needs none: the task-vector methods skip
+/// it, as mergekit does). A parameter the method does not take (<see cref="MergeMethodInfo"/>), such
+/// as <c>trim_scope</c> with <c>dare_linear</c> or <c>density</c> with <c>task_arithmetic</c>, is refused
+/// with an error naming the key. mergekit's <c>int8_mask</c> is accepted where mergekit takes it and
+/// has no effect (merging is in float32). Not supported, with an error naming the key:
+/// <c>slices</c>, per-layer lists (gradients) and filters, and <c>tokenizer_source</c> other than
+/// <c>base</c>. Every unknown key or bad value raises one <see cref="ConfigurationException"/> naming
+/// the file, the line and the key.
 /// </summary>
 public sealed record MergeConfig(MergeSpec Spec, string SourcePath, string Text)
 {
@@ -60,10 +65,17 @@ public sealed record MergeConfig(MergeSpec Spec, string SourcePath, string Text)
         if (basePath is null && method.Key != MergeMethod.Linear)
             throw new ConfigurationException($"{source}: base_model is required by {methodName}");
 
+        var info = MergeSpec.Methods[method.Key];
         var global = top.TryGetValue("parameters", out var pNode) && pNode != null
-            ? r.Map(pNode, "parameters", "weight", "density", "normalize", "lambda", "rescale", "trim_scope", "int8_mask")
+            ? r.Map(pNode, "parameters", [.. MergeMethodInfo.AllParameters])
             : new Dictionary<string, YamlNode?>();
-        float defaultWeight = r.Float(global, "weight", 1f, "parameters.");
+        foreach (var key in global.Keys)
+            if (!info.Takes(key)) throw r.Error(KeyNode(pNode!, key), "parameters." + key, info.DoesNotApply(key));
+        if (top.ContainsKey("random_seed") && !info.Seeded)
+            throw r.Error(KeyNode(root, "random_seed"), "random_seed", $"does not apply to {methodName} (only dare_linear and dare_ties draw random numbers)");
+        if (top.ContainsKey("int8_mask") && !info.Takes("int8_mask"))
+            throw r.Error(KeyNode(root, "int8_mask"), "int8_mask", info.DoesNotApply("int8_mask"));
+        float? defaultWeight = global.ContainsKey("weight") ? r.Float(global, "weight", 1f, "parameters.") : null;
         float defaultDensity = r.Float(global, "density", 1f, "parameters.");
 
         if (!top.TryGetValue("models", out var modelsNode) || modelsNode is not YamlSequenceNode list || list.Children.Count == 0)
@@ -76,10 +88,16 @@ public sealed record MergeConfig(MergeSpec Spec, string SourcePath, string Text)
             if (!entry.TryGetValue("model", out var pathNode) || pathNode is null)
                 throw r.Error(list.Children[i], at, "'model: PATH' is required");
             string path = Resolve(baseDirectory, r.Scalar(pathNode, at + ".model"));
-            var p = entry.TryGetValue("parameters", out var mp) && mp != null ? r.Map(mp, at + ".parameters", "weight", "density") : [];
-            var model = new MergeModel(path, r.Float(p, "weight", defaultWeight, at + ".parameters."), r.Float(p, "density", defaultDensity, at + ".parameters."));
+            var p = entry.TryGetValue("parameters", out var mp) && mp != null ? r.Map(mp, at + ".parameters", [.. MergeMethodInfo.AllModelParameters]) : [];
+            foreach (var key in p.Keys)
+                if (!info.ModelParameters.Contains(key))
+                    throw r.Error(KeyNode(mp!, key), $"{at}.parameters.{key}", info.DoesNotApply(key));
             if (method.Key != MergeMethod.Linear && path == basePath) continue;
-            models.Add(model);
+            float density = r.Float(p, "density", defaultDensity, at + ".parameters.");
+            float weight = p.ContainsKey("weight") ? r.Float(p, "weight", 1f, at + ".parameters.")
+                : defaultWeight ?? throw r.Error(list.Children[i], at,
+                    $"{r.Scalar(pathNode, at + ".model")}: weight is required (give it under the model's parameters, or once under parameters:), as in mergekit");
+            models.Add(new MergeModel(path, weight, density));
         }
         if (models.Count == 0) throw r.Error(modelsNode, "models", "no model to merge besides the base model");
 
@@ -99,7 +117,7 @@ public sealed record MergeConfig(MergeSpec Spec, string SourcePath, string Text)
         {
             Lambda = r.Float(global, "lambda", 1f, "parameters."),
             Normalize = global.ContainsKey("normalize") ? r.Bool(global, "normalize", false, "parameters.") : null,
-            Rescale = r.Bool(global, "rescale", true, "parameters."),
+            Rescale = global.ContainsKey("rescale") ? ParseRescale(r, global, method.Key) : null,
             TrimScope = r.String(global, "trim_scope", "tensor", "parameters.") switch
             {
                 "tensor" => TrimScope.Tensor,
@@ -109,15 +127,32 @@ public sealed record MergeConfig(MergeSpec Spec, string SourcePath, string Text)
             Seed = r.ULong(top, "random_seed", 0),
             OutputDType = dtype,
         };
-        bool dare = method.Key is MergeMethod.DareLinear or MergeMethod.DareTies;
-        for (int i = 0; i < models.Count; i++)
+        bool sparsifies = method.Key is MergeMethod.Ties or MergeMethod.DareLinear or MergeMethod.DareTies;
+        for (int i = 0; sparsifies && i < models.Count; i++)
         {
             float d = models[i].Density;
-            if (dare ? !(d > 0 && d <= 1) : !(d >= 0 && d <= 1))
-                throw new ConfigurationException($"{source}: {models[i].Path}: density {d.ToString(CultureInfo.InvariantCulture)} must be in {(dare ? "(0, 1]" : "[0, 1]")}");
+            if (!(d > 0 && d <= 1))
+                throw new ConfigurationException($"{source}: {models[i].Path}: density {d.ToString(CultureInfo.InvariantCulture)} must be in (0, 1]");
         }
         return spec;
     }
+
+    private static MergeRescale ParseRescale(YamlSettings r, Dictionary<string, YamlNode?> global, MergeMethod method)
+    {
+        string v = r.String(global, "rescale", "", "parameters.");
+        return v switch
+        {
+            "true" or "yes" => MergeRescale.L1Norm,
+            "false" or "no" => MergeRescale.None,
+            "inverse_density" when method is MergeMethod.DareLinear or MergeMethod.DareTies => MergeRescale.InverseDensity,
+            "inverse_density" => throw r.Error(global["rescale"]!, "parameters.rescale", "inverse_density is DARE's rescale (dare_linear, dare_ties); ties takes true or false"),
+            _ => throw r.Error(global["rescale"]!, "parameters.rescale", $"'{v}' is not true, false or inverse_density"),
+        };
+    }
+
+    /// <summary>The key node of <paramref name="key"/> in a mapping, so an error points at the key's line.</summary>
+    private static YamlNode KeyNode(YamlNode map, string key) =>
+        ((YamlMappingNode)map).Children.Keys.First(k => k is YamlScalarNode { Value: var v } && v == key);
 
     private static string Resolve(string baseDirectory, string path) =>
         Path.TrimEndingDirectorySeparator(Path.GetFullPath(Path.Combine(baseDirectory, path)));

@@ -1,3 +1,4 @@
+using CycleQD.Cpu.Merging;
 using CycleQD.Tensors;
 
 namespace CycleQD.Runs.Merging;
@@ -71,15 +72,17 @@ public static class MergeOutput
         var p = new List<IReadOnlyList<string>> { new[] { "merge_method", spec.MethodName } };
         if (spec.Method != MergeMethod.Linear) p.Add(["lambda", ModelCardText.Number(spec.Lambda)]);
         p.Add(["normalize", spec.EffectiveNormalize ? "true" : "false"]);
-        if (spec.Method == MergeMethod.Ties) p.Add(["trim_scope", spec.TrimScope == TrimScope.Model ? "model" : "tensor"]);
-        if (spec.Method is MergeMethod.DareLinear or MergeMethod.DareTies)
-        {
-            p.Add(["rescale", spec.Rescale ? "true" : "false"]);
-            p.Add(["random_seed", spec.Seed.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
-        }
+        if (spec.Info.Takes("trim_scope")) p.Add(["trim_scope", spec.TrimScope == TrimScope.Model ? "model" : "tensor"]);
+        if (spec.Info.Takes("rescale")) p.Add(["rescale", RescaleName(spec.EffectiveRescale)]);
+        if (spec.Info.Seeded) p.Add(["random_seed", spec.Seed.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
         p.Add(["dtype", spec.OutputDType is { } dt ? DTypes.Name(dt) : "as the base"]);
-        if (merge.ModelThresholds is { } thr)
-            for (int i = 0; i < thr.Count; i++) p.Add([$"model {i}: smallest |τ| kept", ModelCardText.Number(thr[i])]);
+        if (merge.ModelTrims is { } trims)
+            for (int i = 0; i < trims.Count; i++)
+            {
+                p.Add([$"model {i}: smallest |τ| kept", ModelCardText.Number(trims[i].Threshold)]);
+                if (trims[i].TiesKept != MagnitudeThreshold.AllTies)
+                    p.Add([$"model {i}: entries at that |τ| kept (first in name and element order)", trims[i].TiesKept.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
+            }
         card.Table(["parameter", "value"], p);
 
         if (options.Scores is { Count: > 0 } scores)
@@ -95,17 +98,32 @@ public static class MergeOutput
         return card.ToString();
     }
 
+    private static string RescaleName(MergeRescale r) => r switch
+    {
+        MergeRescale.L1Norm => "true (each task vector's L1 norm per tensor restored)",
+        MergeRescale.InverseDensity => "inverse_density (kept entries × 1/density)",
+        _ => "false",
+    };
+
+    private static string RescaleText(MergeSpec spec) => spec.EffectiveRescale switch
+    {
+        MergeRescale.L1Norm => " and rescaled so that, per tensor, Σ|τ̂ᵢ| = Σ|τᵢ|",
+        MergeRescale.InverseDensity => " and scaled by 1/densityᵢ",
+        _ => "",
+    };
+
     private static string Formula(MergeSpec spec) => spec.Method switch
     {
         MergeMethod.Linear => "θ = Σᵢ wᵢ θᵢ" + (spec.EffectiveNormalize ? " / Σᵢ wᵢ." : "."),
         MergeMethod.TaskArithmetic => "θ = θ_base + λ Σᵢ wᵢ τᵢ" + (spec.EffectiveNormalize ? " / Σᵢ wᵢ" : "") + ", with τᵢ = θᵢ − θ_base.",
         MergeMethod.Ties => $"TIES (Yadav et al., 2023): each task vector τᵢ = θᵢ − θ_base keeps its ⌊densityᵢ · n⌋ entries of largest magnitude " +
                             $"({(spec.TrimScope == TrimScope.Model ? "n = every value of the model" : "n = the tensor's values")}); " +
-                            "the sign of Σᵢ wᵢ τ̂ᵢ is elected per entry; the entries that agree with it are " +
+                            (spec.EffectiveRescale == MergeRescale.L1Norm ? "each τ̂ᵢ is rescaled so that, per tensor, Σ|τ̂ᵢ| = Σ|τᵢ|; " : "") +
+                            "the sign of Σᵢ wᵢ τ̂ᵢ is elected per entry (+ where it is 0); the entries wᵢ τ̂ᵢ that agree with it are " +
                             (spec.EffectiveNormalize ? "averaged (weighted by wᵢ)" : "summed (weighted by wᵢ)") + "; θ = θ_base + λ · that.",
-        MergeMethod.DareLinear => "DARE (Yu et al., 2024): each entry of τᵢ is kept with probability densityᵢ" + (spec.Rescale ? " and scaled by 1/densityᵢ" : "") +
+        MergeMethod.DareLinear => "DARE (Yu et al., 2024): each entry of τᵢ is kept with probability densityᵢ" + RescaleText(spec) +
                                   "; θ = θ_base + λ Σᵢ wᵢ τ̃ᵢ" + (spec.EffectiveNormalize ? " / Σᵢ wᵢ." : "."),
-        MergeMethod.DareTies => "DARE-TIES: each entry of τᵢ is kept with probability densityᵢ" + (spec.Rescale ? " and scaled by 1/densityᵢ" : "") +
+        MergeMethod.DareTies => "DARE-TIES: each entry of τᵢ is kept with probability densityᵢ" + RescaleText(spec) +
                                 "; then TIES's sign election and " + (spec.EffectiveNormalize ? "weighted mean" : "weighted sum") + " of the agreeing entries, scaled by λ.",
         _ => "",
     };

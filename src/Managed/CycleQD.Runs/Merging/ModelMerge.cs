@@ -14,7 +14,7 @@ public sealed class ModelMerge : IDisposable
 {
     private readonly SafetensorsModel? _base;
     private readonly SafetensorsModel[] _models;
-    private readonly float[]? _thresholds;
+    private readonly ModelScopeTrimResult? _modelTrim;
 
     /// <summary>The merge being made.</summary>
     public MergeSpec Spec { get; }
@@ -25,8 +25,8 @@ public sealed class ModelMerge : IDisposable
     /// <summary>Output tensors in ordinal name order (names and shapes of the reference model).</summary>
     public IReadOnlyList<TensorInfo> Tensors { get; }
 
-    /// <summary>TIES over the whole model: each expert's trim threshold (the smallest |τ| kept); null otherwise.</summary>
-    public IReadOnlyList<float>? ModelThresholds => _thresholds;
+    /// <summary>TIES over the whole model: each expert's trim (the smallest |τ| kept, and how many entries tied at it are kept); null otherwise.</summary>
+    public IReadOnlyList<TrimCut>? ModelTrims => _modelTrim?.Model;
 
     private ModelMerge(MergeSpec spec, SafetensorsModel? baseModel, SafetensorsModel[] models, string referencePath)
     {
@@ -36,7 +36,8 @@ public sealed class ModelMerge : IDisposable
         ReferencePath = referencePath;
         var reference = baseModel ?? models[0];
         Tensors = reference.Tensors.OrderBy(t => t.Name, StringComparer.Ordinal).ToArray();
-        if (spec.Method == MergeMethod.Ties && spec.TrimScope == TrimScope.Model) _thresholds = ModelScopeThresholds();
+        if (spec.Method == MergeMethod.Ties && spec.TrimScope == TrimScope.Model) _modelTrim = ModelScopeCuts();
+        else if (spec.Method == MergeMethod.Ties) EnsureEveryTensorKeepsAnEntry();
     }
 
     /// <summary>Validates the spec, opens every model and checks they can be merged.</summary>
@@ -75,19 +76,48 @@ public sealed class ModelMerge : IDisposable
         if (spec.Models.Count == 0) throw new ArgumentException($"{spec.MethodName}: no models to merge");
         if (spec.Method != MergeMethod.Linear && spec.BaseModel is null)
             throw new ArgumentException($"{spec.MethodName}: a base model is required");
-        bool dare = spec.Method is MergeMethod.DareLinear or MergeMethod.DareTies;
+        bool sparsifies = spec.Method is MergeMethod.Ties or MergeMethod.DareLinear or MergeMethod.DareTies;
         foreach (var m in spec.Models)
         {
             if (!float.IsFinite(m.Weight)) throw new ArgumentException($"{m.Path}: weight {m.Weight} is not a finite number");
-            if (dare ? !(m.Density > 0 && m.Density <= 1) : !(m.Density >= 0 && m.Density <= 1))
-                throw new ArgumentException($"{m.Path}: density {m.Density} must be in {(dare ? "(0, 1]" : "[0, 1]")}");
+            if (sparsifies ? !(m.Density > 0 && m.Density <= 1) : m.Density != 1)
+                throw new ArgumentException(sparsifies ? $"{m.Path}: density {m.Density} must be in (0, 1]" : $"{m.Path}: density {spec.Info.DoesNotApply("density")}");
         }
+        if (spec.Rescale is { } rescale)
+        {
+            if (!spec.Info.Takes("rescale")) throw new ArgumentException($"rescale {spec.Info.DoesNotApply("rescale")}");
+            if (rescale == MergeRescale.InverseDensity && spec.Method == MergeMethod.Ties)
+                throw new ArgumentException("rescale: inverse_density is DARE's rescale (dare_linear, dare_ties); ties takes true or false");
+        }
+        if (spec.TrimScope != TrimScope.Tensor && !spec.Info.Takes("trim_scope"))
+            throw new ArgumentException($"trim_scope {spec.Info.DoesNotApply("trim_scope")}");
+        if (!spec.Info.Takes("lambda") && spec.Lambda != 1f)
+            throw new ArgumentException($"lambda {spec.Info.DoesNotApply("lambda")}");
+        if (spec.Seed != 0 && !spec.Info.Seeded)
+            throw new ArgumentException($"random_seed does not apply to {spec.MethodName} (only dare_linear and dare_ties draw random numbers)");
         if (spec.EffectiveNormalize && spec.Method is MergeMethod.Linear or MergeMethod.TaskArithmetic or MergeMethod.DareLinear
-            && spec.Models.Sum(m => (double)m.Weight) == 0)
-            throw new ArgumentException($"{spec.MethodName}: the weights sum to 0, so they cannot be normalized (set normalize: false)");
+            && !(Math.Abs(spec.Models.Aggregate(0f, (s, m) => s + m.Weight)) >= TaskVectorMerges.NormalizeEpsilon))
+            throw new ArgumentException($"{spec.MethodName}: the weights sum to (nearly) 0, so they cannot be normalized (set normalize: false)");
         if (!float.IsFinite(spec.Lambda)) throw new ArgumentException($"{spec.MethodName}: lambda {spec.Lambda} is not a finite number");
         if (spec.OutputDType is { } dt && !DTypes.IsWeightType(dt))
             throw new ArgumentException($"output dtype {DTypes.Name(dt)} is not F32, F16 or BF16");
+    }
+
+    /// <summary>
+    /// TIES per tensor keeps ⌊density · n⌋ entries of each tensor; a tensor where that is 0 would lose
+    /// its whole task vector (mergekit stops there too), so it is refused before anything is written.
+    /// </summary>
+    private void EnsureEveryTensorKeepsAnEntry()
+    {
+        foreach (var m in Spec.Models)
+        {
+            double d = TaskVectorMerges.DensityValue(m.Density);
+            if (d >= 1) continue;
+            foreach (var t in Tensors)
+                if (t.ElementCount > 0 && MagnitudeThreshold.KeepCount(d, t.ElementCount) == 0)
+                    throw new ArgumentException(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                        $"{m.Path}: density {d} keeps no entry of tensor '{t.Name}' ({t.ElementCount} values; ⌊density · n⌋ = 0): raise the density to at least {1.0 / t.ElementCount:G4}, or use trim_scope: model"));
+        }
     }
 
     /// <summary>The merged values of tensor <paramref name="index"/> (in <see cref="Tensors"/>' order), float32, row-major; a new array.</summary>
@@ -111,15 +141,16 @@ public sealed class ModelMerge : IDisposable
             case MergeMethod.TaskArithmetic:
                 TaskVectorMerges.TaskArithmetic(b, experts, weights, Spec.Lambda, normalize, output);
                 break;
-            case MergeMethod.Ties when _thresholds != null:
-                TaskVectorMerges.TiesTrimmed(b, experts, weights, _thresholds, Spec.Lambda, normalize, output);
+            case MergeMethod.Ties when _modelTrim != null:
+                var cuts = _modelTrim.PerTensor.Select(c => c[index]).ToArray();
+                TaskVectorMerges.TiesTrimmed(b, experts, weights, cuts, Spec.Lambda, normalize, rescale: Spec.EffectiveRescale == MergeRescale.L1Norm, output);
                 break;
             case MergeMethod.Ties:
-                TaskVectorMerges.Ties(b, experts, weights, densities, Spec.Lambda, normalize, output);
+                TaskVectorMerges.Ties(b, experts, weights, densities, Spec.Lambda, normalize, rescale: Spec.EffectiveRescale == MergeRescale.L1Norm, output);
                 break;
             case MergeMethod.DareLinear or MergeMethod.DareTies:
                 TaskVectorMerges.Dare(b, experts, weights, densities,
-                    new DareOptions(Spec.Seed, (uint)index, 0, Spec.Lambda, Spec.Rescale, normalize, Spec.Method == MergeMethod.DareTies), output);
+                    new DareOptions(Spec.Seed, (uint)index, 0, Spec.Lambda, Spec.EffectiveRescale, normalize, Spec.Method == MergeMethod.DareTies), output);
                 break;
             default:
                 throw new InvalidOperationException($"unhandled merge method {Spec.Method}");
@@ -159,26 +190,29 @@ public sealed class ModelMerge : IDisposable
         }).ToArray();
     }
 
-    private float[] ModelScopeThresholds()
+    private ModelScopeTrimResult ModelScopeCuts()
     {
         long total = Tensors.Sum(t => t.ElementCount);
-        var selectors = Spec.Models.Select(m => new MagnitudeThreshold(MagnitudeThreshold.KeepCount(TaskVectorMerges.DensityValue(m.Density), total))).ToArray();
-        for (int pass = 0; pass < 2; pass++)
+        var keep = new long[Spec.Models.Count];
+        for (int i = 0; i < keep.Length; i++)
         {
-            var active = Enumerable.Range(0, selectors.Length).Where(i => pass == 0 || selectors[i].NeedsFinePass).ToArray();
-            if (active.Length == 0) break;
-            foreach (var t in Tensors)
-            {
-                float[] b = _base!.ReadSingle(t.Name);
-                foreach (int i in active)
-                {
-                    float[] e = _models[i].ReadSingle(t.Name);
-                    if (pass == 0) selectors[i].CountCoarse(b, e);
-                    else selectors[i].CountFine(b, e);
-                }
-            }
+            var m = Spec.Models[i];
+            double d = TaskVectorMerges.DensityValue(m.Density);
+            keep[i] = d >= 1 ? total : MagnitudeThreshold.KeepCount(d, total);
+            if (keep[i] == 0 && total > 0)
+                throw new ArgumentException(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                    $"{m.Path}: density {d} keeps no entry of the whole model ({total} values; ⌊density · n⌋ = 0)"));
         }
-        return selectors.Select(s => s.Threshold).ToArray();
+        // The base tensor is read once per pass and tensor, an expert's once per pass it takes part in.
+        int cachedIndex = -1;
+        float[]? cachedBase = null;
+        return ModelScopeTrim.Compute(Tensors.Count, keep,
+            t =>
+            {
+                if (t != cachedIndex) { cachedBase = _base!.ReadSingle(Tensors[t].Name); cachedIndex = t; }
+                return cachedBase;
+            },
+            (i, t) => _models[i].ReadSingle(Tensors[t].Name));
     }
 
     /// <inheritdoc/>
