@@ -126,7 +126,7 @@ public class RunResumeCommandTests
         Assert.Equal(MetricsWithoutTiming(dir.File("straight")), MetricsWithoutTiming(stopped));
     }
 
-    private static ProcessStartInfo CycleqdProcess(params string[] args)
+    internal static ProcessStartInfo CycleqdProcess(params string[] args)
     {
         // The CLI's build output sits beside the test's (the project reference copies cycleqd.dll).
         string dll = Path.Combine(AppContext.BaseDirectory, "cycleqd.dll");

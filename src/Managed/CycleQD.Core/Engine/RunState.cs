@@ -62,9 +62,10 @@ public sealed record GenerationTiming(double BreedSeconds, double EvaluateSecond
 /// <param name="Insertions">Cells the child took.</param>
 /// <param name="Archives">Per-archive summary after the generation.</param>
 /// <param name="Timing">Wall-clock figures.</param>
+/// <param name="Evaluation">Per task, what scoring the child cost, when the evaluator reports it (<see cref="Candidates.IEvaluationStatisticsSource"/>).</param>
 public sealed record GenerationRecord(int Generation, int QualityTask, IReadOnlyList<string> Parents, IReadOnlyList<float> Weights,
     IReadOnlyList<double> Scores, string? ChildId, IReadOnlyList<Insertion> Insertions, IReadOnlyList<ArchiveSummary> Archives,
-    GenerationTiming Timing);
+    GenerationTiming Timing, IReadOnlyList<Candidates.TaskEvaluationStatistics>? Evaluation = null);
 
 /// <summary>Receives the state after initialisation (record null) and after every generation, before unreferenced elites are deleted.</summary>
 public interface ICheckpointSink
