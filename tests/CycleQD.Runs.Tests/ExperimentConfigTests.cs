@@ -104,14 +104,17 @@ public class ExperimentConfigTests
     private const string RealHead = "tasks: [tinyskills/code]\nmodel: { base: b, experts: { tinyskills/code: c } }\n";
 
     [Theory]
-    [InlineData(RealHead + "evaluation: { tinyskills: /tmp, split: train }", "line 3: evaluation.split: 'train' is not valid or test")]
+    [InlineData(RealHead + "evaluation: { tinyskills: /tmp, split: bogus }", "line 3: evaluation.split: 'bogus' is not a split (train, valid, test or all")]
     [InlineData(RealHead + "evaluation: { tinyskills: /tmp, limit: 0 }", "line 3: evaluation.limit: 0 must be positive")]
     [InlineData(RealHead + "evaluation: { tinyskills: /tmp, threads: x }", "line 3: evaluation.threads: 'x' is not an integer")]
     [InlineData(RealHead + "evaluation: { tinyskills: /tmp, spilt: valid }", "line 3: evaluation.spilt: unknown setting")]
     [InlineData(RealHead, "evaluation.tinyskills: tinyskills/* tasks need evaluation.tinyskills")]
     [InlineData(RealHead + "evaluation: { tinyskills: /nonexistent-ts }", "line 3: evaluation.tinyskills: /nonexistent-ts has no tasks/ folder")]
-    [InlineData("tasks: [tinyskills/code, mbpp]\nmodel: { base: b, experts: { tinyskills/code: c, mbpp: d } }\nevaluation: { tinyskills: /tmp }\n",
-        "line 1: tasks: 'mbpp' is not a task this build can score real models on")]
+    [InlineData("tasks: [tinyskills/code, humaneval]\nmodel: { base: b, experts: { tinyskills/code: c, humaneval: d } }\nevaluation: { }\n",
+        "line 1: tasks: 'humaneval' is not a task this build can score real models on (known: mbpp, agentbench_db, agentbench_os, tinyskills/code")]
+    [InlineData("tasks: [mbpp, agentbench_db]\nmodel: { base: b, experts: { mbpp: c, agentbench_db: d } }\n",
+        "evaluation.data: task mbpp needs the benchmark data folder")]
+    [InlineData(RealHead + "evaluation: { tinyskills: /tmp, split: test }", "line 3: evaluation.split: 'test' makes the search select on the test data")]
     public void Parse_BadEvaluationSetting_OneClearErrorWithLine(string yaml, string expected)
     {
         var e = ParseError(yaml);

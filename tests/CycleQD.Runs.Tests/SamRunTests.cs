@@ -124,7 +124,7 @@ public class SamRunTests
         File.WriteAllText(exp, File.ReadAllText(exp).Replace("tasks: [sam/ellipses, sam/boxes]", "tasks: [sam/ellipses, tinyskills/code]")
             .Replace("sam/boxes: expert-b", "tinyskills/code: expert-b").Replace("    sam/boxes: {", "    # sam/boxes: {"));
         var e = Assert.Throws<ConfigurationException>(() => ExperimentConfig.Load(exp));
-        Assert.Contains("every task must be sam/<dataset>", e.Message);
+        Assert.Contains("'tinyskills/code' is a llama task, but sam/ellipses is a sam task; a run scores one model family", e.Message);
     }
 
     [Fact]

@@ -133,7 +133,7 @@ internal static class CliApp
     private static bool IsUserError(Exception e) =>
         e is TensorFormatException or CliUsageException or FileNotFoundException or DirectoryNotFoundException
             or ExecutionProviderUnavailableException or CudaUnavailableException or DeviceMemoryException
-            or ConfigurationException or RunDirectoryException
+            or ConfigurationException or RunDirectoryException or Runs.Families.Llama.TaskEnvironmentException
             or InvalidDataException or Tasks.Sandbox.SandboxUnavailableException or Tasks.Database.DatabaseUnavailableException;
 }
 

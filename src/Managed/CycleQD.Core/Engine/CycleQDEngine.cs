@@ -156,7 +156,7 @@ public sealed class CycleQDEngine : IDisposable
         _plans.Values.ToArray());
 
     /// <summary>Id under which expert <paramref name="name"/> appears in archives.</summary>
-    public static string ExpertId(string name) => "expert:" + name;
+    public static string ExpertId(string name) => EliteIds.Expert(name);
 
     /// <summary>
     /// Runs generation <see cref="NextGeneration"/> to completion and commits it. Children of later
@@ -194,6 +194,7 @@ public sealed class CycleQDEngine : IDisposable
         }
         CheckScores(scores, $"generation {g}'s child");
         double evalSeconds = Stopwatch.GetElapsedTime(job.StartedTicks).TotalSeconds;
+        var statistics = (_evaluator as IEvaluationStatisticsSource)?.TakeStatistics(job.Child);
 
         var plan = _plans[g];
         string? childId = null;
@@ -220,7 +221,7 @@ public sealed class CycleQDEngine : IDisposable
 
         var record = new GenerationRecord(g, plan.QualityTask, plan.Parents, plan.Weights, scores, childId, insertions,
             _archives.Select(a => new ArchiveSummary(a.Task, a.Cells.Count, a.QdScore, a.Coverage, a.BestQuality)).ToArray(),
-            new GenerationTiming(job.BreedSeconds, evalSeconds, Stopwatch.GetElapsedTime(t0).TotalSeconds, DateTime.UtcNow), nonFinite);
+            new GenerationTiming(job.BreedSeconds, evalSeconds, Stopwatch.GetElapsedTime(t0).TotalSeconds, DateTime.UtcNow), nonFinite, statistics);
         _sink?.Commit(CaptureState(), record);
         _store.RemoveAllExcept(LiveIds());
         GenerationCompleted?.Invoke(record);
@@ -332,8 +333,8 @@ public sealed class CycleQDEngine : IDisposable
 
     private IWeightSet Resolve(string id, List<IWeightSet> opened)
     {
-        if (id.StartsWith("expert:", StringComparison.Ordinal))
-            return _experts.TryGetValue(id["expert:".Length..], out var e) ? e.Weights
+        if (EliteIds.TryGetExpertTask(id, out string task))
+            return _experts.TryGetValue(task, out var e) ? e.Weights
                 : throw new ConfigurationException($"elite '{id}': no such expert in the experiment");
         var w = _store.Open(_backend, id);
         opened.Add(w);

@@ -128,7 +128,7 @@ public static class RunExport
     private sealed record EliteInfo(string Task, IReadOnlyList<int> Cell, string Id, int Generation, int RunGenerations,
         IReadOnlyList<BcInfo> Bc, IReadOnlyList<KeyValuePair<string, double?>> Scores, bool Best)
     {
-        public string Describe() => $"{(Id.StartsWith("expert:", StringComparison.Ordinal) ? "the expert " + Id["expert:".Length..] : "elite " + Id)}" +
+        public string Describe() => $"{(EliteIds.TryGetExpertTask(Id, out string task) ? "the expert " + task : "elite " + Id)}" +
                                     $" in the {Task} archive, cell ({string.Join(", ", Cell)}){(Best ? ", its best elite" : "")}";
     }
 
@@ -173,9 +173,8 @@ public static class RunExport
             chosen.GetProperty("elite").GetString()!, chosen.GetProperty("generation").GetInt32(), root.GetProperty("generations").GetInt32(),
             bc, scores, selection.Cell is null);
 
-        if (elite.Id.StartsWith("expert:", StringComparison.Ordinal))
+        if (EliteIds.TryGetExpertTask(elite.Id, out string task))
         {
-            string task = elite.Id["expert:".Length..];
             var expert = config.Model.ExpertPaths.FirstOrDefault(kv => kv.Key == task);
             if (expert.Value is null) throw new RunDirectoryException($"{run.ArchivePath}: elite {elite.Id} names no expert of the experiment");
             return (elite, expert.Value);

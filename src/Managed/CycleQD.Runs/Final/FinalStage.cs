@@ -7,7 +7,7 @@ using CycleQD.Core.Archives;
 using CycleQD.Core.Compute;
 using CycleQD.Core.Engine;
 using CycleQD.Core.Evaluation;
-using CycleQD.Runs.Evaluation;
+using CycleQD.Runs.Families;
 using CycleQD.Tensors;
 
 namespace CycleQD.Runs.Final;
@@ -32,9 +32,7 @@ internal sealed class FinalStage
     private readonly IComputeBackend _backend;
     private readonly IWeightSet _base;
     private readonly IReadOnlyDictionary<string, IWeightSet> _experts;
-    private readonly LlamaCandidateEvaluator _evaluator;
-    private readonly IReadOnlyList<IBenchmark> _search;
-    private readonly IReadOnlyList<IBenchmark> _test;
+    private readonly IRunEvaluator _evaluator;
     private readonly CycleQDEngine _engine;
     private readonly Dictionary<string, double[]> _searchMemo = new(StringComparer.Ordinal);
     private readonly Dictionary<string, double[]> _testMemo = new(StringComparer.Ordinal);
@@ -44,8 +42,7 @@ internal sealed class FinalStage
     public int Evaluations { get; private set; }
 
     public FinalStage(ExperimentConfig config, RunDirectory dir, IComputeBackend backend, IWeightSet baseModel,
-        IReadOnlyDictionary<string, IWeightSet> experts, LlamaCandidateEvaluator evaluator,
-        IReadOnlyList<IBenchmark> search, IReadOnlyList<IBenchmark> test, CycleQDEngine engine)
+        IReadOnlyDictionary<string, IWeightSet> experts, IRunEvaluator evaluator, CycleQDEngine engine)
     {
         _config = config;
         _dir = dir;
@@ -53,39 +50,33 @@ internal sealed class FinalStage
         _base = baseModel;
         _experts = experts;
         _evaluator = evaluator;
-        _search = search;
-        _test = test;
         _engine = engine;
     }
 
     private IReadOnlyList<string> Tasks => _config.Options.Tasks;
 
-    /// <summary>final/ in the run directory.</summary>
-    public static string FinalDirectory(RunDirectory dir) => Path.Combine(dir.Path, "final");
-
-    /// <summary>final/final.json.</summary>
-    public static string FinalJsonPath(RunDirectory dir) => Path.Combine(FinalDirectory(dir), "final.json");
-
-    /// <summary>final/model.safetensors.</summary>
-    public static string FinalModelPath(RunDirectory dir) => Path.Combine(FinalDirectory(dir), "model.safetensors");
-
-    /// <summary>report.json.</summary>
-    public static string ReportPath(RunDirectory dir) => Path.Combine(dir.Path, "report.json");
+    /// <summary>The search split's name in messages ("valid", "train", or "search" when tasks differ).</summary>
+    private string SearchSplitName => ModelFamilies.SearchSplitName(_config);
 
     /// <summary>Names the evaluation the cached scores belong to.</summary>
     public static string EvaluationKey(ExperimentConfig config)
     {
         var e = config.Evaluation;
-        return $"search={e.Split};report=test;limit={(e.Limit?.ToString(CultureInfo.InvariantCulture) ?? "all")};data={e.TinySkillsDir}";
+        string key = $"search={e.Split ?? "default"};report=test;limit={(e.Limit?.ToString(CultureInfo.InvariantCulture) ?? "all")};data={e.TinySkillsDir}";
+        // Keys of runs on TinySkills alone keep their old form, so their cached rows stay valid.
+        if (e.DataDir != null || e.SplitSeed != RunSplits.DefaultSeed || e.Responder != null)
+            key += $";benchmarks={e.DataDir};split_seed={e.SplitSeed.ToString(CultureInfo.InvariantCulture)};responder={e.Responder ?? "model"}";
+        return key;
     }
+
 
     /// <summary>The finished report of this run at <paramref name="generations"/>, or null when the final stage still has to run.</summary>
     public static RunReport? Finished(ExperimentConfig config, RunDirectory dir, int generations)
     {
-        var report = RunReport.TryRead(ReportPath(dir), config.Options.Tasks, EvaluationKey(config));
+        var report = RunReport.TryRead(dir.ReportPath, config.Options.Tasks, EvaluationKey(config));
         if (report is not { Complete: true } || report.Generations != generations) return null;
         if (config.FinalMerge.Enabled && (ReadFinalJson(dir) is not { } final || final["generations"]?.GetValue<int>() != generations
-                                          || !SameSearchSettings(final, config.FinalMerge) || !File.Exists(FinalModelPath(dir)))) return null;
+                                          || !SameSearchSettings(final, config.FinalMerge) || !File.Exists(dir.FinalModelPath))) return null;
         return report;
     }
 
@@ -93,7 +84,7 @@ internal sealed class FinalStage
     {
         try
         {
-            return File.Exists(FinalJsonPath(dir)) ? JsonNode.Parse(File.ReadAllText(FinalJsonPath(dir)))?.AsObject() : null;
+            return File.Exists(dir.FinalJsonPath) ? JsonNode.Parse(File.ReadAllText(dir.FinalJsonPath))?.AsObject() : null;
         }
         catch (Exception e) when (e is JsonException or InvalidOperationException or FormatException)
         {
@@ -130,8 +121,8 @@ internal sealed class FinalStage
         _progress = progress;
         int generations = _engine.NextGeneration;
         string key = EvaluationKey(_config);
-        var cached = RunReport.TryRead(ReportPath(_dir), Tasks, key);
-        var report = new RunReport(Tasks, key, generations);
+        var cached = RunReport.TryRead(_dir.ReportPath, Tasks, key);
+        var report = new RunReport(Tasks, key, generations) { SearchSplit = SearchSplitName };
         ReportRow? Cached(string k) => cached?.Find(k) is { SearchIndependent: true } r ? r : null;
         var state = _engine.CaptureState();
 
@@ -184,11 +175,11 @@ internal sealed class FinalStage
     }
 
     private void Save(RunReport report) =>
-        SafetensorsWriter.WriteAtomically(ReportPath(_dir), fs => fs.Write(report.ToJson()));
+        SafetensorsWriter.WriteAtomically(_dir.ReportPath, fs => fs.Write(report.ToJson()));
 
     private static string Short(string task) => task.Contains('/') ? task[(task.LastIndexOf('/') + 1)..] : task;
 
-    private static string Describe(string id) => id.StartsWith("expert:", StringComparison.Ordinal) ? "expert " + Short(id["expert:".Length..]) : "elite " + id[..12];
+    private static string Describe(string id) => EliteIds.TryGetExpertTask(id, out string task) ? "expert " + Short(task) : "elite " + id[..12];
 
     private JsonObject EliteDetails(Archive a, int cell, Elite e) => new()
     {
@@ -202,15 +193,15 @@ internal sealed class FinalStage
     private async Task<ReportRow> ScoreRow(string key, string label, IWeightSet w, IReadOnlyList<double>? searchScores, string note, JsonObject? details, CancellationToken ct)
     {
         _progress($"final: scoring {label}");
-        var search = searchScores?.ToArray() ?? await Score(w, _search, ct).ConfigureAwait(false);
-        var test = await Score(w, _test, ct).ConfigureAwait(false);
+        var search = searchScores?.ToArray() ?? await Score(w, EvaluationPurpose.Search, ct).ConfigureAwait(false);
+        var test = await Score(w, EvaluationPurpose.Report, ct).ConfigureAwait(false);
         return new ReportRow(key, label, search, test, note, details);
     }
 
-    private async Task<double[]> Score(IWeightSet w, IReadOnlyList<IBenchmark> benchmarks, CancellationToken ct)
+    private async Task<double[]> Score(IWeightSet w, EvaluationPurpose purpose, CancellationToken ct)
     {
         Evaluations++;
-        return await _evaluator.EvaluateAsync(_backend, w, benchmarks, ct).ConfigureAwait(false);
+        return await _evaluator.EvaluateAsync(_backend, w, purpose, ct).ConfigureAwait(false);
     }
 
     /// <summary>Test scores of a stored elite or expert, evaluated once per stage.</summary>
@@ -221,7 +212,7 @@ internal sealed class FinalStage
         var opened = new List<IWeightSet>();
         try
         {
-            s = await Score(Resolve(id, opened), _test, ct).ConfigureAwait(false);
+            s = await Score(Resolve(id, opened), EvaluationPurpose.Report, ct).ConfigureAwait(false);
         }
         finally
         {
@@ -233,8 +224,8 @@ internal sealed class FinalStage
 
     private IWeightSet Resolve(string id, List<IWeightSet> opened)
     {
-        if (id.StartsWith("expert:", StringComparison.Ordinal))
-            return _experts.TryGetValue(id["expert:".Length..], out var e) ? e
+        if (EliteIds.TryGetExpertTask(id, out string task))
+            return _experts.TryGetValue(task, out var e) ? e
                 : throw new RunDirectoryException($"elite '{id}': no such expert in the experiment");
         var w = _dir.Elites.Open(_backend, id);
         opened.Add(w);
@@ -262,7 +253,7 @@ internal sealed class FinalStage
         string k = MergeKey(ids, weights);
         if (_searchMemo.TryGetValue(k, out var s)) return s;
         using (var merged = LinearMerge(models, weights))
-            s = await Score(merged, _search, ct).ConfigureAwait(false);
+            s = await Score(merged, EvaluationPurpose.Search, ct).ConfigureAwait(false);
         _searchMemo[k] = s;
         return s;
     }
@@ -281,15 +272,15 @@ internal sealed class FinalStage
             var w = Enumerable.Repeat(lambda, ids.Length).ToArray();
             var s = await SearchScoresOfMerge(ids, models, w, ct).ConfigureAwait(false);
             byLambda[lambda.ToString("R", CultureInfo.InvariantCulture)] = s.Average();
-            _progress($"final: task arithmetic λ {lambda.ToString("0.###", CultureInfo.InvariantCulture)}: {_config.Evaluation.Split} average {Pct(s.Average())} %");
+            _progress($"final: task arithmetic λ {lambda.ToString("0.###", CultureInfo.InvariantCulture)}: {SearchSplitName} average {Pct(s.Average())} %");
             if (s.Average() > bestAvg) { bestAvg = s.Average(); bestLambda = lambda; bestSearch = s; }
         }
         double[] test;
         using (var merged = LinearMerge(models, Enumerable.Repeat(bestLambda, ids.Length).ToArray()))
-            test = await Score(merged, _test, ct).ConfigureAwait(false);
+            test = await Score(merged, EvaluationPurpose.Report, ct).ConfigureAwait(false);
         string l = bestLambda.ToString("0.###", CultureInfo.InvariantCulture);
         return new ReportRow("task_arithmetic", $"task arithmetic (λ {l})", bestSearch, test,
-            $"base + λ Σ τ, λ {l} chosen on {_config.Evaluation.Split} from {_config.Report.TaskArithmeticLambdas.Count} values",
+            $"base + λ Σ τ, λ {l} chosen on {SearchSplitName} from {_config.Report.TaskArithmeticLambdas.Count} values",
             new JsonObject { ["lambda"] = bestLambda, ["search_average_by_lambda"] = byLambda });
     }
 
@@ -300,8 +291,8 @@ internal sealed class FinalStage
         _progress($"final: TIES (density {d}, λ {l})");
         var source = TiesBaseline.Build(_config.Model.BasePath!, _config.Model.ExpertPaths.Select(p => p.Value).ToArray(), r.TiesDensity, r.TiesLambda);
         using var merged = _backend.Upload(source);
-        var search = await Score(merged, _search, ct).ConfigureAwait(false);
-        var test = await Score(merged, _test, ct).ConfigureAwait(false);
+        var search = await Score(merged, EvaluationPurpose.Search, ct).ConfigureAwait(false);
+        var test = await Score(merged, EvaluationPurpose.Report, ct).ConfigureAwait(false);
         return new ReportRow("ties", $"TIES (density {d}, λ {l})", search, test,
             $"top {d} of each task vector by magnitude over the whole model, sign by sum, disjoint mean, λ {l}",
             new JsonObject { ["density"] = r.TiesDensity, ["lambda"] = r.TiesLambda, ["trim"] = "whole model" });
@@ -316,7 +307,7 @@ internal sealed class FinalStage
 
         var previous = ReadFinal(generations, ids);
         JsonObject final;
-        if (previous != null && File.Exists(FinalModelPath(_dir)))
+        if (previous != null && File.Exists(_dir.FinalModelPath))
         {
             _progress("final: final model of this generation count already written; kept");
             final = previous;
@@ -331,10 +322,10 @@ internal sealed class FinalStage
                 var models = ids.Select(id => Resolve(id, opened)).ToArray();
                 int max = FinalMergeSearch.MaxEvaluations(ids.Length, fm.Grid.Count, fm.Rounds);
                 int n = 0;
-                _progress($"final: merging {ids.Length} elite(s) ({string.Join(", ", chosen.Select(c => $"{Describe(c.Elite.Id)}: {Reason(archives, c)}"))}); weight search on {_config.Evaluation.Split}, at most {max} evaluations");
+                _progress($"final: merging {ids.Length} elite(s) ({string.Join(", ", chosen.Select(c => $"{Describe(c.Elite.Id)}: {Reason(archives, c)}"))}); weight search on {SearchSplitName}, at most {max} evaluations");
                 var result = await FinalMergeSearch.RunAsync(ids.Length, fm.Grid, fm.Rounds,
                     async (w, c) => await SearchScoresOfMerge(ids, models, w, c).ConfigureAwait(false),
-                    t => _progress($"final: trial {++n}: weights [{string.Join(", ", t.Weights.Select(x => x.ToString("0.###", CultureInfo.InvariantCulture)))}] {_config.Evaluation.Split} average {Pct(t.Average)} %"),
+                    t => _progress($"final: trial {++n}: weights [{string.Join(", ", t.Weights.Select(x => x.ToString("0.###", CultureInfo.InvariantCulture)))}] {SearchSplitName} average {Pct(t.Average)} %"),
                     ct).ConfigureAwait(false);
                 double searchSeconds = clock.Elapsed.TotalSeconds;
                 int searchEvaluations = Evaluations - before;
@@ -342,10 +333,10 @@ internal sealed class FinalStage
                 using (var merged = LinearMerge(models, result.Best.Weights))
                 {
                     WriteModel(merged);
-                    test = await Score(merged, _test, ct).ConfigureAwait(false);
+                    test = await Score(merged, EvaluationPurpose.Report, ct).ConfigureAwait(false);
                 }
                 final = FinalJson(generations, archives, chosen, result, test, searchEvaluations, searchSeconds);
-                SafetensorsWriter.WriteAtomically(FinalJsonPath(_dir), fs => fs.Write(Encoding.UTF8.GetBytes(final.ToJsonString(new JsonSerializerOptions { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }) + "\n")));
+                SafetensorsWriter.WriteAtomically(_dir.FinalJsonPath, fs => fs.Write(Encoding.UTF8.GetBytes(final.ToJsonString(new JsonSerializerOptions { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }) + "\n")));
             }
             finally
             {
@@ -357,7 +348,7 @@ internal sealed class FinalStage
         var testScores = Tasks.Select(t => final["test_scores"]![t]!.GetValue<double>()).ToArray();
         string wText = string.Join(", ", weights.Select(x => x.ToString("0.###", CultureInfo.InvariantCulture)));
         return new ReportRow("final", "CycleQD final model", searchScores, testScores,
-            $"base + Σ wᵢ (eliteᵢ − base) over {ids.Length} elite(s), w [{wText}] chosen on {_config.Evaluation.Split}",
+            $"base + Σ wᵢ (eliteᵢ − base) over {ids.Length} elite(s), w [{wText}] chosen on {SearchSplitName}",
             new JsonObject { ["final_json"] = "final/final.json", ["weights"] = new JsonArray(weights.Select(x => (JsonNode)x).ToArray()) });
     }
 
@@ -366,8 +357,8 @@ internal sealed class FinalStage
     {
         try
         {
-            if (!File.Exists(FinalJsonPath(_dir))) return null;
-            var o = JsonNode.Parse(File.ReadAllText(FinalJsonPath(_dir)))!.AsObject();
+            if (!File.Exists(_dir.FinalJsonPath)) return null;
+            var o = JsonNode.Parse(File.ReadAllText(_dir.FinalJsonPath))!.AsObject();
             if (o["generations"]?.GetValue<int>() != generations) return null;
             var had = o["elites"]!.AsArray().Select(e => e!["id"]!.GetValue<string>()).ToArray();
             if (!had.SequenceEqual(ids) || o["evaluation"]?.GetValue<string>() != EvaluationKey(_config) || !SameSearchSettings(o, _config.FinalMerge)) return null;
@@ -383,7 +374,7 @@ internal sealed class FinalStage
     private string Reason(IReadOnlyList<Archive> archives, FinalCandidate c) => c.Reason switch
     {
         FinalCandidateReason.ArchiveBest => (c.Rank == 1 ? "best" : $"rank {c.Rank}") + $" of archive {Tasks[archives[c.Archive].Task]}",
-        _ => $"generalist rank {c.Rank} (mean {_config.Evaluation.Split} score {c.MeanScore.ToString("0.###", CultureInfo.InvariantCulture)})",
+        _ => $"generalist rank {c.Rank} (mean {SearchSplitName} score {c.MeanScore.ToString("0.###", CultureInfo.InvariantCulture)})",
     };
 
     private JsonObject FinalJson(int generations, IReadOnlyList<Archive> archives, IReadOnlyList<FinalCandidate> chosen, MergeSearchResult result,
@@ -409,7 +400,7 @@ internal sealed class FinalStage
             d["mean_search_score"] = c.MeanScore;
             d["weight"] = result.Best.Weights[i];
             d["search_scores"] = Scores(e.Scores);
-            d["file"] = e.Id.StartsWith("expert:", StringComparison.Ordinal) ? null : Path.Combine("elites", e.Id + ".safetensors");
+            d["file"] = EliteIds.IsExpert(e.Id) ? null : Path.Combine("elites", e.Id + ".safetensors");
             elites.Add(d);
         }
         return new JsonObject
@@ -427,7 +418,7 @@ internal sealed class FinalStage
             ["base_weight"] = 1 - sum,
             ["search"] = new JsonObject
             {
-                ["split"] = _config.Evaluation.Split,
+                ["split"] = SearchSplitName,
                 ["objective"] = "mean score over the tasks",
                 ["top_per_archive"] = fm.Top,
                 ["candidates"] = fm.Candidates,
@@ -454,7 +445,7 @@ internal sealed class FinalStage
     /// <summary>final/model.safetensors: the merged weights under the base's tensor names and dtypes, written atomically.</summary>
     private void WriteModel(IWeightSet merged)
     {
-        Directory.CreateDirectory(FinalDirectory(_dir));
+        Directory.CreateDirectory(_dir.FinalDirectory);
         var specs = merged.Tensors;
         var data = specs.Select((s, i) => new TensorData(s.Name, s.DType, s.Shape, stream =>
         {
@@ -462,6 +453,6 @@ internal sealed class FinalStage
             _backend.Download(merged, i, bytes);
             stream.Write(bytes);
         })).ToArray();
-        SafetensorsWriter.WriteFile(FinalModelPath(_dir), data, new Dictionary<string, string> { ["format"] = "pt" });
+        SafetensorsWriter.WriteFile(_dir.FinalModelPath, data, new Dictionary<string, string> { ["format"] = "pt" });
     }
 }

@@ -17,7 +17,7 @@ namespace CycleQD.Runs.Final;
 public sealed record ReportRow(string Key, string Label, IReadOnlyList<double>? Search, IReadOnlyList<double>? Test, string Note, JsonObject? Details = null)
 {
     /// <summary>Whether the row does not depend on the search (base, experts, simple merges): cached per run directory.</summary>
-    public bool SearchIndependent => Key is "base" or "task_arithmetic" or "ties" || Key.StartsWith("expert:", StringComparison.Ordinal);
+    public bool SearchIndependent => Key is "base" or "task_arithmetic" or "ties" || Core.Archives.EliteIds.IsExpert(Key);
 }
 
 /// <summary>
@@ -39,6 +39,9 @@ public sealed class RunReport
 
     /// <summary>Generations the CycleQD rows belong to.</summary>
     public int Generations { get; set; }
+
+    /// <summary>The search split's name in the table's header ("valid", "train", or "search" when tasks differ).</summary>
+    public string SearchSplit { get; set; } = "valid";
 
     /// <summary>Whether every row has been evaluated.</summary>
     public bool Complete { get; set; }
@@ -140,7 +143,7 @@ public sealed class RunReport
         var ci = CultureInfo.InvariantCulture;
         var names = Tasks.Select(t => t.Contains('/') ? t[(t.LastIndexOf('/') + 1)..] : t).ToArray();
         var sb = new StringBuilder();
-        sb.AppendLine("| model | " + string.Join(" | ", names) + " | average | valid average | how |");
+        sb.AppendLine("| model | " + string.Join(" | ", names) + " | average | " + SearchSplit + " average | how |");
         sb.AppendLine("|---|" + string.Concat(names.Select(_ => "---:|")) + "---:|---:|---|");
         foreach (var r in Rows)
         {
@@ -161,7 +164,7 @@ public sealed class RunReport
         var header = new List<string> { "model" };
         header.AddRange(names);
         header.Add("average");
-        header.Add("valid avg");
+        header.Add(SearchSplit + " avg");
         var lines = new List<string[]> { header.ToArray() };
         foreach (var r in Rows)
         {

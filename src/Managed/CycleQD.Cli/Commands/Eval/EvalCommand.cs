@@ -3,11 +3,9 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
 using CycleQD.Core.Evaluation;
+using CycleQD.Runs.Families;
+using CycleQD.Runs.Families.Llama;
 using CycleQD.Tasks.AgentBenchDb;
-using CycleQD.Tasks.AgentBenchOs;
-using CycleQD.Tasks.Mbpp;
-using CycleQD.Tasks.Scripted;
-using CycleQD.Tasks.TinySkills;
 using CycleQD.Tensors;
 
 namespace CycleQD.Cli.Commands.Eval;
@@ -17,7 +15,7 @@ internal static class EvalCommand
 {
     private static readonly Option<string> Task = new("--task")
     {
-        Description = "mbpp | agentbench_db | agentbench_os | tinyskills/<code|db|os> | sam/<dataset>.",
+        Description = $"{TextTasks.Names} | {ModelFamilies.Sam.TaskSyntax}.",
         Required = true,
     };
 
@@ -28,7 +26,16 @@ internal static class EvalCommand
         Description = "scripted:gold: answer from the benchmark data instead of a model (tests the harness alone).",
     };
 
-    private static readonly Option<string> Split = new("--split") { Description = "TinySkills split: test | valid.", DefaultValueFactory = _ => "test" };
+    private static readonly Option<string?> Split = new("--split")
+    {
+        Description = "Split to score: tinyskills/* test | valid | train (default test); mbpp and agentbench_* all | train | test (default all; train and test are the even halves a run uses, cut with --split-seed).",
+    };
+
+    private static readonly Option<ulong> SplitSeed = new("--split-seed")
+    {
+        Description = "Seed of the train/test halves of mbpp and agentbench_* (a run's evaluation.split_seed; default 0).",
+        DefaultValueFactory = _ => RunSplits.DefaultSeed,
+    };
 
     private static readonly Option<int?> Limit = NumericOptions.OptionalWhole<int>("--limit", "Evaluate only the first N samples.", NumericRange.AtLeast(1));
 
@@ -64,7 +71,7 @@ internal static class EvalCommand
     public static Command Create()
     {
         var cmd = new Command("eval", "Score a model (or the scripted gold responder) on one benchmark; prints the score and writes per-sample details as JSONL.");
-        foreach (var o in new Option[] { Task, Model, Responder, Split, Limit, DbLayoutOption, DbConnection, Data, Output, NoSanitize, Repeats })
+        foreach (var o in new Option[] { Task, Model, Responder, Split, SplitSeed, Limit, DbLayoutOption, DbConnection, Data, Output, NoSanitize, Repeats })
             cmd.Options.Add(o);
         foreach (var o in SamEval.Options)
             cmd.Options.Add(o);
@@ -77,14 +84,12 @@ internal static class EvalCommand
         var o = parse.InvocationConfiguration.Output;
         var err = parse.InvocationConfiguration.Error;
         string task = parse.GetRequiredValue(Task);
-        if (task.StartsWith("sam/", StringComparison.Ordinal))
+        if (ModelFamilies.Sam.Owns(task))
             return await SamEval.RunAsync(parse, task, parse.GetValue(Model), parse.GetValue(Responder), parse.GetValue(Data), parse.GetValue(Limit), parse.GetValue(Output), ct).ConfigureAwait(false);
         string? model = parse.GetValue(Model);
         string? responder = parse.GetValue(Responder);
-        string split = parse.GetValue(Split)!;
         int? limit = parse.GetValue(Limit);
         if (limit is <= 0) throw new CliUsageException($"--limit must be positive (got {limit})");
-        if (split is not ("test" or "valid")) throw new CliUsageException($"--split must be test or valid (got '{split}')");
         if (model is null == responder is null)
             throw new CliUsageException("give exactly one of --model DIR or --responder scripted:gold");
         if (responder is not null and not "scripted:gold")
@@ -95,45 +100,30 @@ internal static class EvalCommand
             "reference" => DbLayout.Reference,
             var other => throw new CliUsageException($"--db-layout must be isolated or reference (got '{other}')"),
         };
-        string data = ResolveDataDir(parse.GetValue(Data));
-
+        var text = TextTasks.Find(task)
+            ?? throw new CliUsageException($"unknown task '{task}' (available: {TextTasks.Names}, {ModelFamilies.Sam.TaskSyntax})");
+        string split = parse.GetValue(Split) ?? (text.Splits.Contains("all") ? "all" : "test");
+        if (!text.Splits.Contains(split))
+            throw new CliUsageException($"--split: {task} has no split '{split}' (it offers {string.Join(", ", text.Splits)})");
+        string dataRoot = ResolveDataDir(parse.GetValue(Data));
+        int repeats = parse.GetValue(Repeats) > 0 ? parse.GetValue(Repeats) : throw new CliUsageException("--repeats must be positive");
+        var data = new TextTaskData(dataRoot, Path.Combine(dataRoot, "models", "tinyskills"), limit, layout, parse.GetValue(DbConnection), repeats, !parse.GetValue(NoSanitize));
         IBenchmark bench;
-        Func<ScriptedResponder> gold;
-        string describe;
-        switch (task)
+        try
         {
-            case "mbpp":
-            {
-                var b = new MbppPlusBenchmark(new MbppPlusOptions { DataDir = data, Limit = limit, Sanitize = !parse.GetValue(NoSanitize) });
-                bench = b; gold = b.CreateGoldResponder; describe = $"MBPP+ ({Count(b.SelectedProblems)} tasks)";
-                break;
-            }
-            case "agentbench_db":
-            {
-                var b = new AgentBenchDbBenchmark(new AgentBenchDbOptions { DataDir = data, Limit = limit, Layout = layout, ConnectionString = parse.GetValue(DbConnection) });
-                bench = b; gold = b.CreateGoldResponder; describe = $"AgentBench DB ({Count(b.SelectedRecords)} samples, {layout.ToString().ToLowerInvariant()} layout)";
-                break;
-            }
-            case "agentbench_os":
-            {
-                var b = new AgentBenchOsBenchmark(new AgentBenchOsOptions { DataDir = data, Limit = limit, Repeats = parse.GetValue(Repeats) > 0 ? parse.GetValue(Repeats) : throw new CliUsageException("--repeats must be positive") });
-                bench = b; gold = b.CreateGoldResponder; describe = $"AgentBench OS ({Count(b.SelectedSamples)} samples)";
-                break;
-            }
-            case var t when t.StartsWith("tinyskills/", StringComparison.Ordinal):
-            {
-                var b = new TinySkillsBenchmark(new TinySkillsOptions { TinySkillsDir = Path.Combine(data, "models", "tinyskills"), Skill = t["tinyskills/".Length..], Split = split, Limit = limit });
-                bench = b; gold = b.CreateGoldResponder; describe = $"TinySkills {t["tinyskills/".Length..]} / {split} ({Count(b.Examples)} prompts)";
-                break;
-            }
-            default:
-                throw new CliUsageException($"unknown task '{task}' (available: mbpp, agentbench_db, agentbench_os, tinyskills/code, tinyskills/db, tinyskills/os, sam/<dataset>)");
+            bench = text.Open(data, split, text.IdsOf(data with { Limit = null }, split, parse.GetValue(SplitSeed)));
         }
+        catch (ArgumentException e)
+        {
+            throw new CliUsageException(e.Message);
+        }
+        string describe = $"{task} / {split} ({Count(() => text.CountSamples(bench))} samples{(task == "agentbench_db" ? $", {layout.ToString().ToLowerInvariant()} layout" : "")})";
+        Func<ITextGenerator> gold = () => text.GoldResponder(bench);
 
         ITextGenerator generator = model is null ? gold() : ModelGenerators.Open(Path.GetFullPath(model));
         try
         {
-            string output = Path.GetFullPath(parse.GetValue(Output) ?? Path.Combine("runs", "eval", task.Replace('/', '-') + (task.StartsWith("tinyskills/", StringComparison.Ordinal) ? "-" + split : "") + ".jsonl"));
+            string output = Path.GetFullPath(parse.GetValue(Output) ?? Path.Combine("runs", "eval", task.Replace('/', '-') + (split == "all" ? "" : "-" + split) + ".jsonl"));
             o.WriteLine($"task: {task}: {describe}; {(model is null ? "responder " + responder : "model " + Path.GetFullPath(model))}");
             var progress = new TextProgress(err);
             var sw = Stopwatch.StartNew();
@@ -158,11 +148,11 @@ internal static class EvalCommand
         }
     }
 
-    private static int Count<T>(Func<IReadOnlyList<T>> select)
+    private static int Count(Func<int> count)
     {
         try
         {
-            return select().Count;
+            return count();
         }
         catch (ArgumentException e)
         {

@@ -10,6 +10,10 @@ internal static class RunCommand
     private static readonly Option<string?> Out = new("--out", "-o") { Description = "Run directory to create (absent or empty); default runs/NAME-DATE-TIME." };
     internal static readonly Option<int?> Generations = NumericOptions.OptionalWhole<int>("--generations", "Total generations to run (default: the experiment's).", NumericRange.AtLeast(0), "-n");
     private static readonly Option<ulong?> Seed = NumericOptions.OptionalWhole<ulong>("--seed", "Run seed (default: the experiment's).");
+    private static readonly Option<bool> DryRun = new("--dry-run")
+    {
+        Description = "Check the experiment, the models and every task's environment, print what the run will cost (evaluations, prompts, tokens, storage), and write nothing.",
+    };
 
     public static Command Create()
     {
@@ -19,8 +23,11 @@ internal static class RunCommand
         cmd.Options.Add(Generations);
         cmd.Options.Add(DeviceOption.Create());
         cmd.Options.Add(Seed);
+        cmd.Options.Add(DryRun);
         cmd.SetAction(parse =>
         {
+            if (parse.GetValue(DryRun))
+                return RunDryRun.Execute(parse.GetRequiredValue(Experiment), parse.GetValue(Generations), parse.GetValue(Seed), parse.InvocationConfiguration.Output);
             using var session = RunSession.Start(parse.GetRequiredValue(Experiment), parse.GetValue(Out), parse.GetValue(Generations), parse.GetValue(Seed),
                 DeviceOption.Parse(parse), parse.InvocationConfiguration.Error.WriteLine);
             return RunLoop.Execute(session, parse.InvocationConfiguration.Output);

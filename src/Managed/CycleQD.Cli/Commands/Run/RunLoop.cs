@@ -83,7 +83,9 @@ internal static class RunLoop
                 var report = session.FinishAsync(o.WriteLine, cts.Token).GetAwaiter().GetResult()!;
                 o.WriteLine($"final stage: {finalClock.Elapsed.TotalSeconds.ToString("F1", CultureInfo.InvariantCulture)} s");
                 o.WriteLine();
-                o.WriteLine($"Test split, accuracy % (valid avg: the split λ and the final weights were chosen on); {session.Directory.Path}/report.json");
+                o.WriteLine($"Test split, accuracy % ({report.SearchSplit} avg: the split λ and the final weights were chosen on); {session.Directory.ReportPath}");
+                if (session.Config.Evaluation.Responder is { } responder)
+                    o.WriteLine($"(scored by the stand-in responder {responder}, not by the model: the numbers test the harnesses)");
                 o.Write(report.ToText());
                 o.WriteLine();
             }

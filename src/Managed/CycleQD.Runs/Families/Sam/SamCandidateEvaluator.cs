@@ -5,7 +5,7 @@ using CycleQD.Onnx.Sam;
 using CycleQD.Segmentation.Sam;
 using CycleQD.Tensors;
 
-namespace CycleQD.Runs.Evaluation;
+namespace CycleQD.Runs.Families.Sam;
 
 /// <summary>
 /// Scores a candidate SAM weight set on one <see cref="SamBenchmark"/> per task (one dataset each;
@@ -18,9 +18,10 @@ namespace CycleQD.Runs.Evaluation;
 /// Evaluations are serialised: the host arrays are shared and ONNX Runtime already uses every core.
 /// Owns the predictor and whatever <c>owner</c> it was given (the model and its sessions); not the datasets.
 /// </remarks>
-public sealed class SamCandidateEvaluator : ICandidateEvaluator, IDisposable
+public sealed class SamCandidateEvaluator : IRunEvaluator
 {
     private readonly IReadOnlyList<SamBenchmark> _benchmarks;
+    private readonly IReadOnlyList<SamBenchmark> _report;
     private readonly CandidateHostWeights _host;
     private readonly ISamPredictor _predictor;
     private readonly IDisposable? _owner;
@@ -33,29 +34,37 @@ public sealed class SamCandidateEvaluator : ICandidateEvaluator, IDisposable
     /// <param name="bind">Makes a predictor over the host arrays it is given (keyed by tensor name; it must read them at every run, not copy them).</param>
     /// <param name="owner">Disposed with the evaluator, after the predictor (e.g. the model whose sessions <paramref name="bind"/> uses); may be null.</param>
     /// <param name="taskNames">Task names, in score order.</param>
-    /// <param name="benchmarks">One benchmark per task, same order.</param>
+    /// <param name="benchmarks">One benchmark per task on its search data, same order.</param>
+    /// <param name="report">One benchmark per task on its held-out data (null: the search ones).</param>
     public SamCandidateEvaluator(IReadOnlyList<LlamaWeightSpec> graphWeights, Func<IReadOnlyDictionary<string, float[]>, ISamPredictor> bind,
-        IDisposable? owner, IReadOnlyList<string> taskNames, IReadOnlyList<SamBenchmark> benchmarks)
+        IDisposable? owner, IReadOnlyList<string> taskNames, IReadOnlyList<SamBenchmark> benchmarks, IReadOnlyList<SamBenchmark>? report = null)
     {
-        if (taskNames.Count != benchmarks.Count) throw new ArgumentException($"{taskNames.Count} task names for {benchmarks.Count} benchmarks");
+        if (taskNames.Count != benchmarks.Count || (report != null && report.Count != benchmarks.Count))
+            throw new ArgumentException($"{taskNames.Count} task names for {benchmarks.Count} benchmarks");
         TaskNames = taskNames;
         _benchmarks = benchmarks;
+        _report = report ?? benchmarks;
         _owner = owner;
         _host = new CandidateHostWeights(graphWeights, "the SAM graphs");
         _predictor = bind(_host.Arrays);
     }
 
     /// <inheritdoc/>
-    public async Task<double[]> EvaluateAsync(IComputeBackend backend, IWeightSet candidate, CancellationToken cancellationToken)
+    public Task<double[]> EvaluateAsync(IComputeBackend backend, IWeightSet candidate, CancellationToken cancellationToken) =>
+        EvaluateAsync(backend, candidate, EvaluationPurpose.Search, cancellationToken);
+
+    /// <inheritdoc/>
+    public async Task<double[]> EvaluateAsync(IComputeBackend backend, IWeightSet candidate, EvaluationPurpose purpose, CancellationToken cancellationToken)
     {
+        var benchmarks = purpose == EvaluationPurpose.Search ? _benchmarks : _report;
         await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
             _host.Load(backend, candidate);
-            var scores = new double[_benchmarks.Count];
-            for (int t = 0; t < _benchmarks.Count; t++)
+            var scores = new double[benchmarks.Count];
+            for (int t = 0; t < benchmarks.Count; t++)
             {
-                var report = await _benchmarks[t].EvaluateAsync(_predictor, null, cancellationToken).ConfigureAwait(false);
+                var report = await benchmarks[t].EvaluateAsync(_predictor, null, cancellationToken).ConfigureAwait(false);
                 scores[t] = report.Score;
             }
             return scores;

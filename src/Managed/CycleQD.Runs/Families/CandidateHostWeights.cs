@@ -4,7 +4,7 @@ using CycleQD.Core.Compute;
 using CycleQD.Onnx.Graph;
 using CycleQD.Tensors;
 
-namespace CycleQD.Runs.Evaluation;
+namespace CycleQD.Runs.Families;
 
 /// <summary>
 /// The float32 host arrays an ONNX graph's weight inputs are bound to (pinned, not copied), one per

@@ -23,16 +23,21 @@ public sealed record RunInfo(ulong Seed, int Generations, string ConfigDirectory
 /// archive.json           per task: cell → quality, all scores, elite id
 /// metrics.jsonl          one line per generation; wall-clock figures only inside "timing"
 /// summary.md             written when the target is reached
+/// splits.json            the sample ids of every task's split (real-model runs), fixed at run time
+/// final/                 the final merge (model.safetensors, final.json); report.json the test table
+/// plots/                 elite maps
+/// state/run.lock         held (flock) by the one process that runs or resumes the directory
 /// </code>
 /// A generation's commit appends its metrics line, then atomically replaces the checkpoint (which
 /// records the metrics file's length), then archive.json. Opening truncates metrics.jsonl to the
 /// checkpoint's length, so a crash anywhere loses at most the uncommitted generation and never
 /// duplicates a line.
 /// </summary>
-public sealed class RunDirectory : ICheckpointSink
+public sealed class RunDirectory : ICheckpointSink, IDisposable
 {
     private IReadOnlyList<string> _tasks = [];
     private Func<IReadOnlyList<Archive>>? _archives;
+    private RunDirectoryLock? _lock;
 
     /// <summary>The folder.</summary>
     public string Path { get; }
@@ -60,7 +65,25 @@ public sealed class RunDirectory : ICheckpointSink
     public string MetricsPath => System.IO.Path.Combine(Path, "metrics.jsonl");
     /// <summary>summary.md.</summary>
     public string SummaryPath => System.IO.Path.Combine(Path, "summary.md");
-    private string InfoPath => System.IO.Path.Combine(Path, "run.json");
+    /// <summary>run.json.</summary>
+    public string InfoPath => System.IO.Path.Combine(Path, "run.json");
+    /// <summary>splits.json: the sample ids of each task's splits, fixed when the run started.</summary>
+    public string SplitsPath => System.IO.Path.Combine(Path, "splits.json");
+    /// <summary>final/.</summary>
+    public string FinalDirectory => System.IO.Path.Combine(Path, "final");
+    /// <summary>final/final.json.</summary>
+    public string FinalJsonPath => System.IO.Path.Combine(FinalDirectory, "final.json");
+    /// <summary>final/model.safetensors.</summary>
+    public string FinalModelPath => System.IO.Path.Combine(FinalDirectory, SafetensorsWriter.SingleFileName);
+    /// <summary>report.json.</summary>
+    public string ReportPath => System.IO.Path.Combine(Path, "report.json");
+    /// <summary>plots/.</summary>
+    public string PlotsDirectory => System.IO.Path.Combine(Path, "plots");
+    /// <summary>plots/elite_map_gen{N}.png for generation count <paramref name="generations"/>.</summary>
+    public string PlotPath(int generations) => System.IO.Path.Combine(PlotsDirectory, $"elite_map_gen{generations}.png");
+
+    /// <summary>Whether this process holds the directory (made by <see cref="Create"/>, or opened exclusively).</summary>
+    public bool IsHeld => _lock != null;
 
     /// <summary>Creates the folder (absent or empty) with the experiment copy and run.json.</summary>
     public static RunDirectory Create(string path, string experimentText, RunInfo info)
@@ -68,18 +91,30 @@ public sealed class RunDirectory : ICheckpointSink
         path = System.IO.Path.GetFullPath(path);
         if (File.Exists(path)) throw new RunDirectoryException($"--out {path}: is a file");
         if (Directory.Exists(path) && Directory.EnumerateFileSystemEntries(path).Any())
-            throw new RunDirectoryException(File.Exists(System.IO.Path.Combine(path, "run.json"))
-                ? $"--out {path}: already holds a run; continue it with: cycleqd resume {path}"
-                : $"--out {path}: exists and is not empty");
+            throw new RunDirectoryException(!File.Exists(System.IO.Path.Combine(path, "run.json")) ? $"--out {path}: exists and is not empty"
+                : File.Exists(System.IO.Path.Combine(path, "state", "checkpoint.json")) ? $"--out {path}: already holds a run; continue it with: cycleqd resume {path}"
+                : $"--out {path}: holds a run that stopped before its first checkpoint; start it again with: cycleqd resume {path} (or remove the folder)");
         Directory.CreateDirectory(path);
-        var dir = new RunDirectory(path, info);
-        WriteAtomically(dir.ConfigPath, Encoding.UTF8.GetBytes(experimentText));
-        dir.WriteInfo();
+        var dir = new RunDirectory(path, info) { _lock = RunDirectoryLock.Acquire(path) };
+        try
+        {
+            WriteAtomically(dir.ConfigPath, Encoding.UTF8.GetBytes(experimentText));
+            dir.WriteInfo();
+        }
+        catch
+        {
+            dir.Dispose();
+            throw;
+        }
         return dir;
     }
 
-    /// <summary>Opens an existing run folder.</summary>
-    public static RunDirectory Open(string path)
+    /// <summary>
+    /// Opens an existing run folder. <paramref name="exclusive"/> (run, resume) takes its lock, so a
+    /// second process is refused with the holder named, and clears files a killed writer left half
+    /// written; without it (export, show) the folder is only read.
+    /// </summary>
+    public static RunDirectory Open(string path, bool exclusive = false)
     {
         path = System.IO.Path.GetFullPath(path);
         if (!Directory.Exists(path)) throw new RunDirectoryException($"{path}: no such run directory");
@@ -91,12 +126,53 @@ public sealed class RunDirectory : ICheckpointSink
             var r = doc.RootElement;
             var info = new RunInfo(ulong.Parse(r.GetProperty("seed").GetString()!, CultureInfo.InvariantCulture),
                 r.GetProperty("generations").GetInt32(), r.GetProperty("config_directory").GetString()!);
-            return new RunDirectory(path, info);
+            var dir = new RunDirectory(path, info);
+            if (exclusive)
+            {
+                dir._lock = RunDirectoryLock.Acquire(path);
+                dir.RemoveInterruptedWrites();
+            }
+            return dir;
         }
         catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException)
         {
             throw new RunDirectoryException($"{infoPath}: unreadable ({e.Message})");
         }
+    }
+
+    /// <summary>
+    /// Deletes the temporary files of atomic writes (".NAME.tmp-PID-GUID") that a killed process left
+    /// behind; only called while holding the lock, so no live writer owns them.
+    /// </summary>
+    private void RemoveInterruptedWrites()
+    {
+        foreach (string folder in new[] { Path, System.IO.Path.GetDirectoryName(CheckpointPath)!, Elites.Directory, FinalDirectory, PlotsDirectory })
+        {
+            if (!Directory.Exists(folder)) continue;
+            foreach (string f in Directory.EnumerateFiles(folder, ".*.tmp-*"))
+                File.Delete(f);
+        }
+    }
+
+    /// <summary>
+    /// Makes a directory that never reached its first checkpoint (killed while the experts were
+    /// scored) ready for a fresh start: metrics and stored elites are removed; experiment.yaml,
+    /// run.json and splits.json stay, so the restart is the run that was asked for.
+    /// </summary>
+    public void ResetUnstarted()
+    {
+        if (HasCheckpoint) throw new InvalidOperationException("the run has a checkpoint; resume it instead");
+        if (File.Exists(MetricsPath)) File.Delete(MetricsPath);
+        if (File.Exists(ArchivePath)) File.Delete(ArchivePath);
+        if (Directory.Exists(Elites.Directory))
+            foreach (string f in Directory.EnumerateFiles(Elites.Directory)) File.Delete(f);
+    }
+
+    /// <summary>Releases the lock (when held).</summary>
+    public void Dispose()
+    {
+        _lock?.Dispose();
+        _lock = null;
     }
 
     /// <summary>Raises the generation target (resume --generations).</summary>
@@ -133,7 +209,7 @@ public sealed class RunDirectory : ICheckpointSink
     /// <summary>Reads the checkpoint and cuts metrics.jsonl back to the lines it covers.</summary>
     public RunState ReadCheckpoint()
     {
-        if (!HasCheckpoint) throw new RunDirectoryException($"{Path}: no checkpoint yet (state/checkpoint.json); the run stopped before its experts were scored: start it again with cycleqd run");
+        if (!HasCheckpoint) throw new RunDirectoryException($"{Path}: no checkpoint yet (state/checkpoint.json); the run stopped before its experts were scored");
         var (state, metricsLength) = RunStateJson.ReadCheckpoint(File.ReadAllBytes(CheckpointPath), CheckpointPath);
         long have = File.Exists(MetricsPath) ? new FileInfo(MetricsPath).Length : 0;
         if (have < metricsLength) throw new RunDirectoryException($"{MetricsPath}: {have} bytes, the checkpoint covers {metricsLength}");
@@ -160,5 +236,6 @@ public sealed class RunDirectory : ICheckpointSink
     /// <summary>Writes summary.md.</summary>
     public void WriteSummary(string text) => WriteAtomically(SummaryPath, Encoding.UTF8.GetBytes(text));
 
-    private static void WriteAtomically(string path, byte[] bytes) => SafetensorsWriter.WriteAtomically(path, fs => fs.Write(bytes));
+    /// <summary>Writes <paramref name="bytes"/> to <paramref name="path"/> (a file of this directory) under a temporary name, then renames it into place.</summary>
+    public static void WriteAtomically(string path, byte[] bytes) => SafetensorsWriter.WriteAtomically(path, fs => fs.Write(bytes));
 }

@@ -7,7 +7,8 @@ using CycleQD.Core.Synthetic;
 using CycleQD.Segmentation.Data;
 using CycleQD.Segmentation.Metrics;
 using CycleQD.Segmentation.Sam;
-using CycleQD.Tasks.TinySkills;
+using CycleQD.Runs.Families;
+using CycleQD.Tasks.AgentBenchDb;
 using CycleQD.Tensors;
 using YamlDotNet.RepresentationModel;
 
@@ -20,13 +21,35 @@ namespace CycleQD.Runs;
 public sealed record ModelSource(SyntheticProblemOptions? Synthetic, string? BasePath, IReadOnlyList<KeyValuePair<string, string>> ExpertPaths);
 
 /// <summary>How real models are scored (ignored by the synthetic problem).</summary>
-/// <param name="Split">Data split the search scores on: valid (the default; test is kept for the final report) or test.</param>
-/// <param name="Limit">Score only the first N samples of each task (null: all).</param>
+/// <param name="Split">
+/// The split the search scores on, for every task: null (the default) takes each task's own search
+/// split (train, the even training half, for mbpp and agentbench_*; valid for tinyskills/*). "test"
+/// or "all" selects on data the report also uses and is refused unless <paramref name="SelectOnTest"/> is set.
+/// </param>
+/// <param name="Limit">Score only the first N samples of each split (null: all).</param>
 /// <param name="TinySkillsDir">The TinySkills folder holding tasks/&lt;skill&gt;/&lt;split&gt;.jsonl (absolute), for tinyskills/* tasks.</param>
 /// <param name="Threads">CPU threads per ONNX Runtime operator (0: its default).</param>
-/// <param name="Sam">Per sam/&lt;dataset&gt; task: its data, prompt and metric (paths absolute); null when no task is a SAM one.</param>
-public sealed record EvaluationSettings(string Split = "valid", int? Limit = null, string? TinySkillsDir = null, int Threads = 0,
-    IReadOnlyDictionary<string, SamTaskOptions>? Sam = null);
+/// <param name="Sam">Per sam/&lt;dataset&gt; task: its search data, prompt and metric (paths absolute); null when no task is a SAM one.</param>
+/// <param name="DataDir">The benchmark data folder (absolute; holds mbpp/, agentbench_db/, agentbench_os/, cycleqd_prompts.json), for the paper's tasks.</param>
+/// <param name="SplitSeed">Seed of the train/test halves of mbpp and agentbench_* (fixed in the run's splits.json at start).</param>
+/// <param name="SelectOnTest">Allows a search split that overlaps the report's test split; the report then says the search selected on test.</param>
+/// <param name="SamReport">Per sam/&lt;dataset&gt; task with a test_split: the held-out images the report scores.</param>
+/// <param name="DbLayout">AgentBench DB: isolated (a database per sample, the default) or reference (the reference's shared table names).</param>
+/// <param name="DbConnection">AgentBench DB: an existing server's connection string instead of a private MariaDB.</param>
+/// <param name="OsRepeats">AgentBench OS: runs averaged into the score.</param>
+/// <param name="MbppSanitize">MBPP+: apply the reference's sanitiser to completions.</param>
+/// <param name="Responder">null: the model answers; <c>scripted:weight-keyed-gold</c>: a stand-in that gives gold answers to a weight-dependent subset (tests the harnesses and the loop, never a model).</param>
+public sealed record EvaluationSettings(string? Split = null, int? Limit = null, string? TinySkillsDir = null, int Threads = 0,
+    IReadOnlyDictionary<string, SamTaskOptions>? Sam = null, string? DataDir = null, ulong SplitSeed = RunSplits.DefaultSeed, bool SelectOnTest = false,
+    IReadOnlyDictionary<string, SamTaskOptions>? SamReport = null, DbLayout DbLayout = DbLayout.Isolated, string? DbConnection = null,
+    int OsRepeats = EvaluationSettings.DefaultOsRepeats, bool MbppSanitize = true, string? Responder = null)
+{
+    /// <summary>AgentBench OS runs per sample when evaluation.agentbench_os.repeats is not given (the reference's 5: init scripts draw random data).</summary>
+    public const int DefaultOsRepeats = 5;
+
+    /// <summary>How the search split is named in messages and reports ("train" per task default, or the one given).</summary>
+    public string SplitLabel => Split ?? "search";
+}
 
 /// <summary>
 /// The final merge after the last generation: the best <paramref name="Top"/> elites of every archive
@@ -93,24 +116,29 @@ public sealed record ExperimentConfig(string Name, CycleQDOptions Options, int G
         return Parse(File.ReadAllText(path), path, Path.GetDirectoryName(Path.GetFullPath(path))!);
     }
 
+    /// <summary>Generations when the file names none (the paper's 1200: 400 per task for three tasks).</summary>
+    public const int DefaultGenerations = 1200;
+
     /// <summary>Parses YAML text; <paramref name="source"/> names it in errors, <paramref name="baseDirectory"/> anchors relative paths.</summary>
     public static ExperimentConfig Parse(string yaml, string source, string baseDirectory)
     {
         var root = YamlSettings.LoadRoot(yaml, source);
         var r = new YamlSettings(source);
         var top = r.Map(root, "", "name", "seed", "generations", "tasks", "model", "archive", "quality_task_interval", "sampling", "crossover", "mutation", "in_flight", "plots", "evaluation", "final_merge", "report");
+        // Defaults come from the option records themselves, so the file format cannot drift from the library.
+        var d = new CycleQDOptions { Tasks = [] };
         string name = r.String(top, "name", "experiment");
-        ulong seed = r.ULong(top, "seed", 0);
-        int generations = r.Int(top, "generations", 1200);
+        ulong seed = r.ULong(top, "seed", d.Seed);
+        int generations = r.Int(top, "generations", DefaultGenerations);
         if (generations < 0) throw r.Error(top["generations"]!, "generations", $"{generations} must be ≥ 0");
         var tasks = r.StringList(top, "tasks") ?? throw new ConfigurationException($"{source}: 'tasks' is required (a list of task names)");
 
-        int bins = 15;
+        int bins = d.Bins;
         var bounds = new Dictionary<string, ScoreBounds>(StringComparer.Ordinal);
         if (top.TryGetValue("archive", out var archiveNode))
         {
             var a = r.Map(archiveNode!, "archive", "bins", "bounds");
-            bins = r.Int(a, "bins", 15, "archive.");
+            bins = r.Int(a, "bins", d.Bins, "archive.");
             if (a.TryGetValue("bounds", out var bNode))
             {
                 var bm = r.Map(bNode!, "archive.bounds", null);
@@ -123,35 +151,36 @@ public sealed record ExperimentConfig(string Name, CycleQDOptions Options, int G
             }
         }
 
-        var sampling = new SamplingOptions();
+        var sampling = d.Sampling;
         if (top.TryGetValue("sampling", out var sNode))
         {
             var s = r.Map(sNode!, "sampling", "kind", "alpha_low", "alpha_high", "normaliser");
             sampling = new SamplingOptions(
-                r.Enum(s, "kind", SamplingKind.Elite, "sampling."),
-                r.Double(s, "alpha_low", 0.5, "sampling."),
-                r.Double(s, "alpha_high", 0.8, "sampling."),
-                r.Enum(s, "normaliser", SamplingNormaliser.Paper, "sampling."));
+                r.Enum(s, "kind", d.Sampling.Kind, "sampling."),
+                r.Double(s, "alpha_low", d.Sampling.AlphaLow, "sampling."),
+                r.Double(s, "alpha_high", d.Sampling.AlphaHigh, "sampling."),
+                r.Enum(s, "normaliser", d.Sampling.Normaliser, "sampling."));
         }
-        var crossover = new CrossoverOptions();
+        var crossover = d.Crossover;
         if (top.TryGetValue("crossover", out var cNode))
         {
             var c = r.Map(cNode!, "crossover", "mean", "std");
-            crossover = new CrossoverOptions(r.Double(c, "mean", 1.0, "crossover."), r.Double(c, "std", 0.03, "crossover."));
+            crossover = new CrossoverOptions(r.Double(c, "mean", d.Crossover.Mean, "crossover."), r.Double(c, "std", d.Crossover.Std, "crossover."));
         }
-        var mutation = new MutationOptions();
+        var mutation = d.Mutation;
         if (top.TryGetValue("mutation", out var mNode))
         {
             var m = r.Map(mNode!, "mutation", "kind", "svd_scale_max", "svd_rank", "svd_method", "power_iterations", "oversampling", "sigma", "include_embeddings");
+            var dm = d.Mutation;
             mutation = new MutationOptions(
-                r.Enum(m, "kind", MutationKind.Svd, "mutation."),
-                r.Double(m, "svd_scale_max", 0.3, "mutation."),
-                r.Int(m, "svd_rank", 0, "mutation."),
-                r.Enum(m, "svd_method", SvdMethod.Auto, "mutation."),
-                r.Int(m, "power_iterations", 3, "mutation."),
-                r.Int(m, "oversampling", -1, "mutation."),
-                r.Double(m, "sigma", 0.0, "mutation."),
-                r.Bool(m, "include_embeddings", false, "mutation."));
+                r.Enum(m, "kind", dm.Kind, "mutation."),
+                r.Double(m, "svd_scale_max", dm.SvdScaleMax, "mutation."),
+                r.Int(m, "svd_rank", dm.SvdRank, "mutation."),
+                r.Enum(m, "svd_method", dm.SvdMethod, "mutation."),
+                r.Int(m, "power_iterations", dm.PowerIterations, "mutation."),
+                r.Int(m, "oversampling", dm.Oversampling, "mutation."),
+                r.Double(m, "sigma", dm.GaussianStd, "mutation."),
+                r.Bool(m, "include_embeddings", dm.IncludeEmbeddings, "mutation."));
         }
         int plotEvery = 0;
         if (top.TryGetValue("plots", out var pNode))
@@ -160,31 +189,18 @@ public sealed record ExperimentConfig(string Name, CycleQDOptions Options, int G
             plotEvery = r.Int(p, "every", 0, "plots.");
         }
 
-        var evaluation = new EvaluationSettings();
-        if (top.TryGetValue("evaluation", out var eNode))
-        {
-            var e = r.Map(eNode!, "evaluation", "split", "limit", "tinyskills", "threads", "sam");
-            string split = r.String(e, "split", "valid", "evaluation.");
-            if (split is not ("valid" or "test")) throw r.Error(e["split"]!, "evaluation.split", $"'{split}' is not valid or test");
-            int? limit = e.ContainsKey("limit") ? r.Int(e, "limit", 0, "evaluation.") : null;
-            if (limit is <= 0) throw r.Error(e["limit"]!, "evaluation.limit", $"{limit} must be positive");
-            int threads = r.Int(e, "threads", 0, "evaluation.");
-            if (threads < 0) throw r.Error(e["threads"]!, "evaluation.threads", $"{threads} must be ≥ 0");
-            string ts = r.String(e, "tinyskills", "", "evaluation.");
-            var sam = e.TryGetValue("sam", out var samNode) ? ParseSam(r, samNode!, tasks, limit, baseDirectory) : null;
-            evaluation = new EvaluationSettings(split, limit, ts.Length == 0 ? null : Path.GetFullPath(Path.Combine(baseDirectory, ts)), threads, sam);
-        }
+        var evaluation = top.TryGetValue("evaluation", out var eNode) ? ParseEvaluation(r, eNode!, tasks, baseDirectory) : new EvaluationSettings();
 
         var options = new CycleQDOptions
         {
             Tasks = tasks,
             Bins = bins,
             Bounds = bounds,
-            QualityTaskInterval = r.Int(top, "quality_task_interval", 1),
+            QualityTaskInterval = r.Int(top, "quality_task_interval", d.QualityTaskInterval),
             Sampling = sampling,
             Crossover = crossover,
             Mutation = mutation,
-            InFlight = r.Int(top, "in_flight", 1),
+            InFlight = r.Int(top, "in_flight", d.InFlight),
             Seed = seed,
         };
         try { options.Validate(); }
@@ -192,16 +208,82 @@ public sealed record ExperimentConfig(string Name, CycleQDOptions Options, int G
 
         if (!top.TryGetValue("model", out var modelNode)) throw new ConfigurationException($"{source}: 'model' is required (model.synthetic, or model.base and model.experts)");
         var model = ParseModel(r, r.Map(modelNode!, "model", "synthetic", "base", "experts"), tasks, baseDirectory);
-        if (model.Synthetic is null)
-            CheckRealTasks(r, top, tasks, evaluation);
-        var finalMerge = ParseFinalMerge(r, top, model.Synthetic is null, tasks.Count);
-        var report = ParseReport(r, top);
-        return new ExperimentConfig(name, options, generations, model, plotEvery, evaluation, finalMerge, report);
+        var config = new ExperimentConfig(name, options, generations, model, plotEvery, evaluation, FinalMergeSettings.Default(false), ReportSettings.Default);
+        var family = model.Synthetic is null ? CheckRealTasks(r, top, tasks) : ModelFamilies.Synthetic;
+        var finalMerge = ParseFinalMerge(r, top, family.ReportsByDefault(config), tasks.Count, model.Synthetic is null);
+        config = config with { FinalMerge = finalMerge, Report = ParseReport(r, top) };
+        try { family.Validate(config); }
+        catch (ConfigurationException e) { throw new ConfigurationException($"{source}: {e.Message}"); }
+        return config;
     }
 
-    private static FinalMergeSettings ParseFinalMerge(YamlSettings r, Dictionary<string, YamlNode?> top, bool realModels, int taskCount)
+    /// <summary>Real models are scored by benchmarks: every task must name one this build has; one family per run.</summary>
+    private static IModelFamily CheckRealTasks(YamlSettings r, Dictionary<string, YamlNode?> top, IReadOnlyList<string> tasks)
     {
-        var d = FinalMergeSettings.Default(realModels);
+        var list = (YamlSequenceNode)top["tasks"]!;
+        IModelFamily? family = null;
+        for (int i = 0; i < tasks.Count; i++)
+        {
+            var owner = ModelFamilies.OwnerOf(tasks[i])
+                ?? throw r.Error(list.Children[i], "tasks", $"'{tasks[i]}' is not a task this build can score real models on (known: {ModelFamilies.KnownTasks}; other names only with model.synthetic)");
+            if (family != null && owner != family)
+                throw r.Error(list.Children[i], "tasks", $"'{tasks[i]}' is a {owner.Name} task, but {tasks[0]} is a {family.Name} task; a run scores one model family");
+            family = owner;
+        }
+        return family!;
+    }
+
+    /// <summary>The evaluation section.</summary>
+    private static EvaluationSettings ParseEvaluation(YamlSettings r, YamlNode node, IReadOnlyList<string> tasks, string baseDirectory)
+    {
+        var d = new EvaluationSettings();
+        var e = r.Map(node, "evaluation", "split", "split_seed", "select_on_test", "limit", "data", "tinyskills", "threads", "sam", "responder", "agentbench_db", "agentbench_os", "mbpp");
+        string? split = e.ContainsKey("split") ? r.String(e, "split", "", "evaluation.") : null;
+        if (split is not (null or "train" or "valid" or "test" or "all"))
+            throw r.Error(e["split"]!, "evaluation.split", $"'{split}' is not a split (train, valid, test or all; leave it out for each task's own search split)");
+        bool selectOnTest = r.Bool(e, "select_on_test", d.SelectOnTest, "evaluation.");
+        if (split is "test" or "all" && !selectOnTest)
+            throw r.Error(e["split"]!, "evaluation.split", $"'{split}' makes the search select on the test data the final table reports; set evaluation.select_on_test: true to do it anyway (the report then says so)");
+        int? limit = e.ContainsKey("limit") ? r.Int(e, "limit", 0, "evaluation.") : null;
+        if (limit is <= 0) throw r.Error(e["limit"]!, "evaluation.limit", $"{limit} must be positive");
+        int threads = r.Int(e, "threads", d.Threads, "evaluation.");
+        if (threads < 0) throw r.Error(e["threads"]!, "evaluation.threads", $"{threads} must be ≥ 0");
+        string? Folder(string key, string mustHold)
+        {
+            string v = r.String(e, key, "", "evaluation.");
+            if (v.Length == 0) return null;
+            string full = Path.GetFullPath(Path.Combine(baseDirectory, v));
+            if (!System.IO.Directory.Exists(Path.Combine(full, mustHold))) throw r.Error(e[key]!, "evaluation." + key, $"{full} has no {mustHold}/ folder");
+            return full;
+        }
+        var db = d.DbLayout;
+        string? connection = null;
+        if (e.TryGetValue("agentbench_db", out var dbNode))
+        {
+            var m = r.Map(dbNode!, "evaluation.agentbench_db", "layout", "connection");
+            db = r.Enum(m, "layout", d.DbLayout, "evaluation.agentbench_db.");
+            string cs = r.String(m, "connection", "", "evaluation.agentbench_db.");
+            connection = cs.Length == 0 ? null : cs;
+        }
+        int repeats = d.OsRepeats;
+        if (e.TryGetValue("agentbench_os", out var osNode))
+        {
+            var m = r.Map(osNode!, "evaluation.agentbench_os", "repeats");
+            repeats = r.Int(m, "repeats", d.OsRepeats, "evaluation.agentbench_os.");
+            if (repeats < 1) throw r.Error(m["repeats"]!, "evaluation.agentbench_os.repeats", $"{repeats} must be at least 1");
+        }
+        bool sanitize = d.MbppSanitize;
+        if (e.TryGetValue("mbpp", out var mbppNode))
+            sanitize = r.Bool(r.Map(mbppNode!, "evaluation.mbpp", "sanitize"), "sanitize", d.MbppSanitize, "evaluation.mbpp.");
+        string responder = r.String(e, "responder", "", "evaluation.");
+        var (sam, samReport) = e.TryGetValue("sam", out var samNode) ? ParseSam(r, samNode!, tasks, limit, baseDirectory) : (null, null);
+        return new EvaluationSettings(split, limit, Folder("tinyskills", "tasks"), threads, sam, Folder("data", "."), r.ULong(e, "split_seed", d.SplitSeed, "evaluation."),
+            selectOnTest, samReport, db, connection, repeats, sanitize, responder.Length == 0 ? null : responder);
+    }
+
+    private static FinalMergeSettings ParseFinalMerge(YamlSettings r, Dictionary<string, YamlNode?> top, bool reports, int taskCount, bool realModels)
+    {
+        var d = FinalMergeSettings.Default(reports);
         if (!top.TryGetValue("final_merge", out var node) || node is null) return FitDefault(d, taskCount);
         var f = r.Map(node, "final_merge", "enabled", "method", "top", "grid", "rounds", "candidates", "generalists");
         bool enabled = r.Bool(f, "enabled", d.Enabled, "final_merge.");
@@ -265,51 +347,32 @@ public sealed record ExperimentConfig(string Name, CycleQDOptions Options, int G
         return new ReportSettings(lambdas, density, lambda);
     }
 
-    /// <summary>Real models are scored by benchmarks: every task must name one this build has, with its data; one family per run.</summary>
-    private static void CheckRealTasks(YamlSettings r, Dictionary<string, YamlNode?> top, IReadOnlyList<string> tasks, EvaluationSettings evaluation)
-    {
-        var list = (YamlSequenceNode)top["tasks"]!;
-        bool sam = tasks.Count > 0 && tasks[0].StartsWith("sam/", StringComparison.Ordinal);
-        for (int i = 0; i < tasks.Count; i++)
-        {
-            string t = tasks[i];
-            if (sam)
-            {
-                if (!t.StartsWith("sam/", StringComparison.Ordinal))
-                    throw r.Error(list.Children[i], "tasks", $"'{t}': a run scores one model family; {tasks[0]} is a SAM task, so every task must be sam/<dataset>");
-                if (evaluation.Sam is null || !evaluation.Sam.ContainsKey(t))
-                    throw r.Error(list.Children[i], "tasks", $"'{t}' has no entry under evaluation.sam (its data folder, and optionally split, metric, prompt)");
-                continue;
-            }
-            if (!t.StartsWith("tinyskills/", StringComparison.Ordinal) || !TinySkillsBenchmark.Skills.Contains(t["tinyskills/".Length..]))
-                throw r.Error(list.Children[i], "tasks", $"'{t}' is not a task this build can score real models on (known: {string.Join(", ", TinySkillsBenchmark.Skills.Select(s => "tinyskills/" + s))}, sam/<dataset>; other names only with model.synthetic)");
-        }
-        if (sam) return;
-        if (evaluation.TinySkillsDir is null)
-            throw r.Error(top["tasks"]!, "evaluation.tinyskills", "tinyskills/* tasks need evaluation.tinyskills: the TinySkills folder (holding tasks/<skill>/<split>.jsonl)");
-        if (!System.IO.Directory.Exists(Path.Combine(evaluation.TinySkillsDir, "tasks")))
-            throw r.Error(top["evaluation"]!, "evaluation.tinyskills", $"{evaluation.TinySkillsDir} has no tasks/ folder");
-    }
-
     /// <summary>evaluation.sam: one mapping per sam/&lt;dataset&gt; task (data, split, metric, prompt, images, masks, mask_suffix).</summary>
-    private static Dictionary<string, SamTaskOptions> ParseSam(YamlSettings r, YamlNode node, IReadOnlyList<string> tasks, int? limit, string baseDir)
+    private static (Dictionary<string, SamTaskOptions> Search, Dictionary<string, SamTaskOptions>? Report) ParseSam(YamlSettings r, YamlNode node, IReadOnlyList<string> tasks, int? limit, string baseDir)
     {
         var result = new Dictionary<string, SamTaskOptions>(StringComparer.Ordinal);
+        var report = new Dictionary<string, SamTaskOptions>(StringComparer.Ordinal);
         foreach (var (task, v) in r.Map(node, "evaluation.sam", null))
         {
             string key = "evaluation.sam." + task;
             if (!task.StartsWith("sam/", StringComparison.Ordinal) || task.Length == 4)
                 throw r.Error(v ?? node, key, "keys are task names of the form sam/<dataset>");
             if (!tasks.Contains(task)) throw r.Error(v ?? node, key, $"'{task}' is not in tasks ({string.Join(", ", tasks)})");
-            var m = r.Map(v ?? node, key, "data", "split", "metric", "prompt", "images", "masks", "mask_suffix");
+            var m = r.Map(v ?? node, key, "data", "split", "test_split", "metric", "prompt", "images", "masks", "mask_suffix");
             string prefix = key + ".";
             string data = r.String(m, "data", "", prefix);
             if (data.Length == 0) throw r.Error(v!, prefix + "data", "is required: the dataset folder (holding images/ and masks/)");
             string dataDir = Path.GetFullPath(Path.Combine(baseDir, data));
             if (!System.IO.Directory.Exists(dataDir)) throw r.Error(m["data"]!, prefix + "data", $"{dataDir} not found");
-            string split = r.String(m, "split", "", prefix);
-            string? splitPath = split.Length == 0 ? null : Path.GetFullPath(Path.Combine(baseDir, split));
-            if (splitPath != null && !File.Exists(splitPath)) throw r.Error(m["split"]!, prefix + "split", $"{splitPath} not found");
+            string? SplitFile(string k)
+            {
+                string split = r.String(m, k, "", prefix);
+                string? splitPath = split.Length == 0 ? null : Path.GetFullPath(Path.Combine(baseDir, split));
+                if (splitPath != null && !File.Exists(splitPath)) throw r.Error(m[k]!, prefix + k, $"{splitPath} not found");
+                return splitPath;
+            }
+            string? splitPath = SplitFile("split");
+            string? testPath = SplitFile("test_split");
             SegmentationMetric metric;
             try { metric = SegmentationMetricNames.Parse(r.String(m, "metric", "iou", prefix)); }
             catch (ArgumentException e) { throw r.Error(m["metric"]!, prefix + "metric", e.Message); }
@@ -326,8 +389,10 @@ public sealed record ExperimentConfig(string Name, CycleQDOptions Options, int G
                     MaskSuffix = r.String(m, "mask_suffix", "", prefix),
                 },
             };
+            if (testPath != null)
+                report[task] = result[task] with { Data = result[task].Data with { SplitFile = testPath } };
         }
-        return result;
+        return (result, report.Count > 0 ? report : null);
     }
 
     private static ModelSource ParseModel(YamlSettings r, Dictionary<string, YamlNode?> m, IReadOnlyList<string> tasks, string baseDir)

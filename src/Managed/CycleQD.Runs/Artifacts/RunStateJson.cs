@@ -137,11 +137,36 @@ internal static class RunStateJson
             PerTask(w, "coverage", tasks, t => g.Archives[t].Coverage);
             PerTask(w, "best", tasks, t => g.Archives[t].Best);
             PerTask(w, "elites", tasks, t => g.Archives[t].Elites);
+            if (g.Evaluation is { } ev)
+            {
+                // Counts are a function of the child's weights (greedy decoding), so they stay outside "timing".
+                w.WriteStartObject("evaluation");
+                for (int t = 0; t < tasks.Count; t++)
+                {
+                    w.WriteStartObject(tasks[t]);
+                    w.WriteNumber("model_calls", ev[t].ModelCalls);
+                    w.WriteNumber("generated_tokens", ev[t].GeneratedTokens);
+                    w.WriteEndObject();
+                }
+                w.WriteEndObject();
+            }
             w.WriteStartObject("timing");
             w.WriteNumber("breed_s", Math.Round(g.Timing.BreedSeconds, 6));
             w.WriteNumber("evaluate_s", Math.Round(g.Timing.EvaluateSeconds, 6));
             w.WriteNumber("total_s", Math.Round(g.Timing.TotalSeconds, 6));
             w.WriteString("finished_utc", g.Timing.FinishedUtc.ToString("O", CultureInfo.InvariantCulture));
+            if (g.Evaluation is { } et)
+            {
+                w.WriteStartObject("tasks");
+                for (int t = 0; t < tasks.Count; t++)
+                {
+                    w.WriteStartObject(tasks[t]);
+                    w.WriteNumber("generate_s", Math.Round(et[t].GenerateSeconds, 6));
+                    w.WriteNumber("harness_s", Math.Round(et[t].HarnessSeconds, 6));
+                    w.WriteEndObject();
+                }
+                w.WriteEndObject();
+            }
             w.WriteEndObject();
             w.WriteEndObject();
         }

@@ -1,0 +1,90 @@
+using CycleQD.Core.Candidates;
+using CycleQD.Core.Compute;
+
+namespace CycleQD.Runs.Families;
+
+/// <summary>Which of a task's splits an evaluation scores.</summary>
+public enum EvaluationPurpose
+{
+    /// <summary>The split the search (and the final merge's weight search) selects on.</summary>
+    Search,
+
+    /// <summary>The held-out split the end-of-run table reports.</summary>
+    Report,
+}
+
+/// <summary>
+/// The evaluator a model family opens for a run: scores a candidate on every task of the experiment,
+/// on the search split (<see cref="ICandidateEvaluator.EvaluateAsync"/>) or the report split.
+/// Owns the sessions it opened; evaluations may be serialised internally.
+/// </summary>
+public interface IRunEvaluator : ICandidateEvaluator, IDisposable
+{
+    /// <summary>Scores of <paramref name="candidate"/> on every task's <paramref name="purpose"/> split, in task order.</summary>
+    Task<double[]> EvaluateAsync(IComputeBackend backend, IWeightSet candidate, EvaluationPurpose purpose, CancellationToken cancellationToken);
+}
+
+/// <summary>The base model and the experts of a run, uploaded to its compute backend; disposing frees them.</summary>
+/// <param name="Base">The base weights.</param>
+/// <param name="Experts">One expert per task, in task order.</param>
+public sealed record RunModels(IWeightSet Base, IReadOnlyList<KeyValuePair<string, IWeightSet>> Experts) : IDisposable
+{
+    /// <summary>Frees the experts, then the base.</summary>
+    public void Dispose()
+    {
+        foreach (var e in Experts) e.Value.Dispose();
+        Base.Dispose();
+    }
+}
+
+/// <summary>
+/// A kind of model CycleQD can search over (Llama-family language models, SAM, the synthetic
+/// problem): the plug-in point of runs. A family owns its task names and everything that depends on
+/// them: checking an experiment's evaluation settings, checking that every task's environment starts,
+/// fixing the splits, loading the models and opening the evaluator. <see cref="ModelFamilies"/>
+/// holds one instance of each; `run`, `eval`, `export` and the experiment parser all look tasks up
+/// there, so adding a family or a task is one registration.
+/// </summary>
+public interface IModelFamily
+{
+    /// <summary>Short name ("llama", "sam", "synthetic").</summary>
+    string Name { get; }
+
+    /// <summary>The task names this family scores, as shown in messages (e.g. "mbpp, agentbench_db").</summary>
+    string TaskSyntax { get; }
+
+    /// <summary>Whether <paramref name="task"/> is one of this family's tasks.</summary>
+    bool Owns(string task);
+
+    /// <summary>Whether runs of this family have a held-out split, and so a final stage and a report, by default.</summary>
+    bool ReportsByDefault(ExperimentConfig config);
+
+    /// <summary>Checks the experiment's settings for this family's tasks (data folders, splits); throws <see cref="Core.ConfigurationException"/> naming the key.</summary>
+    void Validate(ExperimentConfig config);
+
+    /// <summary>
+    /// Starts (and stops) every environment the tasks need (sandbox, database server), so a run that
+    /// cannot score a task stops before anything is written; throws naming the task and the cause.
+    /// </summary>
+    Task CheckEnvironmentAsync(ExperimentConfig config, CancellationToken cancellationToken);
+
+    /// <summary>The sample ids of each task's search and report splits (null ids: the task's own named split files).</summary>
+    RunSplits MakeSplits(ExperimentConfig config);
+
+    /// <summary>Loads the base and the experts onto <paramref name="backend"/>.</summary>
+    RunModels LoadModels(ExperimentConfig config, IComputeBackend backend);
+
+    /// <summary>Opens the evaluator of the run (its sessions, its benchmarks on <paramref name="splits"/>).</summary>
+    IRunEvaluator OpenEvaluator(ExperimentConfig config, RunSplits splits);
+
+    /// <summary>What one candidate's evaluation costs, for <c>run --dry-run</c>: per task, prompts (or images) and the most tokens generated.</summary>
+    IReadOnlyList<TaskCost> Costs(ExperimentConfig config, RunSplits splits);
+}
+
+/// <summary>One task's cost per candidate.</summary>
+/// <param name="Task">Task name.</param>
+/// <param name="Samples">Samples scored on the search split.</param>
+/// <param name="ModelCalls">Most model calls (prompts; multi-turn tasks: samples × rounds).</param>
+/// <param name="MaxGeneratedTokens">Most tokens generated (model calls × max new tokens; 0 for non-generative tasks).</param>
+/// <param name="Note">How the figures were counted.</param>
+public sealed record TaskCost(string Task, int Samples, long ModelCalls, long MaxGeneratedTokens, string Note);

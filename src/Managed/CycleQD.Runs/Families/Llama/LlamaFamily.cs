@@ -1,0 +1,138 @@
+using CycleQD.Core;
+using CycleQD.Core.Compute;
+using CycleQD.Core.Evaluation;
+using CycleQD.Onnx.Runtime;
+
+namespace CycleQD.Runs.Families.Llama;
+
+/// <summary>
+/// Llama-family language models (model_type llama or mistral) scored on the text benchmarks of
+/// <see cref="TextTasks"/>: MBPP+, AgentBench DB and OS (the paper's tasks) and the TinySkills demo
+/// skills. Candidates run on ONNX Runtime through <see cref="LlamaCandidateEvaluator"/>.
+/// </summary>
+public sealed class LlamaFamily : IModelFamily
+{
+    /// <inheritdoc/>
+    public string Name => "llama";
+
+    /// <inheritdoc/>
+    public string TaskSyntax => TextTasks.Names;
+
+    /// <inheritdoc/>
+    public bool Owns(string task) => TextTasks.Find(task) != null;
+
+    /// <inheritdoc/>
+    public bool ReportsByDefault(ExperimentConfig config) => true;
+
+    /// <summary>The text data and harness settings of <paramref name="config"/>.</summary>
+    public static TextTaskData DataOf(ExperimentConfig config)
+    {
+        var e = config.Evaluation;
+        return new TextTaskData(e.DataDir, e.TinySkillsDir, e.Limit, e.DbLayout, e.DbConnection, e.OsRepeats, e.MbppSanitize);
+    }
+
+    /// <inheritdoc/>
+    public void Validate(ExperimentConfig config)
+    {
+        var data = DataOf(config);
+        foreach (string name in config.Options.Tasks)
+        {
+            var task = TextTasks.Find(name)!;
+            task.CheckData(data);
+            string search = config.Evaluation.Split ?? task.Splits[0];
+            if (!task.Splits.Contains(search))
+                throw new ConfigurationException($"evaluation.split: {name} has no split '{search}' (it offers {string.Join(", ", task.Splits)})");
+        }
+        if (config.Evaluation.Responder is { } r && r != WeightKeyedResponder.Name)
+            throw new ConfigurationException($"evaluation.responder: '{r}' is not a responder (known: {WeightKeyedResponder.Name}; leave it out to run the model)");
+    }
+
+    /// <inheritdoc/>
+    public async Task CheckEnvironmentAsync(ExperimentConfig config, CancellationToken cancellationToken)
+    {
+        var data = DataOf(config);
+        foreach (string name in config.Options.Tasks)
+        {
+            try
+            {
+                await TextTasks.Find(name)!.CheckEnvironmentAsync(data, cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is not OperationCanceledException and not OutOfMemoryException)
+            {
+                throw new TaskEnvironmentException($"task {name}: its environment does not start: {e.Message}", e);
+            }
+        }
+    }
+
+    /// <inheritdoc/>
+    public RunSplits MakeSplits(ExperimentConfig config)
+    {
+        var data = DataOf(config) with { Limit = null };
+        var byTask = new Dictionary<string, TaskSplit>(StringComparer.Ordinal);
+        foreach (string name in config.Options.Tasks)
+        {
+            var task = TextTasks.Find(name)!;
+            string search = config.Evaluation.Split ?? task.Splits[0];
+            byTask[name] = new TaskSplit(search, "test", task.IdsOf(data, search, config.Evaluation.SplitSeed), task.IdsOf(data, "test", config.Evaluation.SplitSeed));
+        }
+        return new RunSplits(byTask, config.Evaluation.SplitSeed);
+    }
+
+    /// <inheritdoc/>
+    public RunModels LoadModels(ExperimentConfig config, IComputeBackend backend) => SafetensorsModels.Load(config, backend);
+
+    /// <summary>One benchmark per task of <paramref name="config"/> on <paramref name="purpose"/>'s split.</summary>
+    public static IReadOnlyList<IBenchmark> Benchmarks(ExperimentConfig config, RunSplits splits, EvaluationPurpose purpose)
+    {
+        var data = DataOf(config);
+        return config.Options.Tasks.Select(name =>
+        {
+            var (split, ids) = splits[name].For(purpose);
+            return TextTasks.Find(name)!.Open(data, split, ids);
+        }).ToList();
+    }
+
+    /// <inheritdoc/>
+    public IRunEvaluator OpenEvaluator(ExperimentConfig config, RunSplits splits)
+    {
+        var search = Benchmarks(config, splits, EvaluationPurpose.Search);
+        var report = Benchmarks(config, splits, EvaluationPurpose.Report);
+        Func<ITextGenerator, IReadOnlyDictionary<string, float[]>, ITextGenerator>? standIn = null;
+        if (config.Evaluation.Responder == WeightKeyedResponder.Name)
+        {
+            var gold = search.Concat(report).Select((b, i) => (ITextGenerator)TextTasks.Find(b.Name)!.GoldResponder(b)).ToList();
+            standIn = (_, arrays) => new WeightKeyedResponder(gold, arrays);
+        }
+        var model = LlamaModel.Open(SafetensorsModels.Folder(config), InferenceDevice.Cpu, intraOpThreads: config.Evaluation.Threads);
+        try
+        {
+            return new LlamaCandidateEvaluator(model, config.Options.Tasks, search, report, standIn);
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+    }
+
+    /// <inheritdoc/>
+    public IReadOnlyList<TaskCost> Costs(ExperimentConfig config, RunSplits splits)
+    {
+        var data = DataOf(config);
+        var search = Benchmarks(config, splits, EvaluationPurpose.Search);
+        var costs = new List<TaskCost>();
+        for (int t = 0; t < search.Count; t++)
+        {
+            string name = config.Options.Tasks[t];
+            var task = TextTasks.Find(name)!;
+            int samples = task.CountSamples(search[t]);
+            var (calls, maxNew) = task.CallBudget(data);
+            costs.Add(new TaskCost(name, samples, (long)samples * calls, (long)samples * calls * maxNew,
+                calls == 1 ? $"one prompt per sample, at most {maxNew} new tokens" : $"at most {calls} model calls per sample (rounds × repeats), {maxNew} new tokens each"));
+        }
+        return costs;
+    }
+}
+
+/// <summary>A task's environment (sandbox, database server) cannot start; the run stops before anything is written.</summary>
+public sealed class TaskEnvironmentException(string message, Exception? inner = null) : Exception(message, inner);

@@ -1,0 +1,339 @@
+using System.Globalization;
+using System.Text;
+using CycleQD.Core;
+using CycleQD.Core.Compute;
+using CycleQD.Core.Engine;
+using CycleQD.Runs.Families;
+using CycleQD.Runs.Final;
+
+namespace CycleQD.Runs;
+
+/// <summary>
+/// A run put together from its directory and experiment: backend, base and expert weights,
+/// evaluator, engine. It only orchestrates; what depends on the kind of model (task names, models,
+/// evaluation, splits) comes from the experiment's <see cref="IModelFamily"/>.
+/// <see cref="Start"/> makes a new run directory; <see cref="Resume"/> continues one. Everything that
+/// can be checked (experiment, models, task environments, backend, evaluator) is opened before a
+/// new directory is created, so a bad run leaves nothing behind. Owns everything it creates and
+/// holds the run directory's lock until disposed.
+/// </summary>
+public sealed class RunSession : IDisposable
+{
+    private readonly IComputeBackend _backend;
+    private readonly RunModels _models;
+    private readonly IRunEvaluator _evaluator;
+    private readonly RunState? _resumeFrom;
+    private RunReport? _report;
+
+    /// <summary>The experiment as in force (seed overridden by the run's).</summary>
+    public ExperimentConfig Config { get; }
+
+    /// <summary>The model family scoring the run.</summary>
+    public IModelFamily Family { get; }
+
+    /// <summary>The splits every task is scored on.</summary>
+    public RunSplits Splits { get; }
+
+    /// <summary>The run folder.</summary>
+    public RunDirectory Directory { get; }
+
+    /// <summary>The loop.</summary>
+    public CycleQDEngine Engine { get; }
+
+    /// <summary>Receives warnings that do not stop the run (a plot that could not be drawn).</summary>
+    public Action<string>? Warn { get; set; }
+
+    /// <summary>plots/elite_map_gen{N}.png for generation count <paramref name="generations"/>.</summary>
+    public string PlotPath(int generations) => Directory.PlotPath(generations);
+
+    /// <summary>Generations to reach.</summary>
+    public int TargetGenerations => Directory.Info.Generations;
+
+    /// <summary>The backend's name ("cpu", "cuda:0").</summary>
+    public string BackendName => _backend.Name;
+
+    private RunSession(ExperimentConfig config, IModelFamily family, RunSplits splits, RunDirectory dir, RunState? resumeFrom,
+        IComputeBackend backend, RunModels models, IRunEvaluator evaluator)
+    {
+        Config = config;
+        Family = family;
+        Splits = splits;
+        Directory = dir;
+        _resumeFrom = resumeFrom;
+        _backend = backend;
+        _models = models;
+        _evaluator = evaluator;
+        var experts = models.Experts.Select(e => new Expert(e.Key, e.Value)).ToList();
+        Engine = new CycleQDEngine(config.Options, _backend, models.Base, experts, evaluator, dir.Elites, dir);
+        dir.Bind(config.Options.Tasks, () => Engine.Archives);
+        if (config.PlotEvery > 0)
+            Engine.GenerationCompleted += r =>
+            {
+                if ((r.Generation + 1) % config.PlotEvery == 0) Plot(r.Generation + 1);
+            };
+    }
+
+    /// <summary>What a run opens before its directory exists: backend, models and evaluator; disposed together on failure.</summary>
+    private sealed record Opened(IComputeBackend Backend, RunModels Models, IRunEvaluator Evaluator)
+    {
+        public void Dispose()
+        {
+            Evaluator.Dispose();
+            Models.Dispose();
+            Backend.Dispose();
+        }
+    }
+
+    private static Opened Open(ExperimentConfig config, IModelFamily family, RunSplits splits, ComputeDevice device, Action<string>? notice)
+    {
+        var backend = BackendSelection.Create(device, config.Options.Mutation, notice);
+        RunModels? models = null;
+        try
+        {
+            models = family.LoadModels(config, backend);
+            var evaluator = family.OpenEvaluator(config, splits);
+            return new Opened(backend, models, evaluator);
+        }
+        catch
+        {
+            models?.Dispose();
+            backend.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Everything a run checks before it writes: the experiment file, the model files, and every
+    /// task's environment (sandbox, database); returns the experiment with the run's seed and the
+    /// family. Used by <see cref="Start"/> and by <c>run --dry-run</c>.
+    /// </summary>
+    public static (ExperimentConfig Config, IModelFamily Family, RunSplits Splits) Prepare(string experimentPath, ulong? seed, CancellationToken cancellationToken = default)
+    {
+        var config = ExperimentConfig.Load(experimentPath);
+        config = config with { Options = config.Options with { Seed = seed ?? config.Options.Seed } };
+        var family = ModelFamilies.Of(config);
+        if (config.Model.Synthetic is null) SafetensorsModels.Check(config);
+        family.CheckEnvironmentAsync(config, cancellationToken).GetAwaiter().GetResult();
+        return (config, family, family.MakeSplits(config));
+    }
+
+    /// <summary>
+    /// Creates <paramref name="outDir"/> (null: runs/NAME-yyyyMMdd-HHmmss under the current folder)
+    /// for <paramref name="experimentPath"/> and prepares a fresh run. Nothing is created when any
+    /// check or any part of the set-up fails.
+    /// </summary>
+    /// <param name="experimentPath">The experiment YAML.</param>
+    /// <param name="outDir">Run directory to create.</param>
+    /// <param name="generations">Total generations (null: the experiment's).</param>
+    /// <param name="seed">Run seed (null: the experiment's).</param>
+    /// <param name="device">Compute backend (see <see cref="BackendSelection"/>).</param>
+    /// <param name="notice">Receives the one-line notice when <see cref="ComputeDevice.Auto"/> falls back to the CPU.</param>
+    public static RunSession Start(string experimentPath, string? outDir, int? generations, ulong? seed,
+        ComputeDevice device = ComputeDevice.Cpu, Action<string>? notice = null)
+    {
+        if (generations is < 0) throw new ConfigurationException($"--generations {generations}: must be ≥ 0");
+        var (config, family, splits) = Prepare(experimentPath, seed);
+        outDir ??= Path.Combine("runs", $"{config.Name}-{DateTime.UtcNow:yyyyMMdd-HHmmss}");
+        var info = new RunInfo(config.Options.Seed, generations ?? config.Generations, Path.GetDirectoryName(Path.GetFullPath(experimentPath))!);
+        var probe = Path.GetFullPath(outDir);
+        if (System.IO.Directory.Exists(probe) && System.IO.Directory.EnumerateFileSystemEntries(probe).Any())
+            RunDirectory.Create(probe, "", info).Dispose(); // throws the "already holds a run" / "not empty" error
+        var opened = Open(config, family, splits, device, notice);
+        bool existed = System.IO.Directory.Exists(probe);
+        RunDirectory? dir = null;
+        try
+        {
+            dir = RunDirectory.Create(outDir, File.ReadAllText(experimentPath), info);
+            RunDirectory.WriteAtomically(dir.SplitsPath, splits.ToJson());
+            return new RunSession(config, family, splits, dir, null, opened.Backend, opened.Models, opened.Evaluator);
+        }
+        catch
+        {
+            opened.Dispose();
+            dir?.Dispose();
+            // The folder was absent or empty; leave it as it was.
+            if (dir != null)
+            {
+                if (existed) foreach (var e in new DirectoryInfo(probe).EnumerateFileSystemInfos()) DeleteEntry(e);
+                else System.IO.Directory.Delete(probe, recursive: true);
+            }
+            throw;
+        }
+    }
+
+    private static void DeleteEntry(FileSystemInfo e)
+    {
+        if (e is DirectoryInfo d) d.Delete(recursive: true);
+        else e.Delete();
+    }
+
+    /// <summary>
+    /// Opens the run in <paramref name="runDir"/>, holding its lock; <paramref name="generations"/> (a
+    /// total) raises its target. A run that stopped before its first checkpoint starts again from
+    /// its experts.
+    /// </summary>
+    /// <param name="runDir">The run directory.</param>
+    /// <param name="generations">Total generations to reach (null: the run's target).</param>
+    /// <param name="device">Compute backend (see <see cref="BackendSelection"/>).</param>
+    /// <param name="notice">Receives the one-line notice when <see cref="ComputeDevice.Auto"/> falls back to the CPU, and the fresh start of an unstarted run.</param>
+    public static RunSession Resume(string runDir, int? generations, ComputeDevice device = ComputeDevice.Cpu, Action<string>? notice = null)
+    {
+        var dir = RunDirectory.Open(runDir, exclusive: true);
+        Opened? opened = null;
+        try
+        {
+            var config = ExperimentConfig.Parse(File.ReadAllText(dir.ConfigPath), dir.ConfigPath, dir.Info.ConfigDirectory);
+            config = config with { Options = config.Options with { Seed = dir.Info.Seed } };
+            var family = ModelFamilies.Of(config);
+            RunState? state = null;
+            if (dir.HasCheckpoint)
+            {
+                state = dir.ReadCheckpoint();
+                if (generations is { } g && g < state.NextGeneration)
+                    throw new ConfigurationException($"--generations {g}: the run has already done {state.NextGeneration}");
+                // The model files may have changed since the run started (a NaN written into an expert, say).
+                if (config.Model.Synthetic is null) SafetensorsModels.Check(config);
+            }
+            else
+            {
+                notice?.Invoke($"{dir.Path}: the run stopped before its first checkpoint; starting it from its experts");
+                dir.ResetUnstarted();
+                if (config.Model.Synthetic is null) SafetensorsModels.Check(config);
+                family.CheckEnvironmentAsync(config, CancellationToken.None).GetAwaiter().GetResult();
+            }
+            RunSplits splits;
+            if (File.Exists(dir.SplitsPath)) splits = RunSplits.Read(dir.SplitsPath, config.Options.Tasks);
+            else
+            {
+                // Runs made before splits.json existed scored every task on its named split files.
+                splits = family.MakeSplits(config);
+                RunDirectory.WriteAtomically(dir.SplitsPath, splits.ToJson());
+            }
+            if (generations is { } target) dir.SetTarget(target);
+            opened = Open(config, family, splits, device, notice);
+            return new RunSession(config, family, splits, dir, state, opened.Backend, opened.Models, opened.Evaluator);
+        }
+        catch
+        {
+            opened?.Dispose();
+            dir.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Scores the experts (fresh run) or restores the checkpoint (resume).</summary>
+    public async Task InitializeAsync(CancellationToken cancellationToken)
+    {
+        if (_resumeFrom is null) await Engine.InitializeAsync(cancellationToken).ConfigureAwait(false);
+        else Engine.Restore(_resumeFrom);
+    }
+
+    /// <summary>Runs to the target (or until cancelled); writes summary.md when the target is reached. Returns whether it was.</summary>
+    public async Task<bool> RunAsync(CancellationToken cancellationToken)
+    {
+        await Engine.RunAsync(TargetGenerations, cancellationToken).ConfigureAwait(false);
+        bool done = Engine.NextGeneration >= TargetGenerations;
+        if (done)
+        {
+            Directory.WriteSummary(Summary());
+            if (!File.Exists(PlotPath(Engine.NextGeneration))) Plot(Engine.NextGeneration);
+        }
+        return done;
+    }
+
+    /// <summary>Whether <see cref="FinishAsync"/> has work to do: the final merge and report are on.</summary>
+    public bool HasFinalStage => Config.FinalMerge.Enabled;
+
+    /// <summary>The end-of-run report once <see cref="FinishAsync"/> has produced or found it.</summary>
+    public RunReport? Report => _report;
+
+    /// <summary>
+    /// After the target is reached: the final merge and the report on the held-out split (final/,
+    /// report.json), unless this generation count already has them; then summary.md again, with the
+    /// table. Returns the report (null when the experiment has no final stage).
+    /// </summary>
+    /// <param name="progress">Receives one line per step.</param>
+    /// <param name="cancellationToken">Stops between evaluations; what was written stays, and the next call goes on from it.</param>
+    public async Task<RunReport?> FinishAsync(Action<string> progress, CancellationToken cancellationToken)
+    {
+        if (!HasFinalStage) return null;
+        if (Engine.NextGeneration < TargetGenerations) throw new InvalidOperationException("the run has not reached its target");
+        _report = FinalStage.Finished(Config, Directory, Engine.NextGeneration);
+        if (_report is null)
+        {
+            var experts = _models.Experts.ToDictionary(e => e.Key, e => e.Value, StringComparer.Ordinal);
+            var stage = new FinalStage(Config, Directory, _backend, _models.Base, experts, _evaluator, Engine);
+            _report = await stage.RunAsync(progress, cancellationToken).ConfigureAwait(false);
+        }
+        else progress($"final: already done for {Engine.NextGeneration} generations ({Directory.ReportPath})");
+        _report.SearchSplit = ModelFamilies.SearchSplitName(Config);
+        Directory.WriteSummary(Summary());
+        return _report;
+    }
+
+    private bool _plotFailed;
+
+    /// <summary>Draws the elite maps; a failure (e.g. no native Skia library) is reported once and the run goes on.</summary>
+    private void Plot(int generations)
+    {
+        if (_plotFailed) return;
+        try
+        {
+            EliteMapPlot.Write(Directory.PlotPath(generations), Engine.Archives, Config.Options.Tasks, generations);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            _plotFailed = true;
+            Warn?.Invoke($"elite maps disabled: {e.GetType().Name}: {e.Message}");
+        }
+    }
+
+    /// <summary>The text of summary.md.</summary>
+    public string Summary()
+    {
+        var tasks = Config.Options.Tasks;
+        var state = Engine.CaptureState();
+        var sb = new StringBuilder();
+        var ci = CultureInfo.InvariantCulture;
+        sb.AppendLine(ci, $"# {Config.Name}: CycleQD run summary").AppendLine();
+        sb.AppendLine(ci, $"- generations: {Engine.NextGeneration}");
+        sb.AppendLine(ci, $"- seed: {Directory.Info.Seed}");
+        sb.AppendLine(ci, $"- tasks: {string.Join(", ", tasks)}");
+        sb.AppendLine(ci, $"- model: {(Config.Model.Synthetic != null ? "synthetic test problem" : Config.Model.BasePath)}");
+        sb.AppendLine(ci, $"- sampling: {Config.Options.Sampling.Kind.ToString().ToLowerInvariant()}, crossover N({Config.Options.Crossover.Mean}, {Config.Options.Crossover.Std}²), mutation {Config.Options.Mutation.Kind.ToString().ToLowerInvariant()}");
+        sb.AppendLine(ci, $"- elites stored: {Directory.Elites.Ids().Count}").AppendLine();
+        sb.AppendLine("## Experts").AppendLine();
+        sb.AppendLine("| expert | " + string.Join(" | ", tasks) + " |");
+        sb.AppendLine("|---|" + string.Concat(tasks.Select(_ => "---|")));
+        foreach (var e in state.Experts) sb.AppendLine(ci, $"| {e.Name} | {string.Join(" | ", e.Scores.Select(s => s.ToString("F4", ci)))} |");
+        sb.AppendLine().AppendLine("## Archives").AppendLine();
+        sb.AppendLine("| archive | elites | coverage | QD score | best | best elite | its scores |");
+        sb.AppendLine("|---|---|---|---|---|---|---|");
+        foreach (var a in Engine.Archives)
+        {
+            var best = a.Cells.Values.MaxBy(e => e.Scores[a.Task])!;
+            sb.AppendLine(ci, $"| {tasks[a.Task]} | {a.Cells.Count} | {a.Coverage:P1} | {a.QdScore:F4} | {a.BestQuality:F4} | {best.Id} (gen {best.Generation}) | {string.Join(", ", best.Scores.Select(s => s.ToString("F4", ci)))} |");
+        }
+        if (_report != null)
+        {
+            sb.AppendLine().AppendLine("## Test split (accuracy, %)").AppendLine();
+            sb.AppendLine(ci, $"Each model scored on the test split of every task (limit: {(Config.Evaluation.Limit?.ToString(ci) ?? "all prompts")}); ");
+            sb.AppendLine(ci, $"\"{ModelFamilies.SearchSplitName(Config)} average\" is the mean on the search split, where λ and the final merge's weights were chosen. ");
+            if (Config.Evaluation.SelectOnTest) sb.AppendLine("**The search selected on test data (evaluation.select_on_test): these test scores are not held out.** ");
+            if (Config.Evaluation.Responder is { } responder) sb.AppendLine(ci, $"**Scored by the stand-in responder {responder}, not by the model: the numbers test the harnesses, not a model.** ");
+            sb.AppendLine("Machine-readable: report.json; the final model: final/model.safetensors and final/final.json.").AppendLine();
+            sb.Append(_report.ToMarkdown());
+        }
+        return sb.ToString();
+    }
+
+    /// <summary>Releases the engine, evaluator, weights and backend, then the run directory's lock.</summary>
+    public void Dispose()
+    {
+        Engine.Dispose();
+        _evaluator.Dispose();
+        _models.Dispose();
+        _backend.Dispose();
+        Directory.Dispose();
+    }
+}
