@@ -148,7 +148,7 @@ public sealed class MariaDbServer : IAsyncDisposable
 
             var install = new ProcessStartInfo(installDb) { RedirectStandardOutput = true, RedirectStandardError = true };
             foreach (var a in (string[])["--no-defaults", $"--datadir={data}", "--auth-root-authentication-method=socket", $"--auth-root-socket-user={adminUser}",
-                         "--skip-test-db", "--innodb-log-file-size=8M", "--innodb-use-native-aio=0", .. userArgs])
+                         $"--tmpdir={tmp}", "--skip-test-db", "--innodb-log-file-size=8M", "--innodb-use-native-aio=0", .. userArgs])
                 install.ArgumentList.Add(a);
             using (var p = Process.Start(install)!)
             {
