@@ -120,6 +120,27 @@ public sealed class AgentBenchDbServerTests
         Assert.Equal(0L, Convert.ToInt64(await cmd.ExecuteScalarAsync(ct), System.Globalization.CultureInfo.InvariantCulture));
     }
 
+    [Fact]
+    public async Task ReusedServerUserWithoutCreateUser_IsRejectedBeforeAnyModelSqlRuns_NamingTheAccountAndServer()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var server = await MariaDbServer.StartAsync(ct);
+        await using (var admin = new MySqlConnection(server.ConnectionString))
+        {
+            await admin.OpenAsync(ct);
+            await using var cmd = admin.CreateCommand();
+            cmd.CommandText = "CREATE USER 'weak'@'localhost' IDENTIFIED BY 'weakpw'; GRANT ALL PRIVILEGES ON `cycleqd\\_s%`.* TO 'weak'@'localhost';";
+            await cmd.ExecuteNonQueryAsync(ct);
+        }
+        var weak = new MySqlConnectionStringBuilder(server.ConnectionString) { UserID = "weak", Password = "weakpw" };
+        var bench = new AgentBenchDbBenchmark(new AgentBenchDbOptions { DataDir = Data(), Ids = [0], ConnectionString = weak.ConnectionString });
+        int calls = 0;
+        var e = await Assert.ThrowsAsync<DatabaseUnavailableException>(() => bench.EvaluateAsync(new ScriptedResponder(_ => { calls++; return Query; }), null, ct));
+        Assert.StartsWith($"could not create the account 'cycleqd_s0'@'%' on the database server at socket {server.SocketPath}: ", e.Message);
+        Assert.DoesNotContain("weakpw", e.Message);
+        Assert.Equal(0, calls);
+    }
+
     [Theory]
     [InlineData("cycleqd_s12", "`cycleqd\\_s12`")]
     [InlineData("100%_real", "`100\\%\\_real`")]

@@ -107,7 +107,7 @@ public sealed class AgentBenchDbBenchmark(AgentBenchDbOptions options) : IBenchm
             string serverName = server?.Description ?? DescribeServer(adminCs);
             Func<CancellationToken, Task> ensureServerAlive = ct => EnsureServerAliveAsync(server, adminCs, serverName, ct);
             var admin = new DbSession(adminCs, ensureServerAlive);
-            accounts = new DbSampleAccounts(admin, server != null ? "localhost" : "%", ensureServerAlive);
+            accounts = new DbSampleAccounts(admin, server != null ? "localhost" : "%", ensureServerAlive, serverName);
 
             // Every table is created before any generation (dbbench.py evaluate); in the isolated
             // layout each sample has its own database, dropped first in case a server is reused.

@@ -13,7 +13,8 @@ namespace CycleQD.Tasks.AgentBenchDb;
 /// <param name="admin">The evaluator's administrative session (creates and drops the accounts).</param>
 /// <param name="host">The accounts' host part: 'localhost' on the private server (socket only), '%' on a server reached over TCP.</param>
 /// <param name="ensureServerAlive">Passed on to each sample's session.</param>
-internal sealed class DbSampleAccounts(DbSession admin, string host, Func<CancellationToken, Task> ensureServerAlive)
+/// <param name="serverName">The server as error messages name it.</param>
+internal sealed class DbSampleAccounts(DbSession admin, string host, Func<CancellationToken, Task> ensureServerAlive, string serverName)
 {
     private readonly List<string> _created = [];
 
@@ -30,9 +31,18 @@ internal sealed class DbSampleAccounts(DbSession admin, string host, Func<Cancel
         string user = UserFor(index);
         string password = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(24));
         string account = Account(user);
-        await admin.ExecuteOrThrowAsync(
-            $"DROP USER IF EXISTS {account}; CREATE USER {account} IDENTIFIED BY '{password}'; GRANT ALL PRIVILEGES ON {GrantPattern(database)}.* TO {account};",
-            ct).ConfigureAwait(false);
+        try
+        {
+            await admin.ExecuteOrThrowAsync(
+                $"DROP USER IF EXISTS {account}; CREATE USER {account} IDENTIFIED BY '{password}'; GRANT ALL PRIVILEGES ON {GrantPattern(database)}.* TO {account};",
+                ct).ConfigureAwait(false);
+        }
+        catch (MySqlException e)
+        {
+            // Without its own account a sample's SQL would run with the evaluator's rights: stop.
+            throw new Database.DatabaseUnavailableException(
+                $"could not create the account {account} on {serverName}: {e.Message} (the connection's user needs CREATE USER and GRANT OPTION on the samples' databases)");
+        }
         lock (_created) _created.Add(user);
         var cs = new MySqlConnectionStringBuilder(admin.ConnectionString)
         {
