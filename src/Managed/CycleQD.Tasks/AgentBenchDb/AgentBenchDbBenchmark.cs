@@ -32,6 +32,9 @@ public sealed record AgentBenchDbOptions
 
     /// <summary>Most new tokens per model turn (reference: 512).</summary>
     public int MaxNewTokens { get; init; } = 512;
+
+    /// <summary>Called with the private server once it runs (tests use it to stop the server mid-evaluation).</summary>
+    internal Action<MariaDbServer>? OnServerStarted { get; init; }
 }
 
 /// <summary>
@@ -92,19 +95,34 @@ public sealed class AgentBenchDbBenchmark(AgentBenchDbOptions options) : IBenchm
     {
         var records = SelectedRecords();
         MariaDbServer? server = null;
+        DbSampleAccounts? accounts = null;
         try
         {
-            string cs = options.ConnectionString ?? (server = await MariaDbServer.StartAsync(cancellationToken).ConfigureAwait(false)).ConnectionString;
-            var session = new DbSession(cs);
+            if (options.ConnectionString is null)
+            {
+                server = await MariaDbServer.StartAsync(cancellationToken).ConfigureAwait(false);
+                options.OnServerStarted?.Invoke(server);
+            }
+            string adminCs = options.ConnectionString ?? server!.ConnectionString;
+            string serverName = server?.Description ?? DescribeServer(adminCs);
+            Func<CancellationToken, Task> ensureServerAlive = ct => EnsureServerAliveAsync(server, adminCs, serverName, ct);
+            var admin = new DbSession(adminCs, ensureServerAlive);
+            accounts = new DbSampleAccounts(admin, server != null ? "localhost" : "%", ensureServerAlive, serverName);
 
             // Every table is created before any generation (dbbench.py evaluate); in the isolated
             // layout each sample has its own database, dropped first in case a server is reused.
+            // The evaluator's account builds the tables; everything the model writes, and the
+            // table hash (which reads objects the model may have replaced, e.g. by a view calling
+            // an SQL SECURITY INVOKER function), runs as the sample's own account.
+            var sampleSessions = new Dictionary<int, DbSession>();
             foreach (var r in records)
             {
                 if (options.Layout == DbLayout.Isolated)
-                    await session.ExecuteAsync($"DROP DATABASE IF EXISTS `{DatabaseFor(r)}`", null, true, cancellationToken).ConfigureAwait(false);
-                await session.ExecuteAsync(DbBenchSql.BuildInit(r, DatabaseFor(r)), null, true, cancellationToken).ConfigureAwait(false);
+                    await admin.ExecuteAsync($"DROP DATABASE IF EXISTS `{DatabaseFor(r)}`", null, true, cancellationToken).ConfigureAwait(false);
+                await admin.ExecuteAsync(DbBenchSql.BuildInit(r, DatabaseFor(r)), null, true, cancellationToken).ConfigureAwait(false);
             }
+            foreach (var r in records)
+                sampleSessions[r.Index] = await accounts.CreateAsync(r.Index, DatabaseFor(r), cancellationToken).ConfigureAwait(false);
 
             var episodes = records.Select(r => new Episode(r, [.. OpeningMessages(r)])).ToList();
             var finished = new List<Episode>();
@@ -122,8 +140,9 @@ public sealed class AgentBenchDbBenchmark(AgentBenchDbOptions options) : IBenchm
                     string response = results[i].Text;
                     e.Messages.Add(new ChatMessage("assistant", response));
                     e.Rounds = round + 1;
-                    if (await StepAsync(e, response, round, session, cancellationToken).ConfigureAwait(false))
+                    if (await StepAsync(e, response, round, admin, sampleSessions[e.Record.Index], cancellationToken).ConfigureAwait(false))
                     {
+                        await accounts.DropAsync(e.Record.Index, cancellationToken).ConfigureAwait(false);
                         finished.Add(e);
                         progress?.Report(new EvaluationProgress(Name, finished.Count, episodes.Count));
                     }
@@ -178,12 +197,43 @@ public sealed class AgentBenchDbBenchmark(AgentBenchDbOptions options) : IBenchm
         }
         finally
         {
+            // A reused server keeps no accounts; the private one is thrown away whole.
+            if (accounts != null && server is null)
+                try { await accounts.DropAllAsync(CancellationToken.None).ConfigureAwait(false); }
+                catch (Exception e) when (e is MySqlConnector.MySqlException or DatabaseUnavailableException or InvalidOperationException or IOException) { }
             if (server != null) await server.DisposeAsync().ConfigureAwait(false);
         }
     }
 
+    /// <summary>
+    /// Called after any failed statement: a server that has exited, or that refuses the evaluator's
+    /// own connection, ends the evaluation (every later sample would otherwise score 0 silently).
+    /// </summary>
+    private static async Task EnsureServerAliveAsync(MariaDbServer? server, string adminCs, string serverName, CancellationToken ct)
+    {
+        server?.EnsureRunning();
+        try
+        {
+            await DbSession.PingAsync(adminCs, ct).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is MySqlConnector.MySqlException or InvalidOperationException or IOException or System.Net.Sockets.SocketException)
+        {
+            server?.EnsureRunning();
+            throw new DatabaseUnavailableException($"{serverName} no longer answers the evaluator's own connection ({e.Message}); every later statement would fail, so the evaluation stops");
+        }
+    }
+
+    /// <summary>A reused server as error messages name it (never the password).</summary>
+    private static string DescribeServer(string connectionString)
+    {
+        var b = new MySqlConnector.MySqlConnectionStringBuilder(connectionString);
+        return b.ConnectionProtocol == MySqlConnector.MySqlConnectionProtocol.UnixSocket || b.Server.StartsWith('/')
+            ? $"the database server at socket {b.Server}"
+            : $"the database server at {b.Server}:{b.Port}";
+    }
+
     /// <summary>One reply (dbbench.py process_response_and_check_completion); true when the episode ends.</summary>
-    private async Task<bool> StepAsync(Episode e, string response, int round, DbSession session, CancellationToken ct)
+    private async Task<bool> StepAsync(Episode e, string response, int round, DbSession admin, DbSession sample, CancellationToken ct)
     {
         var r = e.Record;
         string db = DatabaseFor(r);
@@ -194,7 +244,7 @@ public sealed class AgentBenchDbBenchmark(AgentBenchDbOptions options) : IBenchm
             if (block.Success)
             {
                 string sql = PythonStrings.Strip(block.Groups[1].Value).Replace("\n", " ", StringComparison.Ordinal);
-                string result = await session.ExecuteAsync(sql, db, true, ct).ConfigureAwait(false);
+                string result = await sample.ExecuteAsync(sql, db, true, ct).ConfigureAwait(false);
                 e.Messages.Add(new ChatMessage("user", result));
                 return false;
             }
@@ -206,8 +256,8 @@ public sealed class AgentBenchDbBenchmark(AgentBenchDbOptions options) : IBenchm
             if (m.Success) answer = m.Groups[1].Value;
         }
         if (r.IsModification)
-            answer = await session.ExecuteAsync(DbBenchSql.TableHash(r), db, true, ct).ConfigureAwait(false);
-        await session.ExecuteAsync($"drop database `{db}`", null, true, ct).ConfigureAwait(false);
+            answer = await sample.ExecuteAsync(DbBenchSql.TableHash(r), db, true, ct).ConfigureAwait(false);
+        await admin.ExecuteAsync($"drop database `{db}`", null, true, ct).ConfigureAwait(false);
         e.Answer = answer;
         return true;
     }

@@ -1,4 +1,5 @@
 using MySqlConnector;
+using CycleQD.Tasks.Database;
 using CycleQD.Tasks.Python;
 
 namespace CycleQD.Tasks.AgentBenchDb;
@@ -8,11 +9,18 @@ namespace CycleQD.Tasks.AgentBenchDb;
 /// protocol"): a fresh session, <c>USE `db`</c>, the statement(s), the first result set rendered as
 /// Python's <c>str(cursor.fetchall())</c> ("[]" when the statement returns no rows), or the error as
 /// mysql.connector prints it ("1146 (42S02): Table … doesn't exist"), cut to 800 characters plus
-/// "[TRUNCATED]".
+/// "[TRUNCATED]". An error is the statement's answer only while the server is alive: after any
+/// failure <paramref name="ensureServerAlive"/> runs, and a dead server ends the evaluation with
+/// a <see cref="DatabaseUnavailableException"/> instead of turning every later sample into a zero.
 /// </summary>
-internal sealed class DbSession(string connectionString)
+/// <param name="connectionString">The account the statements run as.</param>
+/// <param name="ensureServerAlive">Throws <see cref="DatabaseUnavailableException"/> when the server is gone.</param>
+internal sealed class DbSession(string connectionString, Func<CancellationToken, Task> ensureServerAlive)
 {
     public const int MaxResultChars = 800;
+
+    /// <summary>The account's connection string.</summary>
+    public string ConnectionString => connectionString;
 
     public async Task<string> ExecuteAsync(string sql, string? database, bool truncate, CancellationToken ct)
     {
@@ -52,17 +60,43 @@ internal sealed class DbSession(string connectionString)
             }
             result = PythonRepr.Rows(rows);
         }
-        catch (MySqlException e)
+        catch (Exception e) when (e is MySqlException or InvalidOperationException or IOException or System.Net.Sockets.SocketException)
         {
-            result = FormatError(e);
-        }
-        catch (InvalidOperationException e)
-        {
-            result = e.Message;
+            await ensureServerAlive(ct).ConfigureAwait(false);
+            result = e is MySqlException me ? FormatError(me) : e.Message;
         }
         if (truncate && PythonStrings.Length(result) > MaxResultChars)
             result = PythonStrings.Prefix(result, MaxResultChars) + "[TRUNCATED]";
         return result;
+    }
+
+    /// <summary>Runs statements of the evaluator's own (account set-up, clean-up); an error is thrown, not returned.</summary>
+    public async Task ExecuteOrThrowAsync(string sql, CancellationToken ct)
+    {
+        try
+        {
+            await using var conn = new MySqlConnection(connectionString);
+            await conn.OpenAsync(ct).ConfigureAwait(false);
+            await using var cmd = conn.CreateCommand();
+            cmd.CommandText = sql;
+            await cmd.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is MySqlException or InvalidOperationException or IOException or System.Net.Sockets.SocketException)
+        {
+            await ensureServerAlive(ct).ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    /// <summary>Opens a fresh (unpooled) connection and runs <c>SELECT 1</c>; throws what the driver throws when that fails.</summary>
+    public static async Task PingAsync(string connectionString, CancellationToken ct)
+    {
+        var fresh = new MySqlConnectionStringBuilder(connectionString) { Pooling = false }.ConnectionString;
+        await using var conn = new MySqlConnection(fresh);
+        await conn.OpenAsync(ct).ConfigureAwait(false);
+        await using var cmd = conn.CreateCommand();
+        cmd.CommandText = "SELECT 1";
+        await cmd.ExecuteScalarAsync(ct).ConfigureAwait(false);
     }
 
     /// <summary>mysql.connector's str(error): "errno (sqlstate): message", or "errno: message" without a state.</summary>

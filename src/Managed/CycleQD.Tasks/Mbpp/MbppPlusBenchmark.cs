@@ -258,7 +258,7 @@ public sealed class MbppPlusBenchmark(MbppPlusOptions options) : IBenchmark
                 catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException) { }
             }
             // The sandbox runs as another uid: it writes the pickle into a folder of its own.
-            string outDir = Directory.CreateTempSubdirectory("cycleqd-mbpp-gt-").FullName;
+            string outDir = OwnedTempFolders.Create("cycleqd-mbpp-gt-");
             if (OperatingSystem.IsLinux()) File.SetUnixFileMode(outDir, (UnixFileMode)0b111_111_111);
             var req = new JsonObject
             {

@@ -235,7 +235,7 @@ public sealed class BubblewrapSandbox
     private static string WriteInputFiles(IReadOnlyDictionary<string, string> files)
     {
         if (!OperatingSystem.IsLinux()) throw new PlatformNotSupportedException("the sandbox needs Linux");
-        string dir = Directory.CreateTempSubdirectory("cycleqd-sandbox-").FullName;
+        string dir = OwnedTempFolders.Create("cycleqd-sandbox-");
         // The sandbox runs as another uid: it must be able to read (not write) these files.
         File.SetUnixFileMode(dir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute | UnixFileMode.GroupRead | UnixFileMode.GroupExecute | UnixFileMode.OtherRead | UnixFileMode.OtherExecute);
         foreach (var (name, content) in files)
