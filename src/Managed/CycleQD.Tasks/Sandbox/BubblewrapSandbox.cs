@@ -312,11 +312,10 @@ public sealed class BubblewrapSandbox
     internal static async Task<(string Text, bool Exceeded)> CaptureBoundedAsync(Stream stream, int limit, int tailLimit, Action onExceeded)
     {
         var head = new MemoryStream();
-        var tail = new byte[Math.Max(0, tailLimit)];
-        long tailWritten = 0;
-        long dropped = 0;
+        // The bytes past the prefix go through a ring that keeps the last tailLimit of them.
+        var ring = new byte[Math.Max(0, tailLimit)];
+        long past = 0;
         var chunk = new byte[16384];
-        bool exceeded = false;
         while (true)
         {
             int n = await stream.ReadAsync(chunk).ConfigureAwait(false);
@@ -324,24 +323,19 @@ public sealed class BubblewrapSandbox
             int keep = (int)Math.Max(0, Math.Min(n, limit - head.Length));
             if (keep > 0) head.Write(chunk, 0, keep);
             if (keep == n) continue;
-            if (!exceeded)
-            {
-                exceeded = true;
-                onExceeded();
-            }
-            for (int k = keep; k < n && tail.Length > 0; k++)
-                tail[tailWritten++ % tail.Length] = chunk[k];
-            if (tail.Length == 0) tailWritten += n - keep;
+            if (past == 0) onExceeded();
+            if (ring.Length > 0)
+                for (int k = keep; k < n; k++)
+                    ring[(past + k - keep) % ring.Length] = chunk[k];
+            past += n - keep;
         }
         string text = Encoding.UTF8.GetString(head.GetBuffer(), 0, (int)head.Length);
-        if (!exceeded) return (text, false);
-        int tailCount = (int)Math.Min(tailWritten, tail.Length);
-        dropped = tailWritten - tailCount;
-        var ordered = new byte[tailCount];
+        if (past == 0) return (text, false);
+        int tailCount = (int)Math.Min(past, ring.Length);
+        var tail = new byte[tailCount];
         for (int k = 0; k < tailCount; k++)
-            ordered[k] = tail[(tailWritten - tailCount + k) % tail.Length];
-        if (tailCount == 0 && dropped == 0) return (text, true);
-        return (text + $"\n[… {dropped} bytes dropped …]\n" + Encoding.UTF8.GetString(ordered), true);
+            tail[k] = ring[(past - tailCount + k) % ring.Length];
+        return (text + $"\n[… {past - tailCount} bytes dropped …]\n" + Encoding.UTF8.GetString(tail), true);
     }
 }
 
