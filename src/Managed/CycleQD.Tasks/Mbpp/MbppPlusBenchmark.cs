@@ -97,9 +97,9 @@ public sealed class MbppPlusBenchmark(MbppPlusOptions options) : IBenchmark
         var problems = SelectedProblems();
         var prompts = PromptLibrary.Load(Path.Combine(options.DataDir, "cycleqd_prompts.json"));
         var sandbox = BubblewrapSandbox.Create();
-        // Expected outputs first: they do not depend on the model, and a broken canonical run is
-        // better reported before generation.
-        var expected = await EnsureGroundTruthAsync(problems, sandbox, cancellationToken).ConfigureAwait(false);
+        // Expected outputs first: they do not depend on the model. A task whose canonical run fails
+        // is reported as that sample's failure, with the reason.
+        var (expected, unavailable) = await ComputeGroundTruthAsync(problems, sandbox, cancellationToken).ConfigureAwait(false);
 
         var requests = problems.Select(p => new GenerationRequest(PromptFor(p, prompts), options.MaxNewTokens, StopStrings, AddBos: true)).ToList();
         var results = await generator.GenerateAsync(requests, cancellationToken).ConfigureAwait(false);
@@ -116,7 +116,10 @@ public sealed class MbppPlusBenchmark(MbppPlusOptions options) : IBenchmark
             {
                 var p = problems[i];
                 string completion = CompletionBody(results[i].Text);
-                var verdict = await CheckAsync(p, completion, expected[p.TaskId], sandbox, ct).ConfigureAwait(false);
+                // A task whose canonical solution could not be run (broken or hostile data) fails on its own.
+                var verdict = expected.TryGetValue(p.TaskId, out var truth)
+                    ? await CheckAsync(p, completion, truth, sandbox, ct).ConfigureAwait(false)
+                    : Failed("", "failed", "the expected outputs could not be computed: " + unavailable[p.TaskId]);
                 basePass[i] = verdict.Base.Status == "success";
                 plusPass[i] = basePass[i] && verdict.Plus?.Status == "success";
                 string reason = $"base: {verdict.Base.Describe()}" + (verdict.Plus is { } plus ? $"; plus: {plus.Describe()}" : "");
@@ -319,9 +322,24 @@ public sealed class MbppPlusBenchmark(MbppPlusOptions options) : IBenchmark
         internal double TimeLimitSum(string kind, double min, double factor) => TimeLimits(kind, min, factor).Sum();
     }
 
-    /// <summary>Computes (or reads from the cache) the expected outputs of each task by running prompt + canonical_solution.</summary>
+    /// <summary>
+    /// Computes (or reads from the cache) the expected outputs of each task by running prompt +
+    /// canonical_solution; throws <see cref="InvalidOperationException"/> naming the first task whose run failed.
+    /// </summary>
     public async Task<IReadOnlyDictionary<string, GroundTruth>> EnsureGroundTruthAsync(IReadOnlyList<MbppProblem> problems, BubblewrapSandbox sandbox, CancellationToken ct)
     {
+        var (truths, failures) = await ComputeGroundTruthAsync(problems, sandbox, ct).ConfigureAwait(false);
+        foreach (var p in problems)
+            if (failures.TryGetValue(p.TaskId, out var why))
+                throw new InvalidOperationException($"{p.TaskId}: {why}");
+        return truths;
+    }
+
+    /// <summary>The expected outputs of each task, and for the tasks whose canonical run failed, why.</summary>
+    private async Task<(IReadOnlyDictionary<string, GroundTruth> Truths, IReadOnlyDictionary<string, string> Failures)> ComputeGroundTruthAsync(
+        IReadOnlyList<MbppProblem> problems, BubblewrapSandbox sandbox, CancellationToken ct)
+    {
+        var failures = new ConcurrentDictionary<string, string>();
         string cacheDir = Path.Combine(options.CacheDir ?? DefaultCacheDir(), "mbpp-groundtruth", DatasetHash() + "-hashseed" + HashSeed + "-v2");
         Directory.CreateDirectory(cacheDir);
         if (OperatingSystem.IsLinux())
@@ -363,9 +381,15 @@ public sealed class MbppPlusBenchmark(MbppPlusOptions options) : IBenchmark
                 }
                 catch (InvalidOperationException e)
                 {
-                    throw new InvalidOperationException($"{p.TaskId}: computing the expected outputs failed: {e.Message}", e);
+                    failures[p.TaskId] = "computing the expected outputs failed: " + e.Message;
+                    return;
                 }
-                using var doc = result ?? throw new InvalidOperationException($"{p.TaskId}: the canonical solution did not finish within 300 s");
+                if (result is null)
+                {
+                    failures[p.TaskId] = "the canonical solution did not finish within 300 s";
+                    return;
+                }
+                using var doc = result;
                 text = doc.RootElement.GetRawText();
                 File.Move(Path.Combine(outDir, "expected.pkl"), pickle, overwrite: true);
             }
@@ -377,7 +401,7 @@ public sealed class MbppPlusBenchmark(MbppPlusOptions options) : IBenchmark
             File.Move(file + ".tmp", file, overwrite: true);
             truths[p.TaskId] = ParseTruth(text, pickle);
         }).ConfigureAwait(false);
-        return truths;
+        return (truths, failures);
     }
 
     private static GroundTruth ParseTruth(string json, string picklePath)

@@ -267,14 +267,20 @@ def main():
         req["base_input"] = task["base_input"]
         req["plus_input"] = task["plus_input"]
     mode = req["mode"]
+    result_fd = 1
     if mode == "groundtruth":
+        # The canonical code's own prints never reach the host (they could be of any size).
+        result_fd = os.dup(1)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
         res = groundtruth(req)
     elif mode == "sanitize":
         res = {"solution": sanitize(req["code"], req["entry_point"])}
     else:
         raise SystemExit("unknown mode " + mode)
-    sys.stdout.write("\n" + RESULT_MARK + result_json(res) + "\n")
     sys.stdout.flush()
+    data = ("\n" + RESULT_MARK + result_json(res) + "\n").encode()
+    while data:
+        data = data[os.write(result_fd, data):]
 
 
 if __name__ == "__main__":
