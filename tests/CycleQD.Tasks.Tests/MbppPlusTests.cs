@@ -82,6 +82,32 @@ public sealed class MbppPlusTests
     }
 
     [Fact]
+    public async Task HostileCanonicalSolution_FailsItsOwnTask_AndTheEvaluationGoesOn()
+    {
+        using var tmp = new TempDir();
+        // The sandboxes' uids read the cached expected outputs below it.
+        File.SetUnixFileMode(tmp.Path, (UnixFileMode)0b111_101_101);
+        string data = TestPaths.RequireSharedData();
+        Directory.CreateDirectory(tmp.File("data/mbpp"));
+        File.Copy(Path.Combine(data, "cycleqd_prompts.json"), tmp.File("data/cycleqd_prompts.json"));
+        // Mbpp/3's canonical solution kills its own process (and prints a gibibyte first); Mbpp/6's is left as it is.
+        var lines = File.ReadLines(Path.Combine(data, "mbpp", "MbppPlus-v0.1.0.jsonl")).Take(4).Where(l => l.Contains("\"Mbpp/3\"", StringComparison.Ordinal) || l.Contains("\"Mbpp/6\"", StringComparison.Ordinal)).ToList();
+        var hostile = System.Text.Json.Nodes.JsonNode.Parse(MbppProblem.WithoutNonFiniteNumbers(lines[0]))!;
+        Assert.Equal("Mbpp/3", (string?)hostile["task_id"]);
+        hostile["canonical_solution"] = "\nimport os, sys\ndef is_not_prime(n):\n    sys.stdout.write('x' * (1 << 30))\n    os.kill(os.getpid(), 9)\n";
+        await File.WriteAllLinesAsync(tmp.File("data/mbpp/MbppPlus-v0.1.0.jsonl"), [hostile.ToJsonString(), lines[1]], TestContext.Current.CancellationToken);
+        var bench = new MbppPlusBenchmark(new MbppPlusOptions { DataDir = tmp.File("data"), CacheDir = tmp.File("cache"), Sanitize = false });
+
+        var report = await bench.EvaluateAsync(bench.CreateGoldResponder(), null, TestContext.Current.CancellationToken);
+
+        Assert.Equal(["Mbpp/3", "Mbpp/6"], report.Samples.Select(s => s.Id));
+        Assert.False(report.Samples[0].Correct);
+        Assert.Contains("the expected outputs could not be computed", report.Samples[0].Reason);
+        Assert.True(report.Samples[1].Correct, report.Samples[1].Reason);
+        await Assert.ThrowsAsync<InvalidOperationException>(() => bench.EnsureGroundTruthAsync(bench.SelectedProblems(), CycleQD.Tasks.Sandbox.BubblewrapSandbox.Create(), TestContext.Current.CancellationToken));
+    }
+
+    [Fact]
     public async Task WrongAndSlowAndCrashingSolutions_Fail()
     {
         var bench = Bench(ids: ["Mbpp/3"]);

@@ -175,13 +175,104 @@ public sealed class SandboxTests
     }
 
     [Fact]
-    public async Task OneGigabytePrint_IsCutAtTheOutputBound()
+    public async Task OneGigabytePrint_IsCutAtTheOutputBound_KeepingAPrefixAndATail()
     {
         var r = await Run(Small with { WallClock = TimeSpan.FromSeconds(30) }, "python3", "-c",
             "import sys\nchunk = 'x' * 65536\nfor _ in range(16384): sys.stdout.write(chunk)");
         Assert.True(r.OutputLimitExceeded);
         Assert.False(r.Succeeded);
-        Assert.Equal(Small.OutputBytes, r.Stdout.Length);
+        Assert.StartsWith(new string('x', Small.OutputBytes) + "\n[… ", r.Stdout);
+        Assert.Contains(" bytes dropped …]\n", r.Stdout);
+        Assert.True(r.Stdout.Length <= Small.OutputBytes + Small.OutputTailBytes + 64, $"{r.Stdout.Length} characters kept");
+    }
+
+    [Fact]
+    public async Task BoundedCapture_KeepsPrefixAndTail_DrainsTheRest_AndSignalsOnce()
+    {
+        byte[] data = new byte[10_000_000];
+        for (int i = 0; i < data.Length; i++) data[i] = (byte)('a' + i % 26);
+        int signals = 0;
+        var (text, exceeded) = await BubblewrapSandbox.CaptureBoundedAsync(new MemoryStream(data), 1000, 100, () => signals++);
+        Assert.True(exceeded);
+        Assert.Equal(1, signals);
+        string all = System.Text.Encoding.ASCII.GetString(data);
+        Assert.Equal(all[..1000] + $"\n[… {data.Length - 1100} bytes dropped …]\n" + all[^100..], text);
+
+        var (small, over) = await BubblewrapSandbox.CaptureBoundedAsync(new MemoryStream(data, 0, 1000), 1000, 100, () => signals++);
+        Assert.False(over);
+        Assert.Equal(all[..1000], small);
+        Assert.Equal(1, signals);
+    }
+
+    [Fact]
+    public async Task BoundedCopy_StopsWritingAtTheLimit_AndReadsTheStreamToItsEnd()
+    {
+        var source = new MemoryStream(new byte[5_000_000]);
+        var sink = new MemoryStream();
+        int signals = 0;
+        Assert.True(await BubblewrapSandbox.CopyBoundedAsync(source, sink, 123_456, () => signals++));
+        Assert.Equal(123_456, sink.Length);
+        Assert.Equal(source.Length, source.Position);
+        Assert.Equal(1, signals);
+        Assert.False(await BubblewrapSandbox.CopyBoundedAsync(new MemoryStream(new byte[10]), new MemoryStream(), 10, () => signals++));
+    }
+
+    /// <summary>Shmem of /proc/meminfo in bytes: every tmpfs page on the host, the sandboxes' included.</summary>
+    private static long HostShmemBytes() =>
+        long.Parse(File.ReadLines("/proc/meminfo").First(l => l.StartsWith("Shmem:", StringComparison.Ordinal)).Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], System.Globalization.CultureInfo.InvariantCulture) * 1024;
+
+    [Fact]
+    public async Task WritesPastTheTmpfsSize_FailInside_AndDoNotRaiseHostSharedMemory()
+    {
+        const long size = 8L << 20;
+        var limits = Small with { TmpfsBytes = size, FileSizeBytes = 2L << 30, WallClock = TimeSpan.FromSeconds(30), CpuSeconds = 20 };
+        // 512 MiB into each of /tmp and /dev/shm, then a pause in which the host is measured.
+        string script = "for d in /tmp /dev/shm; do head -c 536870912 /dev/zero > $d/big; echo $d $(wc -c < $d/big); done; "
+                      + "echo > /dev/cycleqd-probe || echo DEV-READ-ONLY; echo ready; sleep 3";
+        long before = HostShmemBytes();
+        var sandbox = BubblewrapSandbox.Create();
+        var run = sandbox.RunAsync(new SandboxRequest { Command = ["bash", "-c", script], Limits = limits }, TestContext.Current.CancellationToken);
+        long peak = before;
+        while (!run.IsCompleted)
+        {
+            peak = Math.Max(peak, HostShmemBytes());
+            await Task.Delay(100, TestContext.Current.CancellationToken);
+        }
+        var r = await run;
+        Assert.Contains("ready", r.Stdout);
+        Assert.Contains("No space left on device", r.Stderr);
+        Assert.Contains("DEV-READ-ONLY", r.Stdout);
+        foreach (var d in new[] { "/tmp", "/dev/shm" })
+        {
+            long held = long.Parse(r.Stdout.Split('\n').First(l => l.StartsWith(d + " ", StringComparison.Ordinal))[(d.Length + 1)..], System.Globalization.CultureInfo.InvariantCulture);
+            Assert.InRange(held, 1, size);
+        }
+        // Unbounded, the two mounts would have taken 2 GiB of host memory; bounded they hold 16 MiB.
+        // The margin absorbs other processes of a shared machine.
+        Assert.True(peak - before < 256L << 20, $"host Shmem rose by {(peak - before) >> 20} MiB");
+    }
+
+    [Fact]
+    public async Task ContainerLayout_EveryWritableFolderIsBounded()
+    {
+        const long size = 4L << 20;
+        var limits = Small with { TmpfsBytes = size, FileSizeBytes = 1L << 30, WallClock = TimeSpan.FromSeconds(30), CpuSeconds = 20 };
+        var dirs = new[] { "/usr", "/usr/local", "/etc", "/root", "/home", "/var", "/opt", "/srv", "/mnt", "/media", "/run", "/tmp", "/dev/shm" };
+        string script = string.Join("; ", dirs.Select(d => $"head -c 16777216 /dev/zero > {d}/big 2>/dev/null; echo {d} $(wc -c < {d}/big)"));
+        var r = await BubblewrapSandbox.Create().RunAsync(new SandboxRequest
+        {
+            Command = ["bash", "-c", script],
+            ContainerLayout = true,
+            UidInside = 0,
+            Limits = limits,
+        }, TestContext.Current.CancellationToken);
+        var lines = r.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(dirs.Length, lines.Length);
+        foreach (var d in dirs)
+        {
+            long held = long.Parse(lines.Single(l => l.StartsWith(d + " ", StringComparison.Ordinal))[(d.Length + 1)..], System.Globalization.CultureInfo.InvariantCulture);
+            Assert.True(held > 0 && held <= size, $"{d} holds {held} bytes");
+        }
     }
 
     [Fact]

@@ -35,6 +35,12 @@ public sealed record AgentBenchOsOptions
     /// <summary>How long one shell turn may take before the episode ends with an empty answer (reference: 5 s).</summary>
     public TimeSpan TurnTimeout { get; init; } = TimeSpan.FromSeconds(5);
 
+    /// <summary>
+    /// Most time one shell turn may take in all, even while the shell keeps printing (the
+    /// <see cref="TurnTimeout"/> counts silence); past it the episode ends as for a timeout.
+    /// </summary>
+    public TimeSpan TurnLimit { get; init; } = TimeSpan.FromSeconds(20);
+
     /// <summary>Most new tokens per turn (reference: 512).</summary>
     public int MaxNewTokens { get; init; } = 512;
 }
@@ -99,6 +105,8 @@ public sealed class AgentBenchOsBenchmark(AgentBenchOsOptions options) : IBenchm
         /// <summary>The answer: text, or null for "finish" (judged as Python's None).</summary>
         public string? Answer { get; set; } = "";
         public string Note { get; set; } = "";
+        /// <summary>Why the sample's environment stopped working (it then fails); null while it works.</summary>
+        public string? Failure { get; set; }
     }
 
     /// <inheritdoc/>
@@ -154,16 +162,31 @@ public sealed class AgentBenchOsBenchmark(AgentBenchOsOptions options) : IBenchm
     {
         // Wall clock for the whole episode: setup, every turn, the checks.
         e.Env = OsEnvironment.Start(sandbox, TimeSpan.FromMinutes(10));
-        foreach (var script in e.Sample.InitScripts)
-            await e.Env.ExecAsync(script, [], ct).ConfigureAwait(false); // output ignored, as the reference
-        await e.Env.StartSessionAsync(ct).ConfigureAwait(false);
-        if (e.Sample.Start is { } start)
-            await e.Env.SendAsync(start.Script, options.TurnTimeout, ct).ConfigureAwait(false);
+        try
+        {
+            foreach (var script in e.Sample.InitScripts)
+                await e.Env.ExecAsync(script, [], ct).ConfigureAwait(false); // output ignored, as the reference
+            await e.Env.StartSessionAsync(ct).ConfigureAwait(false);
+            if (e.Sample.Start is { } start)
+                await e.Env.SendAsync(start.Script, options.TurnTimeout, options.TurnLimit, ct).ConfigureAwait(false);
+        }
+        catch (OsEnvironmentException x)
+        {
+            Fail(e, "setting up the environment failed: " + x.Message);
+        }
+    }
+
+    /// <summary>Ends the episode: whatever happens in one sample's sandbox is that sample's failure, not the evaluation's.</summary>
+    private static void Fail(Episode e, string reason)
+    {
+        e.Finished = true;
+        e.Answer = "";
+        e.Failure ??= reason;
     }
 
     private async Task RunRoundsAsync(List<Episode> chunk, ITextGenerator generator, CancellationToken ct)
     {
-        var open = chunk;
+        var open = chunk.Where(e => !e.Finished).ToList();
         for (int round = 0; round < options.MaxRound && open.Count > 0; round++)
         {
             var requests = open.Select(e => new GenerationRequest(ChatTemplates.Llama3(e.Messages), options.MaxNewTokens, AddBos: false)).ToList();
@@ -194,13 +217,23 @@ public sealed class AgentBenchOsBenchmark(AgentBenchOsOptions options) : IBenchm
             e.Answer = kind == "finish" ? null : content;
             return;
         }
-        var (output, timedOut) = await e.Env!.SendAsync(content ?? "", options.TurnTimeout, ct).ConfigureAwait(false);
+        string output;
+        bool timedOut;
+        try
+        {
+            (output, timedOut) = await e.Env!.SendAsync(content ?? "", options.TurnTimeout, options.TurnLimit, ct).ConfigureAwait(false);
+        }
+        catch (OsEnvironmentException x)
+        {
+            Fail(e, "the environment stopped working during a turn: " + x.Message);
+            return;
+        }
         if (timedOut)
         {
             // The reference waits 5 s for the turn and then ends the episode with an empty answer.
             e.Finished = true;
             e.Answer = "";
-            e.Note = $"the shell did not return to its prompt within {options.TurnTimeout.TotalSeconds:0.#} s";
+            e.Note = $"the shell did not return to its prompt within {options.TurnTimeout.TotalSeconds:0.#} s of silence or {options.TurnLimit.TotalSeconds:0.#} s in all";
             return;
         }
         if (PythonStrings.Length(output) > MaxOutputChars)
@@ -209,6 +242,19 @@ public sealed class AgentBenchOsBenchmark(AgentBenchOsOptions options) : IBenchm
     }
 
     private static async Task<(bool Ok, string Why)> JudgeAsync(Episode e, CancellationToken ct)
+    {
+        if (e.Failure is { } failure) return (false, failure);
+        try
+        {
+            return await JudgeAnswerAsync(e, ct).ConfigureAwait(false);
+        }
+        catch (OsEnvironmentException x)
+        {
+            return (false, "the environment stopped working during the checks: " + x.Message);
+        }
+    }
+
+    private static async Task<(bool Ok, string Why)> JudgeAnswerAsync(Episode e, CancellationToken ct)
     {
         var s = e.Sample;
         string? answer = e.Answer;

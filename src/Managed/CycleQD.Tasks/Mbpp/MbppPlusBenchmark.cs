@@ -97,9 +97,9 @@ public sealed class MbppPlusBenchmark(MbppPlusOptions options) : IBenchmark
         var problems = SelectedProblems();
         var prompts = PromptLibrary.Load(Path.Combine(options.DataDir, "cycleqd_prompts.json"));
         var sandbox = BubblewrapSandbox.Create();
-        // Expected outputs first: they do not depend on the model, and a broken canonical run is
-        // better reported before generation.
-        var expected = await EnsureGroundTruthAsync(problems, sandbox, cancellationToken).ConfigureAwait(false);
+        // Expected outputs first: they do not depend on the model. A task whose canonical run fails
+        // is reported as that sample's failure, with the reason.
+        var (expected, unavailable) = await ComputeGroundTruthAsync(problems, sandbox, cancellationToken).ConfigureAwait(false);
 
         var requests = problems.Select(p => new GenerationRequest(PromptFor(p, prompts), options.MaxNewTokens, StopStrings, AddBos: true)).ToList();
         var results = await generator.GenerateAsync(requests, cancellationToken).ConfigureAwait(false);
@@ -116,7 +116,10 @@ public sealed class MbppPlusBenchmark(MbppPlusOptions options) : IBenchmark
             {
                 var p = problems[i];
                 string completion = CompletionBody(results[i].Text);
-                var verdict = await CheckAsync(p, completion, expected[p.TaskId], sandbox, ct).ConfigureAwait(false);
+                // A task whose canonical solution could not be run (broken or hostile data) fails on its own.
+                var verdict = expected.TryGetValue(p.TaskId, out var truth)
+                    ? await CheckAsync(p, completion, truth, sandbox, ct).ConfigureAwait(false)
+                    : Failed("", "failed", "the expected outputs could not be computed: " + unavailable[p.TaskId]);
                 basePass[i] = verdict.Base.Status == "success";
                 plusPass[i] = basePass[i] && verdict.Plus?.Status == "success";
                 string reason = $"base: {verdict.Base.Describe()}" + (verdict.Plus is { } plus ? $"; plus: {plus.Describe()}" : "");
@@ -141,43 +144,122 @@ public sealed class MbppPlusBenchmark(MbppPlusOptions options) : IBenchmark
     /// <summary>The sanitized solution and its base (and plus) verdicts.</summary>
     public sealed record CheckVerdict(string Solution, RunVerdict Base, RunVerdict? Plus);
 
-    /// <summary>Sanitizes and judges one completion (the text after the ```python prefill) in the sandbox.</summary>
+    /// <summary>
+    /// Sanitizes and judges one completion (the text after the ```python prefill) in two sandboxes:
+    /// the runner executes the code and streams its outputs into a host file (bounded), then the
+    /// judge, which the code under test never shares a process or a channel with, compares them
+    /// with the expected outputs. Whatever the code does, the verdict is a failure unless its
+    /// outputs are right; nothing it does ends the evaluation.
+    /// </summary>
     public async Task<CheckVerdict> CheckAsync(MbppProblem p, string completion, GroundTruth truth, BubblewrapSandbox sandbox, CancellationToken ct)
     {
+        if (!OperatingSystem.IsLinux()) throw new PlatformNotSupportedException("the MBPP+ sandbox needs Linux");
         var kinds = options.RunPlus ? new[] { "base", "plus" } : ["base"];
-        var req = new JsonObject
+        var limits = new JsonObject();
+        foreach (var k in kinds)
+            limits[k] = new JsonArray(truth.TimeLimits(k, MinTimeLimit, TimeLimitFactor).Select(t => (JsonNode)t).ToArray());
+        var runnerRequest = new JsonObject
         {
-            ["mode"] = "check",
             ["task_id"] = p.TaskId,
             ["prompt"] = p.Prompt,
             ["completion"] = completion,
             ["sanitize"] = options.Sanitize,
             ["entry_point"] = p.EntryPoint,
-            ["atol"] = p.Atol,
             ["task_line"] = p.RawLine,
-            ["pickle_path"] = "/expected/expected.pkl",
             ["kinds"] = new JsonArray(kinds.Select(k => (JsonNode)k).ToArray()),
-            ["min_time_limit"] = MinTimeLimit,
-            ["time_limit_factor"] = TimeLimitFactor,
+            ["time_limits"] = limits,
         };
         // Each run may take min(60, Σ limits) + 1 s plus 1 s for the join (as the reference), and
-        // the interpreter needs a moment to start and load the inputs.
-        // Loading the expected outputs is not part of the reference's budget (it forks with them in
-        // memory): allow 1 s per 10 MB of pickle (Mbpp/255's is about 1 GB).
-        double load = new FileInfo(truth.PicklePath).Length / 10e6;
-        double budget = kinds.Sum(k => Math.Min(60, truth.TimeLimitSum(k, MinTimeLimit, TimeLimitFactor)) + 2) + 10 + load;
-        var result = await RunHarnessAsync(sandbox, req, TimeSpan.FromSeconds(budget), ct,
-            readOnly: [(truth.PicklePath, "/expected/expected.pkl")]).ConfigureAwait(false);
-        if (result is null)
-            return new CheckVerdict("", new RunVerdict("timed out", 0, "the sandbox exceeded its wall clock"), options.RunPlus ? new RunVerdict("timed out", 0, "the sandbox exceeded its wall clock") : null);
-        var root = result.RootElement;
-        RunVerdict Read(string kind)
+        // the interpreter needs a moment to start, load the inputs and pickle the outputs.
+        double runnerBudget = kinds.Sum(k => Math.Min(60, truth.TimeLimitSum(k, MinTimeLimit, TimeLimitFactor)) + 2) + 10;
+        long pickleBytes = new FileInfo(truth.PicklePath).Length;
+        // Right outputs pickle to about the size of the expected ones; more is the code's failure.
+        long streamLimit = MinOutputStreamBytes + 2 * pickleBytes;
+
+        string dir = Directory.CreateTempSubdirectory("cycleqd-mbpp-run-").FullName;
+        try
         {
-            var v = root.GetProperty(kind);
-            return new RunVerdict(v.GetProperty("status").GetString()!, v.GetProperty("passed").GetInt32(), v.GetProperty("reason").GetString()!);
+            // The sandboxes run as other uids: they must be able to read (not write) the stream.
+            File.SetUnixFileMode(dir, (UnixFileMode)0b111_101_101);
+            string streamPath = Path.Combine(dir, "outputs");
+            SandboxResult run;
+            var sink = new FileStream(streamPath, FileMode.CreateNew, FileAccess.Write, FileShare.Read, 1 << 16, FileOptions.Asynchronous);
+            await using (sink.ConfigureAwait(false))
+            {
+                run = await sandbox.RunAsync(new SandboxRequest
+                {
+                    Command = ["python3", "-s", "/input/mbpp_runner.py"],
+                    InputFiles = new Dictionary<string, string>
+                    {
+                        ["mbpp_harness.py"] = EmbeddedScripts.Read("mbpp_harness.py"),
+                        ["mbpp_runner.py"] = EmbeddedScripts.Read("mbpp_runner.py"),
+                    },
+                    Stdin = runnerRequest.ToJsonString(),
+                    Environment = new Dictionary<string, string> { ["PYTHONHASHSEED"] = HashSeed },
+                    Limits = new SandboxLimits
+                    {
+                        WallClock = TimeSpan.FromSeconds(runnerBudget),
+                        CpuSeconds = (int)Math.Ceiling(runnerBudget) + 5,
+                        AddressSpaceBytes = 4L << 30,
+                        FileSizeBytes = 64L << 20,
+                        Processes = 16,
+                    },
+                }, sink, streamLimit, ct).ConfigureAwait(false);
+            }
+            File.SetUnixFileMode(streamPath, (UnixFileMode)0b110_100_100);
+            long streamBytes = new FileInfo(streamPath).Length;
+
+            var judgeRequest = new JsonObject
+            {
+                ["prompt"] = p.Prompt,
+                ["completion"] = completion,
+                ["sanitize"] = options.Sanitize,
+                ["entry_point"] = p.EntryPoint,
+                ["atol"] = p.Atol,
+                ["kinds"] = new JsonArray(kinds.Select(k => (JsonNode)k).ToArray()),
+                ["pickle_path"] = "/expected/expected.pkl",
+                ["stream_path"] = "/outputs/stream",
+                ["runner_timed_out"] = run.TimedOut,
+                ["stream_note"] = run.OutputLimitExceeded ? $"the outputs exceeded their bound of {streamLimit} bytes" : null,
+            };
+            // Loading the expected outputs and the stream: allow 1 s per 10 MB (Mbpp/255's pickle is about 1 GB).
+            double judgeBudget = 30 + (pickleBytes + streamBytes) / 10e6;
+            JsonDocument? verdict;
+            try
+            {
+                verdict = await RunHarnessAsync(sandbox, "mbpp_judge.py", judgeRequest, TimeSpan.FromSeconds(judgeBudget), ct,
+                    readOnly: [(truth.PicklePath, "/expected/expected.pkl"), (streamPath, "/outputs/stream")],
+                    addressSpace: (4L << 30) + 4 * (pickleBytes + streamBytes)).ConfigureAwait(false);
+            }
+            catch (InvalidOperationException e)
+            {
+                // The stream is the code's own output: a judge that cannot read it fails the sample.
+                return Failed("", "failed", "the judge could not compare the outputs: " + e.Message);
+            }
+            if (verdict is null)
+                return Failed("", "timed out", $"the judge did not finish within {judgeBudget:0} s");
+            using (verdict)
+            {
+                var root = verdict.RootElement;
+                RunVerdict Read(string kind)
+                {
+                    var v = root.GetProperty(kind);
+                    return new RunVerdict(v.GetProperty("status").GetString()!, v.GetProperty("passed").GetInt32(), v.GetProperty("reason").GetString()!);
+                }
+                return new CheckVerdict(root.GetProperty("solution").GetString()!, Read("base"), options.RunPlus ? Read("plus") : null);
+            }
         }
-        return new CheckVerdict(root.GetProperty("solution").GetString()!, Read("base"), options.RunPlus ? Read("plus") : null);
+        finally
+        {
+            try { Directory.Delete(dir, true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+        }
     }
+
+    private CheckVerdict Failed(string solution, string status, string reason) =>
+        new(solution, new RunVerdict(status, 0, reason), options.RunPlus ? new RunVerdict(status, 0, reason) : null);
+
+    /// <summary>Smallest bound on a runner's output stream (bytes), whatever the size of the expected outputs.</summary>
+    private const long MinOutputStreamBytes = 64L << 20;
 
     /// <summary>The reference's sanitiser applied to <paramref name="code"/> (runs the embedded harness; no code is executed).</summary>
     public static async Task<string> SanitizeAsync(string code, string entryPoint, CancellationToken ct = default)
@@ -193,14 +275,21 @@ public sealed class MbppPlusBenchmark(MbppPlusOptions options) : IBenchmark
     private const string ResultMark = "@@cycleqd-mbpp-result@@";
 
     private static async Task<JsonDocument?> RunHarnessAsync(BubblewrapSandbox sandbox, JsonObject request, TimeSpan wall, CancellationToken ct,
-        IReadOnlyList<(string, string)>? readOnly = null, IReadOnlyList<(string, string)>? writable = null)
+        IReadOnlyList<(string, string)>? readOnly = null, IReadOnlyList<(string, string)>? writable = null) =>
+        await RunHarnessAsync(sandbox, "mbpp_harness.py", request, wall, ct, readOnly, writable).ConfigureAwait(false);
+
+    /// <summary>Runs one of the trusted scripts (harness or judge); null when it ran out of time.</summary>
+    private static async Task<JsonDocument?> RunHarnessAsync(BubblewrapSandbox sandbox, string script, JsonObject request, TimeSpan wall, CancellationToken ct,
+        IReadOnlyList<(string, string)>? readOnly = null, IReadOnlyList<(string, string)>? writable = null, long addressSpace = 4L << 30)
     {
+        var inputs = new Dictionary<string, string> { ["mbpp_harness.py"] = EmbeddedScripts.Read("mbpp_harness.py") };
+        inputs[script] = EmbeddedScripts.Read(script);
         var result = await sandbox.RunAsync(new SandboxRequest
         {
-            Command = ["python3", "-s", "/input/harness.py"],
+            Command = ["python3", "-s", "/input/" + script],
             ReadOnlyBinds = readOnly ?? [],
             WritableBinds = writable ?? [],
-            InputFiles = new Dictionary<string, string> { ["harness.py"] = EmbeddedScripts.Read("mbpp_harness.py") },
+            InputFiles = inputs,
             Stdin = request.ToJsonString(),
             // Expected outputs and the code under test must see the same str hashes: EvalPlus gets
             // that by forking the checker from the process that computed them, so set-ordered
@@ -210,20 +299,16 @@ public sealed class MbppPlusBenchmark(MbppPlusOptions options) : IBenchmark
             {
                 WallClock = wall,
                 CpuSeconds = (int)Math.Ceiling(wall.TotalSeconds) + 5,
-                AddressSpaceBytes = 4L << 30,
+                AddressSpaceBytes = addressSpace,
                 // The expected-output pickle of Mbpp/255 is about 1 GB; only that run has a writable host folder.
                 FileSizeBytes = writable is { Count: > 0 } ? 4L << 30 : 64L << 20,
                 Processes = 16,
-                // Expected outputs of some tasks pickle to more than 64 MB (Mbpp/599's plus inputs).
-                OutputBytes = 1 << 30,
             },
         }, ct).ConfigureAwait(false);
         if (result.TimedOut) return null;
-        if (result.OutputLimitExceeded)
-            throw new InvalidOperationException("the MBPP+ harness wrote more than 1 GiB");
         int at = result.Stdout.LastIndexOf(ResultMark, StringComparison.Ordinal);
-        if (at < 0)
-            throw new InvalidOperationException($"the MBPP+ harness failed (exit {result.ExitCode}{(result.OutputLimitExceeded ? ", output limit" : "")}): {Tail(result.Stderr)}");
+        if (at < 0 || result.OutputLimitExceeded)
+            throw new InvalidOperationException($"the MBPP+ {Path.GetFileNameWithoutExtension(script)} failed (exit {result.ExitCode}{(result.OutputLimitExceeded ? ", output limit" : "")}): {Tail(result.Stderr)}");
         return JsonDocument.Parse(result.Stdout[(at + ResultMark.Length)..]);
     }
 
@@ -232,12 +317,29 @@ public sealed class MbppPlusBenchmark(MbppPlusOptions options) : IBenchmark
     /// <summary>Expected outputs (a pickle file, as Python objects keep their types) and reference run times of one task.</summary>
     public sealed record GroundTruth(string PicklePath, IReadOnlyDictionary<string, double[]> Times)
     {
-        internal double TimeLimitSum(string kind, double min, double factor) => Times[kind].Sum(t => Math.Max(min, factor * t));
+        internal double[] TimeLimits(string kind, double min, double factor) => Times[kind].Select(t => Math.Max(min, factor * t)).ToArray();
+
+        internal double TimeLimitSum(string kind, double min, double factor) => TimeLimits(kind, min, factor).Sum();
     }
 
-    /// <summary>Computes (or reads from the cache) the expected outputs of each task by running prompt + canonical_solution.</summary>
+    /// <summary>
+    /// Computes (or reads from the cache) the expected outputs of each task by running prompt +
+    /// canonical_solution; throws <see cref="InvalidOperationException"/> naming the first task whose run failed.
+    /// </summary>
     public async Task<IReadOnlyDictionary<string, GroundTruth>> EnsureGroundTruthAsync(IReadOnlyList<MbppProblem> problems, BubblewrapSandbox sandbox, CancellationToken ct)
     {
+        var (truths, failures) = await ComputeGroundTruthAsync(problems, sandbox, ct).ConfigureAwait(false);
+        foreach (var p in problems)
+            if (failures.TryGetValue(p.TaskId, out var why))
+                throw new InvalidOperationException($"{p.TaskId}: {why}");
+        return truths;
+    }
+
+    /// <summary>The expected outputs of each task, and for the tasks whose canonical run failed, why.</summary>
+    private async Task<(IReadOnlyDictionary<string, GroundTruth> Truths, IReadOnlyDictionary<string, string> Failures)> ComputeGroundTruthAsync(
+        IReadOnlyList<MbppProblem> problems, BubblewrapSandbox sandbox, CancellationToken ct)
+    {
+        var failures = new ConcurrentDictionary<string, string>();
         string cacheDir = Path.Combine(options.CacheDir ?? DefaultCacheDir(), "mbpp-groundtruth", DatasetHash() + "-hashseed" + HashSeed + "-v2");
         Directory.CreateDirectory(cacheDir);
         if (OperatingSystem.IsLinux())
@@ -279,9 +381,15 @@ public sealed class MbppPlusBenchmark(MbppPlusOptions options) : IBenchmark
                 }
                 catch (InvalidOperationException e)
                 {
-                    throw new InvalidOperationException($"{p.TaskId}: computing the expected outputs failed: {e.Message}", e);
+                    failures[p.TaskId] = "computing the expected outputs failed: " + e.Message;
+                    return;
                 }
-                using var doc = result ?? throw new InvalidOperationException($"{p.TaskId}: the canonical solution did not finish within 300 s");
+                if (result is null)
+                {
+                    failures[p.TaskId] = "the canonical solution did not finish within 300 s";
+                    return;
+                }
+                using var doc = result;
                 text = doc.RootElement.GetRawText();
                 File.Move(Path.Combine(outDir, "expected.pkl"), pickle, overwrite: true);
             }
@@ -293,7 +401,7 @@ public sealed class MbppPlusBenchmark(MbppPlusOptions options) : IBenchmark
             File.Move(file + ".tmp", file, overwrite: true);
             truths[p.TaskId] = ParseTruth(text, pickle);
         }).ConfigureAwait(false);
-        return truths;
+        return (truths, failures);
     }
 
     private static GroundTruth ParseTruth(string json, string picklePath)

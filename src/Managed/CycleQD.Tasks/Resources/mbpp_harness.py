@@ -1,8 +1,10 @@
 # MBPP+ harness (data README section 3). Runs inside the sandbox.
 #   groundtruth: runs prompt + canonical_solution on every input, records outputs and run times.
-#   check:       sanitizes a completion as the reference does, then runs the base and the plus
-#                inputs, each in its own child process with per-input and whole-run time limits.
+#   sanitize:    the reference's sanitiser on a piece of code (nothing is executed).
 # Input: one JSON object on stdin. Output: one JSON line on stdout, prefixed with RESULT_MARK.
+# Judging a completion is split in two sandboxes: mbpp_runner.py runs the code under test and
+# writes only its outputs; mbpp_judge.py, which the code under test cannot reach, compares them.
+# Both import the shared parts of this file.
 import ast
 import base64
 import contextlib
@@ -17,6 +19,13 @@ import sys
 import time
 
 RESULT_MARK = "@@cycleqd-mbpp-result@@"
+
+
+def result_json(res):
+    # "@" is escaped so that the mark never occurs inside the result (whose strings may quote the
+    # code under test): the last mark on stdout is always the one written here.
+    return json.dumps(res).replace("@", "\\u0040")
+
 NOT_NONE_TASKS = {"check_str", "text_match_three", "text_starta_endb"}
 
 
@@ -228,82 +237,7 @@ def guard():
         sys.modules[mod] = None
 
 
-# ---------------------------------------------------------------- runs
-def run_tests(code, entry_point, inputs, expected, time_limits, atol, write_fd):
-    """In a child process: exec the code and call the entry point on each input (fast check)."""
-    done = 0
-    status = "failed"
-    reason = ""
-    guard()
-    globs = {}
-    try:
-        with swallow_io():
-            exec(code, globs)
-            fn = globs[entry_point]
-            for i, inp in enumerate(inputs):
-                with time_limit(time_limits[i]):
-                    with swallow_io():
-                        out = fn(*inp)
-                exp = expected[i]
-                exact = out == exp
-                if entry_point == "are_equivalent":
-                    exact = True
-                elif entry_point == "sum_div":
-                    exact = exact or out == 0
-                elif entry_point in NOT_NONE_TASKS:
-                    exact = exp == (out is not None)
-                if atol == 0 and is_floats(exp):
-                    atol = 1e-6
-                if not exact and atol != 0:
-                    assert_allclose(out, exp, atol)
-                else:
-                    assert exact
-                done += 1
-        status = "success"
-    except _Timeout:
-        reason = "input %d exceeded its %.3f s limit" % (done, time_limits[done])
-    except BaseException as e:
-        reason = "%s on input %d: %s" % (type(e).__name__, done, str(e)[:300])
-    os.write(write_fd, json.dumps({"status": status, "passed": done, "reason": reason}).encode())
-    os._exit(0)
-
-
-def untrusted_check(code, entry_point, inputs, expected, ref_times, atol, min_limit, factor):
-    limits = [max(min_limit, factor * t) for t in ref_times]
-    timeout = min(60, sum(limits)) + 1
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(r)
-        run_tests(code, entry_point, inputs, expected, limits, atol, w)
-    os.close(w)
-    deadline = time.monotonic() + timeout + 1
-    finished = False
-    while time.monotonic() < deadline:
-        wpid, _ = os.waitpid(pid, os.WNOHANG)
-        if wpid:
-            finished = True
-            break
-        time.sleep(0.005)
-    if not finished:
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-    data = b""
-    while True:
-        chunk = os.read(r, 65536)
-        if not chunk:
-            break
-        data += chunk
-    os.close(r)
-    if not data:
-        return {"status": "timed out" if not finished else "failed", "passed": 0,
-                "reason": "the run exceeded %.3f s" % (timeout + 1) if not finished else "the test process died"}
-    res = json.loads(data)
-    if res["status"] == "success" and res["passed"] != len(inputs):
-        res["status"] = "failed"
-    return res
-
-
+# ---------------------------------------------------------------- expected outputs
 def groundtruth(req):
     code = req["code"]
     entry_point = req["entry_point"]
@@ -326,21 +260,6 @@ def groundtruth(req):
     return {"base_time": result["base_time"], "plus_time": result["plus_time"]}
 
 
-def check(req):
-    entry_point = req["entry_point"]
-    completion = req["completion"]
-    raw = (req["prompt"] + "\n" + completion).strip()
-    solution = sanitize(raw, entry_point).strip() if req.get("sanitize", True) else raw
-    with open(req["pickle_path"], "rb") as f:
-        expected = pickle.load(f)
-    out = {"solution": solution}
-    for kind in req["kinds"]:
-        inputs = deserialize(req["task_id"], req[kind + "_input"])
-        out[kind] = untrusted_check(solution, entry_point, inputs, expected[kind], expected[kind + "_time"],
-                                    req["atol"], req["min_time_limit"], req["time_limit_factor"])
-    return out
-
-
 def main():
     req = json.loads(sys.stdin.read())
     if "task_line" in req:
@@ -348,16 +267,21 @@ def main():
         req["base_input"] = task["base_input"]
         req["plus_input"] = task["plus_input"]
     mode = req["mode"]
+    result_fd = 1
     if mode == "groundtruth":
+        # The canonical code's own prints never reach the host (they could be of any size).
+        result_fd = os.dup(1)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
         res = groundtruth(req)
-    elif mode == "check":
-        res = check(req)
     elif mode == "sanitize":
         res = {"solution": sanitize(req["code"], req["entry_point"])}
     else:
         raise SystemExit("unknown mode " + mode)
-    sys.stdout.write("\n" + RESULT_MARK + json.dumps(res) + "\n")
     sys.stdout.flush()
+    data = ("\n" + RESULT_MARK + result_json(res) + "\n").encode()
+    while data:
+        data = data[os.write(result_fd, data):]
 
 
-main()
+if __name__ == "__main__":
+    main()

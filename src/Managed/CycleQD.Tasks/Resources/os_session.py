@@ -5,11 +5,17 @@
 #       an independent process (docker exec): bash -c s -- params / python3 -c s params;
 #       -> {"exit_code": n, "output": stdout+stderr}
 #   {"op": "session"}  starts the interactive `bash --login` on a pseudo-terminal (docker exec -it)
-#   {"op": "send", "text": t, "timeout": s}
-#       types t + "\n" into that shell, reads until a prompt-like chunk or `timeout` seconds of
-#       silence; the echoed input line is dropped as the reference drops the first frame.
-#       -> {"output": text, "timed_out": bool}
+#   {"op": "send", "text": t, "timeout": s, "limit": l}
+#       types t + "\n" into that shell, reads until a prompt-like chunk, `timeout` seconds of
+#       silence or `limit` seconds in all; the echoed input line is dropped as the reference drops
+#       the first frame. -> {"output": text, "timed_out": bool}
+# Every output is bounded (MAX_OUTPUT bytes kept, the rest read and dropped), so nothing the agent
+# runs can make this process's memory or its answer lines grow without bound. The supervisor is
+# not dumpable: the agent's processes (same uid, no capabilities) cannot open its file descriptors
+# through /proc or trace it, so they cannot write answers in its name; they can only kill it,
+# which fails the sample.
 import base64
+import ctypes
 import json
 import os
 import pty
@@ -21,6 +27,8 @@ import sys
 import time
 
 PROMPT = re.compile(rb"\x1b.+@.+[#|$] ")
+MAX_OUTPUT = 1 << 20
+PR_SET_DUMPABLE = 4
 BASHRC = r"""
 PS1='${debian_chroot:+($debian_chroot)}\u@\h:\w\$ '
 case "$TERM" in
@@ -64,29 +72,51 @@ class Session:
         self.pid, self.fd = pid, fd
         self._read_until_prompt(2.0)
 
-    def _read_until_prompt(self, timeout):
-        out = b""
+    def _read_until_prompt(self, timeout, limit=None):
+        out = bytearray()
+        deadline = None if limit is None else time.monotonic() + limit
         while True:
-            r, _, _ = select.select([self.fd], [], [], timeout)
+            wait = timeout if deadline is None else min(timeout, deadline - time.monotonic())
+            if wait <= 0:
+                return bytes(out), True
+            r, _, _ = select.select([self.fd], [], [], wait)
             if not r:
-                return out, True
+                return bytes(out), True
             try:
                 chunk = os.read(self.fd, 65536)
             except OSError:
-                return out, False
+                return bytes(out), False
             if not chunk:
-                return out, False
-            out += chunk
+                return bytes(out), False
+            keep = max(0, MAX_OUTPUT - len(out))
+            out += chunk[:keep]
             if PROMPT.search(chunk):
-                return out, False
+                return bytes(out), False
 
-    def send(self, text, timeout):
+    def send(self, text, timeout, limit=None):
         os.write(self.fd, text.encode("utf-8") + b"\n")
-        out, timed_out = self._read_until_prompt(timeout)
+        out, timed_out = self._read_until_prompt(timeout, limit)
         # The terminal echoes the typed line first; the reference drops that first frame.
         nl = out.find(b"\n")
         out = out[nl + 1:] if nl >= 0 else b""
         return out.decode("utf-8", errors="replace"), timed_out
+
+
+def read_bounded(stream, deadline):
+    """Reads a pipe to its end or the deadline; keeps MAX_OUTPUT bytes. True when the deadline came first."""
+    out = bytearray()
+    fd = stream.fileno()
+    while True:
+        wait = deadline - time.monotonic()
+        if wait <= 0:
+            return bytes(out), True
+        r, _, _ = select.select([fd], [], [], wait)
+        if not r:
+            continue
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return bytes(out), False
+        out += chunk[:max(0, MAX_OUTPUT - len(out))]
 
 
 def run_exec(req):
@@ -97,15 +127,17 @@ def run_exec(req):
         args = ["python3", "-c", script] + params
     else:
         return {"exit_code": 127, "output": "unsupported language " + req["language"]}
-    try:
-        p = subprocess.run(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                           timeout=req.get("timeout", 60), cwd="/")
-        return {"exit_code": p.returncode, "output": p.stdout.decode("utf-8", errors="replace")}
-    except subprocess.TimeoutExpired as e:
-        return {"exit_code": -1, "output": (e.stdout or b"").decode("utf-8", errors="replace")}
+    p = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd="/")
+    out, timed_out = read_bounded(p.stdout, time.monotonic() + req.get("timeout", 60))
+    if timed_out:
+        p.kill()
+    p.stdout.close()
+    code = p.wait()
+    return {"exit_code": -1 if timed_out else code, "output": out.decode("utf-8", errors="replace")}
 
 
 def main():
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
     prepare_root()
     session = None
     for line in sys.stdin:
@@ -117,7 +149,7 @@ def main():
             session = Session()
             res = {"ok": True}
         elif op == "send":
-            output, timed_out = session.send(req["text"], req.get("timeout", 5.0))
+            output, timed_out = session.send(req["text"], req.get("timeout", 5.0), req.get("limit"))
             res = {"output": output, "timed_out": timed_out}
         else:
             res = {"error": "unknown op " + op}

@@ -58,13 +58,25 @@ public sealed class BubblewrapSandbox
     }
 
     /// <summary>Runs <paramref name="request"/> to completion (or until a limit stops it).</summary>
-    public async Task<SandboxResult> RunAsync(SandboxRequest request, CancellationToken cancellationToken = default)
+    public Task<SandboxResult> RunAsync(SandboxRequest request, CancellationToken cancellationToken = default) =>
+        RunCoreAsync(request, (stdout, proc) => CaptureBoundedAsync(stdout, request.Limits.OutputBytes, request.Limits.OutputTailBytes, proc.KillTree), cancellationToken);
+
+    /// <summary>
+    /// Runs <paramref name="request"/> with its stdout copied into <paramref name="stdoutSink"/>
+    /// instead of memory: at most <paramref name="stdoutLimit"/> bytes, and a run that writes more
+    /// is killed and marked (<see cref="SandboxResult.OutputLimitExceeded"/>); the result's
+    /// <see cref="SandboxResult.Stdout"/> is empty.
+    /// </summary>
+    public Task<SandboxResult> RunAsync(SandboxRequest request, Stream stdoutSink, long stdoutLimit, CancellationToken cancellationToken = default) =>
+        RunCoreAsync(request, async (stdout, proc) => (string.Empty, await CopyBoundedAsync(stdout, stdoutSink, stdoutLimit, proc.KillTree).ConfigureAwait(false)), cancellationToken);
+
+    private async Task<SandboxResult> RunCoreAsync(SandboxRequest request, Func<Stream, SandboxProcess, Task<(string Text, bool Exceeded)>> readStdout, CancellationToken cancellationToken)
     {
         await using var proc = Start(request);
         var limits = request.Limits;
         var sw = Stopwatch.StartNew();
-        var stdoutTask = CaptureBoundedAsync(proc.Process.StandardOutput.BaseStream, limits.OutputBytes, proc);
-        var stderrTask = CaptureBoundedAsync(proc.Process.StandardError.BaseStream, limits.OutputBytes, proc);
+        var stdoutTask = readStdout(proc.Process.StandardOutput.BaseStream, proc);
+        var stderrTask = CaptureBoundedAsync(proc.Process.StandardError.BaseStream, limits.OutputBytes, limits.OutputTailBytes, proc.KillTree);
         try
         {
             if (request.Stdin is { } stdin)
@@ -164,9 +176,16 @@ public sealed class BubblewrapSandbox
                      "--gid", request.UidInside.ToString(System.Globalization.CultureInfo.InvariantCulture),
                  })
             args.Add(a);
+        string tmpfsSize = l.TmpfsBytes.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        // Without --size a tmpfs may grow to half the host's memory; every writable one is bounded.
+        void AddTmpfs(string dir)
+        {
+            args.Add("--size"); args.Add(tmpfsSize);
+            args.Add("--tmpfs"); args.Add(dir);
+        }
         if (request.ContainerLayout)
         {
-            args.Add("--tmpfs"); args.Add("/usr");
+            AddTmpfs("/usr");
             foreach (var entry in new DirectoryInfo("/usr").EnumerateFileSystemInfos())
             {
                 if (entry.Name == "local") continue;
@@ -174,9 +193,7 @@ public sealed class BubblewrapSandbox
                 else { args.Add("--ro-bind"); args.Add(entry.FullName); args.Add(entry.FullName); }
             }
             foreach (var dir in new[] { "/usr/local", "/etc", "/root", "/home", "/var", "/opt", "/srv", "/mnt", "/media", "/run" })
-            {
-                args.Add("--tmpfs"); args.Add(dir);
-            }
+                AddTmpfs(dir);
             args.Add("--ro-bind"); args.Add("/etc"); args.Add("/.host/etc");
         }
         else
@@ -190,11 +207,14 @@ public sealed class BubblewrapSandbox
             if (info.LinkTarget is { } target) { args.Add("--symlink"); args.Add(target); args.Add(host); }
             else if (Directory.Exists(host)) { args.Add("--ro-bind"); args.Add(host); args.Add(host); }
         }
-        foreach (var a in new[] { "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp" }) args.Add(a);
+        foreach (var a in new[] { "--proc", "/proc", "--dev", "/dev" }) args.Add(a);
+        // bubblewrap's /dev is an unbounded tmpfs that the sandbox's user owns: /dev/shm gets a
+        // bounded tmpfs of its own and the rest of /dev becomes read-only (device nodes still work).
+        AddTmpfs("/dev/shm");
+        args.Add("--remount-ro"); args.Add("/dev");
+        AddTmpfs("/tmp");
         foreach (var dir in request.WritableDirs)
-        {
-            args.Add("--tmpfs"); args.Add(dir);
-        }
+            AddTmpfs(dir);
         foreach (var (host, inside) in request.ReadOnlyBinds)
         {
             args.Add("--ro-bind"); args.Add(host); args.Add(inside);
@@ -255,25 +275,67 @@ public sealed class BubblewrapSandbox
         try { Directory.Delete(dir, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
     }
 
-    private static async Task<(string Text, bool Exceeded)> CaptureBoundedAsync(Stream stream, int limit, SandboxProcess proc)
+    /// <summary>
+    /// Copies <paramref name="stream"/> into <paramref name="sink"/> up to <paramref name="limit"/>
+    /// bytes; past it the tree is killed and the rest is read and dropped. True when it was exceeded.
+    /// </summary>
+    internal static async Task<bool> CopyBoundedAsync(Stream stream, Stream sink, long limit, Action onExceeded)
     {
-        var buffer = new MemoryStream();
-        var chunk = new byte[16384];
+        var chunk = new byte[1 << 16];
+        long written = 0;
         bool exceeded = false;
         while (true)
         {
             int n = await stream.ReadAsync(chunk).ConfigureAwait(false);
             if (n == 0) break;
-            int keep = (int)Math.Min(n, limit - buffer.Length);
-            if (keep > 0) buffer.Write(chunk, 0, keep);
-            if (keep < n)
+            int keep = (int)Math.Max(0, Math.Min(n, limit - written));
+            if (keep > 0)
+            {
+                await sink.WriteAsync(chunk.AsMemory(0, keep)).ConfigureAwait(false);
+                written += keep;
+            }
+            if (keep < n && !exceeded)
             {
                 exceeded = true;
-                proc.KillTree();
-                break;
+                onExceeded();
             }
         }
-        return (Encoding.UTF8.GetString(buffer.GetBuffer(), 0, (int)buffer.Length), exceeded);
+        await sink.FlushAsync().ConfigureAwait(false);
+        return exceeded;
+    }
+
+    /// <summary>
+    /// Reads <paramref name="stream"/> to its end and keeps at most <paramref name="limit"/> bytes
+    /// from its start and <paramref name="tailLimit"/> from its end; past the limit the tree is
+    /// killed and the rest is read and dropped, so neither the writer blocks nor memory grows.
+    /// </summary>
+    internal static async Task<(string Text, bool Exceeded)> CaptureBoundedAsync(Stream stream, int limit, int tailLimit, Action onExceeded)
+    {
+        var head = new MemoryStream();
+        // The bytes past the prefix go through a ring that keeps the last tailLimit of them.
+        var ring = new byte[Math.Max(0, tailLimit)];
+        long past = 0;
+        var chunk = new byte[16384];
+        while (true)
+        {
+            int n = await stream.ReadAsync(chunk).ConfigureAwait(false);
+            if (n == 0) break;
+            int keep = (int)Math.Max(0, Math.Min(n, limit - head.Length));
+            if (keep > 0) head.Write(chunk, 0, keep);
+            if (keep == n) continue;
+            if (past == 0) onExceeded();
+            if (ring.Length > 0)
+                for (int k = keep; k < n; k++)
+                    ring[(past + k - keep) % ring.Length] = chunk[k];
+            past += n - keep;
+        }
+        string text = Encoding.UTF8.GetString(head.GetBuffer(), 0, (int)head.Length);
+        if (past == 0) return (text, false);
+        int tailCount = (int)Math.Min(past, ring.Length);
+        var tail = new byte[tailCount];
+        for (int k = 0; k < tailCount; k++)
+            tail[k] = ring[(past - tailCount + k) % ring.Length];
+        return (text + $"\n[… {past - tailCount} bytes dropped …]\n" + Encoding.UTF8.GetString(tail), true);
     }
 }
 

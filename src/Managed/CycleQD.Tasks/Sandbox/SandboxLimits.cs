@@ -25,9 +25,23 @@ public sealed record SandboxLimits
     /// <summary>RLIMIT_NOFILE: open file descriptors per process.</summary>
     public int OpenFiles { get; init; } = 256;
 
-    /// <summary>Captured bytes per stream (stdout, stderr); a run that writes more is killed and marked.</summary>
+    /// <summary>
+    /// Captured bytes per stream (stdout, stderr); a run that writes more is killed and marked, and
+    /// only this prefix and the last <see cref="OutputTailBytes"/> bytes are kept.
+    /// </summary>
     public int OutputBytes { get; init; } = 1 << 20;
+
+    /// <summary>Bytes kept from the end of a stream that exceeded <see cref="OutputBytes"/> (the rest is read and dropped).</summary>
+    public int OutputTailBytes { get; init; } = 16 << 10;
 
     /// <summary>Size of the private writable tmpfs work directory, in bytes.</summary>
     public long WorkDirBytes { get; init; } = 256L << 20;
+
+    /// <summary>
+    /// Size of every other writable tmpfs, in bytes, each on its own: /tmp and /dev/shm of every
+    /// sandbox, each of <see cref="SandboxRequest.WritableDirs"/>, and each writable folder of
+    /// <see cref="SandboxRequest.ContainerLayout"/>. Tmpfs pages are host memory; a write past the
+    /// size fails inside the sandbox with ENOSPC.
+    /// </summary>
+    public long TmpfsBytes { get; init; } = 64L << 20;
 }

@@ -2,10 +2,11 @@ namespace CycleQD.Tasks.Sandbox;
 
 /// <summary>
 /// One command to run in a fresh sandbox. Inside it sees a read-only view of the host's system
-/// folders (/usr, /etc and the /bin, /lib… links), a private /proc, a minimal /dev, an empty
-/// writable tmpfs at <see cref="WorkDir"/> (also the current directory) and at /tmp, no network
-/// and no other host files, except <see cref="InputFiles"/>, which appear read-only under
-/// <see cref="InputDir"/>.
+/// folders (/usr, /etc and the /bin, /lib… links), a private /proc, a minimal read-only /dev, an
+/// empty writable tmpfs at <see cref="WorkDir"/> (also the current directory), at /tmp and at
+/// /dev/shm, each of a bounded size (<see cref="SandboxLimits.WorkDirBytes"/>,
+/// <see cref="SandboxLimits.TmpfsBytes"/>), no network and no other host files, except
+/// <see cref="InputFiles"/>, which appear read-only under <see cref="InputDir"/>.
 /// </summary>
 public sealed record SandboxRequest
 {
@@ -21,7 +22,7 @@ public sealed record SandboxRequest
     /// <summary>Limits for this run.</summary>
     public SandboxLimits Limits { get; init; } = new();
 
-    /// <summary>Further folders mounted as private writable tmpfs (e.g. "/root", "/home", "/var").</summary>
+    /// <summary>Further folders mounted as private writable tmpfs (e.g. "/root", "/home", "/var"), each of <see cref="SandboxLimits.TmpfsBytes"/>.</summary>
     public IReadOnlyList<string> WritableDirs { get; init; } = [];
 
     /// <summary>Host folders mounted read-only at the given sandbox paths (host → sandbox), after the writable dirs.</summary>
@@ -37,7 +38,8 @@ public sealed record SandboxRequest
     /// Container-like file system (for shell agents): /usr is a writable tmpfs holding read-only
     /// binds of the host's /usr/* folders (so new files can be created in /usr itself), /usr/local,
     /// /root, /home, /var, /opt, /srv, /mnt, /media and /run are writable tmpfs, and the host's /etc is
-    /// visible read-only at /.host/etc over a writable tmpfs /etc (the program copies it in).
+    /// visible read-only at /.host/etc over a writable tmpfs /etc (the program copies it in). Each of
+    /// these tmpfs (the /usr one included) holds at most <see cref="SandboxLimits.TmpfsBytes"/>.
     /// </summary>
     public bool ContainerLayout { get; init; }
 

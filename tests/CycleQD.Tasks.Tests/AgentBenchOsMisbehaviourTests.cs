@@ -1,0 +1,63 @@
+using CycleQD.Tasks.AgentBenchOs;
+using CycleQD.Tasks.Scripted;
+using CycleQD.Testing;
+
+namespace CycleQD.Tasks.Tests;
+
+/// <summary>Shell commands that break their own sample's environment: that sample fails with a reason, the others are judged.</summary>
+public sealed class AgentBenchOsMisbehaviourTests
+{
+    private static AgentBenchOsBenchmark Bench(params int[] ids) =>
+        new(new AgentBenchOsOptions { DataDir = TestPaths.RequireSharedData(), Ids = ids, Repeats = 1, TurnLimit = TimeSpan.FromSeconds(3) });
+
+    /// <summary>The gold responder, except that the sample whose prompt holds <paramref name="marker"/> sends <paramref name="command"/>.</summary>
+    private static ScriptedResponder GoldExcept(AgentBenchOsBenchmark bench, string marker, string command)
+    {
+        var gold = bench.CreateGoldResponder();
+        return new ScriptedResponder(req =>
+            req.Prompt.Contains(marker, StringComparison.Ordinal)
+                ? $"Act: bash\n\n```bash\n{command}\n```"
+                : gold.GenerateAsync([req]).Result[0].Text);
+    }
+
+    private static string OpeningOf(AgentBenchOsBenchmark bench, int index) =>
+        bench.SelectedSamples()[index].Problem[^1].Content;
+
+    [Fact]
+    public async Task KillingEveryProcess_FailsThatSample_AndTheOthersAreJudged()
+    {
+        var bench = Bench(1, 2);
+        var report = await bench.EvaluateAsync(GoldExcept(bench, OpeningOf(bench, 0), "kill -9 -1"), null, TestContext.Current.CancellationToken);
+        Assert.Equal(2, report.Samples.Count);
+        Assert.False(report.Samples[0].Correct);
+        Assert.Contains("supervisor", report.Samples[0].Reason);
+        Assert.True(report.Samples[1].Correct, report.Samples[1].Reason);
+    }
+
+    [Fact]
+    public async Task AShellThatNeverStopsPrinting_EndsItsTurnAtTheLimit_AndTheOthersAreJudged()
+    {
+        var bench = Bench(1, 2);
+        var report = await bench.EvaluateAsync(GoldExcept(bench, OpeningOf(bench, 0), "yes 'output without end'"), null, TestContext.Current.CancellationToken);
+        Assert.Equal(2, report.Samples.Count);
+        Assert.False(report.Samples[0].Correct);
+        Assert.Contains("3 s in all", report.Samples[0].Reason);
+        Assert.True(report.Samples[1].Correct, report.Samples[1].Reason);
+    }
+
+    [Fact]
+    public async Task CallerCancellation_StillCancelsTheEvaluation()
+    {
+        var bench = new AgentBenchOsBenchmark(new AgentBenchOsOptions
+        {
+            DataDir = TestPaths.RequireSharedData(), Ids = [1], Repeats = 1, TurnTimeout = TimeSpan.FromSeconds(60), TurnLimit = TimeSpan.FromSeconds(60),
+        });
+        using var cts = CancellationTokenSource.CreateLinkedTokenSource(TestContext.Current.CancellationToken);
+        var responder = new ScriptedResponder(_ =>
+        {
+            cts.CancelAfter(TimeSpan.FromSeconds(2));
+            return "Act: bash\n\n```bash\nsleep 50\n```";
+        });
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => bench.EvaluateAsync(responder, null, cts.Token));
+    }
+}
