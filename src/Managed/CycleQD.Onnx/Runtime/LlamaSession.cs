@@ -5,11 +5,11 @@ using Microsoft.ML.OnnxRuntime;
 namespace CycleQD.Onnx.Runtime;
 
 /// <summary>
-/// One ONNX Runtime session of a Llama architecture. The weights are graph inputs, so any
+/// One ONNX Runtime session of the plain Llama graph (<see cref="LlamaGraphKind.Plain"/>). The weights are graph inputs, so any
 /// <see cref="LlamaWeights"/> of this config can be bound per call; switching candidates rebuilds
 /// nothing. Runs are serialized (one at a time per session).
 /// </summary>
-public sealed class LlamaSession : IDisposable
+public sealed class LlamaSession : ILlamaSession
 {
     private readonly InferenceSession _session;
     private readonly IReadOnlyList<LlamaWeightSpec> _weights;
@@ -24,6 +24,12 @@ public sealed class LlamaSession : IDisposable
 
     /// <summary>Execution provider in use.</summary>
     public InferenceDevice Device { get; }
+
+    /// <inheritdoc />
+    public LlamaGraphKind Graph => LlamaGraphKind.Plain;
+
+    /// <inheritdoc />
+    public IBatchDecoder StartBatch(LlamaWeights weights, int batch, int capacity) => new PlainBatchDecoder(this, weights, batch);
 
     /// <summary>Size of the serialized graph (bytes; no weights inside).</summary>
     public int GraphBytes { get; }
