@@ -143,12 +143,11 @@ public sealed class GenerationTests : IClassFixture<GenerationTests.Stories>
     }
 
     [Fact]
-    public void FusedFloat16_GreedyFromBos_FollowsFixture()
+    public void FusedFloat16_GreedyFromBos_Reproduces200FixtureTokens()
     {
-        // Half precision may flip a near-tie late in the story; the opening must match.
         var (ids, _) = Fixture();
         using var half = LlamaModel.Open(TestPaths.Stories260K, maxBatch: 1, elementType: OnnxElementType.Float16, graph: LlamaGraphKind.Fused);
         var r = half.Generator.Generate([new GenerationRequest("", MaxNewTokens: 200)], TestContext.Current.CancellationToken).Single();
-        Assert.Equal(ids[..20], r.TokenIds.Take(20).ToArray());
+        Assert.Equal(ids, r.TokenIds.ToArray());
     }
 }
