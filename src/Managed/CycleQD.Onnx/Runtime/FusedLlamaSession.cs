@@ -59,6 +59,9 @@ public sealed class FusedLlamaSession : ILlamaSession
         Weights = LlamaWeightLayout.For(config);
         using var so = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL };
         if (intraOpThreads > 0) so.IntraOpNumThreads = intraOpThreads;
+        // Worker threads that spin between operators steal the cores the next operator needs when the
+        // machine is shared or small: measured 3x slower generation with spinning (docs/perf.md).
+        so.AddSessionConfigEntry("session.intra_op.allow_spinning", "0");
         _session = new InferenceSession(FusedLlamaGraphBuilder.Build(config, options).ToModelBytes(), so);
     }
 

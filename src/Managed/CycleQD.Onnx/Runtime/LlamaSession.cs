@@ -58,6 +58,9 @@ public sealed class LlamaSession : ILlamaSession
         GraphBytes = model.Length;
         using var so = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL };
         if (intraOpThreads > 0) so.IntraOpNumThreads = intraOpThreads;
+        // Worker threads that spin between operators steal the cores the next operator needs when the
+        // machine is shared or small: measured 3x slower generation with spinning (docs/perf.md).
+        so.AddSessionConfigEntry("session.intra_op.allow_spinning", "0");
         if (device == InferenceDevice.Cuda) AppendCuda(so);
         _session = new InferenceSession(model, so);
         _cacheMemory = device == InferenceDevice.Cuda
