@@ -303,4 +303,17 @@ public sealed class LlamaGraphTests
             Assert.True(err > 1e-6, $"step {step}: relative error {err:E3} is below float16 resolution: the graph did not run in float16");
         }
     }
+
+    [Fact]
+    public void DefaultGraph_IsFusedOnCpuOnlyWhenHeadDimIsAMultipleOf8()
+    {
+        var config = TinyLlama.Config(tied: true);
+        Assert.Equal(LlamaGraphKind.Fused, ILlamaSession.DefaultGraph(InferenceDevice.Cpu, config));
+        Assert.Equal(LlamaGraphKind.Plain, ILlamaSession.DefaultGraph(InferenceDevice.Cuda, config));
+        var narrow = config with { HiddenSize = 16, HeadDim = 4 };
+        Assert.Equal(LlamaGraphKind.Plain, ILlamaSession.DefaultGraph(InferenceDevice.Cpu, narrow));
+        var e = Assert.Throws<TensorFormatException>(() => new FusedLlamaSession(narrow, new LlamaGraphOptions(LastPositionLogitsOnly: true), configPath: "/m/config.json"));
+        Assert.Contains("head_dim 4", e.Message);
+        Assert.Contains("/m/config.json", e.Message);
+    }
 }

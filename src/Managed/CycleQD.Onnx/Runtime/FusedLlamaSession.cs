@@ -51,7 +51,7 @@ public sealed class FusedLlamaSession : ILlamaSession
             throw new ArgumentException("--graph fused: a BFloat16 graph needs the CUDA provider; the fused CPU graph runs Float and Float16");
         if (!options.LastPositionLogitsOnly)
             throw new ArgumentException("the fused session decodes batches and returns each row's last logits: build it with LastPositionLogitsOnly");
-        if (config.HeadDim % 8 != 0)
+        if (!Supports(config))
             throw new TensorFormatException(configPath, null, $"head_dim {config.HeadDim}: ONNX Runtime's GroupQueryAttention needs a multiple of 8 (use --graph plain)");
         Config = config;
         Options = options;
@@ -60,10 +60,13 @@ public sealed class FusedLlamaSession : ILlamaSession
         using var so = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL };
         if (intraOpThreads > 0) so.IntraOpNumThreads = intraOpThreads;
         // Worker threads that spin between operators steal the cores the next operator needs when the
-        // machine is shared or small: measured 3x slower generation with spinning (docs/perf.md).
+        // machine is shared or small: generation measured several times slower with spinning (docs/perf.md).
         so.AddSessionConfigEntry("session.intra_op.allow_spinning", "0");
         _session = new InferenceSession(FusedLlamaGraphBuilder.Build(config, options).ToModelBytes(), so);
     }
+
+    /// <summary>Whether the fused graph can represent <paramref name="config"/>: ONNX Runtime's GroupQueryAttention needs head_dim a multiple of 8.</summary>
+    public static bool Supports(LlamaConfig config) => config.HeadDim % 8 == 0;
 
     /// <inheritdoc />
     public IBatchDecoder StartBatch(LlamaWeights weights, int batch, int capacity)

@@ -34,8 +34,12 @@ public interface ILlamaSession : IDisposable
             _ => throw new ArgumentOutOfRangeException(nameof(graph)),
         };
 
-    /// <summary>The graph used when none is named: the fused graph on the CPU (measured faster, docs/perf.md), the plain graph elsewhere.</summary>
-    static LlamaGraphKind DefaultGraph(InferenceDevice device) => device == InferenceDevice.Cpu ? LlamaGraphKind.Fused : LlamaGraphKind.Plain;
+    /// <summary>
+    /// The graph used when none is named: the fused graph on the CPU (measured faster, docs/perf.md)
+    /// when <paramref name="config"/> meets its requirements (head_dim a multiple of 8), the plain graph otherwise.
+    /// </summary>
+    static LlamaGraphKind DefaultGraph(InferenceDevice device, LlamaConfig config) =>
+        device == InferenceDevice.Cpu && FusedLlamaSession.Supports(config) ? LlamaGraphKind.Fused : LlamaGraphKind.Plain;
 }
 
 /// <summary>

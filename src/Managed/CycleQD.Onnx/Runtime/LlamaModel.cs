@@ -60,7 +60,7 @@ public sealed class LlamaModel : IDisposable
         try
         {
             weights = LlamaWeights.FromSafetensors(file, folder.Config, elementType);
-            session = ILlamaSession.Open(graph ?? ILlamaSession.DefaultGraph(device), folder.Config, new LlamaGraphOptions(elementType, LastPositionLogitsOnly: true), device, folder.ConfigPath, intraOpThreads);
+            session = ILlamaSession.Open(graph ?? ILlamaSession.DefaultGraph(device, folder.Config), folder.Config, new LlamaGraphOptions(elementType, LastPositionLogitsOnly: true), device, folder.ConfigPath, intraOpThreads);
             var generator = new LlamaGenerator(session, weights, tokenizer, EosIds(folder), maxBatch);
             return new LlamaModel(folder, file, session, weights, tokenizer, generator);
         }

@@ -59,7 +59,7 @@ public sealed class LlamaSession : ILlamaSession
         using var so = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL };
         if (intraOpThreads > 0) so.IntraOpNumThreads = intraOpThreads;
         // Worker threads that spin between operators steal the cores the next operator needs when the
-        // machine is shared or small: measured 3x slower generation with spinning (docs/perf.md).
+        // machine is shared or small: generation measured several times slower with spinning (docs/perf.md).
         so.AddSessionConfigEntry("session.intra_op.allow_spinning", "0");
         if (device == InferenceDevice.Cuda) AppendCuda(so);
         _session = new InferenceSession(model, so);

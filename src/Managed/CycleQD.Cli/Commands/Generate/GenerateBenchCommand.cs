@@ -44,7 +44,7 @@ internal static class GenerateBenchCommand
         var graphKind = GenerateCommand.ParseGraph(graph, dev);
         var inv = CultureInfo.InvariantCulture;
         using var llm = LlamaModel.Open(model, dev, maxBatch: sizes.Max(), intraOpThreads: threads, graph: graphKind);
-        o.WriteLine($"model {llm.Folder.Directory}, device {dev}, graph {graphKind.ToString().ToLowerInvariant()}, {newTokens} new tokens per sequence, best of {repeats}, threads {(threads == 0 ? "default" : threads.ToString(inv))}");
+        o.WriteLine($"model {llm.Folder.Directory}, device {dev}, graph {llm.Session.Graph.ToString().ToLowerInvariant()}, {newTokens} new tokens per sequence, best of {repeats}, threads {(threads == 0 ? "default" : threads.ToString(inv))}");
         o.WriteLine("batch  prompt_tokens  generated  seconds  tokens/s");
         foreach (int b in sizes)
         {
@@ -70,7 +70,7 @@ internal static class GenerateBenchCommand
             using (var w = LlamaWeights.FromSafetensors(file, llm.Folder.Config)) { }
             bindBest = Math.Min(bindBest, sw.Elapsed.TotalMilliseconds);
             sw.Restart();
-            using (var s = ILlamaSession.Open(graphKind, llm.Folder.Config, new LlamaGraphOptions(LastPositionLogitsOnly: true), dev, llm.Folder.ConfigPath, threads)) { }
+            using (var s = ILlamaSession.Open(llm.Session.Graph, llm.Folder.Config, new LlamaGraphOptions(LastPositionLogitsOnly: true), dev, llm.Folder.ConfigPath, threads)) { }
             sessionBest = Math.Min(sessionBest, sw.Elapsed.TotalMilliseconds);
         }
         o.WriteLine(string.Create(inv, $"bind a weight set to the existing session: {bindBest:F3} ms (best); build a new session: {sessionBest:F3} ms (best)"));

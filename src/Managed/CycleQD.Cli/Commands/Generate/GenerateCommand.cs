@@ -50,10 +50,10 @@ internal static class GenerateCommand
         _ => throw new CliUsageException($"--dtype: '{dtype}' is not a type (use float32, float16 or bfloat16)"),
     };
 
-    /// <summary>The graph named by --graph, or the device's default when none is named.</summary>
-    internal static LlamaGraphKind ParseGraph(string? graph, InferenceDevice device) => graph?.ToLowerInvariant() switch
+    /// <summary>The graph named by --graph, or null (the model's default for the device, <see cref="ILlamaSession.DefaultGraph"/>) when none is named.</summary>
+    internal static LlamaGraphKind? ParseGraph(string? graph, InferenceDevice device) => graph?.ToLowerInvariant() switch
     {
-        null => ILlamaSession.DefaultGraph(device),
+        null => null,
         "fused" when device != InferenceDevice.Cpu => throw new CliUsageException("--graph fused runs on the CPU provider only; use --graph plain with --device cuda"),
         "fused" => LlamaGraphKind.Fused,
         "plain" => LlamaGraphKind.Plain,
