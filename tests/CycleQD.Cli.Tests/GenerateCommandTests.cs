@@ -90,4 +90,32 @@ public sealed class GenerateCommandTests
         Assert.Contains("bind a weight set", r.Out);
         Assert.Equal(2, r.Out.Split('\n').Count(l => System.Text.RegularExpressions.Regex.IsMatch(l, @"^\s+[13]\s+\d+\s+\d+\s")));
     }
+    [Theory]
+    [InlineData("plain")]
+    [InlineData("fused")]
+    public void EitherGraph_ReproducesTheFixtureText(string graph)
+    {
+        var r = CliRunner.Run("generate", "--model", TestPaths.Stories260K, "--prompt", "", "--max-new-tokens", "200", "--graph", graph);
+        Assert.Equal(0, r.ExitCode);
+        Assert.Equal(FixtureText() + "\n", r.Out);
+    }
+
+    [Fact]
+    public void UnknownGraph_OrFusedOnCuda_IsAUsageError()
+    {
+        var r = CliRunner.Run("generate", "--model", TestPaths.Stories260K, "--prompt", "x", "--graph", "turbo");
+        Assert.Equal(CliApp.ExitBadInput, r.ExitCode);
+        Assert.Contains("--graph: 'turbo'", r.Err);
+        var c = CliRunner.Run("generate", "--model", TestPaths.Stories260K, "--prompt", "x", "--graph", "fused", "--device", "cuda");
+        Assert.Equal(CliApp.ExitBadInput, c.ExitCode);
+        Assert.Contains("--graph plain", c.Err);
+    }
+
+    [Fact]
+    public void Bench_NamesTheGraphItMeasured()
+    {
+        var r = CliRunner.Run("generate", "bench", "--model", TestPaths.Stories260K, "--graph", "plain", "--batches", "2", "--new-tokens", "4", "--repeats", "1");
+        Assert.Equal(0, r.ExitCode);
+        Assert.Contains("graph plain", r.Out);
+    }
 }

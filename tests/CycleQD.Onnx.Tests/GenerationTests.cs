@@ -1,5 +1,6 @@
 using System.Text.Json;
 using CycleQD.Core.Evaluation;
+using CycleQD.Onnx.Graph;
 using CycleQD.Onnx.Runtime;
 using CycleQD.Testing;
 
@@ -120,5 +121,33 @@ public sealed class GenerationTests : IClassFixture<GenerationTests.Stories>
     {
         var e = Assert.Throws<ArgumentException>(() => Gen([new GenerationRequest("", AddBos: false)]));
         Assert.Contains("request 0", e.Message);
+    }
+    [Fact]
+    public void DefaultGraphOnCpu_IsFused()
+    {
+        Assert.Equal(LlamaGraphKind.Fused, _model.Session.Graph);
+    }
+
+    [Fact]
+    public void PlainGraph_GreedyFromBos_Reproduces200FixtureTokens_AndAgreesWithFusedOnABatch()
+    {
+        var (ids, _) = Fixture();
+        using var plain = LlamaModel.Open(TestPaths.Stories260K, maxBatch: 8, graph: LlamaGraphKind.Plain);
+        Assert.Equal(LlamaGraphKind.Plain, plain.Session.Graph);
+        var r = plain.Generator.Generate([new GenerationRequest("", MaxNewTokens: 200)], TestContext.Current.CancellationToken).Single();
+        Assert.Equal(ids, r.TokenIds.ToArray());
+        GenerationRequest[] requests = [new("Once upon a time", 30), new("The cat sat on the mat.", 25), new("Tom had a red car.", 7), new("", 40)];
+        var fromPlain = plain.Generator.Generate(requests, TestContext.Current.CancellationToken);
+        var fromFused = Gen(requests);
+        for (int i = 0; i < requests.Length; i++) Assert.Equal(fromPlain[i].TokenIds, fromFused[i].TokenIds);
+    }
+
+    [Fact]
+    public void FusedFloat16_GreedyFromBos_Reproduces200FixtureTokens()
+    {
+        var (ids, _) = Fixture();
+        using var half = LlamaModel.Open(TestPaths.Stories260K, maxBatch: 1, elementType: OnnxElementType.Float16, graph: LlamaGraphKind.Fused);
+        var r = half.Generator.Generate([new GenerationRequest("", MaxNewTokens: 200)], TestContext.Current.CancellationToken).Single();
+        Assert.Equal(ids, r.TokenIds.ToArray());
     }
 }

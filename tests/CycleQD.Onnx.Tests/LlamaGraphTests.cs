@@ -190,4 +190,130 @@ public sealed class LlamaGraphTests
         Assert.Contains("Could not find an implementation", e.Message);
         Assert.Throws<ArgumentException>(() => new LlamaSession(config, new LlamaGraphOptions(OnnxElementType.BFloat16)));
     }
+    /// <summary>Runs prompts then <paramref name="steps"/> greedy-free decode steps (feeding <paramref name="next"/>) and returns each call's logits.</summary>
+    private static List<float[]> Decode(ILlamaSession session, LlamaWeights weights, int[][] prompts, int[][] next)
+    {
+        using var decoder = session.StartBatch(weights, prompts.Length, prompts.Max(p => p.Length) + next.Length);
+        var all = new List<float[]> { decoder.Prefill(prompts).ToArray() };
+        foreach (var tokens in next) all.Add(decoder.Decode(tokens).ToArray());
+        return all;
+    }
+
+    [Theory]
+    [MemberData(nameof(Variants))]
+    public void FusedDecoder_RightPaddedBatch_MatchesPlainGraphAndFloat64Reference(bool tied, bool llama3Rope)
+    {
+        var config = TinyLlama.Config(tied, llama3Rope ? TinyLlama.Llama3Scaling : null);
+        var w = TinyLlama.Weights(config, seed: 29);
+        int[][] prompts = [[4, 8, 15, 16, 23, 42], [7, 7], [59, 1, 2, 3]];
+        int[][] next = [[5, 6, 7], [9, 10, 11], [12, 13, 14], [30, 31, 32]];
+        var options = new LlamaGraphOptions(LastPositionLogitsOnly: true);
+        using var plain = ILlamaSession.Open(LlamaGraphKind.Plain, config, options);
+        using var fused = ILlamaSession.Open(LlamaGraphKind.Fused, config, options);
+        using var weights = LlamaWeights.FromArrays(config, w, "random");
+        var p = Decode(plain, weights, prompts, next);
+        var f = Decode(fused, weights, prompts, next);
+        int v = config.VocabSize;
+        for (int step = 0; step < p.Count; step++)
+        {
+            Assert.True(TinyLlama.RelativeError(f[step], p[step].Select(x => (double)x)) < 1e-5, $"step {step}: fused and plain logits differ");
+            for (int b = 0; b < prompts.Length; b++)
+            {
+                int[] seq = [.. prompts[b], .. next.Take(step).Select(t => t[b])];
+                var expected = ReferenceLlama.Forward(config, w, seq);
+                double err = TinyLlama.RelativeError(f[step].AsSpan(b * v, v), TinyLlama.Rows(expected, seq.Length - 1, 1));
+                Assert.True(err < 1e-5, $"step {step}, sequence {b}: relative error {err:E3}");
+            }
+        }
+    }
+
+    [Fact]
+    public void FusedDecoder_KeepRows_LeavesKeptSequencesUnchanged()
+    {
+        var config = TinyLlama.Config(tied: false);
+        var w = TinyLlama.Weights(config, seed: 31);
+        int[][] prompts = [[1, 2, 3], [4, 5], [6, 7, 8, 9]];
+        using var session = ILlamaSession.Open(LlamaGraphKind.Fused, config, new LlamaGraphOptions(LastPositionLogitsOnly: true));
+        using var weights = LlamaWeights.FromArrays(config, w, "random");
+        using var decoder = session.StartBatch(weights, 3, 8);
+        decoder.Prefill(prompts);
+        decoder.Decode([10, 11, 12]);
+        decoder.KeepRows([2, 0]);
+        Assert.Equal(2, decoder.Rows);
+        var logits = decoder.Decode([20, 21]);
+        int v = config.VocabSize;
+        int[][] expectedSeqs = [[6, 7, 8, 9, 12, 20], [1, 2, 3, 10, 21]];
+        for (int r = 0; r < 2; r++)
+        {
+            var expected = ReferenceLlama.Forward(config, w, expectedSeqs[r]);
+            double err = TinyLlama.RelativeError(logits.AsSpan(r * v, v), TinyLlama.Rows(expected, expectedSeqs[r].Length - 1, 1));
+            Assert.True(err < 1e-5, $"row {r}: relative error {err:E3}");
+        }
+    }
+
+    [Fact]
+    public void FusedDecoder_BeyondCapacity_FailsNamingTheCapacity()
+    {
+        var config = TinyLlama.Config(tied: true);
+        using var session = ILlamaSession.Open(LlamaGraphKind.Fused, config, new LlamaGraphOptions(LastPositionLogitsOnly: true));
+        using var weights = LlamaWeights.FromArrays(config, TinyLlama.Weights(config, 2), "random");
+        using var decoder = session.StartBatch(weights, 1, 3);
+        decoder.Prefill([[1, 2]]);
+        decoder.Decode([3]);
+        var e = Assert.Throws<InvalidOperationException>(() => decoder.Decode([4]));
+        Assert.Contains("capacity", e.Message);
+    }
+
+    [Fact]
+    public void FusedGraph_UsesContribOperatorsWithFewerNodesThanPlain()
+    {
+        var config = TinyLlama.Config(tied: false);
+        var options = new LlamaGraphOptions(LastPositionLogitsOnly: true);
+        var plain = LlamaGraphBuilder.Build(config, options);
+        var fused = FusedLlamaGraphBuilder.Build(config, options);
+        Assert.Equal([FusedLlamaGraphBuilder.ContribDomain], fused.Domains);
+        Assert.Empty(plain.Domains);
+        Assert.True(fused.NodeCount * 2 < plain.NodeCount, $"fused {fused.NodeCount} nodes, plain {plain.NodeCount}");
+    }
+
+    [Fact]
+    public void FusedSession_OnCudaOrWithFullLogits_IsRejectedWithTheReason()
+    {
+        var config = TinyLlama.Config(tied: true);
+        var e1 = Assert.Throws<ArgumentException>(() => new FusedLlamaSession(config, new LlamaGraphOptions(LastPositionLogitsOnly: true), InferenceDevice.Cuda));
+        Assert.Contains("--graph plain", e1.Message);
+        var e2 = Assert.Throws<ArgumentException>(() => new FusedLlamaSession(config, new LlamaGraphOptions()));
+        Assert.Contains("LastPositionLogitsOnly", e2.Message);
+    }
+
+    [Fact]
+    public void FusedFloat16Graph_MatchesFloat64ReferenceToHalfPrecision()
+    {
+        var config = TinyLlama.Config(tied: false, TinyLlama.Llama3Scaling);
+        var w = TinyLlama.Weights(config, seed: 17);
+        int[] tokens = [3, 17, 42, 0, 60, 5, 9, 33];
+        var expected = ReferenceLlama.Forward(config, w, tokens);
+        using var session = ILlamaSession.Open(LlamaGraphKind.Fused, config, new LlamaGraphOptions(OnnxElementType.Float16, LastPositionLogitsOnly: true));
+        using var weights = LlamaWeights.FromArrays(config, w, "random", OnnxElementType.Float16);
+        var logits = Decode(session, weights, [tokens[..5]], [[tokens[5]], [tokens[6]], [tokens[7]]]);
+        for (int step = 0; step < logits.Count; step++)
+        {
+            double err = TinyLlama.RelativeError(logits[step], TinyLlama.Rows(expected, 4 + step, 1));
+            Assert.True(err < 1e-2, $"step {step}: relative error {err:E3}");
+            Assert.True(err > 1e-6, $"step {step}: relative error {err:E3} is below float16 resolution: the graph did not run in float16");
+        }
+    }
+
+    [Fact]
+    public void DefaultGraph_IsFusedOnCpuOnlyWhenHeadDimIsAMultipleOf8()
+    {
+        var config = TinyLlama.Config(tied: true);
+        Assert.Equal(LlamaGraphKind.Fused, ILlamaSession.DefaultGraph(InferenceDevice.Cpu, config));
+        Assert.Equal(LlamaGraphKind.Plain, ILlamaSession.DefaultGraph(InferenceDevice.Cuda, config));
+        var narrow = config with { HiddenSize = 16, HeadDim = 4 };
+        Assert.Equal(LlamaGraphKind.Plain, ILlamaSession.DefaultGraph(InferenceDevice.Cpu, narrow));
+        var e = Assert.Throws<TensorFormatException>(() => new FusedLlamaSession(narrow, new LlamaGraphOptions(LastPositionLogitsOnly: true), configPath: "/m/config.json"));
+        Assert.Contains("head_dim 4", e.Message);
+        Assert.Contains("/m/config.json", e.Message);
+    }
 }

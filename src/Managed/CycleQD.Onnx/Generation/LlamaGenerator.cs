@@ -17,14 +17,14 @@ public sealed record GenerationStats(int Sequences, long PromptTokens, long Gene
 }
 
 /// <summary>
-/// Batched autoregressive generation with one <see cref="LlamaSession"/> and one bound weight set:
-/// requests are sorted by prompt length, cut into batches, left-padded, prefilled in one run and
-/// then decoded one token per run with the KV cache. Greedy (temperature 0) or sampled with
+/// Batched autoregressive generation with one <see cref="ILlamaSession"/> (plain or fused graph) and
+/// one bound weight set: requests are sorted by prompt length, cut into batches, prefilled in one run
+/// and then decoded one token per run with the KV cache (see <see cref="IBatchDecoder"/>). Greedy (temperature 0) or sampled with
 /// temperature and top-p from a per-request seed. Not thread-safe: one call at a time.
 /// </summary>
 public sealed class LlamaGenerator : ITextGenerator
 {
-    private readonly LlamaSession _session;
+    private readonly ILlamaSession _session;
     private readonly LlamaWeights _weights;
     private readonly HashSet<int> _eos;
 
@@ -41,7 +41,7 @@ public sealed class LlamaGenerator : ITextGenerator
     public GenerationStats? LastStats { get; private set; }
 
     /// <summary>Generates with <paramref name="session"/> and <paramref name="weights"/> (neither is owned).</summary>
-    public LlamaGenerator(LlamaSession session, LlamaWeights weights, TextTokenizer tokenizer, IEnumerable<int> eosIds, int maxBatch = 64)
+    public LlamaGenerator(ILlamaSession session, LlamaWeights weights, TextTokenizer tokenizer, IEnumerable<int> eosIds, int maxBatch = 64)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(maxBatch, 1);
         _session = session;
@@ -99,7 +99,6 @@ public sealed class LlamaGenerator : ITextGenerator
         var finish = new GenerationFinish?[batch];
         var texts = new string?[batch];
         var rngs = new Random?[batch];
-        var realCount = new long[batch];
         for (int b = 0; b < batch; b++)
         {
             generated[b] = [];
@@ -113,79 +112,42 @@ public sealed class LlamaGenerator : ITextGenerator
             return results;
         }
 
-        // Prefill: left padding, positions counted from each sequence's first real token.
-        var ids = new long[batch * len];
-        var pos = new long[batch * len];
-        var mask = new List<byte>[batch];
-        for (int b = 0; b < batch; b++)
+        // Capacity: the longest prompt plus the most tokens any request may add.
+        using var decoder = _session.StartBatch(_weights, batch, len + maxNew);
+        float[] logitsAll = decoder.Prefill(prompts);
+        // rows[r] is the sequence in decoder row r; finished sequences are dropped from the batch.
+        int[] rows = Enumerable.Range(0, batch).ToArray();
+        while (true)
         {
-            int pad = len - prompts[b].Length;
-            mask[b] = new List<byte>(len + maxNew);
-            for (int i = 0; i < len; i++)
+            ct.ThrowIfCancellationRequested();
+            var keep = new List<int>(rows.Length);
+            for (int r = 0; r < rows.Length; r++)
             {
-                bool real = i >= pad;
-                ids[b * len + i] = real ? prompts[b][i - pad] : 0;
-                pos[b * len + i] = real ? i - pad : 0;
-                mask[b].Add(real ? (byte)1 : (byte)0);
-            }
-            realCount[b] = prompts[b].Length;
-        }
-        KvCache cache = _session.EmptyCache(batch);
-        try
-        {
-            var step = _session.Run(_weights, ids, pos, Flatten(mask, Enumerable.Range(0, batch).ToArray()), batch, cache);
-            cache.Dispose();
-            cache = step.Cache;
-            // rows[r] is the sequence in cache row r; finished sequences are dropped from the cache.
-            int[] rows = Enumerable.Range(0, batch).ToArray();
-            while (true)
-            {
-                ct.ThrowIfCancellationRequested();
-                var keep = new List<int>(rows.Length);
-                for (int r = 0; r < rows.Length; r++)
+                int b = rows[r];
+                if (finish[b] == null)
                 {
-                    int b = rows[r];
-                    if (finish[b] == null)
+                    var logits = logitsAll.AsSpan(r * vocab, vocab);
+                    int token = requests[b].Temperature > 0 ? Sample(logits, requests[b].Temperature, requests[b].TopP, rngs[b]!) : ArgMax(logits);
+                    generated[b].Add(token);
+                    if (_eos.Contains(token)) finish[b] = GenerationFinish.Eos;
+                    else if (requests[b].StopStrings is { Count: > 0 } stops && CutAtStop(prompts[b], generated[b], stops) is string cut)
                     {
-                        var logits = step.Logits.AsSpan((r * step.Positions + step.Positions - 1) * vocab, vocab);
-                        int token = requests[b].Temperature > 0 ? Sample(logits, requests[b].Temperature, requests[b].TopP, rngs[b]!) : ArgMax(logits);
-                        generated[b].Add(token);
-                        realCount[b]++;
-                        if (_eos.Contains(token)) finish[b] = GenerationFinish.Eos;
-                        else if (requests[b].StopStrings is { Count: > 0 } stops && CutAtStop(prompts[b], generated[b], stops) is string cut)
-                        {
-                            finish[b] = GenerationFinish.Stop;
-                            texts[b] = cut;
-                        }
-                        else if (generated[b].Count >= requests[b].MaxNewTokens) finish[b] = GenerationFinish.Length;
+                        finish[b] = GenerationFinish.Stop;
+                        texts[b] = cut;
                     }
-                    if (finish[b] == null) keep.Add(r);
+                    else if (generated[b].Count >= requests[b].MaxNewTokens) finish[b] = GenerationFinish.Length;
                 }
-                if (keep.Count == 0) break;
-                if (keep.Count < rows.Length)
-                {
-                    var smaller = _session.SelectRows(cache, keep);
-                    cache.Dispose();
-                    cache = smaller;
-                    rows = keep.Select(r => rows[r]).ToArray();
-                }
-                var next = new long[rows.Length];
-                var nextPos = new long[rows.Length];
-                for (int r = 0; r < rows.Length; r++)
-                {
-                    int b = rows[r];
-                    next[r] = generated[b][^1];
-                    nextPos[r] = realCount[b] - 1;
-                    mask[b].Add(1);
-                }
-                step = _session.Run(_weights, next, nextPos, Flatten(mask, rows), rows.Length, cache);
-                cache.Dispose();
-                cache = step.Cache;
+                if (finish[b] == null) keep.Add(r);
             }
-        }
-        finally
-        {
-            cache.Dispose();
+            if (keep.Count == 0) break;
+            if (keep.Count < rows.Length)
+            {
+                decoder.KeepRows(keep);
+                rows = keep.Select(r => rows[r]).ToArray();
+            }
+            var next = new int[rows.Length];
+            for (int r = 0; r < rows.Length; r++) next[r] = generated[rows[r]][^1];
+            logitsAll = decoder.Decode(next);
         }
         for (int b = 0; b < batch; b++)
         {
@@ -207,14 +169,6 @@ public sealed class LlamaGenerator : ITextGenerator
             if (i >= 0 && (best < 0 || i < best)) best = i;
         }
         return best >= 0 ? text[..best] : null;
-    }
-
-    private static byte[] Flatten(List<byte>[] masks, int[] rows)
-    {
-        int width = masks[rows[0]].Count;
-        var flat = new byte[rows.Length * width];
-        for (int r = 0; r < rows.Length; r++) masks[rows[r]].CopyTo(flat, r * width);
-        return flat;
     }
 
     /// <summary>Index of the largest logit (the first one on ties).</summary>

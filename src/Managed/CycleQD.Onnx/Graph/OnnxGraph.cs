@@ -8,6 +8,8 @@ public enum OnnxElementType
 {
     /// <summary>float32.</summary>
     Float = 1,
+    /// <summary>int32.</summary>
+    Int32 = 6,
     /// <summary>int64.</summary>
     Int64 = 7,
     /// <summary>IEEE half precision.</summary>
@@ -28,12 +30,14 @@ public readonly record struct OnnxDim(long? Value, string? Symbol)
 /// <summary>
 /// An ONNX graph under construction (standard domain, one opset) and its serialization to a
 /// ModelProto. Values are referred to by name; the single-output Node overload returns the name of its first output.
+/// Nodes of another operator domain (ONNX Runtime's com.microsoft contrib operators) are added with
+/// <c>DomainNode</c>; each such domain is imported at version 1.
 /// </summary>
 public sealed class OnnxGraph
 {
     private sealed record ValueInfo(string Name, OnnxElementType Type, OnnxDim[] Shape);
     private sealed record Attribute(string Name, object Value);
-    private sealed record NodeSpec(string OpType, string[] Inputs, string[] Outputs, Attribute[] Attributes, string Name);
+    private sealed record NodeSpec(string OpType, string[] Inputs, string[] Outputs, Attribute[] Attributes, string Name, string Domain);
     private sealed record Initializer(string Name, OnnxElementType Type, long[] Dims, byte[] Raw);
 
     private readonly List<ValueInfo> _inputs = [];
@@ -41,6 +45,7 @@ public sealed class OnnxGraph
     private readonly List<NodeSpec> _nodes = [];
     private readonly List<Initializer> _initializers = [];
     private readonly Dictionary<string, string> _constantCache = new(StringComparer.Ordinal);
+    private readonly SortedSet<string> _domains = new(StringComparer.Ordinal);
     private int _counter;
 
     /// <summary>Opset of the default ONNX domain the graph is written for.</summary>
@@ -123,8 +128,27 @@ public sealed class OnnxGraph
     /// <summary>Adds a node with the given outputs.</summary>
     public void Node(string opType, string[] inputs, string[] outputs, params (string Name, object Value)[] attributes)
     {
-        _nodes.Add(new NodeSpec(opType, inputs, outputs, attributes.Select(a => new Attribute(a.Name, a.Value)).ToArray(), $"n{_nodes.Count}_{opType}"));
+        _nodes.Add(new NodeSpec(opType, inputs, outputs, attributes.Select(a => new Attribute(a.Name, a.Value)).ToArray(), $"n{_nodes.Count}_{opType}", ""));
     }
+
+    /// <summary>Adds a node of operator domain <paramref name="domain"/> (e.g. "com.microsoft") with one output and returns that output's name.</summary>
+    public string DomainNode(string domain, string opType, string[] inputs, params (string Name, object Value)[] attributes)
+    {
+        string output = $"{opType.ToLowerInvariant()}_{_counter++}";
+        DomainNode(domain, opType, inputs, [output], attributes);
+        return output;
+    }
+
+    /// <summary>Adds a node of operator domain <paramref name="domain"/> with the given outputs (an empty name leaves an optional output unused).</summary>
+    public void DomainNode(string domain, string opType, string[] inputs, string[] outputs, params (string Name, object Value)[] attributes)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(domain);
+        _domains.Add(domain);
+        _nodes.Add(new NodeSpec(opType, inputs, outputs, attributes.Select(a => new Attribute(a.Name, a.Value)).ToArray(), $"n{_nodes.Count}_{opType}", domain));
+    }
+
+    /// <summary>Operator domains other than the default one that the graph's nodes use.</summary>
+    public IReadOnlyCollection<string> Domains => _domains;
 
     /// <summary>Serializes the graph as an ONNX ModelProto (IR version 8).</summary>
     public byte[] ToModelBytes()
@@ -134,6 +158,7 @@ public sealed class OnnxGraph
         w.WriteString(2, "CycleQD.Native");
         w.WriteMessage(7, WriteGraph);
         w.WriteMessage(8, o => { o.WriteString(1, ""); o.WriteInt64(2, Opset); });
+        foreach (var domain in _domains) w.WriteMessage(8, o => { o.WriteString(1, domain); o.WriteInt64(2, 1); });
         return w.ToArray();
     }
 
@@ -162,6 +187,7 @@ public sealed class OnnxGraph
         n.WriteString(3, node.Name);
         n.WriteString(4, node.OpType);
         foreach (var a in node.Attributes) n.WriteMessage(5, m => WriteAttribute(m, a));
+        if (node.Domain.Length > 0) n.WriteString(7, node.Domain);
     }
 
     // AttributeProto.AttributeType: FLOAT 1, INT 2, STRING 3, INTS 7.

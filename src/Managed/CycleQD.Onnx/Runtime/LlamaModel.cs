@@ -18,7 +18,7 @@ public sealed class LlamaModel : IDisposable
     public HfModelFolder Folder { get; }
 
     /// <summary>The session (one per architecture; bind other weights to it with <see cref="LlamaWeights"/>).</summary>
-    public LlamaSession Session { get; }
+    public ILlamaSession Session { get; }
 
     /// <summary>The folder's own weights.</summary>
     public LlamaWeights Weights { get; }
@@ -29,7 +29,7 @@ public sealed class LlamaModel : IDisposable
     /// <summary>Generator over <see cref="Session"/> and <see cref="Weights"/>.</summary>
     public LlamaGenerator Generator { get; }
 
-    private LlamaModel(HfModelFolder folder, SafetensorsModel file, LlamaSession session, LlamaWeights weights, TextTokenizer tokenizer, LlamaGenerator generator)
+    private LlamaModel(HfModelFolder folder, SafetensorsModel file, ILlamaSession session, LlamaWeights weights, TextTokenizer tokenizer, LlamaGenerator generator)
     {
         Folder = folder;
         _file = file;
@@ -47,21 +47,22 @@ public sealed class LlamaModel : IDisposable
     /// <param name="maxBatch">Most sequences per generation batch.</param>
     /// <param name="intraOpThreads">CPU threads per operator (0 = ONNX Runtime's default).</param>
     /// <param name="elementType">Graph and weight type (weights stored in another type are converted once).</param>
+    /// <param name="graph">Plain or fused graph; null picks <see cref="ILlamaSession.DefaultGraph"/> for the device.</param>
     public static LlamaModel Open(string directory, InferenceDevice device = InferenceDevice.Cpu, int maxBatch = 64, int intraOpThreads = 0,
-        OnnxElementType elementType = OnnxElementType.Float)
+        OnnxElementType elementType = OnnxElementType.Float, LlamaGraphKind? graph = null)
     {
         var folder = HfModelFolder.Open(directory);
         LlamaGraphBuilder.Validate(folder.Config, folder.ConfigPath);
         var tokenizer = TextTokenizer.Load(folder);
         var file = folder.OpenWeights();
         LlamaWeights? weights = null;
-        LlamaSession? session = null;
+        ILlamaSession? session = null;
         try
         {
             // NaN or ∞ weights make every logit NaN and the output silently blank: refuse them here.
             file.ThrowIfNonFinite();
             weights = LlamaWeights.FromSafetensors(file, folder.Config, elementType);
-            session = new LlamaSession(folder.Config, new LlamaGraphOptions(elementType, LastPositionLogitsOnly: true), device, folder.ConfigPath, intraOpThreads);
+            session = ILlamaSession.Open(graph ?? ILlamaSession.DefaultGraph(device, folder.Config), folder.Config, new LlamaGraphOptions(elementType, LastPositionLogitsOnly: true), device, folder.ConfigPath, intraOpThreads);
             var generator = new LlamaGenerator(session, weights, tokenizer, EosIds(folder), maxBatch);
             return new LlamaModel(folder, file, session, weights, tokenizer, generator);
         }

@@ -5,11 +5,11 @@ using Microsoft.ML.OnnxRuntime;
 namespace CycleQD.Onnx.Runtime;
 
 /// <summary>
-/// One ONNX Runtime session of a Llama architecture. The weights are graph inputs, so any
+/// One ONNX Runtime session of the plain Llama graph (<see cref="LlamaGraphKind.Plain"/>). The weights are graph inputs, so any
 /// <see cref="LlamaWeights"/> of this config can be bound per call; switching candidates rebuilds
 /// nothing. Runs are serialized (one at a time per session).
 /// </summary>
-public sealed class LlamaSession : IDisposable
+public sealed class LlamaSession : ILlamaSession
 {
     private readonly InferenceSession _session;
     private readonly IReadOnlyList<LlamaWeightSpec> _weights;
@@ -24,6 +24,12 @@ public sealed class LlamaSession : IDisposable
 
     /// <summary>Execution provider in use.</summary>
     public InferenceDevice Device { get; }
+
+    /// <inheritdoc />
+    public LlamaGraphKind Graph => LlamaGraphKind.Plain;
+
+    /// <inheritdoc />
+    public IBatchDecoder StartBatch(LlamaWeights weights, int batch, int capacity) => new PlainBatchDecoder(this, weights, batch);
 
     /// <summary>Size of the serialized graph (bytes; no weights inside).</summary>
     public int GraphBytes { get; }
@@ -52,6 +58,9 @@ public sealed class LlamaSession : IDisposable
         GraphBytes = model.Length;
         using var so = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL };
         if (intraOpThreads > 0) so.IntraOpNumThreads = intraOpThreads;
+        // Worker threads that spin between operators steal the cores the next operator needs when the
+        // machine is shared or small: generation measured several times slower with spinning (docs/perf.md).
+        so.AddSessionConfigEntry("session.intra_op.allow_spinning", "0");
         if (device == InferenceDevice.Cuda) AppendCuda(so);
         _session = new InferenceSession(model, so);
         _cacheMemory = device == InferenceDevice.Cuda

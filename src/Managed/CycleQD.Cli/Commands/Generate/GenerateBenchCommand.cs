@@ -28,22 +28,23 @@ internal static class GenerateBenchCommand
     public static Command Create()
     {
         var cmd = new Command("bench", "Measure generation tokens/s per batch size and weight-binding vs session-building time.");
-        foreach (var o in new Option[] { GenerateCommand.Model, GenerateCommand.Device, Batches, NewTokens, Repeats, Threads }) cmd.Options.Add(o);
-        cmd.SetAction(parse => Run(parse.GetValue(GenerateCommand.Model), parse.GetValue(GenerateCommand.Device)!, parse.GetValue(Batches)!,
+        foreach (var o in new Option[] { GenerateCommand.Model, GenerateCommand.Device, GenerateCommand.Graph, Batches, NewTokens, Repeats, Threads }) cmd.Options.Add(o);
+        cmd.SetAction(parse => Run(parse.GetValue(GenerateCommand.Model), parse.GetValue(GenerateCommand.Device)!, parse.GetValue(GenerateCommand.Graph), parse.GetValue(Batches)!,
             parse.GetValue(NewTokens), parse.GetValue(Repeats), parse.GetValue(Threads), parse.InvocationConfiguration.Output));
         return cmd;
     }
 
-    internal static int Run(string? model, string device, string batches, int newTokens, int repeats, int threads, TextWriter o)
+    internal static int Run(string? model, string device, string? graph, string batches, int newTokens, int repeats, int threads, TextWriter o)
     {
         if (string.IsNullOrEmpty(model)) throw new CliUsageException("--model is required");
         if (newTokens < 1 || repeats < 1) throw new CliUsageException("--new-tokens and --repeats must be ≥ 1");
         var sizes = batches.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
             .Select(s => int.TryParse(s, out int b) && b > 0 ? b : throw new CliUsageException($"--batches: '{s}' is not a positive integer")).ToArray();
         var dev = GenerateCommand.ParseDevice(device);
+        var graphKind = GenerateCommand.ParseGraph(graph, dev);
         var inv = CultureInfo.InvariantCulture;
-        using var llm = LlamaModel.Open(model, dev, maxBatch: sizes.Max(), intraOpThreads: threads);
-        o.WriteLine($"model {llm.Folder.Directory}, device {dev}, {newTokens} new tokens per sequence, best of {repeats}, threads {(threads == 0 ? "default" : threads.ToString(inv))}");
+        using var llm = LlamaModel.Open(model, dev, maxBatch: sizes.Max(), intraOpThreads: threads, graph: graphKind);
+        o.WriteLine($"model {llm.Folder.Directory}, device {dev}, graph {llm.Session.Graph.ToString().ToLowerInvariant()}, {newTokens} new tokens per sequence, best of {repeats}, threads {(threads == 0 ? "default" : threads.ToString(inv))}");
         o.WriteLine("batch  prompt_tokens  generated  seconds  tokens/s");
         foreach (int b in sizes)
         {
@@ -69,7 +70,7 @@ internal static class GenerateBenchCommand
             using (var w = LlamaWeights.FromSafetensors(file, llm.Folder.Config)) { }
             bindBest = Math.Min(bindBest, sw.Elapsed.TotalMilliseconds);
             sw.Restart();
-            using (var s = new LlamaSession(llm.Folder.Config, new LlamaGraphOptions(LastPositionLogitsOnly: true), dev, llm.Folder.ConfigPath, threads)) { }
+            using (var s = ILlamaSession.Open(llm.Session.Graph, llm.Folder.Config, new LlamaGraphOptions(LastPositionLogitsOnly: true), dev, llm.Folder.ConfigPath, threads)) { }
             sessionBest = Math.Min(sessionBest, sw.Elapsed.TotalMilliseconds);
         }
         o.WriteLine(string.Create(inv, $"bind a weight set to the existing session: {bindBest:F3} ms (best); build a new session: {sessionBest:F3} ms (best)"));

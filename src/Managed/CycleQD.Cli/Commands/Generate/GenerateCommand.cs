@@ -17,6 +17,7 @@ internal static class GenerateCommand
     private static readonly Option<double> TopP = NumericOptions.Real("--top-p", "Nucleus sampling mass in (0, 1] (with --temperature > 0).", 1.0, new NumericRange(0, 1, MinExclusive: true));
     private static readonly Option<ulong> Seed = NumericOptions.Whole("--seed", "Sampling seed (with --temperature > 0).", 0UL);
     internal static readonly Option<string> Device = new("--device", "-d") { Description = "Execution provider: cpu or cuda.", DefaultValueFactory = _ => "cpu" };
+    internal static readonly Option<string?> Graph = new("--graph") { Description = "ONNX graph: fused (ONNX Runtime contrib operators, CPU; the CPU default) or plain (standard operators; the CUDA default)." };
     private static readonly Option<bool> Chat = new("--chat") { Description = "Render the prompt as a user turn with the model's chat template (Llama-3 or the code-instruction format)." };
     private static readonly Option<string[]> Stop = new("--stop") { Description = "Stop before this string (repeatable).", AllowMultipleArgumentsPerToken = false };
     internal static readonly Option<string> DType = new("--dtype") { Description = "Graph and weight type: float32, float16 (CUDA; on CPU through inserted casts) or bfloat16 (CUDA only).", DefaultValueFactory = _ => "float32" };
@@ -25,10 +26,10 @@ internal static class GenerateCommand
     public static Command Create()
     {
         var cmd = new Command("generate", "Continue a prompt with a Llama-family model on ONNX Runtime; prints only the continuation.");
-        foreach (var o in new Option[] { Model, Prompt, MaxNewTokens, Temperature, TopP, Seed, Device, DType, Chat, Stop, Stats }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { Model, Prompt, MaxNewTokens, Temperature, TopP, Seed, Device, DType, Graph, Chat, Stop, Stats }) cmd.Options.Add(o);
         cmd.SetAction(parse => Run(
             parse.GetValue(Model), parse.GetValue(Prompt), parse.GetValue(MaxNewTokens), parse.GetValue(Temperature), parse.GetValue(TopP),
-            parse.GetValue(Seed), parse.GetValue(Device)!, parse.GetValue(DType)!, parse.GetValue(Chat), parse.GetValue(Stop) ?? [], parse.GetValue(Stats),
+            parse.GetValue(Seed), parse.GetValue(Device)!, parse.GetValue(DType)!, parse.GetValue(Graph), parse.GetValue(Chat), parse.GetValue(Stop) ?? [], parse.GetValue(Stats),
             parse.InvocationConfiguration.Output, parse.InvocationConfiguration.Error));
         cmd.Subcommands.Add(GenerateBenchCommand.Create());
         return cmd;
@@ -49,8 +50,18 @@ internal static class GenerateCommand
         _ => throw new CliUsageException($"--dtype: '{dtype}' is not a type (use float32, float16 or bfloat16)"),
     };
 
+    /// <summary>The graph named by --graph, or null (the model's default for the device, <see cref="ILlamaSession.DefaultGraph"/>) when none is named.</summary>
+    internal static LlamaGraphKind? ParseGraph(string? graph, InferenceDevice device) => graph?.ToLowerInvariant() switch
+    {
+        null => null,
+        "fused" when device != InferenceDevice.Cpu => throw new CliUsageException("--graph fused runs on the CPU provider only; use --graph plain with --device cuda"),
+        "fused" => LlamaGraphKind.Fused,
+        "plain" => LlamaGraphKind.Plain,
+        _ => throw new CliUsageException($"--graph: '{graph}' is not a graph (use fused or plain)"),
+    };
+
     internal static int Run(string? model, string? prompt, int maxNewTokens, double temperature, double topP, ulong seed, string device,
-        string dtype, bool chat, string[] stops, bool stats, TextWriter output, TextWriter error)
+        string dtype, string? graph, bool chat, string[] stops, bool stats, TextWriter output, TextWriter error)
     {
         if (string.IsNullOrEmpty(model)) throw new CliUsageException("--model is required (a Hugging Face model folder)");
         if (prompt is null) throw new CliUsageException("--prompt is required (use --prompt \"\" to start from BOS only)");
@@ -60,9 +71,10 @@ internal static class GenerateCommand
         var dev = ParseDevice(device);
 
         var elementType = ParseDType(dtype);
+        var graphKind = ParseGraph(graph, dev);
         if (elementType == OnnxElementType.BFloat16 && dev == InferenceDevice.Cpu)
             throw new CliUsageException("--dtype bfloat16 needs --device cuda (the CPU provider has no bfloat16 kernels)");
-        using var llm = LlamaModel.Open(model, dev, maxBatch: 1, elementType: elementType);
+        using var llm = LlamaModel.Open(model, dev, maxBatch: 1, elementType: elementType, graph: graphKind);
         bool addBos = true;
         if (chat)
         {

@@ -1,0 +1,112 @@
+using CycleQD.Tensors;
+
+namespace CycleQD.Onnx.Graph;
+
+/// <summary>
+/// Builds the Llama decoder on ONNX Runtime's contrib operators (domain com.microsoft):
+/// GroupQueryAttention over a KV buffer that is both past input and present output,
+/// RotaryEmbedding, SimplifiedLayerNormalization / SkipSimplifiedLayerNormalization, FusedMatMul
+/// and QuickGelu (alpha 1 is SiLU). Every weight stays a named graph input with the same names and
+/// PyTorch layouts as <see cref="LlamaGraphBuilder"/>, so one session serves any weight set.
+/// </summary>
+/// <remarks>
+/// Sequences are right-padded: row b holds its real tokens first. Graph inputs: <c>input_ids</c> int64
+/// [batch, seq]; <c>position_ids</c> int64 [batch, seq] (rotary position of each token);
+/// <c>seqlens_k</c> int32 [batch] (each row's cached plus new real tokens, minus one);
+/// <c>total_sequence_length</c> int32 scalar (the largest of those plus one; equal to seq for a prefill);
+/// <c>last_token_index</c> int64 [batch, 1] (the position within this run whose logits are wanted; only
+/// with <see cref="LlamaGraphOptions.LastPositionLogitsOnly"/>); <c>cos_cache</c>, <c>sin_cache</c> T
+/// [max_positions, head_dim/2]; <c>past_key_values.{i}.key|value</c> T [batch, kv_heads, capacity, head_dim];
+/// the weights. Outputs: <c>logits</c> float32 [batch, 1 or seq, vocab] and <c>present.{i}.key|value</c>,
+/// bound to the same buffers as the past inputs so that GroupQueryAttention appends in place.
+/// ONNX Runtime's GroupQueryAttention takes a prompt (seq &gt; 1) only with no earlier tokens when the
+/// batch has more than one row; decoding steps take one token per row.
+/// </remarks>
+public static class FusedLlamaGraphBuilder
+{
+    /// <summary>Domain of ONNX Runtime's contrib operators.</summary>
+    public const string ContribDomain = "com.microsoft";
+
+    /// <summary>Input names specific to the fused graph (the rest are shared with <see cref="LlamaGraphBuilder"/>).</summary>
+    public const string PositionIds = "position_ids", SeqLensK = "seqlens_k", TotalSequenceLength = "total_sequence_length",
+        LastTokenIndex = "last_token_index", CosCache = "cos_cache", SinCache = "sin_cache";
+
+    /// <summary>Builds the fused graph for <paramref name="config"/> (validate it first with <see cref="LlamaGraphBuilder.Validate"/>).</summary>
+    public static OnnxGraph Build(LlamaConfig config, LlamaGraphOptions options)
+    {
+        var g = new OnnxGraph("llama_fused", LlamaGraphBuilder.Opset);
+        var t = options.ElementType;
+        int nh = config.NumAttentionHeads, kvh = config.NumKeyValueHeads, d = config.HeadDim, v = config.VocabSize;
+        float eps = (float)config.RmsNormEps;
+
+        string ids = g.Input(LlamaGraphBuilder.InputIds, OnnxElementType.Int64, "batch", "seq");
+        string pos = g.Input(PositionIds, OnnxElementType.Int64, "batch", "seq");
+        string seqlens = g.Input(SeqLensK, OnnxElementType.Int32, "batch");
+        string total = g.Input(TotalSequenceLength, OnnxElementType.Int32);
+        string? last = options.LastPositionLogitsOnly ? g.Input(LastTokenIndex, OnnxElementType.Int64, "batch", 1) : null;
+        string cos = g.Input(CosCache, t, "max_positions", d / 2);
+        string sin = g.Input(SinCache, t, "max_positions", d / 2);
+        var past = new (string K, string V)[config.NumHiddenLayers];
+        for (int i = 0; i < config.NumHiddenLayers; i++)
+            past[i] = (g.Input(LlamaGraphBuilder.PastName(i, false), t, "batch", kvh, "capacity", d),
+                       g.Input(LlamaGraphBuilder.PastName(i, true), t, "batch", kvh, "capacity", d));
+        foreach (var w in LlamaWeightLayout.For(config))
+            g.Input(w.Name, t, w.Shape.Select(x => (OnnxDim)x).ToArray());
+
+        string residual = g.Node("Gather", [LlamaWeightLayout.Embedding, ids], ("axis", 0L));
+        string normed = g.Node("SimplifiedLayerNormalization", [residual, "model.layers.0.input_layernorm.weight"], ("axis", -1L), ("epsilon", eps));
+        for (int i = 0; i < config.NumHiddenLayers; i++)
+        {
+            string p = $"model.layers.{i}.";
+            string q = Rotary(g, Linear(g, normed, p + "self_attn.q_proj.weight"), pos, cos, sin);
+            string k = Rotary(g, Linear(g, normed, p + "self_attn.k_proj.weight"), pos, cos, sin);
+            string vv = Linear(g, normed, p + "self_attn.v_proj.weight");
+            string attn = $"attn_{i}";
+            g.DomainNode(ContribDomain, "GroupQueryAttention", [q, k, vv, past[i].K, past[i].V, seqlens, total],
+                [attn, LlamaGraphBuilder.PresentName(i, false), LlamaGraphBuilder.PresentName(i, true)],
+                ("num_heads", (long)nh), ("kv_num_heads", (long)kvh), ("scale", (float)(1.0 / Math.Sqrt(d))));
+            (normed, residual) = SkipNorm(g, Linear(g, attn, p + "self_attn.o_proj.weight"), residual, p + "post_attention_layernorm.weight", eps);
+            string gate = Linear(g, normed, p + "mlp.gate_proj.weight");
+            string up = Linear(g, normed, p + "mlp.up_proj.weight");
+            string act = g.Node("Mul", [g.DomainNode(ContribDomain, "QuickGelu", [gate], ("alpha", 1.0f)), up]);
+            string next = i + 1 < config.NumHiddenLayers ? $"model.layers.{i + 1}.input_layernorm.weight" : LlamaWeightLayout.FinalNorm;
+            (normed, residual) = SkipNorm(g, Linear(g, act, p + "mlp.down_proj.weight"), residual, next, eps);
+        }
+        // Only the wanted row of each sequence goes through the LM head: GatherND with one batch
+        // dimension picks hidden[b, last[b]] → [batch, hidden].
+        string head = config.TieWordEmbeddings ? LlamaWeightLayout.Embedding : LlamaWeightLayout.LmHead;
+        string logits;
+        if (last is not null)
+        {
+            string rows = g.Node("GatherND", [normed, last], ("batch_dims", 1L));
+            logits = g.Node("Unsqueeze", [Linear(g, rows, head), g.ConstInt64([1])]);
+        }
+        else logits = Linear(g, normed, head);
+        if (t != OnnxElementType.Float) logits = g.Node("Cast", [logits], ("to", (long)OnnxElementType.Float));
+        g.Output(logits, LlamaGraphBuilder.Logits, OnnxElementType.Float, "batch", options.LastPositionLogitsOnly ? 1 : "seq", v);
+        for (int i = 0; i < config.NumHiddenLayers; i++)
+        {
+            g.Output(LlamaGraphBuilder.PresentName(i, false), LlamaGraphBuilder.PresentName(i, false), t, "batch", kvh, "capacity", d);
+            g.Output(LlamaGraphBuilder.PresentName(i, true), LlamaGraphBuilder.PresentName(i, true), t, "batch", kvh, "capacity", d);
+        }
+        return g;
+    }
+
+    /// <summary>x [..., in] · Wᵀ with W [out, in] as stored by PyTorch; FusedMatMul transposes B inside the product, no copy.</summary>
+    private static string Linear(OnnxGraph g, string x, string weight) =>
+        g.DomainNode(ContribDomain, "FusedMatMul", [x, weight], ("transB", 1L));
+
+    /// <summary>Rotary embedding of [batch, seq, heads·head_dim] in Hugging Face's rotate_half layout (not interleaved).</summary>
+    private static string Rotary(OnnxGraph g, string x, string pos, string cos, string sin) =>
+        g.DomainNode(ContribDomain, "RotaryEmbedding", [x, pos, cos, sin], ("interleaved", 0L));
+
+    /// <summary>residual + x, and RMSNorm of that sum: returns (normalized, new residual).</summary>
+    private static (string Normed, string Residual) SkipNorm(OnnxGraph g, string x, string residual, string weight, float eps)
+    {
+        // Each norm weight is used once, so its name makes the outputs' names unique.
+        string normed = $"normed_{weight}", sum = $"residual_{weight}";
+        // Outputs: normalized, mean and inv_std_var (unused, left unnamed), input + skip.
+        g.DomainNode(ContribDomain, "SkipSimplifiedLayerNormalization", [x, residual, weight], [normed, "", "", sum], ("epsilon", eps));
+        return (normed, sum);
+    }
+}
