@@ -176,7 +176,7 @@ public sealed class MbppPlusBenchmark(MbppPlusOptions options) : IBenchmark
         // Right outputs pickle to about the size of the expected ones; more is the code's failure.
         long streamLimit = MinOutputStreamBytes + 2 * pickleBytes;
 
-        string dir = Directory.CreateTempSubdirectory("cycleqd-mbpp-run-").FullName;
+        string dir = OwnedTempFolders.Create("cycleqd-mbpp-run-");
         try
         {
             // The sandboxes run as other uids: they must be able to read (not write) the stream.
