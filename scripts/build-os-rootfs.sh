@@ -25,6 +25,9 @@ UID_COUNT=65536
 # Fixed file times for what the build itself writes (mmdebstrap's reproducibility switch).
 export SOURCE_DATE_EPOCH=1700000000
 PACKAGES=(python3 python3-pip git vim curl wget zip unzip tree)
+# Not in the Dockerfile, but in the reference image: samples 57 and 60 count processes with `ps`,
+# and their checks fail on a "ps: command not found" line.
+PACKAGES+=(procps)
 # Offered through a local apt repository inside the image (not installed): sample 52 runs
 # `apt update && apt install sudo -y`, which needs the network in the reference.
 LOCAL_REPO_PACKAGES=(sudo)
@@ -64,7 +67,7 @@ mkdir -p "$WORK"
 # Only root may enter: the tree holds setuid programs owned by UID_BASE, which no host user
 # should be able to run. The sandbox never walks this path (its launcher mounts it as root).
 chmod 0700 "$WORK"
-log "mmdebstrap $SUITE (minbase + ${PACKAGES[*]}) into $WORK/root"
+log "mmdebstrap $SUITE (minbase + ${PACKAGES[*]}) into $WORK/root (several minutes)"
 # Ubuntu's container images leave man pages and documentation out; so does this one.
 mmdebstrap --mode=root --variant=minbase --format=directory \
   --aptopt='Acquire::Languages "none"' \

@@ -62,6 +62,17 @@ public sealed class AgentBenchOsTests
     }
 
     [Fact]
+    public async Task GoldResponder_PassesTheSamplesThatDependOnTheImage()
+    {
+        Assert.SkipUnless(Environment.IsPrivilegedProcess, "the samples run on the pinned root file system, whose id mapping needs root");
+        // /usr and / as the image has them (11, 42, 43, 45, 46, 166), /var/log (93, 123), users and
+        // groups (49, 164, 165), sudo installed by apt (52), ps (57, 60), a fresh shell's PATH (28).
+        var bench = Bench(11, 28, 42, 43, 45, 46, 49, 52, 57, 60, 93, 123, 164, 165, 166);
+        var report = await bench.EvaluateAsync(bench.CreateGoldResponder(), null, TestContext.Current.CancellationToken);
+        Assert.All(report.Samples, s => Assert.True(s.Correct, s.Id + ": " + s.Reason));
+    }
+
+    [Fact]
     public async Task FinishAction_IsCheckedWithTheAnswerNone()
     {
         var bench = Bench(1);

@@ -77,6 +77,14 @@ public sealed class RootFilesystemSandboxTests
     }
 
     [Fact]
+    public async Task FindFromTheTop_ReadsEveryFolder_AsRootInAContainerDoes()
+    {
+        var r = await Run("find / -name '*.helloworld' > /dev/null; echo rc=$?");
+        Assert.Equal("", r.Stderr);
+        Assert.Equal("rc=0\n", r.Stdout);
+    }
+
+    [Fact]
     public async Task Users_CanBeCreated_AndSwitchedTo_AsInAContainer()
     {
         var r = await Run("useradd -m -s /bin/bash jack && echo secret > /f && chmod 600 /f && chown jack /f && " +

@@ -99,6 +99,9 @@ public sealed partial class BubblewrapSandbox
             args.Add("--cap-add"); args.Add(cap);
         }
         foreach (var a in new[] { "--bind", Path.Combine(scratch, "m"), "/", "--proc", "/proc", "--dev", "/dev" }) args.Add(a);
+        // The one folder of /proc that only host root may read: a container's root reads it, so a
+        // `find /` there exits 0. An empty read-only folder stands in for it.
+        foreach (var a in new[] { "--tmpfs", "/proc/tty/driver", "--remount-ro", "/proc/tty/driver" }) args.Add(a);
         if (inputDir != null)
         {
             args.Add("--ro-bind"); args.Add(inputDir); args.Add(SandboxRequest.InputDir);
