@@ -6,8 +6,11 @@ namespace CycleQD.Tasks.Tests;
 
 public sealed class AgentBenchOsTests
 {
-    private static AgentBenchOsBenchmark Bench(params int[] ids) =>
-        new(new AgentBenchOsOptions { DataDir = TestPaths.RequireSharedData(), Ids = ids, Repeats = 1 });
+    private static AgentBenchOsBenchmark Bench(params int[] ids)
+    {
+        Assert.SkipUnless(Environment.IsPrivilegedProcess, "AgentBench OS samples run on the pinned root file system, whose id mapping needs root");
+        return new(new AgentBenchOsOptions { DataDir = TestPaths.RequireSharedData(), Ids = ids, Repeats = 1 });
+    }
 
     [Theory]
     [InlineData("Think: x\n\nAct: bash\n\n```bash\nls\n```\n\n```bash\npwd\n```", "bash", "ls\n\npwd")]
@@ -64,7 +67,6 @@ public sealed class AgentBenchOsTests
     [Fact]
     public async Task GoldResponder_PassesTheSamplesThatDependOnTheImage()
     {
-        Assert.SkipUnless(Environment.IsPrivilegedProcess, "the samples run on the pinned root file system, whose id mapping needs root");
         // /usr and / as the image has them (11, 42, 43, 45, 46, 166), /var/log (93, 123), users and
         // groups (49, 164, 165), sudo installed by apt (52), ps (57, 60), a fresh shell's PATH (28).
         var bench = Bench(11, 28, 42, 43, 45, 46, 49, 52, 57, 60, 93, 123, 164, 165, 166);

@@ -28,6 +28,9 @@ public sealed partial class BubblewrapSandbox
             throw new SandboxUnavailableException("a sandbox on a root file system maps a range of user ids into its user namespace, which only root may do: run as root");
         if (!Directory.Exists(rootfs.Root))
             throw new SandboxUnavailableException($"the sandbox's root file system {rootfs.Root} does not exist");
+        // The overlay's mount options are separated by ',' (and lower layers by ':').
+        if (rootfs.Root.IndexOfAny([',', ':']) >= 0 || Path.GetTempPath().IndexOfAny([',', ':']) >= 0)
+            throw new SandboxUnavailableException($"the root file system path {rootfs.Root} and the temp folder {Path.GetTempPath()} must not contain ',' or ':' (overlay mount options)");
         string python = FindTool("python3") ?? throw new SandboxUnavailableException("python3 is not installed on the host; it runs the sandbox's root file system launcher (./build.sh setup installs it)");
         int uid = -1;
         string? inputDir = null, scratch = null;
