@@ -241,7 +241,8 @@ public sealed class AgentBenchOsBenchmark(AgentBenchOsOptions options) : IBenchm
                 var script = checks[k] ?? s.ExampleScript;
                 if (script is null) return (false, $"check {k} refers to a missing example script");
                 var (code, output) = await e.Env!.ExecAsync(script, parameters, ct).ConfigureAwait(false);
-                if (code != 0) return (false, $"check {k} exited {code} (answer {PythonRepr.Str(parameters[0])}): {Short(output)}");
+                if (code != 0)
+                    return (false, $"check {k} exited {code} (answer {PythonRepr.Str(parameters[0])}{string.Concat(parameters.Skip(1).Select((p, j) => $", check {j} printed {PythonRepr.Str(Short(p))}"))}): {Short(output)}");
                 parameters.Add(output);
             }
             return (true, $"all {checks.Count} checks passed (answer {PythonRepr.Str(parameters[0])})");
@@ -257,8 +258,8 @@ public sealed class AgentBenchOsBenchmark(AgentBenchOsOptions options) : IBenchm
     /// script runs as the check runs it (a fresh <c>bash -c</c> from / with the exec environment,
     /// output through a pipe), not in the login shell itself, whose state (a twice-sourced
     /// ~/.bashrc, a changed directory) the check never sees. It is sent as one line
-    /// (<c>bash -c "$(echo BASE64 | base64 -d)"</c>) so that the shell prints one prompt after all
-    /// of it, as a multi-line command would not.
+    /// (<c>env -i -C / … bash -c "$(echo BASE64 | base64 -d)" 2>&amp;1 | cat</c>) so that the shell
+    /// prints one prompt after all of it, as a multi-line command would not.
     /// </summary>
     public ScriptedResponder CreateGoldResponder()
     {
@@ -277,7 +278,8 @@ public sealed class AgentBenchOsBenchmark(AgentBenchOsOptions options) : IBenchm
             {
                 string b64 = Convert.ToBase64String(System.Text.Encoding.UTF8.GetBytes(s.ExampleScript.Script));
                 string env = string.Join(' ', OsEnvironment.ExecEnvironment.Select(kv => $"{kv.Key}='{kv.Value}'"));
-                return $"Think: run the reference solution.\n\nAct: bash\n\n```bash\n(cd / && env -i {env} bash -c \"$(echo {b64} | base64 -d)\" 2>&1 | cat)\n```";
+                // env -C, not a subshell: a subshell would be one more bash for `ps` to count (57).
+                return $"Think: run the reference solution.\n\nAct: bash\n\n```bash\nenv -i -C / {env} bash -c \"$(echo {b64} | base64 -d)\" 2>&1 | cat\n```";
             }
             // The last user message holds the shell's output followed by its prompt.
             string msg = tail[(tail.LastIndexOf(userHeader, StringComparison.Ordinal) + userHeader.Length)..];

@@ -15,6 +15,7 @@ import os
 import pty
 import re
 import select
+import signal
 import socket
 import subprocess
 import sys
@@ -53,6 +54,10 @@ class Session:
     def __init__(self):
         pid, fd = pty.fork()
         if pid == 0:
+            # Python ignores SIGPIPE and SIGXFSZ; a shell that docker exec starts has them at their
+            # defaults (without this, `ls | head -1` prints "write error: Broken pipe").
+            signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+            signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
             os.chdir("/")
             os.execvpe("bash", ["bash", "--login"], os.environ)
         self.pid, self.fd = pid, fd
