@@ -76,6 +76,34 @@ public sealed class AgentBenchOsTests
     }
 
     [Fact]
+    public async Task AgentShell_DoesNotSeeAFileThatOnlyTheHostsUsrHas()
+    {
+        var bench = Bench(1);
+        string name = "cycleqd-os-marker-" + Guid.NewGuid().ToString("N")[..8];
+        string marker = Path.Combine("/usr/local/share", name);
+        await File.WriteAllTextAsync(marker, "HOST-ONLY", TestContext.Current.CancellationToken);
+        try
+        {
+            int turn = 0;
+            string? seen = null;
+            var responder = new ScriptedResponder(req =>
+            {
+                if (turn++ == 0) return $"Act: bash\n\n```bash\ncat /usr/local/share/{name}; ls /usr/local/share | wc -l\n```";
+                seen = req.Prompt;
+                return "Act: finish";
+            });
+            await bench.EvaluateAsync(responder, null, TestContext.Current.CancellationToken);
+            Assert.NotNull(seen);
+            Assert.Contains($"cat: /usr/local/share/{name}: No such file or directory", seen);
+            Assert.DoesNotContain("HOST-ONLY", seen);
+        }
+        finally
+        {
+            File.Delete(marker);
+        }
+    }
+
+    [Fact]
     public async Task FinishAction_IsCheckedWithTheAnswerNone()
     {
         var bench = Bench(1);

@@ -171,6 +171,32 @@ public sealed class RootFilesystemSandboxTests
     }
 
     [Fact]
+    public async Task HugeAllocation_AndHugeOutput_AreStoppedByTheirLimits()
+    {
+        var mem = await Run("python3 -c 'b = bytearray(10 * 1024**3); print(\"ALLOCATED\")' 2>&1; echo rc=$?");
+        Assert.Contains("MemoryError", mem.Stdout);
+        Assert.DoesNotContain("ALLOCATED", mem.Stdout);
+        var output = await Run("head -c 100000000 /dev/zero | tr '\\0' x");
+        Assert.True(output.OutputLimitExceeded);
+        Assert.Equal(Small.OutputBytes, output.Stdout.Length);
+    }
+
+    [Fact]
+    public async Task BackgroundProcesses_DoNotOutliveTheSandbox()
+    {
+        string marker = "cycleqd-rootfs-orphan-" + Guid.NewGuid().ToString("N")[..8];
+        var r = await Run($"setsid bash -c 'sleep 600' {marker} & nohup bash -c 'sleep 601' {marker} >/dev/null 2>&1 & echo started");
+        Assert.Equal("started\n", r.Stdout);
+        var commandLines = Directory.EnumerateDirectories("/proc").Select(d =>
+        {
+            try { return File.ReadAllText(Path.Combine(d, "cmdline")); }
+            catch (IOException) { return ""; }
+            catch (UnauthorizedAccessException) { return ""; }
+        }).ToList();
+        Assert.DoesNotContain(commandLines, c => c.Contains(marker, StringComparison.Ordinal));
+    }
+
+    [Fact]
     public void MissingRootFilesystem_SaysHowToBuildIt()
     {
         using var tmp = new TempDir();
