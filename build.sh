@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # CycleQD.Native build driver. Every verb is idempotent and does what it needs before it.
-#   ./build.sh setup          install system packages (Debian 12) and the CUDA compiler if needed
+#   ./build.sh setup          install system packages (Debian 12) and the CUDA compiler if needed;
+#                             build the AgentBench OS root file system (scripts/build-os-rootfs.sh)
 #   ./build.sh build          native kernels (PTX, when nvcc exists) + managed build (Release)
 #   ./build.sh test           all tests; last line: "N passed, N failed, N skipped"
 #   ./build.sh run            the main job on the embedded default
@@ -71,7 +72,13 @@ SRC
 cmd_setup() {
   command -v apt-get >/dev/null 2>&1 || die "setup expects Debian 12 (apt-get not found); install the packages listed in README.md by hand"
   apt_install ca-certificates libopenblas0-pthread liblapacke fonts-dejavu-core bubblewrap \
-              mariadb-server mariadb-client python3 cmake make
+              mariadb-server mariadb-client python3 cmake make mmdebstrap
+  # The pinned root file system AgentBench OS samples run on (built once, reused while its recipe holds).
+  if [ "${CYCLEQD_SKIP_OS_ROOTFS:-0}" = 1 ]; then
+    log "CYCLEQD_SKIP_OS_ROOTFS=1: not building the AgentBench OS root file system; OS evaluations will say how to build it"
+  else
+    as_root env CYCLEQD_CACHE="${CYCLEQD_CACHE:-/var/cache/cycleqd}" "$ROOT/scripts/build-os-rootfs.sh"
+  fi
   if ! command -v dotnet >/dev/null 2>&1; then
     apt_install dotnet-sdk-10.0 || die "the .NET 10 SDK is required (https://dotnet.microsoft.com/download)"
   fi

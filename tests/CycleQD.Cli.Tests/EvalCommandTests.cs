@@ -17,6 +17,21 @@ public sealed class EvalCommandTests
         Assert.Contains("\"correct\":true", File.ReadAllLines(output)[0]);
     }
 
+    [Fact]
+    public void AgentBenchOsGold_PrintsTheRootFilesystemHash_AndRecordsItInEveryLine()
+    {
+        Assert.SkipUnless(Environment.IsPrivilegedProcess, "AgentBench OS samples run on the pinned root file system, whose id mapping needs root");
+        string data = TestPaths.RequireSharedData();
+        string hash = CycleQD.Tasks.AgentBenchOs.OsRootFilesystem.Load().Hash;
+        using var tmp = new TempDir();
+        string output = tmp.File("os.jsonl");
+        var r = CliRunner.Run("eval", "--task", "agentbench_os", "--limit", "2", "--repeats", "1", "--responder", "scripted:gold", "--data", data, "--output", output);
+        Assert.Equal(0, r.ExitCode);
+        Assert.Contains($"environment: AgentBench OS root file system {hash}", r.Out);
+        Assert.Contains("score: 1 (2/2)", r.Out);
+        Assert.All(File.ReadAllLines(output), l => Assert.Contains($"\"environment\":\"{hash}\"", l));
+    }
+
     [Theory]
     [InlineData("code")]
     [InlineData("db")]

@@ -6,8 +6,11 @@ namespace CycleQD.Tasks.Tests;
 
 public sealed class AgentBenchOsTests
 {
-    private static AgentBenchOsBenchmark Bench(params int[] ids) =>
-        new(new AgentBenchOsOptions { DataDir = TestPaths.RequireSharedData(), Ids = ids, Repeats = 1 });
+    private static AgentBenchOsBenchmark Bench(params int[] ids)
+    {
+        Assert.SkipUnless(Environment.IsPrivilegedProcess, "AgentBench OS samples run on the pinned root file system, whose id mapping needs root");
+        return new(new AgentBenchOsOptions { DataDir = TestPaths.RequireSharedData(), Ids = ids, Repeats = 1 });
+    }
 
     [Theory]
     [InlineData("Think: x\n\nAct: bash\n\n```bash\nls\n```\n\n```bash\npwd\n```", "bash", "ls\n\npwd")]
@@ -59,6 +62,45 @@ public sealed class AgentBenchOsTests
         var report = await bench.EvaluateAsync(gold, null, TestContext.Current.CancellationToken);
         Assert.All(report.Samples, s => Assert.True(s.Correct, s.Id + ": " + s.Reason));
         Assert.Equal([7, 7], gold.BatchSizes);
+    }
+
+    [Fact]
+    public async Task GoldResponder_PassesTheSamplesThatDependOnTheImage()
+    {
+        // /usr and / as the image has them (11, 42, 43, 45, 46, 166), /var/log (93, 123), users and
+        // groups (49, 164, 165), sudo installed by apt (52), ps (57, 60), a fresh shell's PATH (28),
+        // SIGPIPE at its default in the shell (19: `ls -lt /usr | head`).
+        var bench = Bench(11, 19, 28, 42, 43, 45, 46, 49, 52, 57, 60, 93, 123, 164, 165, 166);
+        var report = await bench.EvaluateAsync(bench.CreateGoldResponder(), null, TestContext.Current.CancellationToken);
+        Assert.All(report.Samples, s => Assert.True(s.Correct, s.Id + ": " + s.Reason));
+    }
+
+    [Fact]
+    public async Task AgentShell_DoesNotSeeAFileThatOnlyTheHostsUsrHas()
+    {
+        var bench = Bench(1);
+        string name = "cycleqd-os-marker-" + Guid.NewGuid().ToString("N")[..8];
+        string marker = Path.Combine("/usr/local/share", name);
+        await File.WriteAllTextAsync(marker, "HOST-ONLY", TestContext.Current.CancellationToken);
+        try
+        {
+            int turn = 0;
+            string? seen = null;
+            var responder = new ScriptedResponder(req =>
+            {
+                if (turn++ == 0) return $"Act: bash\n\n```bash\ncat /usr/local/share/{name}; ls /usr/local/share | wc -l\n```";
+                seen = req.Prompt;
+                return "Act: finish";
+            });
+            await bench.EvaluateAsync(responder, null, TestContext.Current.CancellationToken);
+            Assert.NotNull(seen);
+            Assert.Contains($"cat: /usr/local/share/{name}: No such file or directory", seen);
+            Assert.DoesNotContain("HOST-ONLY", seen);
+        }
+        finally
+        {
+            File.Delete(marker);
+        }
     }
 
     [Fact]

@@ -43,23 +43,37 @@ public sealed record AgentBenchOsOptions
 
     /// <summary>Most new tokens per turn (reference: 512).</summary>
     public int MaxNewTokens { get; init; } = 512;
+
+    /// <summary>Cache folder holding the pinned root file system; null = <see cref="OsRootFilesystem.DefaultCacheDir"/>.</summary>
+    public string? CacheDir { get; init; }
 }
 
 /// <summary>
 /// AgentBench OS as CycleQD evaluates it (fishfarm tasks/os_interaction.py; data README §2), with a
-/// bubblewrap sandbox standing in for each sample's Ubuntu container. Score = accuracy averaged over
-/// <see cref="AgentBenchOsOptions.Repeats"/> runs.
+/// bubblewrap sandbox on a pinned root file system standing in for each sample's Ubuntu container.
+/// Score = accuracy averaged over <see cref="AgentBenchOsOptions.Repeats"/> runs; scores compare
+/// only under the same <see cref="EnvironmentFingerprint"/>.
 /// </summary>
-public sealed class AgentBenchOsBenchmark(AgentBenchOsOptions options) : IBenchmark
+public sealed class AgentBenchOsBenchmark(AgentBenchOsOptions options) : IBenchmark, IPinnedEnvironment
 {
     private static readonly Regex ActPattern = new(@"Act:\s*(.+)", RegexOptions.CultureInvariant);
     private static readonly Regex BashBlockPattern = new(@"```bash\n(.*?)\n```", RegexOptions.CultureInvariant | RegexOptions.Singleline);
     private const int MaxOutputChars = 800;
 
     private IReadOnlyList<OsSample>? _samples;
+    private OsRootFilesystem? _rootfs;
 
     /// <inheritdoc/>
     public string Name => "agentbench_os";
+
+    /// <inheritdoc/>
+    public string EnvironmentName => "AgentBench OS root file system";
+
+    /// <inheritdoc/>
+    public string EnvironmentFingerprint => RootFilesystem.Hash;
+
+    /// <summary>The root file system the samples run on; throws <see cref="SandboxUnavailableException"/> saying how to build it when it is missing.</summary>
+    public OsRootFilesystem RootFilesystem => _rootfs ??= OsRootFilesystem.Load(options.CacheDir);
 
     private string Dir => Path.Combine(options.DataDir, "agentbench_os");
 
@@ -113,6 +127,7 @@ public sealed class AgentBenchOsBenchmark(AgentBenchOsOptions options) : IBenchm
     public async Task<EvaluationReport> EvaluateAsync(ITextGenerator generator, IProgress<EvaluationProgress>? progress = null, CancellationToken cancellationToken = default)
     {
         var samples = SelectedSamples();
+        var rootfs = RootFilesystem;
         var sandbox = BubblewrapSandbox.Create();
         int repeats = Math.Max(1, options.Repeats);
         var correctCounts = new int[samples.Count];
@@ -127,7 +142,7 @@ public sealed class AgentBenchOsBenchmark(AgentBenchOsOptions options) : IBenchm
                 var chunk = samples.Skip(c0).Take(options.ChunkSize).Select(s => new Episode(s)).ToList();
                 try
                 {
-                    await Task.WhenAll(chunk.Select(e => SetUpAsync(e, sandbox, cancellationToken))).ConfigureAwait(false);
+                    await Task.WhenAll(chunk.Select(e => SetUpAsync(e, sandbox, rootfs, cancellationToken))).ConfigureAwait(false);
                     await RunRoundsAsync(chunk, generator, cancellationToken).ConfigureAwait(false);
                     var verdicts = await Task.WhenAll(chunk.Select(e => JudgeAsync(e, cancellationToken))).ConfigureAwait(false);
                     for (int k = 0; k < chunk.Count; k++)
@@ -158,10 +173,10 @@ public sealed class AgentBenchOsBenchmark(AgentBenchOsOptions options) : IBenchm
         return new EvaluationReport(Name, score, metrics, outcomes);
     }
 
-    private async Task SetUpAsync(Episode e, BubblewrapSandbox sandbox, CancellationToken ct)
+    private async Task SetUpAsync(Episode e, BubblewrapSandbox sandbox, OsRootFilesystem rootfs, CancellationToken ct)
     {
         // Wall clock for the whole episode: setup, every turn, the checks.
-        e.Env = OsEnvironment.Start(sandbox, TimeSpan.FromMinutes(10));
+        e.Env = OsEnvironment.Start(sandbox, rootfs, TimeSpan.FromMinutes(10));
         try
         {
             foreach (var script in e.Sample.InitScripts)
@@ -272,7 +287,8 @@ public sealed class AgentBenchOsBenchmark(AgentBenchOsOptions options) : IBenchm
                 var script = checks[k] ?? s.ExampleScript;
                 if (script is null) return (false, $"check {k} refers to a missing example script");
                 var (code, output) = await e.Env!.ExecAsync(script, parameters, ct).ConfigureAwait(false);
-                if (code != 0) return (false, $"check {k} exited {code} (answer {PythonRepr.Str(parameters[0])}): {Short(output)}");
+                if (code != 0)
+                    return (false, $"check {k} exited {code} (answer {PythonRepr.Str(parameters[0])}{string.Concat(parameters.Skip(1).Select((p, j) => $", check {j} printed {PythonRepr.Str(Short(p))}"))}): {Short(output)}");
                 parameters.Add(output);
             }
             return (true, $"all {checks.Count} checks passed (answer {PythonRepr.Str(parameters[0])})");
@@ -285,7 +301,10 @@ public sealed class AgentBenchOsBenchmark(AgentBenchOsOptions options) : IBenchm
     /// <summary>
     /// A responder that runs each sample's example script (turn 1), then answers with the last
     /// line of its output (turn 2); samples with no example script answer their match answer. The
-    /// script is sent as one line (<c>eval "$(echo BASE64 | base64 -d)"</c>) so that the shell
+    /// script runs as the check runs it (a fresh <c>bash -c</c> from / with the exec environment,
+    /// output through a pipe), not in the login shell itself, whose state (a twice-sourced
+    /// ~/.bashrc, a changed directory) the check never sees. It is sent as one line
+    /// (<c>env -i -C / … bash -c "$(echo BASE64 | base64 -d)" 2>&amp;1 | cat</c>) so that the shell
     /// prints one prompt after all of it, as a multi-line command would not.
     /// </summary>
     public ScriptedResponder CreateGoldResponder()
@@ -304,7 +323,9 @@ public sealed class AgentBenchOsBenchmark(AgentBenchOsOptions options) : IBenchm
             if (!tail.Contains(userHeader, StringComparison.Ordinal))
             {
                 string b64 = Convert.ToBase64String(System.Text.Encoding.UTF8.GetBytes(s.ExampleScript.Script));
-                return $"Think: run the reference solution.\n\nAct: bash\n\n```bash\neval \"$(echo {b64} | base64 -d)\"\n```";
+                string env = string.Join(' ', OsEnvironment.ExecEnvironment.Select(kv => $"{kv.Key}='{kv.Value}'"));
+                // env -C, not a subshell: a subshell would be one more bash for `ps` to count (57).
+                return $"Think: run the reference solution.\n\nAct: bash\n\n```bash\nenv -i -C / {env} bash -c \"$(echo {b64} | base64 -d)\" 2>&1 | cat\n```";
             }
             // The last user message holds the shell's output followed by its prompt.
             string msg = tail[(tail.LastIndexOf(userHeader, StringComparison.Ordinal) + userHeader.Length)..];

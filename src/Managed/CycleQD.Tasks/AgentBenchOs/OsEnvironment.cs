@@ -6,8 +6,9 @@ using CycleQD.Tasks.Sandbox;
 namespace CycleQD.Tasks.AgentBenchOs;
 
 /// <summary>
-/// One sample's stand-in for the reference's Ubuntu container: a sandbox with a container-like
-/// file system, root inside (no capabilities), a supervisor that runs independent processes
+/// One sample's stand-in for the reference's Ubuntu container: a sandbox on the pinned root file
+/// system (<see cref="OsRootFilesystem"/>), root inside a user namespace with Docker's default
+/// capabilities of that namespace, a supervisor that runs independent processes
 /// (init and check scripts, as docker exec) and one interactive login shell on a pseudo-terminal
 /// (the agent's shell, kept across rounds). Disposing it kills everything in it.
 /// </summary>
@@ -37,16 +38,29 @@ internal sealed class OsEnvironment : IAsyncDisposable
     /// <summary>Size of the sandbox's work dir (unused by the tasks, which live in the container folders).</summary>
     public const long WorkDirBytes = 16L << 20;
 
-    public static OsEnvironment Start(BubblewrapSandbox sandbox, TimeSpan lifetime)
+    /// <summary>
+    /// The environment of the supervisor, and so of every exec'd script (init and check scripts);
+    /// the agent's login shell starts from it too.
+    /// </summary>
+    internal static readonly IReadOnlyDictionary<string, string> ExecEnvironment = new Dictionary<string, string>
+    {
+        ["PATH"] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        ["HOME"] = "/root",
+        ["USER"] = "root",
+        ["TERM"] = "xterm",
+        ["LANG"] = "C.UTF-8",
+        ["PYTHONDONTWRITEBYTECODE"] = "1",
+    };
+
+    public static OsEnvironment Start(BubblewrapSandbox sandbox, OsRootFilesystem rootfs, TimeSpan lifetime)
     {
         var p = sandbox.Start(new SandboxRequest
         {
             Command = ["python3", "-s", "/input/os_session.py"],
             InputFiles = new Dictionary<string, string> { ["os_session.py"] = EmbeddedScripts.Read("os_session.py") },
-            ContainerLayout = true,
-            UidInside = 0,
+            RootFilesystem = rootfs.ForSandbox(writableBytes: 512L << 20),
             Hostname = "5f3b9c2a7d41",
-            Environment = new Dictionary<string, string> { ["TERM"] = "xterm", ["HOME"] = "/root", ["USER"] = "root" },
+            Environment = ExecEnvironment,
             Limits = new SandboxLimits
             {
                 WallClock = lifetime,

@@ -21,7 +21,8 @@ import os
 import pty
 import re
 import select
-import shutil
+import signal
+import socket
 import subprocess
 import sys
 import time
@@ -40,19 +41,13 @@ esac
 
 
 def prepare_root():
-    # A writable /etc holding the host's files (bubblewrap 0.8 has no overlay mounts).
-    if os.path.isdir("/.host/etc"):
-        for name in os.listdir("/.host/etc"):
-            src, dst = os.path.join("/.host/etc", name), os.path.join("/etc", name)
-            try:
-                if os.path.islink(src):
-                    os.symlink(os.readlink(src), dst)
-                elif os.path.isdir(src):
-                    shutil.copytree(src, dst, symlinks=True, ignore_dangling_symlinks=True, dirs_exist_ok=True)
-                else:
-                    shutil.copy2(src, dst)
-            except OSError:
-                pass
+    # What Docker writes into every container: its host name and the hosts file naming it.
+    name = socket.gethostname()
+    with open("/etc/hostname", "w") as f:
+        f.write(name + "\n")
+    with open("/etc/hosts", "w") as f:
+        f.write("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n"
+                "ff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n172.17.0.2\t%s\n" % name)
     # Ubuntu's empty /usr/local tree (PATH names /usr/local/sbin and /usr/local/bin).
     for sub in ("bin", "etc", "games", "include", "lib", "sbin", "share", "src"):
         os.makedirs("/usr/local/" + sub, exist_ok=True)
@@ -67,6 +62,10 @@ class Session:
     def __init__(self):
         pid, fd = pty.fork()
         if pid == 0:
+            # Python ignores SIGPIPE and SIGXFSZ; a shell that docker exec starts has them at their
+            # defaults (without this, `ls | head -1` prints "write error: Broken pipe").
+            signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+            signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
             os.chdir("/")
             os.execvpe("bash", ["bash", "--login"], os.environ)
         self.pid, self.fd = pid, fd

@@ -17,7 +17,7 @@ namespace CycleQD.Tasks.Sandbox;
 /// bubblewrap starts; as a non-root caller the runs share the caller's uid and the process limit
 /// counts all of that user's processes.
 /// </remarks>
-public sealed class BubblewrapSandbox
+public sealed partial class BubblewrapSandbox
 {
     private const int UidPoolBase = 61000;
     private const int UidPoolSize = 512;
@@ -117,6 +117,7 @@ public sealed class BubblewrapSandbox
     /// </summary>
     public SandboxProcess Start(SandboxRequest request)
     {
+        if (request.RootFilesystem is { } rootfs) return StartOnRootFilesystem(request, rootfs);
         int uid = -1;
         string? inputDir = null;
         try

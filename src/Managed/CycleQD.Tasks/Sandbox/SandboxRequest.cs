@@ -43,6 +43,17 @@ public sealed record SandboxRequest
     /// </summary>
     public bool ContainerLayout { get; init; }
 
+    /// <summary>
+    /// Run on this root file system instead of the host's system folders: the tree is the sandbox's
+    /// / (read-only underneath, writes go to a bounded private overlay), the sandbox's root is uid 0
+    /// of a user namespace that maps a whole id range (users, <c>chown</c>, <c>su</c> work inside), with
+    /// Docker's default capabilities of that namespace and none on the host. Needs a root caller.
+    /// <see cref="ContainerLayout"/>, <see cref="WritableDirs"/>, the binds, <see cref="UidInside"/> and
+    /// <see cref="SandboxLimits.WorkDirBytes"/> do not apply; <see cref="InputFiles"/> still appear at
+    /// <see cref="InputDir"/>, and the command starts in /.
+    /// </summary>
+    public SandboxRootFilesystem? RootFilesystem { get; init; }
+
     /// <summary>User id inside the sandbox's user namespace (65534 = nobody; 0 for a container-like root with no capabilities).</summary>
     public int UidInside { get; init; } = 65534;
 

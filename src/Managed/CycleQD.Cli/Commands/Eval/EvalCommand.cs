@@ -125,12 +125,16 @@ internal static class EvalCommand
         {
             string output = Path.GetFullPath(parse.GetValue(Output) ?? Path.Combine("runs", "eval", task.Replace('/', '-') + (split == "all" ? "" : "-" + split) + ".jsonl"));
             o.WriteLine($"task: {task}: {describe}; {(model is null ? "responder " + responder : "model " + Path.GetFullPath(model))}");
+            // Read before the run, so a missing environment fails at once with its own message.
+            var environment = bench is IPinnedEnvironment pinned ? (pinned.EnvironmentName, pinned.EnvironmentFingerprint) : default;
+            if (environment.EnvironmentName != null)
+                o.WriteLine($"environment: {environment.EnvironmentName} {environment.EnvironmentFingerprint} (scores compare only under the same hash)");
             var progress = new TextProgress(err);
             var sw = Stopwatch.StartNew();
             var report = await bench.EvaluateAsync(generator, progress, ct).ConfigureAwait(false);
             sw.Stop();
             progress.Finish();
-            WriteDetails(output, report);
+            WriteDetails(output, report, environment.EnvironmentFingerprint);
             var inv = CultureInfo.InvariantCulture;
             o.WriteLine($"score: {report.Score.ToString("0.######", inv)} ({report.Samples.Count(s => s.Correct)}/{report.Samples.Count})");
             if (report.Metrics.TryGetValue("mbpp_plus_pass@1", out double plus))
@@ -180,13 +184,16 @@ internal static class EvalCommand
         throw new CliUsageException("benchmark data folder not found: pass --data DIR or set CYCLEQD_SHARED_DATA");
     }
 
-    internal static void WriteDetails(string path, EvaluationReport report)
+    /// <summary>One JSON line per sample; with <paramref name="environment"/> (a pinned environment's hash), each line carries it.</summary>
+    internal static void WriteDetails(string path, EvaluationReport report, string? environment = null)
     {
         SafetensorsWriter.WriteAtomically(path, fs =>
         {
             using var w = new StreamWriter(fs, leaveOpen: true);
             foreach (var s in report.Samples)
-                w.WriteLine(JsonSerializer.Serialize(new { id = s.Id, correct = s.Correct, reason = s.Reason, prompt = s.Prompt, transcript = s.Transcript }));
+                w.WriteLine(environment is null
+                    ? JsonSerializer.Serialize(new { id = s.Id, correct = s.Correct, reason = s.Reason, prompt = s.Prompt, transcript = s.Transcript })
+                    : JsonSerializer.Serialize(new { id = s.Id, correct = s.Correct, reason = s.Reason, prompt = s.Prompt, transcript = s.Transcript, environment }));
         });
     }
 
