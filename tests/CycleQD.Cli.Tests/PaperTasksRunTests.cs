@@ -82,6 +82,8 @@ public class PaperTasksRunTests
             Assert.Empty(train.Intersect(test));
             Assert.True(train.Length > 50 && test.Length > 50, task);
         }
+        var environment = JsonNode.Parse(File.ReadAllText(dir.File("straight/environment.json")))!;
+        Assert.StartsWith("sha256:", environment["agentbench_os"]!["fingerprint"]!.GetValue<string>());
         var report = JsonNode.Parse(File.ReadAllText(dir.File("straight/report.json")))!;
         Assert.True(report["complete"]!.GetValue<bool>());
         Assert.Contains("Scored by the stand-in responder", File.ReadAllText(dir.File("straight/summary.md")));

@@ -24,6 +24,7 @@ public sealed record RunInfo(ulong Seed, int Generations, string ConfigDirectory
 /// metrics.jsonl          one line per generation; wall-clock figures only inside "timing"
 /// summary.md             written when the target is reached
 /// splits.json            the sample ids of every task's split (real-model runs), fixed at run time
+/// environment.json       hashes of pinned task environments (AgentBench OS's root file system)
 /// final/                 the final merge (model.safetensors, final.json); report.json the test table
 /// plots/                 elite maps
 /// state/run.lock         held (flock) by the one process that runs or resumes the directory
@@ -69,6 +70,8 @@ public sealed class RunDirectory : ICheckpointSink, IDisposable
     public string InfoPath => System.IO.Path.Combine(Path, "run.json");
     /// <summary>splits.json: the sample ids of each task's splits, fixed when the run started.</summary>
     public string SplitsPath => System.IO.Path.Combine(Path, "splits.json");
+    /// <summary>environment.json: the content hashes of the environments the tasks' verdicts depend on (AgentBench OS's root file system).</summary>
+    public string EnvironmentPath => System.IO.Path.Combine(Path, "environment.json");
     /// <summary>final/.</summary>
     public string FinalDirectory => System.IO.Path.Combine(Path, "final");
     /// <summary>final/final.json.</summary>

@@ -77,6 +77,12 @@ public interface IModelFamily
     /// <summary>Opens the evaluator of the run (its sessions, its benchmarks on <paramref name="splits"/>).</summary>
     IRunEvaluator OpenEvaluator(ExperimentConfig config, RunSplits splits);
 
+    /// <summary>
+    /// The environments the tasks' verdicts depend on (e.g. AgentBench OS's root file system), with
+    /// their content hashes; the run directory records them so scores are compared only under the same ones.
+    /// </summary>
+    IReadOnlyList<PinnedEnvironmentRecord> PinnedEnvironments(ExperimentConfig config, RunSplits splits) => [];
+
     /// <summary>What one candidate's evaluation costs, for <c>run --dry-run</c>: per task, prompts (or images) and the most tokens generated.</summary>
     IReadOnlyList<TaskCost> Costs(ExperimentConfig config, RunSplits splits);
 }
@@ -88,3 +94,9 @@ public interface IModelFamily
 /// <param name="MaxGeneratedTokens">Most tokens generated (model calls × max new tokens; 0 for non-generative tasks).</param>
 /// <param name="Note">How the figures were counted.</param>
 public sealed record TaskCost(string Task, int Samples, long ModelCalls, long MaxGeneratedTokens, string Note);
+
+/// <summary>One task's pinned environment.</summary>
+/// <param name="Task">Task name.</param>
+/// <param name="Name">What the environment is ("AgentBench OS root file system").</param>
+/// <param name="Fingerprint">Its content hash ("sha256:…").</param>
+public sealed record PinnedEnvironmentRecord(string Task, string Name, string Fingerprint);

@@ -145,6 +145,7 @@ public sealed class RunSession : IDisposable
         {
             dir = RunDirectory.Create(outDir, File.ReadAllText(experimentPath), info);
             RunDirectory.WriteAtomically(dir.SplitsPath, splits.ToJson());
+            RunDirectory.WriteAtomically(dir.EnvironmentPath, EnvironmentJson(family.PinnedEnvironments(config, splits)));
             return new RunSession(config, family, splits, dir, null, opened.Backend, opened.Models, opened.Evaluator);
         }
         catch
@@ -209,6 +210,7 @@ public sealed class RunSession : IDisposable
                 splits = family.MakeSplits(config);
                 RunDirectory.WriteAtomically(dir.SplitsPath, splits.ToJson());
             }
+            CheckEnvironments(dir, family.PinnedEnvironments(config, splits), notice);
             if (generations is { } target) dir.SetTarget(target);
             opened = Open(config, family, splits, device, notice);
             return new RunSession(config, family, splits, dir, state, opened.Backend, opened.Models, opened.Evaluator);
@@ -218,6 +220,34 @@ public sealed class RunSession : IDisposable
             opened?.Dispose();
             dir.Dispose();
             throw;
+        }
+    }
+
+    private static byte[] EnvironmentJson(IReadOnlyList<PinnedEnvironmentRecord> environments)
+    {
+        var o = new System.Text.Json.Nodes.JsonObject();
+        foreach (var e in environments)
+            o[e.Task] = new System.Text.Json.Nodes.JsonObject { ["environment"] = e.Name, ["fingerprint"] = e.Fingerprint };
+        return Encoding.UTF8.GetBytes(o.ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true }) + "\n");
+    }
+
+    /// <summary>
+    /// A resume under other task environments (the OS root file system rebuilt, say) mixes scores that
+    /// do not compare: said once, and environment.json keeps the hash the run started with.
+    /// </summary>
+    private static void CheckEnvironments(RunDirectory dir, IReadOnlyList<PinnedEnvironmentRecord> now, Action<string>? notice)
+    {
+        if (!File.Exists(dir.EnvironmentPath))
+        {
+            RunDirectory.WriteAtomically(dir.EnvironmentPath, EnvironmentJson(now));
+            return;
+        }
+        var recorded = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(dir.EnvironmentPath))?.AsObject();
+        foreach (var e in now)
+        {
+            string? was = recorded?[e.Task]?["fingerprint"]?.GetValue<string>();
+            if (was != null && was != e.Fingerprint)
+                notice?.Invoke($"warning: task {e.Task}: the {e.Name} is {e.Fingerprint}, the run started under {was}; scores from before and after this resume do not compare");
         }
     }
 

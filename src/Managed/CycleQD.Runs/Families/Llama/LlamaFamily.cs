@@ -116,6 +116,11 @@ public sealed class LlamaFamily : IModelFamily
     }
 
     /// <inheritdoc/>
+    public IReadOnlyList<PinnedEnvironmentRecord> PinnedEnvironments(ExperimentConfig config, RunSplits splits) =>
+        Benchmarks(config, splits, EvaluationPurpose.Search).OfType<IPinnedEnvironment>()
+            .Select(b => new PinnedEnvironmentRecord(((IBenchmark)b).Name, b.EnvironmentName, b.EnvironmentFingerprint)).ToList();
+
+    /// <inheritdoc/>
     public IReadOnlyList<TaskCost> Costs(ExperimentConfig config, RunSplits splits)
     {
         var data = DataOf(config);
