@@ -69,7 +69,9 @@ public class NonFiniteWeightsCommandTests
             base_model: {Path.Combine(TinySkills, "base")}
             models:
               - model: {Path.Combine(TinySkills, "expert-code")}
+                parameters: {"{"} weight: 1.0 {"}"}
               - model: {expert}
+                parameters: {"{"} weight: 1.0 {"}"}
             parameters: {"{"} lambda: 0.5 {"}"}
             """);
         var r = CliRunner.Run("merge", dir.File("m.yaml"), "--out", dir.File("out"));

@@ -36,21 +36,20 @@ public class PaperTasksRunTests
         report: { task_arithmetic_lambdas: [1.0] }
         """;
 
-    private static string[] MetricsWithoutTiming(string runDir) =>
-        File.ReadAllLines(Path.Combine(runDir, "metrics.jsonl")).Select(l =>
-        {
-            var o = JsonNode.Parse(l)!.AsObject();
-            Assert.True(o.Remove("timing"));
-            return o.ToJsonString();
-        }).ToArray();
-
     /// <summary>
     /// The stand-in responder gives gold answers to a weight-dependent subset, so children score
-    /// differently and enter the archives on real harness verdicts; a run killed with SIGKILL and
-    /// resumed equals the uninterrupted one, final stage included.
+    /// differently and enter the archives on real harness verdicts. A run killed with SIGKILL resumes
+    /// from its last committed generation and finishes, final stage included.
     /// </summary>
+    /// <remarks>
+    /// Byte equality with an uninterrupted run is not asserted here: real harness verdicts depend on
+    /// wall-clock limits (MBPP+'s per-input limits from measured reference times, AgentBench OS's turn
+    /// timeouts), as the reference's do, so a loaded machine can flip a verdict between two runs.
+    /// Exact resume is asserted where scores are a pure function of the weights (ResumeTests,
+    /// RunResumeCommandTests, and the TinySkills runs).
+    /// </remarks>
     [Fact]
-    public void Run_StandInResponder_ScoresEveryTask_InsertsChildren_ResumesExactlyAfterSigkill()
+    public void Run_StandInResponder_ScoresEveryTask_InsertsChildren_ResumesAfterSigkill()
     {
         string data = TestPaths.RequireSharedData();
         using var dir = new TempDir();
@@ -89,21 +88,28 @@ public class PaperTasksRunTests
         Assert.Contains("Scored by the stand-in responder", File.ReadAllText(dir.File("straight/summary.md")));
 
         string killed = dir.File("killed");
+        string[] committed;
         using (var p = Process.Start(RunResumeCommandTests.CycleqdProcess("run", dir.File("exp.yaml"), "--out", killed, "--device", "cpu"))!)
         {
             string metrics = Path.Combine(killed, "metrics.jsonl");
-            var deadline = DateTime.UtcNow.AddSeconds(300);
+            var deadline = DateTime.UtcNow.AddSeconds(600);
             while (!p.HasExited && DateTime.UtcNow < deadline && (!File.Exists(metrics) || File.ReadAllLines(metrics).Length < 1))
                 Thread.Sleep(5);
             if (p.HasExited) Assert.Fail("the run finished before it could be killed: " + p.StandardError.ReadToEnd());
             p.Kill(); // SIGKILL
             p.WaitForExit();
+            // What the checkpoint covers survives the kill; a line appended after it is cut on resume.
+            var checkpoint = JsonNode.Parse(File.ReadAllText(Path.Combine(killed, "state/checkpoint.json")))!;
+            long covered = checkpoint["metrics_length"]!.GetValue<long>();
+            committed = System.Text.Encoding.UTF8.GetString(File.ReadAllBytes(metrics), 0, (int)covered).Split('\n', StringSplitOptions.RemoveEmptyEntries);
         }
         var resumed = CliRunner.Run("resume", killed, "--device", "cpu");
         Assert.True(resumed.ExitCode == 0, resumed.Err + resumed.Out);
-        Assert.Equal(File.ReadAllBytes(dir.File("straight/archive.json")), File.ReadAllBytes(Path.Combine(killed, "archive.json")));
-        Assert.Equal(MetricsWithoutTiming(dir.File("straight")), MetricsWithoutTiming(killed));
-        Assert.Equal(File.ReadAllBytes(dir.File("straight/final/model.safetensors")), File.ReadAllBytes(Path.Combine(killed, "final/model.safetensors")));
+        var after = File.ReadAllLines(Path.Combine(killed, "metrics.jsonl"));
+        Assert.Equal(Enumerable.Range(0, 4), after.Select(l => JsonNode.Parse(l)!["generation"]!.GetValue<int>()));
+        Assert.Equal(committed, after.Take(committed.Length));
+        Assert.True(JsonNode.Parse(File.ReadAllText(Path.Combine(killed, "report.json")))!["complete"]!.GetValue<bool>());
+        Assert.True(File.Exists(Path.Combine(killed, "final/model.safetensors")));
     }
 
     /// <summary>The model itself generates on every task; the counts land in metrics.jsonl.</summary>

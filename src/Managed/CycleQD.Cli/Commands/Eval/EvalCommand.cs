@@ -31,11 +31,8 @@ internal static class EvalCommand
         Description = "Split to score: tinyskills/* test | valid | train (default test); mbpp and agentbench_* all | train | test (default all; train and test are the even halves a run uses, cut with --split-seed).",
     };
 
-    private static readonly Option<ulong> SplitSeed = new("--split-seed")
-    {
-        Description = "Seed of the train/test halves of mbpp and agentbench_* (a run's evaluation.split_seed; default 0).",
-        DefaultValueFactory = _ => RunSplits.DefaultSeed,
-    };
+    private static readonly Option<ulong> SplitSeed = NumericOptions.Whole("--split-seed",
+        "Seed of the train/test halves of mbpp and agentbench_* (a run's evaluation.split_seed; default 0).", RunSplits.DefaultSeed);
 
     private static readonly Option<int?> Limit = NumericOptions.OptionalWhole<int>("--limit", "Evaluate only the first N samples.", NumericRange.AtLeast(1));
 
