@@ -60,7 +60,7 @@ public sealed class SamExportCommandTests(SamTinyRunFixture run) : IClassFixture
         var best = a["cells"]!.AsArray().MaxBy(c => c!["quality"]!.GetValue<double>())!;
         string id = best["elite"]!.GetValue<string>();
         string weights = id.StartsWith("expert:", StringComparison.Ordinal)
-            ? Path.Combine(TestPaths.RepoRoot, "models", "sam-tiny", "expert-a")
+            ? Path.Combine(TestPaths.RepoRoot, "models", "sam-tiny", id == "expert:sam/kvasir_a" ? "expert-a" : "expert-b")
             : Path.Combine(RunDir, "elites", id + ".safetensors");
 
         using var dir = new TempDir();
