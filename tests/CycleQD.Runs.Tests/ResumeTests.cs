@@ -131,7 +131,8 @@ public class EliteMapPlotTests
             Assert.Equal(new byte[] { 0x89, (byte)'P', (byte)'N', (byte)'G' }, png[..4]);
             Assert.True(png.Length > 5000);
         }
-        Assert.Equal(2, Directory.GetFiles(dir.File("r/plots")).Length);
+        Assert.True(File.Exists(dir.File("r/plots/progress.png")));
+        Assert.Equal(3, Directory.GetFiles(dir.File("r/plots")).Length); // two maps and the progress plot
     }
 
     [Fact]

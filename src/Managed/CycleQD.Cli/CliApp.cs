@@ -9,6 +9,7 @@ using CycleQD.Cli.Commands.Inspect;
 using CycleQD.Cli.Commands.Merge;
 using CycleQD.Cli.Commands.Resume;
 using CycleQD.Cli.Commands.Run;
+using CycleQD.Cli.Commands.Show;
 using CycleQD.Core;
 using CycleQD.Cuda;
 using CycleQD.Onnx.Runtime;
@@ -47,6 +48,7 @@ internal static class CliApp
         root.Subcommands.Add(EvalCommand.Create());
         root.Subcommands.Add(MergeCommand.Create());
         root.Subcommands.Add(ExportCommand.Create());
+        root.Subcommands.Add(ShowCommand.Create());
         return root;
     }
 

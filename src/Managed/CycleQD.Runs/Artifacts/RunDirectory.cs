@@ -82,6 +82,8 @@ public sealed class RunDirectory : ICheckpointSink, IDisposable
     public string ReportPath => System.IO.Path.Combine(Path, "report.json");
     /// <summary>plots/.</summary>
     public string PlotsDirectory => System.IO.Path.Combine(Path, "plots");
+    /// <summary>plots/progress.png: QD score, coverage and best quality over the generations.</summary>
+    public string ProgressPlotPath => System.IO.Path.Combine(PlotsDirectory, "progress.png");
     /// <summary>plots/elite_map_gen{N}.png for generation count <paramref name="generations"/>.</summary>
     public string PlotPath(int generations) => System.IO.Path.Combine(PlotsDirectory, $"elite_map_gen{generations}.png");
 

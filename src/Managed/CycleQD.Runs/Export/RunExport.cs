@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using CycleQD.Core.Archives;
+using CycleQD.Runs.Families;
 using CycleQD.Runs.Merging;
 using CycleQD.Tensors;
 
@@ -37,7 +38,8 @@ public sealed record ExportResult(string Directory, IReadOnlyList<string> Files,
 /// an archive's elite, or the run's final model. The final model's contract:
 /// <c>RUN_DIR/final/model.safetensors</c> (the base's tensor names, shapes and dtypes) and
 /// <c>RUN_DIR/final/final.json</c> (free-form JSON: method, scores), shown in the card.
-/// Weights are copied byte for byte; config.json and the tokenizer files come from the run's base model.
+/// Weights are copied byte for byte; config.json and the files the run's model family carries
+/// (<see cref="IModelFamily.CarriedFiles"/>: tokenizer files, preprocessor settings) come from the run's base model.
 /// </summary>
 public static class RunExport
 {
@@ -51,8 +53,9 @@ public static class RunExport
         if (config.Model.BasePath is null)
             throw new RunDirectoryException($"{run.Path}: a synthetic run; its models have no config.json or tokenizer to export");
         if (!System.IO.Directory.Exists(config.Model.BasePath))
-            throw new RunDirectoryException($"{run.Path}: the base model {config.Model.BasePath} is not a model folder (config.json and tokenizer files are copied from it)");
-        var baseFolder = HfModelFolder.Open(config.Model.BasePath);
+            throw new RunDirectoryException($"{run.Path}: the base model {config.Model.BasePath} is not a model folder (config.json and its companion files are copied from it)");
+        // The run's family checks the base folder and says what an exported model carries (Llama: tokenizer; SAM: preprocessor settings).
+        var baseFolder = ModelFamilies.Of(config).CarriedFiles(config.Model.BasePath);
 
         string weightsPath;
         string description;
@@ -115,7 +118,7 @@ public static class RunExport
         card.Code("yaml", File.ReadAllText(run.ConfigPath));
 
         using var weights = SafetensorsModel.Open(weightsPath);
-        using (var baseWeights = baseFolder.OpenWeights())
+        using (var baseWeights = SafetensorsModel.Open(baseFolder.Directory))
             ModelCompatibility.EnsureCompatible(baseWeights, weights);
         var tensors = weights.Tensors.OrderBy(t => t.Name, StringComparer.Ordinal)
             .Select(t => new TensorData(t.Name, t.DType, t.Shape, s => s.Write(weights.GetBytes(t.Name)))).ToArray();

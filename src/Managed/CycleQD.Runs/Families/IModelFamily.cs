@@ -53,6 +53,19 @@ public interface IModelFamily
     /// <summary>The task names this family scores, as shown in messages (e.g. "mbpp, agentbench_db").</summary>
     string TaskSyntax { get; }
 
+    /// <summary>The config.json model_type values of this family's model folders (empty when it has no model folders).</summary>
+    IReadOnlyList<string> ModelTypes { get; }
+
+    /// <summary>What the family's models are, for messages ("a Llama-family language model").</summary>
+    string ModelKind { get; }
+
+    /// <summary>
+    /// Checks that <paramref name="folder"/> is a usable model folder of this family (its model_type and
+    /// config) and lists the files, besides the weights, that a model exported or merged from it carries.
+    /// </summary>
+    /// <exception cref="Tensors.TensorFormatException">the folder is missing, of another kind, or its config is invalid (names the file).</exception>
+    ModelFolderFiles CarriedFiles(string folder);
+
     /// <summary>Whether <paramref name="task"/> is one of this family's tasks.</summary>
     bool Owns(string task);
 

@@ -57,11 +57,11 @@ public static class HfFolderOutput
 
     /// <summary>
     /// Writes the folder: weights from <paramref name="tensors"/> (streamed one tensor at a time),
-    /// config.json and tokenizer files from <paramref name="source"/>, then <paramref name="modelCard"/> as README.md.
+    /// config.json and the companion files (tokenizer, preprocessor settings) of <paramref name="source"/>, then <paramref name="modelCard"/> as README.md.
     /// When every tensor is stored as one dtype that differs from the source's, config.json's torch_dtype is updated.
     /// </summary>
     /// <returns>The files written, weights first and README.md last.</returns>
-    public static IReadOnlyList<string> Write(string directory, HfModelFolder source, IReadOnlyList<TensorData> tensors,
+    public static IReadOnlyList<string> Write(string directory, Families.ModelFolderFiles source, IReadOnlyList<TensorData> tensors,
         long maxShardBytes, string modelCard)
     {
         var written = new List<string>(SafetensorsWriter.WriteModel(directory, tensors, maxShardBytes, WeightMetadata));
@@ -69,7 +69,7 @@ public static class HfFolderOutput
         var dtypes = tensors.Select(t => t.DType).Distinct().ToArray();
         SafetensorsWriter.WriteAtomically(config, fs => fs.Write(ConfigWithDType(File.ReadAllBytes(source.ConfigPath), dtypes.Length == 1 ? dtypes[0] : null)));
         written.Add(config);
-        foreach (string file in source.TokenizerFiles)
+        foreach (string file in source.CompanionFiles)
         {
             string dst = Path.Combine(directory, Path.GetFileName(file));
             SafetensorsWriter.WriteAtomically(dst, fs => { using var src = File.OpenRead(file); src.CopyTo(fs); });

@@ -33,7 +33,8 @@ public static class MergeOutput
     {
         options ??= new MergeOutputOptions();
         using var merge = ModelMerge.Open(spec);
-        var source = HfModelFolder.Open(merge.ReferencePath);
+        // The reference model's family says what its folder must hold and which files travel (a SAM merge has no tokenizer).
+        var source = (Families.ModelKindCheck.TryFamilyOfFolder(merge.ReferencePath) ?? (Families.IModelFamily)Families.ModelFamilies.Llama).CarriedFiles(merge.ReferencePath);
         string card = Card(merge, options);
         return HfFolderOutput.WriteOrClean(directory, dir =>
         {

@@ -265,8 +265,9 @@ public sealed class RunSession : IDisposable
         bool done = Engine.NextGeneration >= TargetGenerations;
         if (done)
         {
+            // Plots first: the summary links the ones that exist.
+            if (!File.Exists(PlotPath(Engine.NextGeneration)) || !File.Exists(Directory.ProgressPlotPath)) Plot(Engine.NextGeneration);
             Directory.WriteSummary(Summary());
-            if (!File.Exists(PlotPath(Engine.NextGeneration))) Plot(Engine.NextGeneration);
         }
         return done;
     }
@@ -303,13 +304,14 @@ public sealed class RunSession : IDisposable
 
     private bool _plotFailed;
 
-    /// <summary>Draws the elite maps; a failure (e.g. no native Skia library) is reported once and the run goes on.</summary>
+    /// <summary>Draws the elite maps and the progress plot; a failure (e.g. no native Skia library) is reported once and the run goes on.</summary>
     private void Plot(int generations)
     {
         if (_plotFailed) return;
         try
         {
             EliteMapPlot.Write(Directory.PlotPath(generations), Engine.Archives, Config.Options.Tasks, generations);
+            ProgressPlot.Write(Directory.ProgressPlotPath, ProgressSeries.Read(Directory.MetricsPath, Config.Options.Tasks));
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
@@ -344,6 +346,7 @@ public sealed class RunSession : IDisposable
             var best = a.Cells.Values.MaxBy(e => e.Scores[a.Task])!;
             sb.AppendLine(ci, $"| {tasks[a.Task]} | {a.Cells.Count} | {a.Coverage:P1} | {a.QdScore:F4} | {a.BestQuality:F4} | {best.Id} (gen {best.Generation}) | {string.Join(", ", best.Scores.Select(s => s.ToString("F4", ci)))} |");
         }
+        AppendPlots(sb);
         if (_report != null)
         {
             sb.AppendLine().AppendLine("## Test split (accuracy, %)").AppendLine();
@@ -355,6 +358,28 @@ public sealed class RunSession : IDisposable
             sb.Append(_report.ToMarkdown());
         }
         return sb.ToString();
+    }
+
+    /// <summary>Links the plots the run has drawn: progress first, then the elite maps, newest first.</summary>
+    private void AppendPlots(StringBuilder sb)
+    {
+        var maps = System.IO.Directory.Exists(Directory.PlotsDirectory)
+            ? System.IO.Directory.GetFiles(Directory.PlotsDirectory, "elite_map_gen*.png")
+                .Select(f => (File: Path.GetFileName(f), Gen: int.TryParse(Path.GetFileNameWithoutExtension(f)["elite_map_gen".Length..], NumberStyles.None, CultureInfo.InvariantCulture, out int g) ? g : -1))
+                .Where(m => m.Gen >= 0).OrderByDescending(m => m.Gen).ToList()
+            : [];
+        bool progress = File.Exists(Directory.ProgressPlotPath);
+        if (maps.Count == 0 && !progress) return;
+        sb.AppendLine().AppendLine("## Plots").AppendLine();
+        if (progress)
+            sb.AppendLine("QD score, coverage and best quality per archive over the generations:").AppendLine().AppendLine("![progress](plots/progress.png)").AppendLine();
+        if (maps.Count > 0)
+        {
+            sb.AppendLine(CultureInfo.InvariantCulture, $"Elite maps after {maps[0].Gen} generations (axes in behaviour-characteristic scores, experts marked, one colour scale for every archive):").AppendLine();
+            sb.AppendLine(CultureInfo.InvariantCulture, $"![elite maps, generation {maps[0].Gen}](plots/{maps[0].File})").AppendLine();
+            if (maps.Count > 1)
+                sb.AppendLine("Earlier: " + string.Join(", ", maps.Skip(1).Select(m => string.Create(CultureInfo.InvariantCulture, $"[gen {m.Gen}](plots/{m.File})"))));
+        }
     }
 
     /// <summary>Releases the engine, evaluator, weights and backend, then the run directory's lock.</summary>

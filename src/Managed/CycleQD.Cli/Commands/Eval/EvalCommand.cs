@@ -117,7 +117,7 @@ internal static class EvalCommand
         string describe = $"{task} / {split} ({Count(() => text.CountSamples(bench))} samples{(task == "agentbench_db" ? $", {layout.ToString().ToLowerInvariant()} layout" : "")})";
         Func<ITextGenerator> gold = () => text.GoldResponder(bench);
 
-        ITextGenerator generator = model is null ? gold() : ModelGenerators.Open(Path.GetFullPath(model));
+        ITextGenerator generator = model is null ? gold() : ModelGenerators.Open(Path.GetFullPath(model), task);
         try
         {
             string output = Path.GetFullPath(parse.GetValue(Output) ?? Path.Combine("runs", "eval", task.Replace('/', '-') + (split == "all" ? "" : "-" + split) + ".jsonl"));

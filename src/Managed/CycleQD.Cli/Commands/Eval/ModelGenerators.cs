@@ -1,5 +1,6 @@
 using CycleQD.Core.Evaluation;
 using CycleQD.Onnx.Runtime;
+using CycleQD.Runs.Families;
 
 namespace CycleQD.Cli.Commands.Eval;
 
@@ -9,9 +10,10 @@ namespace CycleQD.Cli.Commands.Eval;
 /// </summary>
 internal static class ModelGenerators
 {
-    public static ITextGenerator Open(string modelDir)
+    public static ITextGenerator Open(string modelDir, string task)
     {
         if (!Directory.Exists(modelDir)) throw new DirectoryNotFoundException($"model folder not found: {modelDir}");
+        ModelKindCheck.Require(modelDir, ModelFamilies.Llama, $"eval --task {task}");
         return new OwnedModelGenerator(LlamaModel.Open(modelDir));
     }
 

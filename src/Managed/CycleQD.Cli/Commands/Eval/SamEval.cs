@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
+using CycleQD.Runs.Families;
 using CycleQD.Onnx.Sam;
 using CycleQD.Segmentation.Data;
 using CycleQD.Segmentation.Metrics;
@@ -68,6 +69,7 @@ internal static class SamEval
         });
         int count = bench.Dataset.Samples.Count;
         string modelDir = Path.GetFullPath(model);
+        ModelKindCheck.Require(modelDir, ModelFamilies.Sam, $"eval --task {task}");
         using var sam = SamModel.Open(modelDir, threads);
         string outPath = Path.GetFullPath(output ?? Path.Combine("runs", "eval", task.Replace('/', '-') + ".jsonl"));
         o.WriteLine($"task: {task}: {count} images in {bench.Dataset.DataDir}, {prompt.ToString().ToLowerInvariant()} prompts, score = {metric.Name()}; model {modelDir} (image size {sam.ImageSize})");

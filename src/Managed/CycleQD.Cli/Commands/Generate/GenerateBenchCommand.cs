@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
+using CycleQD.Runs.Families;
 using CycleQD.Core.Evaluation;
 using CycleQD.Onnx.Generation;
 using CycleQD.Onnx.Graph;
@@ -43,6 +44,7 @@ internal static class GenerateBenchCommand
         var dev = GenerateCommand.ParseDevice(device);
         var graphKind = GenerateCommand.ParseGraph(graph, dev);
         var inv = CultureInfo.InvariantCulture;
+        ModelKindCheck.Require(model, ModelFamilies.Llama, "generate bench");
         using var llm = LlamaModel.Open(model, dev, maxBatch: sizes.Max(), intraOpThreads: threads, graph: graphKind);
         o.WriteLine($"model {llm.Folder.Directory}, device {dev}, graph {llm.Session.Graph.ToString().ToLowerInvariant()}, {newTokens} new tokens per sequence, best of {repeats}, threads {(threads == 0 ? "default" : threads.ToString(inv))}");
         o.WriteLine("batch  prompt_tokens  generated  seconds  tokens/s");

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
+using CycleQD.Runs.Families;
 using CycleQD.Core.Evaluation;
 using CycleQD.Onnx.Graph;
 using CycleQD.Onnx.Runtime;
@@ -74,6 +75,7 @@ internal static class GenerateCommand
         var graphKind = ParseGraph(graph, dev);
         if (elementType == OnnxElementType.BFloat16 && dev == InferenceDevice.Cpu)
             throw new CliUsageException("--dtype bfloat16 needs --device cuda (the CPU provider has no bfloat16 kernels)");
+        ModelKindCheck.Require(model, ModelFamilies.Llama, "generate");
         using var llm = LlamaModel.Open(model, dev, maxBatch: 1, elementType: elementType, graph: graphKind);
         bool addBos = true;
         if (chat)

@@ -1,7 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
-using System.Text.Json.Nodes;
 using CycleQD.Onnx.Sam;
+using CycleQD.Runs.Families;
 using CycleQD.Tensors;
 
 namespace CycleQD.Cli.Commands.Inspect;
@@ -27,7 +27,8 @@ internal static class InspectCommand
         var inv = CultureInfo.InvariantCulture;
         string full = Path.GetFullPath(path);
         // A SamModel folder has a config.json of another shape: read it as SAM's, not Llama's.
-        SamConfig? sam = Directory.Exists(full) && IsSamFolder(full) ? SamConfig.Load(Path.Combine(full, "config.json")) : null;
+        bool isSam = Directory.Exists(full) && ModelKindCheck.TryFamilyOfFolder(full) == ModelFamilies.Sam;
+        SamConfig? sam = isSam ? SamConfig.Load(Path.Combine(full, "config.json")) : null;
         HfModelFolder? folder = Directory.Exists(full) && sam is null ? HfModelFolder.Open(full) : null;
         using var weights = SafetensorsModel.Open(full);
 
@@ -93,20 +94,5 @@ internal static class InspectCommand
         var first = bad[0];
         throw new TensorFormatException(weights.FileOf(first.Tensor.Name).Path, first.Tensor.Name,
             $"{first.Count} of {first.Tensor.ShapeText}" + (bad.Count > 1 ? $" (and {bad.Count - 1} more tensor(s) with non-finite values)" : ""));
-    }
-
-    private static bool IsSamFolder(string directory)
-    {
-        string config = Path.Combine(directory, "config.json");
-        if (!File.Exists(config)) return false;
-        try
-        {
-            return JsonNode.Parse(File.ReadAllText(config)) is JsonObject o && o["model_type"] is JsonValue t
-                && t.TryGetValue<string>(out var type) && type == "sam";
-        }
-        catch (System.Text.Json.JsonException)
-        {
-            return false; // HfModelFolder reports the broken file with its own message
-        }
     }
 }

@@ -76,6 +76,7 @@ internal static class RunLoop
                 return 130;
             }
             o.WriteLine($"search: {session.Engine.NextGeneration} generations in {clock.Elapsed.TotalSeconds.ToString("F1", CultureInfo.InvariantCulture)} s");
+            WriteArchiveSummary(session, o);
             if (session.HasFinalStage)
             {
                 var finalClock = Stopwatch.StartNew();
@@ -103,6 +104,23 @@ internal static class RunLoop
         {
             Console.CancelKeyPress -= onCancel;
         }
+    }
+
+    /// <summary>Per archive: elites, coverage, QD score and the best elite (the table summary.md also holds).</summary>
+    internal static void WriteArchiveSummary(RunSession session, TextWriter o)
+    {
+        var tasks = session.Config.Options.Tasks;
+        var inv = CultureInfo.InvariantCulture;
+        var table = new TextTable("archive", "elites", "coverage", "QD score", "best", "best elite").AlignRight(1, 2, 3, 4);
+        foreach (var a in session.Engine.Archives)
+        {
+            var best = a.Cells.Values.MaxBy(e => e.Scores[a.Task]);
+            table.Add(tasks[a.Task], a.Cells.Count.ToString(inv), a.Coverage.ToString("P1", inv), a.QdScore.ToString("F4", inv),
+                a.BestQuality.ToString("F4", inv), best is null ? "-" : best.Generation < 0 ? best.Id : $"{best.Id} (gen {best.Generation})");
+        }
+        o.WriteLine();
+        table.Write(o);
+        o.WriteLine();
     }
 
     private static string Scores(GenerationRecord r) => string.Join(", ", r.Scores.Select(s => s.ToString("F3", CultureInfo.InvariantCulture)));

@@ -19,6 +19,21 @@ public sealed class LlamaFamily : IModelFamily
     public string TaskSyntax => TextTasks.Names;
 
     /// <inheritdoc/>
+    public IReadOnlyList<string> ModelTypes { get; } = Tensors.LlamaConfig.SupportedModelTypes.Order(StringComparer.Ordinal).ToArray();
+
+    /// <inheritdoc/>
+    public string ModelKind => "a Llama-family language model";
+
+    /// <inheritdoc/>
+    public ModelFolderFiles CarriedFiles(string folder)
+    {
+        folder = Path.GetFullPath(folder);
+        ModelKindCheck.Require(folder, this, "a Llama-family run");
+        var hf = Tensors.HfModelFolder.Open(folder);
+        return new ModelFolderFiles(hf.Directory, hf.ConfigPath, hf.TokenizerFiles);
+    }
+
+    /// <inheritdoc/>
     public bool Owns(string task) => TextTasks.Find(task) != null;
 
     /// <inheritdoc/>

@@ -22,6 +22,25 @@ public sealed class SamFamily : IModelFamily
     /// <inheritdoc/>
     public string TaskSyntax => "sam/<dataset>";
 
+    /// <summary>Files of a SamModel folder that describe how images are prepared (resize, normalisation); carried when present.</summary>
+    public static readonly IReadOnlyList<string> PreprocessorFileNames = ["preprocessor_config.json"];
+
+    /// <inheritdoc/>
+    public IReadOnlyList<string> ModelTypes { get; } = ["sam"];
+
+    /// <inheritdoc/>
+    public string ModelKind => "a Segment Anything model (SamModel)";
+
+    /// <inheritdoc/>
+    public ModelFolderFiles CarriedFiles(string folder)
+    {
+        folder = Path.GetFullPath(folder);
+        ModelKindCheck.Require(folder, this, "a SAM run");
+        string config = Path.Combine(folder, "config.json");
+        _ = SamConfig.Load(config);
+        return new ModelFolderFiles(folder, config, PreprocessorFileNames.Select(n => Path.Combine(folder, n)).Where(File.Exists).ToArray());
+    }
+
     /// <inheritdoc/>
     public bool Owns(string task) => task.StartsWith(TaskPrefix, StringComparison.Ordinal) && task.Length > TaskPrefix.Length;
 

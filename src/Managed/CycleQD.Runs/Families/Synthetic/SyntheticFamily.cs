@@ -19,6 +19,16 @@ public sealed class SyntheticFamily : IModelFamily
     public string TaskSyntax => "any names (with model.synthetic)";
 
     /// <inheritdoc/>
+    public IReadOnlyList<string> ModelTypes => [];
+
+    /// <inheritdoc/>
+    public string ModelKind => "the synthetic test problem (no model files)";
+
+    /// <inheritdoc/>
+    public ModelFolderFiles CarriedFiles(string folder) =>
+        throw new Tensors.TensorFormatException(folder, null, "the synthetic problem has no model folders (no config.json to carry)");
+
+    /// <inheritdoc/>
     public bool Owns(string task) => true;
 
     /// <inheritdoc/>
