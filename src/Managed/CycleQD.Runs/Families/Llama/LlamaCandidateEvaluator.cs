@@ -17,9 +17,11 @@ namespace CycleQD.Runs.Families.Llama;
 /// evaluation only overwrites them and nothing is rebuilt or reallocated between candidates.
 /// </summary>
 /// <remarks>
-/// Each benchmark batches its prompts itself (all samples of a round in one generation call); the
-/// evaluator times the generator's calls, so every task's cost splits into generation and harness
-/// time (<see cref="IEvaluationStatisticsSource"/>). Evaluations are serialised: the host arrays are
+/// Each benchmark batches its prompts itself (all samples of a round in one generation call), and
+/// the tasks of one candidate run concurrently with their generation calls serialised, so harness
+/// work of one task overlaps generation for another. The evaluator times the generator's calls, so
+/// every task's cost splits into generation and harness time (<see cref="IEvaluationStatisticsSource"/>;
+/// harness time excludes waiting for the model). Evaluations are serialised: the host arrays are
 /// shared, and ONNX Runtime already uses every core for one batch.
 /// Owns the model, the host arrays and the generator; not the benchmarks' data.
 /// </remarks>
@@ -74,17 +76,20 @@ public sealed class LlamaCandidateEvaluator : IRunEvaluator, IEvaluationStatisti
         try
         {
             _host.Load(backend, candidate);
-            var scores = new double[benchmarks.Count];
-            var statistics = new TaskEvaluationStatistics[benchmarks.Count];
-            for (int t = 0; t < benchmarks.Count; t++)
+            // The tasks run side by side and share the one model through a gate: while one task's
+            // harness runs code, SQL or shell, another task's prompts are generated.
+            using var modelGate = new SemaphoreSlim(1, 1);
+            var runs = benchmarks.Select(async b =>
             {
-                var timed = new TimedGenerator(_generator);
+                var timed = new TimedGenerator(_generator, modelGate);
                 long start = Stopwatch.GetTimestamp();
-                var report = await benchmarks[t].EvaluateAsync(timed, null, cancellationToken).ConfigureAwait(false);
+                var report = await b.EvaluateAsync(timed, null, cancellationToken).ConfigureAwait(false);
                 double total = Stopwatch.GetElapsedTime(start).TotalSeconds;
-                scores[t] = report.Score;
-                statistics[t] = new TaskEvaluationStatistics(timed.Calls, timed.Tokens, timed.Seconds, Math.Max(0, total - timed.Seconds));
-            }
+                return (report.Score, new TaskEvaluationStatistics(timed.Calls, timed.Tokens, timed.Seconds, Math.Max(0, total - timed.Seconds - timed.WaitSeconds)));
+            }).ToList();
+            var done = await Task.WhenAll(runs).ConfigureAwait(false);
+            var scores = done.Select(d => d.Score).ToArray();
+            var statistics = done.Select(d => d.Item2).ToArray();
             if (purpose == EvaluationPurpose.Search) _statistics[candidate] = statistics;
             return scores;
         }
@@ -107,21 +112,36 @@ public sealed class LlamaCandidateEvaluator : IRunEvaluator, IEvaluationStatisti
         _gate.Dispose();
     }
 
-    /// <summary>Counts the prompts and generated tokens that pass through, and the time spent generating.</summary>
-    private sealed class TimedGenerator(ITextGenerator inner) : ITextGenerator
+    /// <summary>
+    /// Counts the prompts and generated tokens that pass through, and the time spent generating; one
+    /// call at a time through <paramref name="gate"/> (the model's session serves every task), the
+    /// time spent waiting for it counted apart.
+    /// </summary>
+    private sealed class TimedGenerator(ITextGenerator inner, SemaphoreSlim gate) : ITextGenerator
     {
         public int Calls { get; private set; }
         public long Tokens { get; private set; }
         public double Seconds { get; private set; }
+        public double WaitSeconds { get; private set; }
 
         public async Task<IReadOnlyList<GenerationResult>> GenerateAsync(IReadOnlyList<GenerationRequest> requests, CancellationToken cancellationToken = default)
         {
-            long start = Stopwatch.GetTimestamp();
-            var results = await inner.GenerateAsync(requests, cancellationToken).ConfigureAwait(false);
-            Seconds += Stopwatch.GetElapsedTime(start).TotalSeconds;
-            Calls += requests.Count;
-            foreach (var r in results) Tokens += r.TokenIds.Count;
-            return results;
+            long asked = Stopwatch.GetTimestamp();
+            await gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+            try
+            {
+                long start = Stopwatch.GetTimestamp();
+                WaitSeconds += Stopwatch.GetElapsedTime(asked, start).TotalSeconds;
+                var results = await inner.GenerateAsync(requests, cancellationToken).ConfigureAwait(false);
+                Seconds += Stopwatch.GetElapsedTime(start).TotalSeconds;
+                Calls += requests.Count;
+                foreach (var r in results) Tokens += r.TokenIds.Count;
+                return results;
+            }
+            finally
+            {
+                gate.Release();
+            }
         }
     }
 }
