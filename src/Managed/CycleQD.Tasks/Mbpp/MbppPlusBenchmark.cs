@@ -40,6 +40,9 @@ public sealed record MbppPlusOptions
 
     /// <summary>Most new tokens (reference: 512).</summary>
     public int MaxNewTokens { get; init; } = 512;
+
+    /// <summary>Context limit in tokens, as the reference's vLLM max_model_len (null = none).</summary>
+    public int? MaxModelLen { get; init; } = ReferenceSampling.MaxModelLen;
 }
 
 /// <summary>
@@ -101,7 +104,7 @@ public sealed class MbppPlusBenchmark(MbppPlusOptions options) : IBenchmark
         // is reported as that sample's failure, with the reason.
         var (expected, unavailable) = await ComputeGroundTruthAsync(problems, sandbox, cancellationToken).ConfigureAwait(false);
 
-        var requests = problems.Select(p => new GenerationRequest(PromptFor(p, prompts), options.MaxNewTokens, StopStrings, AddBos: true)).ToList();
+        var requests = problems.Select(p => new GenerationRequest(PromptFor(p, prompts), options.MaxNewTokens, StopStrings, AddBos: null, MaxModelLen: options.MaxModelLen)).ToList();
         var results = await generator.GenerateAsync(requests, cancellationToken).ConfigureAwait(false);
         if (results.Count != requests.Count)
             throw new InvalidOperationException($"the generator returned {results.Count} results for {requests.Count} requests");
