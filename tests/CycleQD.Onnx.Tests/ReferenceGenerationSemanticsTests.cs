@@ -37,6 +37,7 @@ public sealed class ReferenceGenerationSemanticsTests : IClassFixture<Generation
         // Both "Instruction:" and ":" end the text; the first listed wins and only it is cut.
         Assert.Equal("x @@ ", Stop("x @@ Instruction:", ["Instruction:", ":"], StopStringMatch.EndOfOutput, ref visible));
         Assert.Equal("x @@ Instruction", Stop("x @@ Instruction:", [":", "Instruction:"], StopStringMatch.EndOfOutput, ref visible));
+        Assert.Null(Stop("x @@", [""], StopStringMatch.EndOfOutput, ref visible));
     }
 
     [Fact]

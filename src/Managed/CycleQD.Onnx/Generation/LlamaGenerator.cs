@@ -214,8 +214,9 @@ public sealed class LlamaGenerator : ITextGenerator
             return best >= 0 ? decoded[..best] : null;
         }
         if (!decoded.EndsWith('\uFFFD')) visible = decoded;
+        // An empty stop string is skipped under both rules (Python's endswith("") would end every sequence at once).
         foreach (var s in stops)
-            if (visible.EndsWith(s, StringComparison.Ordinal)) return visible[..^s.Length];
+            if (s.Length > 0 && visible.EndsWith(s, StringComparison.Ordinal)) return visible[..^s.Length];
         return null;
     }
 
