@@ -22,7 +22,7 @@ public sealed class GenerationTests : IClassFixture<GenerationTests.Stories>
     private IReadOnlyList<GenerationResult> Gen(IReadOnlyList<GenerationRequest> requests) =>
         _model.Generator.Generate(requests, TestContext.Current.CancellationToken);
 
-    private static (int[] Ids, string Text) Fixture()
+    internal static (int[] Ids, string Text) Fixture()
     {
         string path = TestPaths.RequireSharedData("models", "stories260K", "greedy_fixture.json");
         using var doc = JsonDocument.Parse(File.ReadAllBytes(path));

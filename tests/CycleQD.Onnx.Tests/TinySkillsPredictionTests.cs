@@ -36,7 +36,7 @@ public sealed class TinySkillsPredictionTests
             var generator = new LlamaGenerator(session, weights, tokenizer, [2], maxBatch: 64);
             foreach (var skill in skills)
             {
-                var requests = prompts[skill].Select(p => new GenerationRequest(p, MaxNewTokens: 8, StopStrings: ["\n"])).ToList();
+                var requests = prompts[skill].Select(p => new GenerationRequest(p, MaxNewTokens: 8, StopStrings: ["\n"], StopMatch: StopStringMatch.FirstOccurrence)).ToList();
                 var results = generator.Generate(requests, TestContext.Current.CancellationToken);
                 var expected = doc.RootElement.GetProperty(key).GetProperty("test").GetProperty(skill).EnumerateArray().Select(e => e.GetString()!).ToList();
                 Assert.Equal(expected.Count, results.Count);

@@ -115,6 +115,8 @@ public class ExperimentConfigTests
     [InlineData("tasks: [mbpp, agentbench_db]\nmodel: { base: b, experts: { mbpp: c, agentbench_db: d } }\n",
         "evaluation.data: task mbpp needs the benchmark data folder")]
     [InlineData(RealHead + "evaluation: { tinyskills: /tmp, split: test }", "line 3: evaluation.split: 'test' makes the search select on the test data")]
+    [InlineData(RealHead + "evaluation: { tinyskills: /tmp, mbpp: { total_time_cap: 0 } }", "line 3: evaluation.mbpp.total_time_cap: 0 must be a positive number of seconds, or none")]
+    [InlineData(RealHead + "evaluation: { tinyskills: /tmp, mbpp: { total_time_cap: soon } }", "line 3: evaluation.mbpp.total_time_cap: 'soon' is not a number")]
     public void Parse_BadEvaluationSetting_OneClearErrorWithLine(string yaml, string expected)
     {
         var e = ParseError(yaml);
@@ -122,6 +124,15 @@ public class ExperimentConfigTests
         Assert.Contains(expected, e.Message);
     }
     private static string RealOk => RealHead + $"evaluation: {{ tinyskills: {Path.Combine(TestPaths.RepoRoot, "models", "tinyskills")} }}\n";
+
+    [Fact]
+    public void Parse_MbppTotalTimeCap_Defaults60_TakesSeconds_AndNoneMeansNoCap()
+    {
+        string ts = Path.Combine(TestPaths.RepoRoot, "models", "tinyskills");
+        Assert.Equal(60, ExperimentConfig.Parse(RealOk, "exp.yaml", "/tmp").Evaluation.MbppTotalTimeCap);
+        Assert.Equal(120, ExperimentConfig.Parse(RealHead + $"evaluation: {{ tinyskills: {ts}, mbpp: {{ total_time_cap: 120 }} }}\n", "exp.yaml", "/tmp").Evaluation.MbppTotalTimeCap);
+        Assert.Null(ExperimentConfig.Parse(RealHead + $"evaluation: {{ tinyskills: {ts}, mbpp: {{ total_time_cap: none }} }}\n", "exp.yaml", "/tmp").Evaluation.MbppTotalTimeCap);
+    }
 
     [Fact]
     public void Parse_FinalMergeDefaults_OnForRealModels_OffForSynthetic()

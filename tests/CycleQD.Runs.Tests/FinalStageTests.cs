@@ -126,6 +126,7 @@ public class FinalStageTests
 
         string summary = File.ReadAllText(Path.Combine(run, "summary.md"));
         Assert.Contains("## Test split", summary);
+        Assert.Contains("- precision: float32 on the CPU", summary);
         Assert.Contains("| CycleQD final model |", summary);
         Assert.Contains("| task arithmetic (λ ", summary);
     }

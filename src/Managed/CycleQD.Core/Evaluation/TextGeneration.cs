@@ -1,21 +1,50 @@
 namespace CycleQD.Core.Evaluation;
 
+/// <summary>How stop strings are looked for while a sequence is generated.</summary>
+public enum StopStringMatch
+{
+    /// <summary>
+    /// As vLLM 0.3.0 (the reference's pinned version): after each token the decoded output (the
+    /// continuation only, special tokens skipped, held back while it ends in an incomplete UTF-8
+    /// character) is checked, stop string by stop string in list order, for whether it ENDS with
+    /// the stop string; the first that does is cut off the end. A stop string that a token brings
+    /// in with more text after it (e.g. "Response:\n" in one token) is therefore not seen.
+    /// </summary>
+    EndOfOutput,
+
+    /// <summary>The earliest occurrence of any stop string anywhere in the continuation cuts it there.</summary>
+    FirstOccurrence,
+}
+
 /// <summary>One prompt to continue.</summary>
 /// <param name="Prompt">The full prompt text, already rendered from any chat template.</param>
 /// <param name="MaxNewTokens">Most tokens to generate.</param>
-/// <param name="StopStrings">Generation stops before the first occurrence of any of these in the continuation (the stop string is not returned).</param>
-/// <param name="AddBos">Prepend the tokenizer's BOS id (false when the rendered template already carries it as text).</param>
+/// <param name="StopStrings">Generation stops when one of these is found (see <paramref name="StopMatch"/>); the stop string is not returned.</param>
+/// <param name="AddBos">
+/// true: prepend the tokenizer's BOS id once; false: none (the text may still carry it, e.g. a
+/// rendered template's "&lt;|begin_of_text|&gt;"); null: encode as the tokenizer does by default
+/// (tokenizer.json's post-processor, or add_bos_token of a Llama tokenizer class), which is what
+/// the reference's vLLM does with a text prompt.
+/// </param>
 /// <param name="Temperature">0 = greedy (argmax); otherwise softmax temperature.</param>
 /// <param name="TopP">Nucleus sampling mass (1 = off); used only when Temperature &gt; 0.</param>
 /// <param name="Seed">Sampling seed; used only when Temperature &gt; 0.</param>
+/// <param name="MaxModelLen">
+/// Context limit as vLLM's max_model_len (null = none): a prompt of more tokens gets an empty
+/// result (finish Length), and generation ends once prompt + generated tokens exceed it, so the
+/// model never reads a position at or beyond it.
+/// </param>
+/// <param name="StopMatch">Where stop strings are looked for.</param>
 public sealed record GenerationRequest(
     string Prompt,
     int MaxNewTokens = 512,
     IReadOnlyList<string>? StopStrings = null,
-    bool AddBos = true,
+    bool? AddBos = true,
     double Temperature = 0.0,
     double TopP = 1.0,
-    ulong Seed = 0);
+    ulong Seed = 0,
+    int? MaxModelLen = null,
+    StopStringMatch StopMatch = StopStringMatch.EndOfOutput);
 
 /// <summary>Why generation of one sequence ended.</summary>
 public enum GenerationFinish

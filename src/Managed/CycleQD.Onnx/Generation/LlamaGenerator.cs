@@ -67,15 +67,16 @@ public sealed class LlamaGenerator : ITextGenerator
             if (q.MaxNewTokens < 0) throw new ArgumentException($"request {r}: MaxNewTokens is negative");
             if (q.Temperature < 0 || double.IsNaN(q.Temperature)) throw new ArgumentException($"request {r}: Temperature must be ≥ 0");
             if (q.TopP is <= 0 or > 1) throw new ArgumentException($"request {r}: TopP must be in (0, 1]");
-            var ids = new List<int>();
-            if (q.AddBos && Tokenizer.BosId is int bos) ids.Add(bos);
-            ids.AddRange(Tokenizer.Encode(q.Prompt));
-            if (ids.Count == 0) throw new ArgumentException($"request {r}: the prompt is empty and no BOS token is added: nothing to condition on");
-            prompts[r] = [.. ids];
+            if (q.MaxModelLen is < 1) throw new ArgumentException($"request {r}: MaxModelLen must be ≥ 1");
+            prompts[r] = EncodePrompt(q);
+            if (prompts[r].Length == 0) throw new ArgumentException($"request {r}: the prompt is empty and no BOS token is added: nothing to condition on");
         }
         var results = new GenerationResult[requests.Count];
         long generated = 0;
-        var order = Enumerable.Range(0, requests.Count).OrderBy(r => prompts[r].Length).ToArray();
+        // vLLM ignores a prompt longer than max_model_len: its output is empty, and nothing runs.
+        var tooLong = Enumerable.Range(0, requests.Count).Where(r => prompts[r].Length > requests[r].MaxModelLen).ToHashSet();
+        foreach (int r in tooLong) results[r] = new GenerationResult("", [], GenerationFinish.Length);
+        var order = Enumerable.Range(0, requests.Count).Where(r => !tooLong.Contains(r)).OrderBy(r => prompts[r].Length).ToArray();
         for (int start = 0; start < order.Length; start += MaxBatch)
         {
             cancellationToken.ThrowIfCancellationRequested();
@@ -91,6 +92,16 @@ public sealed class LlamaGenerator : ITextGenerator
         return results;
     }
 
+    /// <summary>The prompt's ids as <see cref="GenerationRequest.AddBos"/> asks: one BOS prepended, none, or the tokenizer's defaults.</summary>
+    public int[] EncodePrompt(GenerationRequest request)
+    {
+        if (request.AddBos is null) return [.. Tokenizer.EncodeWithDefaults(request.Prompt)];
+        var ids = new List<int>();
+        if (request.AddBos == true && Tokenizer.BosId is int bos) ids.Add(bos);
+        ids.AddRange(Tokenizer.Encode(request.Prompt));
+        return [.. ids];
+    }
+
     private GenerationResult[] GenerateBatch(int[][] prompts, GenerationRequest[] requests, CancellationToken ct)
     {
         int batch = prompts.Length, len = prompts.Max(p => p.Length), vocab = _session.Config.VocabSize;
@@ -98,10 +109,12 @@ public sealed class LlamaGenerator : ITextGenerator
         var generated = new List<int>[batch];
         var finish = new GenerationFinish?[batch];
         var texts = new string?[batch];
+        var visible = new string[batch];
         var rngs = new Random?[batch];
         for (int b = 0; b < batch; b++)
         {
             generated[b] = [];
+            visible[b] = "";
             if (requests[b].MaxNewTokens == 0) finish[b] = GenerationFinish.Length;
             if (requests[b].Temperature > 0) rngs[b] = new Random(unchecked((int)(requests[b].Seed ^ (requests[b].Seed >> 32))));
         }
@@ -112,8 +125,11 @@ public sealed class LlamaGenerator : ITextGenerator
             return results;
         }
 
-        // Capacity: the longest prompt plus the most tokens any request may add.
-        using var decoder = _session.StartBatch(_weights, batch, len + maxNew);
+        // Capacity: the longest prompt plus the most tokens any row may add (max_model_len caps a
+        // row at max_model_len − prompt + 1 tokens; rows are left-padded to the longest prompt).
+        int capacity = len + Enumerable.Range(0, batch).Max(b =>
+            Math.Min(requests[b].MaxNewTokens, requests[b].MaxModelLen is int m ? m - prompts[b].Length + 1 : int.MaxValue));
+        using var decoder = _session.StartBatch(_weights, batch, capacity);
         float[] logitsAll = decoder.Prefill(prompts);
         // rows[r] is the sequence in decoder row r; finished sequences are dropped from the batch.
         int[] rows = Enumerable.Range(0, batch).ToArray();
@@ -129,13 +145,15 @@ public sealed class LlamaGenerator : ITextGenerator
                     var logits = logitsAll.AsSpan(r * vocab, vocab);
                     int token = requests[b].Temperature > 0 ? Sample(logits, requests[b].Temperature, requests[b].TopP, rngs[b]!) : ArgMax(logits);
                     generated[b].Add(token);
-                    if (_eos.Contains(token)) finish[b] = GenerationFinish.Eos;
-                    else if (requests[b].StopStrings is { Count: > 0 } stops && CutAtStop(prompts[b], generated[b], stops) is string cut)
+                    // vLLM 0.3.0's order: stop strings, then max_model_len, max_tokens, and EOS last.
+                    if (requests[b].StopStrings is { Count: > 0 } stops && CheckStop(prompts[b], generated[b], stops, requests[b].StopMatch, ref visible[b]) is string cut)
                     {
                         finish[b] = GenerationFinish.Stop;
                         texts[b] = cut;
                     }
+                    else if (prompts[b].Length + generated[b].Count > requests[b].MaxModelLen) finish[b] = GenerationFinish.Length;
                     else if (generated[b].Count >= requests[b].MaxNewTokens) finish[b] = GenerationFinish.Length;
+                    else if (_eos.Contains(token)) finish[b] = GenerationFinish.Eos;
                 }
                 if (finish[b] == null) keep.Add(r);
             }
@@ -152,23 +170,54 @@ public sealed class LlamaGenerator : ITextGenerator
         for (int b = 0; b < batch; b++)
         {
             var gen = generated[b];
-            string text = texts[b] ?? Tokenizer.DecodeContinuation(prompts[b], finish[b] == GenerationFinish.Eos ? gen[..^1] : gen);
+            string text = texts[b] ?? OutputText(Tokenizer.DecodeContinuation(prompts[b], finish[b] == GenerationFinish.Eos ? gen[..^1] : gen));
             results[b] = new GenerationResult(text, gen, finish[b]!.Value);
         }
         return results;
     }
 
-    private string? CutAtStop(int[] prompt, List<int> generated, IReadOnlyList<string> stops)
+    /// <summary>
+    /// The text returned for a sequence that did not stop on a stop string: the decoded
+    /// continuation without a trailing incomplete UTF-8 character (decoded as U+FFFD), which vLLM's
+    /// incremental detokenizer holds back and never emits when the sequence ends there.
+    /// </summary>
+    internal static string OutputText(string decoded) => decoded.TrimEnd('\uFFFD');
+
+    /// <summary>
+    /// Checks the continuation for a stop string after one more token; returns the text to keep
+    /// when one ends the sequence, else null. <paramref name="visible"/> is the output text as far
+    /// as vLLM's incremental detokenizer has emitted it (it does not grow while the text ends in an
+    /// incomplete character).
+    /// </summary>
+    private string? CheckStop(int[] prompt, List<int> generated, IReadOnlyList<string> stops, StopStringMatch match, ref string visible)
     {
         string text = Tokenizer.DecodeContinuation(prompt, generated);
-        int best = -1;
-        foreach (var s in stops)
+        return FindStop(text, stops, match, ref visible);
+    }
+
+    /// <summary>
+    /// The stop rule on decoded text: <see cref="StopStringMatch.EndOfOutput"/> as vLLM 0.3.0 (the
+    /// emitted output ends with a stop string, tried in list order, which is cut off the end);
+    /// <see cref="StopStringMatch.FirstOccurrence"/> cuts at the earliest occurrence of any.
+    /// </summary>
+    internal static string? FindStop(string decoded, IReadOnlyList<string> stops, StopStringMatch match, ref string visible)
+    {
+        if (match == StopStringMatch.FirstOccurrence)
         {
-            if (s.Length == 0) continue;
-            int i = text.IndexOf(s, StringComparison.Ordinal);
-            if (i >= 0 && (best < 0 || i < best)) best = i;
+            int best = -1;
+            foreach (var s in stops)
+            {
+                if (s.Length == 0) continue;
+                int i = decoded.IndexOf(s, StringComparison.Ordinal);
+                if (i >= 0 && (best < 0 || i < best)) best = i;
+            }
+            return best >= 0 ? decoded[..best] : null;
         }
-        return best >= 0 ? text[..best] : null;
+        if (!decoded.EndsWith('\uFFFD')) visible = decoded;
+        // An empty stop string is skipped under both rules (Python's endswith("") would end every sequence at once).
+        foreach (var s in stops)
+            if (s.Length > 0 && visible.EndsWith(s, StringComparison.Ordinal)) return visible[..^s.Length];
+        return null;
     }
 
     /// <summary>Index of the largest logit (the first one on ties).</summary>

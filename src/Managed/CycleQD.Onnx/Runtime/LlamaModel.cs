@@ -6,6 +6,20 @@ using CycleQD.Tensors;
 
 namespace CycleQD.Onnx.Runtime;
 
+/// <summary>Which token ids end a generated sequence.</summary>
+public enum EosChoice
+{
+    /// <summary>
+    /// The tokenizer's EOS only (tokenizer_config.json eos_token, or the SentencePiece model's):
+    /// what the reference's vLLM stops on. When the tokenizer names none, config.json's
+    /// eos_token_id is used instead.
+    /// </summary>
+    Tokenizer,
+
+    /// <summary>config.json's eos_token_id together with generation_config.json's (what Hugging Face's generate stops on).</summary>
+    ModelConfig,
+}
+
 /// <summary>
 /// A Hugging Face Llama-family folder opened for generation: config, tokenizer, memory-mapped
 /// weights bound as graph inputs, one session and a generator. Owns all of them.
@@ -48,8 +62,9 @@ public sealed class LlamaModel : IDisposable
     /// <param name="intraOpThreads">CPU threads per operator (0 = ONNX Runtime's default).</param>
     /// <param name="elementType">Graph and weight type (weights stored in another type are converted once).</param>
     /// <param name="graph">Plain or fused graph; null picks <see cref="ILlamaSession.DefaultGraph"/> for the device.</param>
+    /// <param name="eos">Which ids end a sequence (default: the tokenizer's, as the reference).</param>
     public static LlamaModel Open(string directory, InferenceDevice device = InferenceDevice.Cpu, int maxBatch = 64, int intraOpThreads = 0,
-        OnnxElementType elementType = OnnxElementType.Float, LlamaGraphKind? graph = null)
+        OnnxElementType elementType = OnnxElementType.Float, LlamaGraphKind? graph = null, EosChoice eos = EosChoice.Tokenizer)
     {
         var folder = HfModelFolder.Open(directory);
         LlamaGraphBuilder.Validate(folder.Config, folder.ConfigPath);
@@ -63,7 +78,7 @@ public sealed class LlamaModel : IDisposable
             file.ThrowIfNonFinite();
             weights = LlamaWeights.FromSafetensors(file, folder.Config, elementType);
             session = ILlamaSession.Open(graph ?? ILlamaSession.DefaultGraph(device, folder.Config), folder.Config, new LlamaGraphOptions(elementType, LastPositionLogitsOnly: true), device, folder.ConfigPath, intraOpThreads);
-            var generator = new LlamaGenerator(session, weights, tokenizer, EosIds(folder), maxBatch);
+            var generator = new LlamaGenerator(session, weights, tokenizer, EosIds(folder, tokenizer, eos), maxBatch);
             return new LlamaModel(folder, file, session, weights, tokenizer, generator);
         }
         catch
@@ -98,8 +113,15 @@ public sealed class LlamaModel : IDisposable
         }
     }
 
+    /// <summary>The ids that end a sequence for <paramref name="choice"/>.</summary>
+    /// <exception cref="TensorFormatException">generation_config.json is not valid JSON.</exception>
+    public static IReadOnlyCollection<int> EosIds(HfModelFolder folder, TextTokenizer tokenizer, EosChoice choice) =>
+        choice == EosChoice.Tokenizer && tokenizer.EosId is int eos ? [eos]
+        : choice == EosChoice.Tokenizer ? [.. folder.Config.EosTokenIds]
+        : [.. ConfigEosIds(folder)];
+
     /// <summary>EOS ids from config.json and generation_config.json together.</summary>
-    private static IEnumerable<int> EosIds(HfModelFolder folder)
+    private static HashSet<int> ConfigEosIds(HfModelFolder folder)
     {
         var ids = new HashSet<int>(folder.Config.EosTokenIds);
         if (folder.FindFile("generation_config.json") is string gc)

@@ -8,7 +8,8 @@ namespace CycleQD.Onnx.Tokenization;
 /// <summary>
 /// A model folder's tokenizer: Hugging Face tokenizer.json (byte-level BPE, e.g. Llama-3) or a
 /// SentencePiece tokenizer.model (e.g. Llama-2, stories260K), behind one encode/decode surface.
-/// Encoding never adds BOS/EOS; callers prepend <see cref="BosId"/> when a request asks for it.
+/// <see cref="Encode"/> never adds BOS/EOS; <see cref="EncodeWithDefaults"/> adds what the tokenizer
+/// files say a Hugging Face tokenizer adds by default (<see cref="DefaultPrefixIds"/>, <see cref="DefaultSuffixIds"/>).
 /// </summary>
 public sealed class TextTokenizer
 {
@@ -25,15 +26,35 @@ public sealed class TextTokenizer
     /// <summary>The tokenizer file that was loaded.</summary>
     public string Path { get; }
 
-    private TextTokenizer(Tokenizer inner, bool sentencePiece, int? bosId, string bosToken, IEnumerable<int> specialIds, string path)
+    /// <summary>The tokenizer's end-of-sequence id (tokenizer_config.json eos_token, or the SentencePiece model's), or null when it names none.</summary>
+    public int? EosId { get; }
+
+    /// <summary>Ids the tokenizer puts before the text when encoding with special tokens (e.g. BOS), from its files.</summary>
+    public IReadOnlyList<int> DefaultPrefixIds { get; }
+
+    /// <summary>Ids the tokenizer puts after the text when encoding with special tokens (e.g. EOS), from its files.</summary>
+    public IReadOnlyList<int> DefaultSuffixIds { get; }
+
+    /// <summary>Where <see cref="DefaultPrefixIds"/> and <see cref="DefaultSuffixIds"/> come from, in words (for docs and logs).</summary>
+    public string DefaultsSource { get; }
+
+    private TextTokenizer(Tokenizer inner, bool sentencePiece, int? bosId, string bosToken, int? eosId, IEnumerable<int> specialIds, string path,
+        SpecialTokenDefaults defaults)
     {
         _inner = inner;
         _sentencePiece = sentencePiece;
         BosId = bosId;
         BosToken = bosToken;
+        EosId = eosId;
         _specialIds = [.. specialIds];
         Path = path;
+        DefaultPrefixIds = defaults.Prefix;
+        DefaultSuffixIds = defaults.Suffix;
+        DefaultsSource = defaults.Source;
     }
+
+    /// <summary>Token ids of <paramref name="text"/> as the Hugging Face tokenizer encodes it by default (add_special_tokens=True).</summary>
+    public IReadOnlyList<int> EncodeWithDefaults(string text) => [.. DefaultPrefixIds, .. Encode(text), .. DefaultSuffixIds];
 
     /// <summary>Token ids of <paramref name="text"/> (special-token strings in the text map to their ids).</summary>
     public IReadOnlyList<int> Encode(string text)
@@ -91,7 +112,10 @@ public sealed class TextTokenizer
             var sp = LlamaTokenizer.Create(stream, addBeginOfSentence: false, addEndOfSentence: false);
             int bos = folder?.Config.BosTokenId ?? sp.BeginningOfSentenceId;
             var specials = new[] { sp.BeginningOfSentenceId, sp.EndOfSentenceId, sp.UnknownId };
-            return new TextTokenizer(sp, true, bos, sp.BeginningOfSentenceToken, specials, path);
+            int eos = sp.EndOfSentenceId;
+            // Hugging Face's LlamaTokenizer: add_bos_token defaults to true, add_eos_token to false.
+            var defaults = LlamaClassDefaults(folder, bos, eos, "tokenizer.model (LlamaTokenizer defaults)")!;
+            return new TextTokenizer(sp, true, bos, sp.BeginningOfSentenceToken, eos, specials, path, defaults);
         }
         catch (Exception e) when (e is not TensorFormatException and not IOException)
         {
@@ -135,8 +159,75 @@ public sealed class TextTokenizer
 
             string bosToken = ReadTokenizerConfigString(folder, "bos_token") ?? "<|begin_of_text|>";
             int? bos = folder?.Config.BosTokenId ?? (special.TryGetValue(bosToken, out int b) ? b : null);
-            return new TextTokenizer(bpe, false, bos, bosToken, special.Values, path);
+            string? eosToken = ReadTokenizerConfigString(folder, "eos_token");
+            int? eos = eosToken is not null && special.TryGetValue(eosToken, out int eosSpecial) ? eosSpecial
+                : eosToken is not null && vocab.Find(kv => kv.Key == eosToken) is { Key: not null } v ? v.Value : null;
+            // A Llama tokenizer class rebuilds the post-processor from add_bos_token/add_eos_token;
+            // any other (Llama-3's PreTrainedTokenizerFast) runs tokenizer.json's own.
+            var defaults = (bos is int bosId && LlamaClassDefaults(folder, bosId, eos, "tokenizer_config.json tokenizer_class") is { } llama)
+                ? llama
+                : PostProcessorDefaults(root, path);
+            return new TextTokenizer(bpe, false, bos, bosToken, eos, special.Values, path, defaults);
         }
+    }
+
+    private sealed record SpecialTokenDefaults(int[] Prefix, int[] Suffix, string Source);
+
+    /// <summary>
+    /// The defaults of Hugging Face's LlamaTokenizer / LlamaTokenizerFast (add_bos_token true,
+    /// add_eos_token false unless tokenizer_config.json says otherwise), or null when the folder's
+    /// tokenizer_class is another one (a tokenizer.model folder always counts as LlamaTokenizer).
+    /// </summary>
+    private static SpecialTokenDefaults? LlamaClassDefaults(HfModelFolder? folder, int bos, int? eos, string source)
+    {
+        string? cls = ReadTokenizerConfigString(folder, "tokenizer_class");
+        bool sentencePieceSource = source.StartsWith("tokenizer.model", StringComparison.Ordinal);
+        if (!sentencePieceSource && cls is not ("LlamaTokenizer" or "LlamaTokenizerFast")) return null;
+        bool addBos = ReadTokenizerConfigBool(folder, "add_bos_token") ?? true;
+        bool addEos = ReadTokenizerConfigBool(folder, "add_eos_token") ?? false;
+        return new SpecialTokenDefaults(addBos ? [bos] : [], addEos && eos is int e ? [e] : [],
+            $"{source}: add_bos_token={addBos.ToString().ToLowerInvariant()}, add_eos_token={addEos.ToString().ToLowerInvariant()}");
+    }
+
+    /// <summary>What tokenizer.json's post_processor adds around one sequence: TemplateProcessing's special tokens, nothing for ByteLevel or none.</summary>
+    private static SpecialTokenDefaults PostProcessorDefaults(JsonElement root, string path)
+    {
+        if (!root.TryGetProperty("post_processor", out var pp) || pp.ValueKind != JsonValueKind.Object)
+            return new([], [], "tokenizer.json: no post_processor");
+        var template = FindTemplateProcessing(pp);
+        if (template is not JsonElement t)
+            return new([], [], $"tokenizer.json: post_processor {pp.GetProperty("type").GetString()} adds no special tokens");
+        var prefix = new List<int>();
+        var suffix = new List<int>();
+        bool seenSequence = false;
+        foreach (var item in t.GetProperty("single").EnumerateArray())
+        {
+            if (item.TryGetProperty("Sequence", out _)) { seenSequence = true; continue; }
+            if (!item.TryGetProperty("SpecialToken", out var st)) continue;
+            string id = st.GetProperty("id").GetString()!;
+            if (!t.TryGetProperty("special_tokens", out var specials) || !specials.TryGetProperty(id, out var entry))
+                throw new TensorFormatException(path, null, $"post_processor template names special token '{id}' that its special_tokens do not define");
+            foreach (var x in entry.GetProperty("ids").EnumerateArray()) (seenSequence ? suffix : prefix).Add(x.GetInt32());
+        }
+        return new([.. prefix], [.. suffix], "tokenizer.json: post_processor TemplateProcessing");
+    }
+
+    private static JsonElement? FindTemplateProcessing(JsonElement pp)
+    {
+        string? type = pp.TryGetProperty("type", out var ty) ? ty.GetString() : null;
+        if (type == "TemplateProcessing") return pp;
+        if (type == "Sequence" && pp.TryGetProperty("processors", out var list))
+            foreach (var p in list.EnumerateArray())
+                if (FindTemplateProcessing(p) is JsonElement found) return found;
+        return null;
+    }
+
+    private static bool? ReadTokenizerConfigBool(HfModelFolder? folder, string key)
+    {
+        string? path = folder?.FindFile("tokenizer_config.json");
+        if (path is null) return null;
+        using var doc = JsonDocument.Parse(File.ReadAllBytes(path));
+        return doc.RootElement.TryGetProperty(key, out var v) && v.ValueKind is JsonValueKind.True or JsonValueKind.False ? v.GetBoolean() : null;
     }
 
     private static string? SplitPattern(JsonElement pre)

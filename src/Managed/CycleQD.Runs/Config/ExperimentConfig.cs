@@ -9,6 +9,7 @@ using CycleQD.Segmentation.Metrics;
 using CycleQD.Segmentation.Sam;
 using CycleQD.Runs.Families;
 using CycleQD.Tasks.AgentBenchDb;
+using CycleQD.Tasks.Mbpp;
 using CycleQD.Tensors;
 using YamlDotNet.RepresentationModel;
 
@@ -38,11 +39,13 @@ public sealed record ModelSource(SyntheticProblemOptions? Synthetic, string? Bas
 /// <param name="DbConnection">AgentBench DB: an existing server's connection string instead of a private MariaDB.</param>
 /// <param name="OsRepeats">AgentBench OS: runs averaged into the score.</param>
 /// <param name="MbppSanitize">MBPP+: apply the reference's sanitiser to completions.</param>
+/// <param name="MbppTotalTimeCap">MBPP+: bound in seconds on one run of a task's inputs (null: none, as EvalPlus); see MbppPlusOptions.TotalTimeCapSeconds.</param>
 /// <param name="Responder">null: the model answers; <c>scripted:weight-keyed-gold</c>: a stand-in that gives gold answers to a weight-dependent subset (tests the harnesses and the loop, never a model).</param>
 public sealed record EvaluationSettings(string? Split = null, int? Limit = null, string? TinySkillsDir = null, int Threads = 0,
     IReadOnlyDictionary<string, SamTaskOptions>? Sam = null, string? DataDir = null, ulong SplitSeed = RunSplits.DefaultSeed, bool SelectOnTest = false,
     IReadOnlyDictionary<string, SamTaskOptions>? SamReport = null, DbLayout DbLayout = DbLayout.Isolated, string? DbConnection = null,
-    int OsRepeats = EvaluationSettings.DefaultOsRepeats, bool MbppSanitize = true, string? Responder = null)
+    int OsRepeats = EvaluationSettings.DefaultOsRepeats, bool MbppSanitize = true, string? Responder = null,
+    double? MbppTotalTimeCap = MbppPlusOptions.DefaultTotalTimeCapSeconds)
 {
     /// <summary>AgentBench OS runs per sample when evaluation.agentbench_os.repeats is not given (the reference's 5: init scripts draw random data).</summary>
     public const int DefaultOsRepeats = 5;
@@ -273,12 +276,23 @@ public sealed record ExperimentConfig(string Name, CycleQDOptions Options, int G
             if (repeats < 1) throw r.Error(m["repeats"]!, "evaluation.agentbench_os.repeats", $"{repeats} must be at least 1");
         }
         bool sanitize = d.MbppSanitize;
+        double? timeCap = d.MbppTotalTimeCap;
         if (e.TryGetValue("mbpp", out var mbppNode))
-            sanitize = r.Bool(r.Map(mbppNode!, "evaluation.mbpp", "sanitize"), "sanitize", d.MbppSanitize, "evaluation.mbpp.");
+        {
+            var m = r.Map(mbppNode!, "evaluation.mbpp", "sanitize", "total_time_cap");
+            sanitize = r.Bool(m, "sanitize", d.MbppSanitize, "evaluation.mbpp.");
+            if (m.ContainsKey("total_time_cap"))
+            {
+                // "none" is EvalPlus's rule (no bound beyond the sum of the per-input limits).
+                timeCap = r.String(m, "total_time_cap", "", "evaluation.mbpp.") == "none" ? null : r.Double(m, "total_time_cap", 0, "evaluation.mbpp.");
+                if (timeCap is double c && !(c > 0 && double.IsFinite(c)))
+                    throw r.Error(m["total_time_cap"]!, "evaluation.mbpp.total_time_cap", $"{c} must be a positive number of seconds, or none (no cap, as EvalPlus)");
+            }
+        }
         string responder = r.String(e, "responder", "", "evaluation.");
         var (sam, samReport) = e.TryGetValue("sam", out var samNode) ? ParseSam(r, samNode!, tasks, limit, baseDirectory) : (null, null);
         return new EvaluationSettings(split, limit, Folder("tinyskills", "tasks"), threads, sam, Folder("data", "."), r.ULong(e, "split_seed", d.SplitSeed, "evaluation."),
-            selectOnTest, samReport, db, connection, repeats, sanitize, responder.Length == 0 ? null : responder);
+            selectOnTest, samReport, db, connection, repeats, sanitize, responder.Length == 0 ? null : responder, timeCap);
     }
 
     private static FinalMergeSettings ParseFinalMerge(YamlSettings r, Dictionary<string, YamlNode?> top, bool reports, int taskCount, bool realModels)

@@ -4,6 +4,7 @@ using CycleQD.Core;
 using CycleQD.Core.Compute;
 using CycleQD.Core.Engine;
 using CycleQD.Runs.Families;
+using CycleQD.Runs.Families.Llama;
 using CycleQD.Runs.Final;
 
 namespace CycleQD.Runs;
@@ -332,6 +333,7 @@ public sealed class RunSession : IDisposable
         sb.AppendLine(ci, $"- seed: {Directory.Info.Seed}");
         sb.AppendLine(ci, $"- tasks: {string.Join(", ", tasks)}");
         sb.AppendLine(ci, $"- model: {(Config.Model.Synthetic != null ? "synthetic test problem" : Config.Model.BasePath)}");
+        if (Family is LlamaFamily) sb.AppendLine(ci, $"- precision: {LlamaFamily.PrecisionNote}");
         sb.AppendLine(ci, $"- sampling: {Config.Options.Sampling.Kind.ToString().ToLowerInvariant()}, crossover N({Config.Options.Crossover.Mean}, {Config.Options.Crossover.Std}²), mutation {Config.Options.Mutation.Kind.ToString().ToLowerInvariant()}");
         sb.AppendLine(ci, $"- elites stored: {Directory.Elites.Ids().Count}").AppendLine();
         sb.AppendLine("## Experts").AppendLine();

@@ -33,6 +33,9 @@ public sealed record AgentBenchDbOptions
     /// <summary>Most new tokens per model turn (reference: 512).</summary>
     public int MaxNewTokens { get; init; } = 512;
 
+    /// <summary>Context limit in tokens, as the reference's vLLM max_model_len (null = none).</summary>
+    public int? MaxModelLen { get; init; } = ReferenceSampling.MaxModelLen;
+
     /// <summary>Called with the private server once it runs (tests use it to stop the server mid-evaluation).</summary>
     internal Action<MariaDbServer>? OnServerStarted { get; init; }
 }
@@ -129,7 +132,7 @@ public sealed class AgentBenchDbBenchmark(AgentBenchDbOptions options) : IBenchm
             var unfinished = episodes;
             for (int round = 0; unfinished.Count > 0 && round <= options.MaxRound; round++)
             {
-                var requests = unfinished.Select(e => new GenerationRequest(ChatTemplates.Llama3(e.Messages), options.MaxNewTokens, AddBos: false)).ToList();
+                var requests = unfinished.Select(e => new GenerationRequest(ChatTemplates.Llama3(e.Messages), options.MaxNewTokens, AddBos: null, MaxModelLen: options.MaxModelLen)).ToList();
                 var results = await generator.GenerateAsync(requests, cancellationToken).ConfigureAwait(false);
                 if (results.Count != requests.Count)
                     throw new InvalidOperationException($"the generator returned {results.Count} results for {requests.Count} requests");

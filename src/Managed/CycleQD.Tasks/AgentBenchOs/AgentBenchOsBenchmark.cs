@@ -44,6 +44,9 @@ public sealed record AgentBenchOsOptions
     /// <summary>Most new tokens per turn (reference: 512).</summary>
     public int MaxNewTokens { get; init; } = 512;
 
+    /// <summary>Context limit in tokens, as the reference's vLLM max_model_len (null = none).</summary>
+    public int? MaxModelLen { get; init; } = ReferenceSampling.MaxModelLen;
+
     /// <summary>Cache folder holding the pinned root file system; null = <see cref="OsRootFilesystem.DefaultCacheDir"/>.</summary>
     public string? CacheDir { get; init; }
 }
@@ -204,7 +207,7 @@ public sealed class AgentBenchOsBenchmark(AgentBenchOsOptions options) : IBenchm
         var open = chunk.Where(e => !e.Finished).ToList();
         for (int round = 0; round < options.MaxRound && open.Count > 0; round++)
         {
-            var requests = open.Select(e => new GenerationRequest(ChatTemplates.Llama3(e.Messages), options.MaxNewTokens, AddBos: false)).ToList();
+            var requests = open.Select(e => new GenerationRequest(ChatTemplates.Llama3(e.Messages), options.MaxNewTokens, AddBos: null, MaxModelLen: options.MaxModelLen)).ToList();
             var results = await generator.GenerateAsync(requests, ct).ConfigureAwait(false);
             if (results.Count != requests.Count)
                 throw new InvalidOperationException($"the generator returned {results.Count} results for {requests.Count} requests");

@@ -38,8 +38,21 @@ public sealed record MbppPlusOptions
     /// </summary>
     public bool Sanitize { get; init; } = true;
 
+    /// <summary>
+    /// Bound in seconds on one run of a task's base (or plus) inputs, applied to the sum of the
+    /// per-input limits (default 60). EvalPlus has no such bound (null here): a completion that
+    /// uses most of each input's limit on 42,000 plus inputs could then hold a sandbox for hours.
+    /// </summary>
+    public double? TotalTimeCapSeconds { get; init; } = DefaultTotalTimeCapSeconds;
+
+    /// <summary>The default of <see cref="TotalTimeCapSeconds"/>.</summary>
+    public const double DefaultTotalTimeCapSeconds = 60;
+
     /// <summary>Most new tokens (reference: 512).</summary>
     public int MaxNewTokens { get; init; } = 512;
+
+    /// <summary>Context limit in tokens, as the reference's vLLM max_model_len (null = none).</summary>
+    public int? MaxModelLen { get; init; } = ReferenceSampling.MaxModelLen;
 }
 
 /// <summary>
@@ -101,7 +114,7 @@ public sealed class MbppPlusBenchmark(MbppPlusOptions options) : IBenchmark
         // is reported as that sample's failure, with the reason.
         var (expected, unavailable) = await ComputeGroundTruthAsync(problems, sandbox, cancellationToken).ConfigureAwait(false);
 
-        var requests = problems.Select(p => new GenerationRequest(PromptFor(p, prompts), options.MaxNewTokens, StopStrings, AddBos: true)).ToList();
+        var requests = problems.Select(p => new GenerationRequest(PromptFor(p, prompts), options.MaxNewTokens, StopStrings, AddBos: null, MaxModelLen: options.MaxModelLen)).ToList();
         var results = await generator.GenerateAsync(requests, cancellationToken).ConfigureAwait(false);
         if (results.Count != requests.Count)
             throw new InvalidOperationException($"the generator returned {results.Count} results for {requests.Count} requests");
@@ -168,10 +181,11 @@ public sealed class MbppPlusBenchmark(MbppPlusOptions options) : IBenchmark
             ["task_line"] = p.RawLine,
             ["kinds"] = new JsonArray(kinds.Select(k => (JsonNode)k).ToArray()),
             ["time_limits"] = limits,
+            ["total_time_cap"] = options.TotalTimeCapSeconds,
         };
-        // Each run may take min(60, Σ limits) + 1 s plus 1 s for the join (as the reference), and
+        // Each run may take Σ limits (or the cap) + 1 s plus 1 s for the join (as EvalPlus), and
         // the interpreter needs a moment to start, load the inputs and pickle the outputs.
-        double runnerBudget = kinds.Sum(k => Math.Min(60, truth.TimeLimitSum(k, MinTimeLimit, TimeLimitFactor)) + 2) + 10;
+        double runnerBudget = kinds.Sum(k => RunTimeout(truth.TimeLimitSum(k, MinTimeLimit, TimeLimitFactor), options.TotalTimeCapSeconds) + 1) + 10;
         long pickleBytes = new FileInfo(truth.PicklePath).Length;
         // Right outputs pickle to about the size of the expected ones; more is the code's failure.
         long streamLimit = MinOutputStreamBytes + 2 * pickleBytes;
@@ -254,6 +268,9 @@ public sealed class MbppPlusBenchmark(MbppPlusOptions options) : IBenchmark
             try { Directory.Delete(dir, true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
         }
     }
+
+    /// <summary>The whole-run limit of one kind of inputs (seconds): Σ per-input limits, or the cap when smaller, + 1 s; the runner applies the same rule.</summary>
+    public static double RunTimeout(double timeLimitSum, double? cap) => (cap is double c ? Math.Min(c, timeLimitSum) : timeLimitSum) + 1;
 
     private CheckVerdict Failed(string solution, string status, string reason) =>
         new(solution, new RunVerdict(status, 0, reason), options.RunPlus ? new RunVerdict(status, 0, reason) : null);
@@ -340,7 +357,7 @@ public sealed class MbppPlusBenchmark(MbppPlusOptions options) : IBenchmark
         IReadOnlyList<MbppProblem> problems, BubblewrapSandbox sandbox, CancellationToken ct)
     {
         var failures = new ConcurrentDictionary<string, string>();
-        string cacheDir = Path.Combine(options.CacheDir ?? DefaultCacheDir(), "mbpp-groundtruth", DatasetHash() + "-hashseed" + HashSeed + "-v2");
+        string cacheDir = Path.Combine(options.CacheDir ?? DefaultCacheDir(), "mbpp-groundtruth", DatasetHash() + "-hashseed" + HashSeed + "-v3");
         Directory.CreateDirectory(cacheDir);
         if (OperatingSystem.IsLinux())
             for (var d = new DirectoryInfo(cacheDir); d != null && d.FullName.StartsWith(options.CacheDir ?? DefaultCacheDir(), StringComparison.Ordinal); d = d.Parent)

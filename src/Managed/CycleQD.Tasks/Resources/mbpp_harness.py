@@ -59,8 +59,9 @@ def deserialize(task_id, inputs):
     if n == 252:
         return [[complex(inp[0])] for inp in inputs]
     if n == 115:
-        # The sets were stored as JSON lists; the dicts and None of the plus inputs stay as they are.
-        return [[[set(x) if isinstance(x, list) else x for x in inp[0]]] + inp[1:] for inp in inputs]
+        # As EvalPlus: a non-empty list becomes a set, every other member (an empty list, a dict,
+        # None) becomes {} (an empty dict), and only the first argument is kept.
+        return [[[set(x) if isinstance(x, list) and len(x) else {} for x in inp[0]]] for inp in inputs]
     if n in (580, 615, 791):
         return [[_tuples_deep(arg) for arg in inp] for inp in inputs]
     return inputs

@@ -79,7 +79,7 @@ public sealed class TinySkillsBenchmark(TinySkillsOptions options) : IBenchmark
     public async Task<EvaluationReport> EvaluateAsync(ITextGenerator generator, IProgress<EvaluationProgress>? progress = null, CancellationToken cancellationToken = default)
     {
         var examples = Examples();
-        var requests = examples.Select(e => new GenerationRequest(e.Prompt, MaxNewTokens, ["\n"], AddBos: true)).ToList();
+        var requests = examples.Select(e => new GenerationRequest(e.Prompt, MaxNewTokens, ["\n"], AddBos: true, StopMatch: StopStringMatch.FirstOccurrence)).ToList();
         var results = await generator.GenerateAsync(requests, cancellationToken).ConfigureAwait(false);
         if (results.Count != requests.Count)
             throw new InvalidOperationException($"the generator returned {results.Count} results for {requests.Count} requests");

@@ -1,6 +1,7 @@
 using CycleQD.Core;
 using CycleQD.Core.Compute;
 using CycleQD.Core.Evaluation;
+using CycleQD.Onnx.Graph;
 using CycleQD.Onnx.Runtime;
 
 namespace CycleQD.Runs.Families.Llama;
@@ -12,6 +13,12 @@ namespace CycleQD.Runs.Families.Llama;
 /// </summary>
 public sealed class LlamaFamily : IModelFamily
 {
+    /// <summary>
+    /// The number type candidates are generated in, for the run's summary: float32, because ONNX
+    /// Runtime's CPU provider has no bf16 kernels (bf16 checkpoints are widened once when bound).
+    /// </summary>
+    public const string PrecisionNote = "float32 on the CPU (ONNX Runtime's CPU provider has no bf16 kernels; the reference generates in bf16)";
+
     /// <inheritdoc/>
     public string Name => "llama";
 
@@ -43,7 +50,7 @@ public sealed class LlamaFamily : IModelFamily
     public static TextTaskData DataOf(ExperimentConfig config)
     {
         var e = config.Evaluation;
-        return new TextTaskData(e.DataDir, e.TinySkillsDir, e.Limit, e.DbLayout, e.DbConnection, e.OsRepeats, e.MbppSanitize);
+        return new TextTaskData(e.DataDir, e.TinySkillsDir, e.Limit, e.DbLayout, e.DbConnection, e.OsRepeats, e.MbppSanitize, e.MbppTotalTimeCap);
     }
 
     /// <inheritdoc/>
@@ -118,7 +125,8 @@ public sealed class LlamaFamily : IModelFamily
             var gold = search.Concat(report).Select((b, i) => (ITextGenerator)TextTasks.Find(b.Name)!.GoldResponder(b)).ToList();
             standIn = (_, arrays) => new WeightKeyedResponder(gold, arrays);
         }
-        var model = LlamaModel.Open(SafetensorsModels.Folder(config), InferenceDevice.Cpu, intraOpThreads: config.Evaluation.Threads);
+        var model = LlamaModel.Open(SafetensorsModels.Folder(config), InferenceDevice.Cpu, intraOpThreads: config.Evaluation.Threads,
+            elementType: OnnxElementType.Float, eos: EosChoice.Tokenizer);
         try
         {
             return new LlamaCandidateEvaluator(model, config.Options.Tasks, search, report, standIn);

@@ -19,8 +19,9 @@ namespace CycleQD.Runs.Families.Llama;
 /// <param name="DbConnection">AgentBench DB: an existing server's connection string instead of a private MariaDB.</param>
 /// <param name="OsRepeats">AgentBench OS: runs averaged into the score.</param>
 /// <param name="MbppSanitize">MBPP+: apply the reference's sanitiser to completions.</param>
+/// <param name="MbppTotalTimeCap">MBPP+: bound in seconds on one run of a task's inputs (null: none, as EvalPlus).</param>
 public sealed record TextTaskData(string? DataDir, string? TinySkillsDir, int? Limit = null, DbLayout DbLayout = DbLayout.Isolated,
-    string? DbConnection = null, int OsRepeats = 5, bool MbppSanitize = true);
+    string? DbConnection = null, int OsRepeats = 5, bool MbppSanitize = true, double? MbppTotalTimeCap = MbppPlusOptions.DefaultTotalTimeCapSeconds);
 
 /// <summary>
 /// One text benchmark a Llama-family model can be scored on: its name, the splits it offers, its
@@ -123,7 +124,7 @@ public static class TextTasks
         public override void CheckData(TextTaskData data) => RequireFile(data, "mbpp", "MbppPlus-v0.1.0.jsonl");
         public override Task CheckEnvironmentAsync(TextTaskData data, CancellationToken ct) => CheckSandboxAsync(ct);
         private static MbppPlusOptions Options(TextTaskData data, IReadOnlyList<string>? ids) =>
-            new() { DataDir = data.DataDir!, TaskIds = ids, Limit = data.Limit, Sanitize = data.MbppSanitize };
+            new() { DataDir = data.DataDir!, TaskIds = ids, Limit = data.Limit, Sanitize = data.MbppSanitize, TotalTimeCapSeconds = data.MbppTotalTimeCap };
     }
 
     private sealed class AgentBenchDbTask : TextTask
