@@ -70,7 +70,7 @@ public class NonFiniteWeightsCommandTests
             models:
               - model: {Path.Combine(TinySkills, "expert-code")}
               - model: {expert}
-            parameters: {"{"} lambda: 0.5 {"}"}
+            parameters: {"{"} lambda: 0.5, weight: 1 {"}"}
             """);
         var r = CliRunner.Run("merge", dir.File("m.yaml"), "--out", dir.File("out"));
         Assert.Equal($"error: {Path.Combine(expert, "model.safetensors")}: tensor '{Tensor}': 0 NaN and 1 infinite value(s), the first at element 0 of [64, 172] " +

@@ -9,10 +9,12 @@ namespace CycleQD.Cli.Commands.Eval;
 /// </summary>
 internal static class ModelGenerators
 {
-    public static ITextGenerator Open(string modelDir)
+    /// <param name="modelDir">The model folder.</param>
+    /// <param name="threads">ONNX Runtime intra-op threads (0: its default).</param>
+    public static ITextGenerator Open(string modelDir, int threads = 0)
     {
         if (!Directory.Exists(modelDir)) throw new DirectoryNotFoundException($"model folder not found: {modelDir}");
-        return new OwnedModelGenerator(LlamaModel.Open(modelDir));
+        return new OwnedModelGenerator(LlamaModel.Open(modelDir, intraOpThreads: threads));
     }
 
     /// <summary>A model's generator that also owns the model (session, weights, tokenizer).</summary>
