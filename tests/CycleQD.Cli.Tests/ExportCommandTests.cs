@@ -167,6 +167,7 @@ public sealed class ExportCommandTests(TinyRunFixture run) : IClassFixture<TinyR
         Assert.Contains("\"base_model\": \"base\"", card[appendix..]);
         Assert.Contains("1 − Σ wᵢ = -0.3", card);
         Assert.Contains("base: …/base", card);
+        Assert.Contains("| expert os | best of archive tinyskills/os | 0.5 |", card);
     }
 
     private static void CopyTree(string from, string to)

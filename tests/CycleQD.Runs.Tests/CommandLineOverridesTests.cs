@@ -95,5 +95,10 @@ public class CommandLineOverridesTests
             Export.FinalModelCard.WithoutMachinePaths("model:\n  base: /data/models/llama-8b\n  experts: { code: /data/expert-code/, db: ../rel/db }\nname: x/y\n"));
         Assert.Equal(Path.Combine("final", "model.safetensors"), Export.FinalModelCard.ShownPath("/runs/r1", "/runs/r1/final/model.safetensors"));
         Assert.Equal("…/expert-db/model.safetensors", Export.FinalModelCard.ShownPath("/runs/r1", "/models/expert-db/model.safetensors"));
+        Assert.Equal("search=valid;limit=4;data=…/tinyskills", Export.FinalModelCard.WithoutMachinePaths("search=valid;limit=4;data=/work/models/tinyskills"));
+        var json = Export.FinalModelCard.WithoutMachinePaths(System.Text.Json.Nodes.JsonNode.Parse("""{"base_model": "/m/llama", "evaluation": "data=/d/x;k=1", "n": 3}""")!);
+        Assert.Equal("""{"base_model":"llama","evaluation":"data=…/x;k=1","n":3}""", json.ToJsonString(Tensors.ReadableJson.Compact));
+        Assert.Equal("expert code", Export.FinalModelCard.EliteName("expert:tinyskills/code"));
+        Assert.Equal("0123456789ab", Export.FinalModelCard.EliteName("0123456789abcdef0123"));
     }
 }

@@ -29,7 +29,7 @@ internal static partial class FinalModelCard
         {
             card.Heading("Merge weights");
             card.Table(["elite", "chosen as", "weight"], elites.Select(e => (IReadOnlyList<string>)[
-                e?["id"]?.GetValue<string>() is { } id ? (id.Length > 16 ? id[..12] : id) : "?",
+                e?["id"]?.GetValue<string>() is { } id ? EliteName(id) : "?",
                 e?["reason"]?.GetValue<string>() ?? "",
                 e?["weight"] is { } w ? ModelCardText.Number(w.GetValue<double>()) : "?"]));
             if (final["base_weight"] is { } bw)
@@ -57,6 +57,10 @@ internal static partial class FinalModelCard
             Pct(r?["test_average"])]));
     }
 
+    /// <summary>"expert code" for an expert's id ("expert:tinyskills/code"), the first 12 hex digits of a child's content hash.</summary>
+    internal static string EliteName(string id) =>
+        Core.Archives.EliteIds.TryGetExpertTask(id, out string task) ? "expert " + Families.TaskLabels.Short(task) : id.Length > 12 ? id[..12] : id;
+
     /// <summary>Adds final/final.json, with absolute paths reduced to their last component, as the card's appendix.</summary>
     public static void AddAppendix(ModelCardText card, RunDirectory run)
     {
@@ -71,7 +75,7 @@ internal static partial class FinalModelCard
     {
         JsonObject o => new JsonObject(o.Select(kv => KeyValuePair.Create(kv.Key, kv.Value is null ? null : WithoutMachinePaths(kv.Value)))),
         JsonArray a => new JsonArray(a.Select(x => x is null ? null : WithoutMachinePaths(x)).ToArray()),
-        JsonValue v when v.TryGetValue(out string? s) && Path.IsPathFullyQualified(s) => JsonValue.Create(FolderName(s)),
+        JsonValue v when v.TryGetValue(out string? s) => JsonValue.Create(Path.IsPathFullyQualified(s) ? FolderName(s) : WithoutMachinePaths(s)),
         _ => node.DeepClone(),
     };
 
@@ -82,8 +86,8 @@ internal static partial class FinalModelCard
     public static string WithoutMachinePaths(string text) =>
         AbsolutePath().Replace(text, m => "…/" + FolderName(m.Value));
 
-    // An absolute path after a YAML separator (start of a value, a flow list or map, a quote), up to the next separator.
-    [System.Text.RegularExpressions.GeneratedRegex(@"(?<=(^|[\s:'""\[,{]))/[^\s'"",\]}#]+", System.Text.RegularExpressions.RegexOptions.Multiline)]
+    // An absolute path after a separator (start of a value, a flow list or map, a quote, key=value), up to the next separator.
+    [System.Text.RegularExpressions.GeneratedRegex(@"(?<=(^|[\s:'""\[,{=;]))/[^\s'"",\]}#;]+", System.Text.RegularExpressions.RegexOptions.Multiline)]
     private static partial System.Text.RegularExpressions.Regex AbsolutePath();
 
     /// <summary>A file as a card shows it: relative to the run folder when inside it ("final/model.safetensors"), else "…/folder/file".</summary>
