@@ -86,7 +86,7 @@ public sealed class SamEvalCommandTests
         string output = dir.File("sam.jsonl");
         File.WriteAllLines(dir.File("split.txt"), ["cju0qoxqj9q6s0835b43399p4", "cju0rx1idathl0835detmsp84"]);
         var r = CliRunner.Run("eval", "--task", "sam/kvasir", "--model", Path.Combine(TestPaths.RepoRoot, "models", "sam-tiny", "base"),
-            "--data", kvasir, "--split-file", dir.File("split.txt"), "--metric", "mae", "--output", output);
+            "--dataset", kvasir, "--split-file", dir.File("split.txt"), "--metric", "mae", "--output", output);
         Assert.True(r.ExitCode == 0, r.Err);
         Assert.Contains("2 images in", r.Out);
         Assert.Contains("score = mae", r.Out);
@@ -107,7 +107,7 @@ public sealed class SamEvalCommandTests
     public void SamEval_BadOption_OneErrorLine(string option, string value, string expected)
     {
         string kvasir = TestPaths.RequireSharedData("segmentation", "kvasir_seg");
-        var r = CliRunner.Run("eval", "--task", "sam/kvasir", "--model", Path.Combine(TestPaths.RepoRoot, "models", "sam-tiny", "base"), "--data", kvasir, option, value);
+        var r = CliRunner.Run("eval", "--task", "sam/kvasir", "--model", Path.Combine(TestPaths.RepoRoot, "models", "sam-tiny", "base"), "--dataset", kvasir, option, value);
         Assert.Equal(1, r.ExitCode);
         Assert.StartsWith(expected, r.Err);
     }

@@ -132,6 +132,44 @@ public sealed class ExportCommandTests(TinyRunFixture run) : IClassFixture<TinyR
         Assert.Contains("\"tinyskills/db\": 0.61", card);
     }
 
+    [Fact]
+    public void ExportFinal_CardStartsWithTestTableAndWeights_JsonInAppendix_NoMachinePaths()
+    {
+        using var dir = new TempDir();
+        string copy = dir.File("run");
+        CopyTree(run.RunDir, copy);
+        var (_, cell) = ChildCell();
+        Directory.CreateDirectory(Path.Combine(copy, "final"));
+        File.Copy(Path.Combine(copy, "elites", cell["elite"]!.GetValue<string>() + ".safetensors"), Path.Combine(copy, "final", "model.safetensors"));
+        string basePath = Path.Combine(TestPaths.RepoRoot, "models", "tinyskills", "base");
+        File.WriteAllText(Path.Combine(copy, "final", "final.json"), $$$"""
+            {"generations": 4, "base_model": "{{{basePath}}}", "search": {"split": "valid"},
+             "elites": [{"id": "0123456789abcdef0123", "reason": "best of archive tinyskills/db", "weight": 0.8},
+                        {"id": "expert:tinyskills/os", "reason": "best of archive tinyskills/os", "weight": 0.5}],
+             "weights": [0.8, 0.5], "base_weight": -0.3, "test_scores": {"tinyskills/db": 0.61}}
+            """);
+        File.WriteAllText(Path.Combine(copy, "report.json"), """
+            {"format": 1, "complete": true, "generations": 4, "tasks": ["tinyskills/code", "tinyskills/db", "tinyskills/os"],
+             "rows": [{"key": "expert:tinyskills/db", "label": "expert db", "test": {"tinyskills/code": 0.0, "tinyskills/db": 1.0, "tinyskills/os": 0.1}, "test_average": 0.3666},
+                      {"key": "final", "label": "CycleQD final model", "test": {"tinyskills/code": 0.2, "tinyskills/db": 0.9, "tinyskills/os": 0.5}, "test_average": 0.5333}]}
+            """);
+        var r = CliRunner.Run("export", copy, "--out", dir.File("final-out"), "--final");
+        Assert.True(r.ExitCode == 0, r.Err);
+        string card = File.ReadAllText(dir.File("final-out/README.md"));
+        Assert.Contains("base_model: \"base\"", card);
+        Assert.DoesNotContain(TestPaths.RepoRoot, card);
+        Assert.DoesNotContain(dir.Path, card);
+        int table = card.IndexOf("| expert db | 0.0 | 100.0 | 10.0 | 36.7 |", StringComparison.Ordinal);
+        int final = card.IndexOf("| **this model** (CycleQD final model) | 20.0 | 90.0 | 50.0 | 53.3 |", StringComparison.Ordinal);
+        int weights = card.IndexOf("| 0123456789ab | best of archive tinyskills/db | 0.8 |", StringComparison.Ordinal);
+        int appendix = card.IndexOf("## Appendix: how it was made (final/final.json)", StringComparison.Ordinal);
+        Assert.True(table > 0 && final > table && weights > final && appendix > weights, card);
+        Assert.Contains("\"base_model\": \"base\"", card[appendix..]);
+        Assert.Contains("1 − Σ wᵢ = -0.3", card);
+        Assert.Contains("base: …/base", card);
+        Assert.Contains("| expert os | best of archive tinyskills/os | 0.5 |", card);
+    }
+
     private static void CopyTree(string from, string to)
     {
         Directory.CreateDirectory(to);

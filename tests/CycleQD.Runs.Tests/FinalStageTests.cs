@@ -67,7 +67,8 @@ public class FinalStageTests
         string exp = Experiments.Write(tmp, "exp.yaml", TinyExperiment(2));
         string run = tmp.File("run");
         var lines = RunTo(exp, run, 2);
-        Assert.Contains(lines, l => l.StartsWith("final: trial", StringComparison.Ordinal));
+        Assert.Contains(lines, l => l.StartsWith("final: weight search trial", StringComparison.Ordinal));
+        Assert.Contains(lines, l => System.Text.RegularExpressions.Regex.IsMatch(l, @"^final: weight search trial 1/\d+: weights \[.*\] valid average \d+\.\d %  eta \d\d:\d\d:\d\d$"));
 
         // final/model.safetensors: the base's tensor names, dtypes and shapes.
         string basePath = Path.Combine(TestPaths.RepoRoot, "models", "tinyskills", "base");
@@ -203,7 +204,7 @@ public class FinalStageTests
         var redo = ResumeTo(run, null);
         Assert.DoesNotContain(redo, l => l.StartsWith("final: scoring base", StringComparison.Ordinal) || l.StartsWith("final: scoring expert", StringComparison.Ordinal)
                                         || l.StartsWith("final: task arithmetic", StringComparison.Ordinal) || l.StartsWith("final: TIES", StringComparison.Ordinal));
-        Assert.Contains(redo, l => l.StartsWith("final: trial", StringComparison.Ordinal));
+        Assert.Contains(redo, l => l.StartsWith("final: weight search trial", StringComparison.Ordinal));
         Assert.Equal(weights, File.ReadAllBytes(model));
         var redone = Json(reportPath);
         var before = JsonNode.Parse(report)!.AsObject();
@@ -254,7 +255,7 @@ public class FinalStageTests
         File.WriteAllText(config, File.ReadAllText(config).Replace("candidates: best+generalists, generalists: 2", "candidates: best", StringComparison.Ordinal));
         var redo = ResumeTo(run, null);
         Assert.DoesNotContain(redo, l => l.StartsWith("final: scoring base", StringComparison.Ordinal) || l.StartsWith("final: TIES", StringComparison.Ordinal));
-        Assert.Contains(redo, l => l.StartsWith("final: trial", StringComparison.Ordinal));
+        Assert.Contains(redo, l => l.StartsWith("final: weight search trial", StringComparison.Ordinal));
         var after = Json(Path.Combine(run, "final", "final.json"));
         Assert.Equal("best", after["search"]!["candidates"]!.GetValue<string>());
         Assert.Equal(bests.Select(b => b["id"]!.GetValue<string>()), after["elites"]!.AsArray().Select(e => e!["id"]!.GetValue<string>()));

@@ -20,6 +20,21 @@ public static class CpuNativeLibraries
         return status with { Detail = $"{config.Trim()}; {Interop.OpenBlas.openblas_get_num_threads()} threads" };
     }
 
+    /// <summary>
+    /// Sets the threads OpenBLAS uses for BLAS calls and for the LAPACK routines it provides
+    /// (Debian's liblapacke runs sgesdd through OpenBLAS's LAPACK): the CPU backend's SVD. 0 keeps
+    /// its default (every core, or OPENBLAS_NUM_THREADS). Does nothing when OpenBLAS cannot be loaded
+    /// (the CPU backend then reports it when it is first used).
+    /// </summary>
+    public static void SetOpenBlasThreads(int threads)
+    {
+        if (threads <= 0 || !ProbeOpenBlas().Found) return;
+        Interop.OpenBlas.openblas_set_num_threads(threads);
+    }
+
+    /// <summary>OpenBLAS's current thread count, or null when it cannot be loaded.</summary>
+    public static int? OpenBlasThreads() => ProbeOpenBlas().Found ? Interop.OpenBlas.openblas_get_num_threads() : null;
+
     /// <summary>LAPACKE (LAPACKE_sgesdd).</summary>
     public static NativeLibraryStatus ProbeLapacke() => Probe(Interop.Libraries.Lapacke, "LAPACKE_sgesdd");
 

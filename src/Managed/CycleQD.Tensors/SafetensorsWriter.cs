@@ -92,7 +92,7 @@ public static class SafetensorsWriter
             long total = tensors.Sum(t => t.ByteLength);
             WriteAtomically(index, stream =>
             {
-                using var w = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true });
+                using var w = new Utf8JsonWriter(stream, ReadableJson.Writer(indented: true));
                 w.WriteStartObject();
                 w.WriteStartObject("metadata");
                 w.WriteNumber("total_size", total);

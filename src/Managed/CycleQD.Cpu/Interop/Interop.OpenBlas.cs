@@ -17,6 +17,9 @@ internal static partial class Interop
         [LibraryImport(Libraries.OpenBlas, EntryPoint = "openblas_get_num_threads")]
         internal static partial int openblas_get_num_threads();
 
+        [LibraryImport(Libraries.OpenBlas, EntryPoint = "openblas_set_num_threads")]
+        internal static partial void openblas_set_num_threads(int threads);
+
         /// <summary>C = alpha·op(A)·op(B) + beta·C; blasint is 32-bit in Debian's libopenblas0 (not the 64-bit-index build).</summary>
         [LibraryImport(Libraries.OpenBlas, EntryPoint = "cblas_sgemm")]
         internal static unsafe partial void cblas_sgemm(int order, int transA, int transB, int m, int n, int k,

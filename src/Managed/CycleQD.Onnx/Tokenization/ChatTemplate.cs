@@ -69,6 +69,20 @@ public static class ChatTemplate
         return null;
     }
 
+    /// <summary>The special tokens <paramref name="format"/> writes as text; a model that uses it needs each one as a single token of its vocabulary.</summary>
+    public static IReadOnlyList<string> SpecialTokens(ChatFormat format) => format switch
+    {
+        ChatFormat.Llama3 => ["<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"],
+        _ => [],
+    };
+
+    /// <summary>
+    /// The special tokens of <paramref name="format"/> that <paramref name="tokenizer"/> does not hold
+    /// as single tokens: each would be split into ordinary pieces the model never saw as turn markers.
+    /// </summary>
+    public static IReadOnlyList<string> MissingSpecialTokens(ChatFormat format, TextTokenizer tokenizer) =>
+        SpecialTokens(format).Where(t => !tokenizer.IsSingleToken(t)).ToArray();
+
     // Jinja's trim and Python's str.strip() remove Unicode whitespace at both ends, as string.Trim() does.
     private static string PythonStrip(string s) => s.Trim();
 }

@@ -65,6 +65,9 @@ public sealed class TextTokenizer
             : _inner.EncodeToIds(text);
     }
 
+    /// <summary>Whether <paramref name="text"/> is one token of the vocabulary (a special token the tokenizer knows encodes to exactly its id).</summary>
+    public bool IsSingleToken(string text) => text.Length > 0 && Encode(text).Count == 1;
+
     /// <summary>Text of <paramref name="ids"/>; special tokens are dropped when <paramref name="skipSpecial"/>.</summary>
     public string Decode(IEnumerable<int> ids, bool skipSpecial = false)
     {

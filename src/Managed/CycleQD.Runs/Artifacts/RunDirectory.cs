@@ -10,8 +10,14 @@ namespace CycleQD.Runs;
 /// <summary>Run-wide settings fixed at <c>run</c> time (the effective seed, the generation target, where relative model paths point).</summary>
 /// <param name="Seed">Effective run seed (the experiment's, or --seed).</param>
 /// <param name="Generations">Target number of generations (resume may raise it).</param>
-/// <param name="ConfigDirectory">Folder of the original experiment file, for its relative paths.</param>
-public sealed record RunInfo(ulong Seed, int Generations, string ConfigDirectory);
+/// <param name="ConfigDirectory">Folder that relative paths of the experiment are resolved against: the experiment file's own folder, or <c>run --base-dir</c>.</param>
+/// <param name="Limit">Samples per task that override evaluation.limit (<c>run --limit</c>); null: the experiment's.</param>
+/// <param name="NoFinal">The final stage is skipped (<c>run --no-final</c>).</param>
+public sealed record RunInfo(ulong Seed, int Generations, string ConfigDirectory, int? Limit = null, bool NoFinal = false)
+{
+    /// <summary>The experiment with this run's command-line overrides (limit, final stage) applied.</summary>
+    public ExperimentConfig Apply(ExperimentConfig config) => config.WithOverrides(Limit, NoFinal);
+}
 
 /// <summary>
 /// A run's folder:
@@ -129,8 +135,11 @@ public sealed class RunDirectory : ICheckpointSink, IDisposable
         {
             using var doc = JsonDocument.Parse(File.ReadAllBytes(infoPath));
             var r = doc.RootElement;
+            // limit and final are absent in runs made without --limit / --no-final (and before they existed).
             var info = new RunInfo(ulong.Parse(r.GetProperty("seed").GetString()!, CultureInfo.InvariantCulture),
-                r.GetProperty("generations").GetInt32(), r.GetProperty("config_directory").GetString()!);
+                r.GetProperty("generations").GetInt32(), r.GetProperty("config_directory").GetString()!,
+                r.TryGetProperty("limit", out var limit) ? limit.GetInt32() : null,
+                r.TryGetProperty("final", out var final) && !final.GetBoolean());
             var dir = new RunDirectory(path, info);
             if (exclusive)
             {
@@ -190,12 +199,14 @@ public sealed class RunDirectory : ICheckpointSink, IDisposable
     private void WriteInfo()
     {
         using var ms = new MemoryStream();
-        using (var w = new Utf8JsonWriter(ms, new JsonWriterOptions { Indented = true }))
+        using (var w = new Utf8JsonWriter(ms, ReadableJson.Writer(indented: true)))
         {
             w.WriteStartObject();
             w.WriteString("seed", Info.Seed.ToString(CultureInfo.InvariantCulture));
             w.WriteNumber("generations", Info.Generations);
             w.WriteString("config_directory", Info.ConfigDirectory);
+            if (Info.Limit is { } limit) w.WriteNumber("limit", limit);
+            if (Info.NoFinal) w.WriteBoolean("final", false);
             w.WriteEndObject();
         }
         WriteAtomically(InfoPath, ms.ToArray());

@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text.Json;
 using CycleQD.Core.Archives;
 using CycleQD.Core.Engine;
+using CycleQD.Tensors;
 
 namespace CycleQD.Runs;
 
@@ -11,7 +12,7 @@ namespace CycleQD.Runs;
 /// </summary>
 internal static class RunStateJson
 {
-    private static readonly JsonWriterOptions Indented = new() { Indented = true };
+    private static readonly JsonWriterOptions Indented = ReadableJson.Writer(indented: true);
 
     public static byte[] Checkpoint(RunState s, long metricsLength)
     {
@@ -109,7 +110,7 @@ internal static class RunStateJson
     public static byte[] MetricsLine(GenerationRecord g, IReadOnlyList<string> tasks, IReadOnlyList<Archive> archives)
     {
         using var ms = new MemoryStream();
-        using (var w = new Utf8JsonWriter(ms))
+        using (var w = new Utf8JsonWriter(ms, ReadableJson.Writer(indented: false)))
         {
             w.WriteStartObject();
             w.WriteNumber("generation", g.Generation);

@@ -112,11 +112,44 @@ public sealed record ReportSettings(IReadOnlyList<double> TaskArithmeticLambdas,
 public sealed record ExperimentConfig(string Name, CycleQDOptions Options, int Generations, ModelSource Model, int PlotEvery, EvaluationSettings Evaluation,
     FinalMergeSettings FinalMerge, ReportSettings Report)
 {
-    /// <summary>Reads and validates <paramref name="path"/>; relative model paths are resolved against its folder.</summary>
-    public static ExperimentConfig Load(string path)
+    /// <summary>
+    /// Reads and validates <paramref name="path"/>. Relative paths in it (models, data folders) are
+    /// resolved against the file's own folder, or against <paramref name="baseDirectory"/> when given
+    /// (<c>run --base-dir</c>), never against the current folder.
+    /// </summary>
+    public static ExperimentConfig Load(string path, string? baseDirectory = null)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"experiment file not found: {path}", path);
-        return Parse(File.ReadAllText(path), path, Path.GetDirectoryName(Path.GetFullPath(path))!);
+        return Parse(File.ReadAllText(path), path, BaseDirectoryOf(path, baseDirectory));
+    }
+
+    /// <summary>The folder relative paths of <paramref name="path"/> are resolved against: <paramref name="baseDirectory"/> (absolute; it must exist) or the file's folder.</summary>
+    public static string BaseDirectoryOf(string path, string? baseDirectory)
+    {
+        if (baseDirectory is null) return Path.GetDirectoryName(Path.GetFullPath(path))!;
+        string full = Path.GetFullPath(baseDirectory);
+        if (!System.IO.Directory.Exists(full)) throw new DirectoryNotFoundException($"--base-dir: folder not found: {full}");
+        return full;
+    }
+
+    /// <summary>
+    /// This experiment with command-line overrides: <paramref name="limit"/> (samples per task,
+    /// <c>run --limit</c>) replaces evaluation.limit on every task, SAM datasets included;
+    /// <paramref name="noFinal"/> (<c>run --no-final</c>) turns the final stage off.
+    /// </summary>
+    public ExperimentConfig WithOverrides(int? limit, bool noFinal)
+    {
+        if (limit is <= 0) throw new ConfigurationException($"--limit {limit}: must be positive");
+        var config = this;
+        if (limit is { } n)
+        {
+            static IReadOnlyDictionary<string, SamTaskOptions>? Limited(IReadOnlyDictionary<string, SamTaskOptions>? sam, int n) =>
+                sam?.ToDictionary(kv => kv.Key, kv => kv.Value with { Data = kv.Value.Data with { Limit = n } }, StringComparer.Ordinal);
+            var e = Evaluation;
+            config = config with { Evaluation = e with { Limit = n, Sam = Limited(e.Sam, n), SamReport = Limited(e.SamReport, n) } };
+        }
+        if (noFinal) config = config with { FinalMerge = config.FinalMerge with { Enabled = false } };
+        return config;
     }
 
     /// <summary>Generations when the file names none (the paper's 1200: 400 per task for three tasks).</summary>

@@ -59,7 +59,7 @@ public static class RunExport
 
         string weightsPath;
         string description;
-        var card = new ModelCardText(config.Name, config.Model.BasePath, "merge", "cycleqd");
+        var card = new ModelCardText(config.Name, FinalModelCard.FolderName(config.Model.BasePath), "merge", "cycleqd");
         if (selection.Final)
         {
             string final = Path.Combine(run.Path, "final", SafetensorsWriter.SingleFileName);
@@ -67,13 +67,7 @@ public static class RunExport
                 throw new RunDirectoryException($"{run.Path} has no final model (final/model.safetensors); the final merge writes it when the search has finished. Export an elite with --task T [--cell i,j]");
             weightsPath = final;
             description = "the final model";
-            card.Paragraph($"The final model of the CycleQD run `{run.Path}`: the merge of the archives' elites made after the search (`final/model.safetensors`).");
-            string finalJson = Path.Combine(run.Path, "final", "final.json");
-            if (File.Exists(finalJson))
-            {
-                card.Heading("How it was made (final/final.json)");
-                card.Code("json", PrettyJson(finalJson));
-            }
+            FinalModelCard.AddSummary(card, run, config);
         }
         else
         {
@@ -89,7 +83,7 @@ public static class RunExport
             }
             weightsPath = path;
             description = elite.Describe();
-            card.Paragraph($"An elite of the CycleQD run `{run.Path}`: {description}, " +
+            card.Paragraph($"An elite of the CycleQD run `{FinalModelCard.FolderName(run.Path)}`: {description}, " +
                            (elite.Generation < 0 ? "one of the experts the search started from" : $"made at generation {elite.Generation}") +
                            $" (the run had completed {elite.RunGenerations} generations when it was exported).");
             card.Heading("Scores (the run's evaluation split)");
@@ -109,13 +103,14 @@ public static class RunExport
         }
         card.Heading("Run");
         card.Table(["", ""], [
-            ["run directory", run.Path], ["seed", run.Info.Seed.ToString(CultureInfo.InvariantCulture)],
+            ["run directory", FinalModelCard.FolderName(run.Path)], ["seed", run.Info.Seed.ToString(CultureInfo.InvariantCulture)],
             ["generations (target)", run.Info.Generations.ToString(CultureInfo.InvariantCulture)],
-            ["base model", config.Model.BasePath],
-            .. config.Model.ExpertPaths.Select(kv => (string[])["expert " + kv.Key, kv.Value]),
-            ["weights exported", weightsPath]]);
+            ["base model", FinalModelCard.FolderName(config.Model.BasePath)],
+            .. config.Model.ExpertPaths.Select(kv => (string[])["expert " + kv.Key, FinalModelCard.FolderName(kv.Value)]),
+            ["weights exported", FinalModelCard.ShownPath(run.Path, weightsPath)]]);
         card.Heading("Experiment (experiment.yaml)");
-        card.Code("yaml", File.ReadAllText(run.ConfigPath));
+        card.Code("yaml", FinalModelCard.WithoutMachinePaths(File.ReadAllText(run.ConfigPath)));
+        if (selection.Final) FinalModelCard.AddAppendix(card, run);
 
         using var weights = SafetensorsModel.Open(weightsPath);
         using (var baseWeights = SafetensorsModel.Open(baseFolder.Directory))
@@ -192,14 +187,5 @@ public static class RunExport
     {
         try { return JsonDocument.Parse(File.ReadAllBytes(path)); }
         catch (JsonException e) { throw new RunDirectoryException($"{path}: invalid JSON ({e.Message})"); }
-    }
-
-    private static string PrettyJson(string path)
-    {
-        using var doc = ReadJson(path);
-        using var ms = new MemoryStream();
-        using (var w = new Utf8JsonWriter(ms, new JsonWriterOptions { Indented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
-            doc.WriteTo(w);
-        return Encoding.UTF8.GetString(ms.ToArray());
     }
 }

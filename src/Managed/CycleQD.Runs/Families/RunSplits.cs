@@ -91,7 +91,7 @@ public sealed class RunSplits
                 ["report_ids"] = s.ReportIds is null ? null : new JsonArray(s.ReportIds.Select(x => (JsonNode)x).ToArray()),
             };
         var root = new JsonObject { ["format"] = 1, ["seed"] = Seed.ToString(System.Globalization.CultureInfo.InvariantCulture), ["tasks"] = tasks };
-        return Encoding.UTF8.GetBytes(root.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
+        return Encoding.UTF8.GetBytes(root.ToJsonString(Tensors.ReadableJson.Indented) + "\n");
     }
 
     /// <summary>Reads splits.json.</summary>

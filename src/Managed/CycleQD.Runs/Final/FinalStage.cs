@@ -325,7 +325,7 @@ internal sealed class FinalStage
                 _progress($"final: merging {ids.Length} elite(s) ({string.Join(", ", chosen.Select(c => $"{Describe(c.Elite.Id)}: {Reason(archives, c)}"))}); weight search on {SearchSplitName}, at most {max} evaluations");
                 var result = await FinalMergeSearch.RunAsync(ids.Length, fm.Grid, fm.Rounds,
                     async (w, c) => await SearchScoresOfMerge(ids, models, w, c).ConfigureAwait(false),
-                    t => _progress($"final: trial {++n}: weights [{string.Join(", ", t.Weights.Select(x => x.ToString("0.###", CultureInfo.InvariantCulture)))}] {SearchSplitName} average {Pct(t.Average)} %"),
+                    t => _progress(TrialLine(++n, max, t, SearchSplitName, clock.Elapsed)),
                     ct).ConfigureAwait(false);
                 double searchSeconds = clock.Elapsed.TotalSeconds;
                 int searchEvaluations = Evaluations - before;
@@ -350,6 +350,18 @@ internal sealed class FinalStage
         return new ReportRow("final", "CycleQD final model", searchScores, testScores,
             $"base + Σ wᵢ (eliteᵢ − base) over {ids.Length} elite(s), w [{wText}] chosen on {SearchSplitName}",
             new JsonObject { ["final_json"] = "final/final.json", ["weights"] = new JsonArray(weights.Select(x => (JsonNode)x).ToArray()) });
+    }
+
+    /// <summary>
+    /// "final: weight search trial 3/53: weights [1, 0, 0] valid average 41.2 %  eta 00:01:20": the
+    /// ETA assumes the remaining trials cost what the done ones did on average; the search usually
+    /// stops earlier than <paramref name="max"/> (a weight vector tried before is not evaluated again).
+    /// </summary>
+    internal static string TrialLine(int k, int max, MergeTrial t, string split, TimeSpan elapsed)
+    {
+        var eta = TimeSpan.FromSeconds(elapsed.TotalSeconds / Math.Max(1, k) * Math.Max(0, max - k));
+        string w = string.Join(", ", t.Weights.Select(x => x.ToString("0.###", CultureInfo.InvariantCulture)));
+        return $"final: weight search trial {k}/{max}: weights [{w}] {split} average {Pct(t.Average)} %  eta {eta:hh\\:mm\\:ss}";
     }
 
     /// <summary>final.json when it belongs to this generation count and these elites, else null.</summary>

@@ -88,7 +88,7 @@ public static class HfFolderOutput
         var node = JsonNode.Parse(config) as JsonObject;
         if (node is null || node["torch_dtype"]?.GetValue<string>() == torch) return config;
         node["torch_dtype"] = torch;
-        return Encoding.UTF8.GetBytes(node.ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true }) + "\n");
+        return Encoding.UTF8.GetBytes(node.ToJsonString(Tensors.ReadableJson.Indented) + "\n");
     }
 
     /// <summary>SHA-256 (hex) of each weight file of a model folder or file, by file name.</summary>

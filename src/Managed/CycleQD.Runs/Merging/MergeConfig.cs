@@ -61,7 +61,7 @@ public sealed record MergeConfig(MergeSpec Spec, string SourcePath, string Text)
         if (method.Value is null)
             throw r.Error(mm, "merge_method", $"'{methodName}' is not one of {string.Join(", ", MergeSpec.MethodNames.Values)}");
 
-        string? basePath = top.TryGetValue("base_model", out var bm) && bm != null ? Resolve(baseDirectory, r.Scalar(bm, "base_model")) : null;
+        string? basePath = top.TryGetValue("base_model", out var bm) && bm != null ? LocalModel(r, bm, "base_model", baseDirectory) : null;
         if (basePath is null && method.Key != MergeMethod.Linear)
             throw new ConfigurationException($"{source}: base_model is required by {methodName}");
 
@@ -87,7 +87,7 @@ public sealed record MergeConfig(MergeSpec Spec, string SourcePath, string Text)
             var entry = r.Map(list.Children[i], at, "model", "parameters");
             if (!entry.TryGetValue("model", out var pathNode) || pathNode is null)
                 throw r.Error(list.Children[i], at, "'model: PATH' is required");
-            string path = Resolve(baseDirectory, r.Scalar(pathNode, at + ".model"));
+            string path = LocalModel(r, pathNode, at + ".model", baseDirectory);
             var p = entry.TryGetValue("parameters", out var mp) && mp != null ? r.Map(mp, at + ".parameters", [.. MergeMethodInfo.AllModelParameters]) : [];
             foreach (var key in p.Keys)
                 if (!info.ModelParameters.Contains(key))
@@ -153,6 +153,30 @@ public sealed record MergeConfig(MergeSpec Spec, string SourcePath, string Text)
     /// <summary>The key node of <paramref name="key"/> in a mapping, so an error points at the key's line.</summary>
     private static YamlNode KeyNode(YamlNode map, string key) =>
         ((YamlMappingNode)map).Children.Keys.First(k => k is YamlScalarNode { Value: var v } && v == key);
+
+    /// <summary>
+    /// The model path at <paramref name="node"/>, resolved against <paramref name="baseDirectory"/>.
+    /// A path that does not exist and reads like a Hugging Face Hub id ("meta-llama/Meta-Llama-3-8B")
+    /// is refused with how to get a local copy: this build reads local folders only.
+    /// </summary>
+    private static string LocalModel(YamlSettings r, YamlNode node, string key, string baseDirectory)
+    {
+        string given = r.Scalar(node, key);
+        string path = Resolve(baseDirectory, given);
+        if (!Directory.Exists(path) && !File.Exists(path) && LooksLikeHubId(given))
+            throw r.Error(node, key, $"'{given}' is not a local folder ({path} does not exist); only local model folders are supported. " +
+                $"Download it first, e.g. huggingface-cli download {given} --local-dir models/{given[(given.IndexOf('/') + 1)..]}, and give that folder");
+        return path;
+    }
+
+    /// <summary>owner/name with no other separator, as Hub ids are written (not ./x, ../x, /x or a/b/c).</summary>
+    internal static bool LooksLikeHubId(string s)
+    {
+        int slash = s.IndexOf('/');
+        if (slash <= 0 || slash != s.LastIndexOf('/') || slash == s.Length - 1 || s.Contains('\\')) return false;
+        static bool Part(string p) => p[0] is not '.' && p.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.');
+        return Part(s[..slash]) && Part(s[(slash + 1)..]);
+    }
 
     private static string Resolve(string baseDirectory, string path) =>
         Path.TrimEndingDirectorySeparator(Path.GetFullPath(Path.Combine(baseDirectory, path)));

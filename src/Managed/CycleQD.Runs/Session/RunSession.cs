@@ -9,6 +9,17 @@ using CycleQD.Runs.Final;
 
 namespace CycleQD.Runs;
 
+/// <summary>What the command line changes in an experiment for one run (<c>run --base-dir/--limit/--no-final</c>).</summary>
+/// <param name="BaseDirectory">Folder relative paths of the experiment are resolved against (null: the experiment file's folder).</param>
+/// <param name="Limit">Samples per task, replacing evaluation.limit (null: the experiment's).</param>
+/// <param name="NoFinal">Skip the final stage.</param>
+/// <param name="Threads">ONNX Runtime intra-op threads per evaluation session, replacing evaluation.threads (null: the experiment's); a setting of this machine, not kept for resume.</param>
+public sealed record RunOverrides(string? BaseDirectory = null, int? Limit = null, bool NoFinal = false, int? Threads = null)
+{
+    /// <summary>No override.</summary>
+    public static readonly RunOverrides None = new();
+}
+
 /// <summary>
 /// A run put together from its directory and experiment: backend, base and expert weights,
 /// evaluator, engine. It only orchestrates; what depends on the kind of model (task names, models,
@@ -108,9 +119,15 @@ public sealed class RunSession : IDisposable
     /// task's environment (sandbox, database); returns the experiment with the run's seed and the
     /// family. Used by <see cref="Start"/> and by <c>run --dry-run</c>.
     /// </summary>
-    public static (ExperimentConfig Config, IModelFamily Family, RunSplits Splits) Prepare(string experimentPath, ulong? seed, CancellationToken cancellationToken = default)
+    /// <param name="experimentPath">The experiment YAML.</param>
+    /// <param name="seed">Run seed (null: the experiment's).</param>
+    /// <param name="cancellationToken">Stops the environment checks.</param>
+    /// <param name="overrides">Base folder, sample limit and final stage given on the command line (null: none).</param>
+    public static (ExperimentConfig Config, IModelFamily Family, RunSplits Splits) Prepare(string experimentPath, ulong? seed, CancellationToken cancellationToken = default,
+        RunOverrides? overrides = null)
     {
-        var config = ExperimentConfig.Load(experimentPath);
+        var o = overrides ?? RunOverrides.None;
+        var config = WithThreads(ExperimentConfig.Load(experimentPath, o.BaseDirectory).WithOverrides(o.Limit, o.NoFinal), o.Threads);
         config = config with { Options = config.Options with { Seed = seed ?? config.Options.Seed } };
         var family = ModelFamilies.Of(config);
         if (config.Model.Synthetic is null) SafetensorsModels.Check(config);
@@ -129,13 +146,15 @@ public sealed class RunSession : IDisposable
     /// <param name="seed">Run seed (null: the experiment's).</param>
     /// <param name="device">Compute backend (see <see cref="BackendSelection"/>).</param>
     /// <param name="notice">Receives the one-line notice when <see cref="ComputeDevice.Auto"/> falls back to the CPU.</param>
+    /// <param name="overrides">Base folder, sample limit and final stage given on the command line; kept in run.json so that resume applies them too.</param>
     public static RunSession Start(string experimentPath, string? outDir, int? generations, ulong? seed,
-        ComputeDevice device = ComputeDevice.Cpu, Action<string>? notice = null)
+        ComputeDevice device = ComputeDevice.Cpu, Action<string>? notice = null, RunOverrides? overrides = null)
     {
         if (generations is < 0) throw new ConfigurationException($"--generations {generations}: must be ≥ 0");
-        var (config, family, splits) = Prepare(experimentPath, seed);
+        var o = overrides ?? RunOverrides.None;
+        var (config, family, splits) = Prepare(experimentPath, seed, overrides: o);
         outDir ??= Path.Combine("runs", $"{config.Name}-{DateTime.UtcNow:yyyyMMdd-HHmmss}");
-        var info = new RunInfo(config.Options.Seed, generations ?? config.Generations, Path.GetDirectoryName(Path.GetFullPath(experimentPath))!);
+        var info = new RunInfo(config.Options.Seed, generations ?? config.Generations, ExperimentConfig.BaseDirectoryOf(experimentPath, o.BaseDirectory), o.Limit, o.NoFinal);
         var probe = Path.GetFullPath(outDir);
         if (System.IO.Directory.Exists(probe) && System.IO.Directory.EnumerateFileSystemEntries(probe).Any())
             RunDirectory.Create(probe, "", info).Dispose(); // throws the "already holds a run" / "not empty" error
@@ -178,13 +197,14 @@ public sealed class RunSession : IDisposable
     /// <param name="generations">Total generations to reach (null: the run's target).</param>
     /// <param name="device">Compute backend (see <see cref="BackendSelection"/>).</param>
     /// <param name="notice">Receives the one-line notice when <see cref="ComputeDevice.Auto"/> falls back to the CPU, and the fresh start of an unstarted run.</param>
-    public static RunSession Resume(string runDir, int? generations, ComputeDevice device = ComputeDevice.Cpu, Action<string>? notice = null)
+    /// <param name="threads">ONNX Runtime intra-op threads per evaluation session, replacing evaluation.threads (null: the experiment's).</param>
+    public static RunSession Resume(string runDir, int? generations, ComputeDevice device = ComputeDevice.Cpu, Action<string>? notice = null, int? threads = null)
     {
         var dir = RunDirectory.Open(runDir, exclusive: true);
         Opened? opened = null;
         try
         {
-            var config = ExperimentConfig.Parse(File.ReadAllText(dir.ConfigPath), dir.ConfigPath, dir.Info.ConfigDirectory);
+            var config = WithThreads(dir.Info.Apply(ExperimentConfig.Parse(File.ReadAllText(dir.ConfigPath), dir.ConfigPath, dir.Info.ConfigDirectory)), threads);
             config = config with { Options = config.Options with { Seed = dir.Info.Seed } };
             var family = ModelFamilies.Of(config);
             RunState? state = null;
@@ -224,12 +244,15 @@ public sealed class RunSession : IDisposable
         }
     }
 
+    private static ExperimentConfig WithThreads(ExperimentConfig config, int? threads) =>
+        threads is { } t ? config with { Evaluation = config.Evaluation with { Threads = t } } : config;
+
     private static byte[] EnvironmentJson(IReadOnlyList<PinnedEnvironmentRecord> environments)
     {
         var o = new System.Text.Json.Nodes.JsonObject();
         foreach (var e in environments)
             o[e.Task] = new System.Text.Json.Nodes.JsonObject { ["environment"] = e.Name, ["fingerprint"] = e.Fingerprint };
-        return Encoding.UTF8.GetBytes(o.ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true }) + "\n");
+        return Encoding.UTF8.GetBytes(o.ToJsonString(Tensors.ReadableJson.Indented) + "\n");
     }
 
     /// <summary>

@@ -49,12 +49,12 @@ internal static class EvalCommand
 
     private static readonly Option<string?> Data = new("--data")
     {
-        Description = "The benchmark data folder (default: $CYCLEQD_SHARED_DATA, else ../shared/data beside the repository or the current folder); for sam/<dataset>, the dataset folder itself (default: <shared data>/segmentation/<dataset>).",
+        Description = "The data root, for every task (default: $CYCLEQD_SHARED_DATA, else ../shared/data beside the repository or the current folder): mbpp and agentbench_* read <data>/<task>/, sam/<dataset> reads <data>/segmentation/<dataset>/ (give --dataset DIR for a dataset folder elsewhere).",
     };
 
     private static readonly Option<string?> Output = new("--output")
     {
-        Description = "Where to write the per-sample JSONL (default: runs/eval/<task>[-<split>].jsonl).",
+        Description = "Where to write the per-sample JSONL (default: runs/eval/<model folder name or responder>-<task>[-<split>].jsonl, so evals of other models do not overwrite each other).",
     };
 
     private static readonly Option<int> Repeats = NumericOptions.Whole("--repeats",
@@ -65,10 +65,12 @@ internal static class EvalCommand
         Description = "MBPP+ diagnostic: judge prompt + completion without the reference's sanitiser.",
     };
 
+    internal static readonly Option<int?> Threads = ThreadsOption.Create("ONNX Runtime intra-op threads of the model (Llama or SAM; refused with --responder, which runs no model)");
+
     public static Command Create()
     {
         var cmd = new Command("eval", "Score a model (or the scripted gold responder) on one benchmark; prints the score and writes per-sample details as JSONL.");
-        foreach (var o in new Option[] { Task, Model, Responder, Split, SplitSeed, Limit, DbLayoutOption, DbConnection, Data, Output, NoSanitize, Repeats })
+        foreach (var o in new Option[] { Task, Model, Responder, Split, SplitSeed, Limit, DbLayoutOption, DbConnection, Data, Output, NoSanitize, Repeats, Threads, Commands.Run.RunOutput.Quiet, Commands.Run.RunOutput.Json })
             cmd.Options.Add(o);
         foreach (var o in SamEval.Options)
             cmd.Options.Add(o);
@@ -78,17 +80,22 @@ internal static class EvalCommand
 
     private static async Task<int> RunAsync(ParseResult parse, CancellationToken ct)
     {
-        var o = parse.InvocationConfiguration.Output;
-        var err = parse.InvocationConfiguration.Error;
+        var mode = Commands.Run.RunOutput.Mode(parse);
+        var stdout = parse.InvocationConfiguration.Output;
+        // --quiet and --json print only the result at the end (and errors).
+        var o = mode == Commands.Run.RunOutputMode.Normal ? stdout : TextWriter.Null;
+        var err = mode == Commands.Run.RunOutputMode.Normal ? parse.InvocationConfiguration.Error : TextWriter.Null;
         string task = parse.GetRequiredValue(Task);
         if (ModelFamilies.Sam.Owns(task))
-            return await SamEval.RunAsync(parse, task, parse.GetValue(Model), parse.GetValue(Responder), parse.GetValue(Data), parse.GetValue(Limit), parse.GetValue(Output), ct).ConfigureAwait(false);
+            return await SamEval.RunAsync(parse, mode, task, parse.GetValue(Model), parse.GetValue(Responder), parse.GetValue(Data), parse.GetValue(Limit), parse.GetValue(Output), ct).ConfigureAwait(false);
+        if (parse.GetValue(SamEval.Dataset) is not null) throw new CliUsageException($"--dataset applies to sam/<dataset> tasks only; {task} reads its data under --data");
         string? model = parse.GetValue(Model);
         string? responder = parse.GetValue(Responder);
         int? limit = parse.GetValue(Limit);
         if (limit is <= 0) throw new CliUsageException($"--limit must be positive (got {limit})");
         if (model is null == responder is null)
             throw new CliUsageException("give exactly one of --model DIR or --responder scripted:gold");
+        if (responder is not null) ThreadsOption.Refuse(parse.GetValue(Threads), "--responder runs no model");
         if (responder is not null and not "scripted:gold")
             throw new CliUsageException($"unknown responder '{responder}' (available: scripted:gold)");
         var layout = parse.GetValue(DbLayoutOption) switch
@@ -117,10 +124,10 @@ internal static class EvalCommand
         string describe = $"{task} / {split} ({Count(() => text.CountSamples(bench))} samples{(task == "agentbench_db" ? $", {layout.ToString().ToLowerInvariant()} layout" : "")})";
         Func<ITextGenerator> gold = () => text.GoldResponder(bench);
 
-        ITextGenerator generator = model is null ? gold() : ModelGenerators.Open(Path.GetFullPath(model), task);
+        ITextGenerator generator = model is null ? gold() : ModelGenerators.Open(Path.GetFullPath(model), task, parse.GetValue(Threads) ?? 0);
         try
         {
-            string output = Path.GetFullPath(parse.GetValue(Output) ?? Path.Combine("runs", "eval", task.Replace('/', '-') + (split == "all" ? "" : "-" + split) + ".jsonl"));
+            string output = Path.GetFullPath(parse.GetValue(Output) ?? DefaultOutput(model, responder, task, split == "all" ? null : split));
             o.WriteLine($"task: {task}: {describe}; {(model is null ? "responder " + responder : "model " + Path.GetFullPath(model))}");
             // Read before the run, so a missing environment fails at once with its own message.
             var environment = bench is IPinnedEnvironment pinned ? (pinned.EnvironmentName, pinned.EnvironmentFingerprint) : default;
@@ -133,7 +140,8 @@ internal static class EvalCommand
             progress.Finish();
             WriteDetails(output, report, environment.EnvironmentFingerprint);
             var inv = CultureInfo.InvariantCulture;
-            o.WriteLine($"score: {report.Score.ToString("0.######", inv)} ({report.Samples.Count(s => s.Correct)}/{report.Samples.Count})");
+            string scoreLine = $"score: {report.Score.ToString("0.######", inv)} ({report.Samples.Count(s => s.Correct)}/{report.Samples.Count})";
+            o.WriteLine(scoreLine);
             if (report.Metrics.TryGetValue("mbpp_plus_pass@1", out double plus))
                 o.WriteLine($"plus score: {plus.ToString("0.######", inv)}");
             foreach (var (k, v) in report.Metrics.OrderBy(kv => kv.Key, StringComparer.Ordinal))
@@ -141,12 +149,41 @@ internal static class EvalCommand
             double rate = report.Samples.Count / Math.Max(sw.Elapsed.TotalSeconds, 1e-9);
             o.WriteLine($"time: {sw.Elapsed.TotalSeconds.ToString("F2", inv)} s ({rate.ToString("F2", inv)} samples/s)");
             o.WriteLine($"details: {output}");
+            WriteResult(stdout, mode, scoreLine, report, task, split, model is null ? null : Path.GetFullPath(model), responder, output, sw.Elapsed.TotalSeconds);
             return 0;
         }
         finally
         {
             (generator as IDisposable)?.Dispose();
         }
+    }
+
+    /// <summary>
+    /// runs/eval/&lt;who&gt;-&lt;task&gt;[-&lt;split&gt;].jsonl: who is the model folder's name (or the
+    /// responder's, "scripted-gold"), '/' and ':' become '-', so every model and task has its own file.
+    /// </summary>
+    internal static string DefaultOutput(string? model, string? responder, string task, string? split)
+    {
+        string who = model is not null ? Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(model))) : responder ?? "model";
+        static string Safe(string s) => s.Replace('/', '-').Replace(':', '-');
+        return Path.Combine("runs", "eval", $"{Safe(who)}-{Safe(task)}{(split is null ? "" : "-" + Safe(split))}.jsonl");
+    }
+
+    /// <summary>What --quiet (the score line) and --json (one object: task, split, model or responder, score, metrics, details file, seconds) print at the end.</summary>
+    internal static void WriteResult(TextWriter stdout, Commands.Run.RunOutputMode mode, string scoreLine, EvaluationReport report, string task, string? split,
+        string? model, string? responder, string details, double seconds)
+    {
+        if (mode == Commands.Run.RunOutputMode.Quiet) stdout.WriteLine(scoreLine);
+        if (mode != Commands.Run.RunOutputMode.Json) return;
+        var metrics = new System.Text.Json.Nodes.JsonObject();
+        foreach (var (k, v) in report.Metrics.OrderBy(kv => kv.Key, StringComparer.Ordinal)) metrics[k] = v;
+        var o = new System.Text.Json.Nodes.JsonObject
+        {
+            ["task"] = task, ["split"] = split, ["model"] = model, ["responder"] = responder,
+            ["score"] = report.Score, ["correct"] = report.Samples.Count(s => s.Correct), ["samples"] = report.Samples.Count,
+            ["metrics"] = metrics, ["details"] = details, ["seconds"] = Math.Round(seconds, 3),
+        };
+        stdout.WriteLine(o.ToJsonString(ReadableJson.Compact));
     }
 
     private static int Count(Func<int> count)
@@ -189,8 +226,8 @@ internal static class EvalCommand
             using var w = new StreamWriter(fs, leaveOpen: true);
             foreach (var s in report.Samples)
                 w.WriteLine(environment is null
-                    ? JsonSerializer.Serialize(new { id = s.Id, correct = s.Correct, reason = s.Reason, prompt = s.Prompt, transcript = s.Transcript })
-                    : JsonSerializer.Serialize(new { id = s.Id, correct = s.Correct, reason = s.Reason, prompt = s.Prompt, transcript = s.Transcript, environment }));
+                    ? JsonSerializer.Serialize(new { id = s.Id, correct = s.Correct, reason = s.Reason, prompt = s.Prompt, transcript = s.Transcript }, ReadableJson.Compact)
+                    : JsonSerializer.Serialize(new { id = s.Id, correct = s.Correct, reason = s.Reason, prompt = s.Prompt, transcript = s.Transcript, environment }, ReadableJson.Compact));
         });
     }
 

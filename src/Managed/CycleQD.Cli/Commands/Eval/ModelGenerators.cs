@@ -10,11 +10,14 @@ namespace CycleQD.Cli.Commands.Eval;
 /// </summary>
 internal static class ModelGenerators
 {
-    public static ITextGenerator Open(string modelDir, string task)
+    /// <param name="modelDir">The model folder.</param>
+    /// <param name="task">The task it is opened for, as the wrong-kind message names it.</param>
+    /// <param name="threads">ONNX Runtime intra-op threads (0: its default).</param>
+    public static ITextGenerator Open(string modelDir, string task, int threads = 0)
     {
         if (!Directory.Exists(modelDir)) throw new DirectoryNotFoundException($"model folder not found: {modelDir}");
         ModelKindCheck.Require(modelDir, ModelFamilies.Llama, $"eval --task {task}");
-        return new OwnedModelGenerator(LlamaModel.Open(modelDir));
+        return new OwnedModelGenerator(LlamaModel.Open(modelDir, intraOpThreads: threads));
     }
 
     /// <summary>A model's generator that also owns the model (session, weights, tokenizer).</summary>

@@ -32,21 +32,54 @@ internal static class SamEval
 
     private static readonly Option<string> MaskSuffix = new("--mask-suffix") { Description = "sam/*: what a mask's file name adds to its image's stem (ISIC: _segmentation).", DefaultValueFactory = _ => "" };
 
-    private static readonly Option<int> Threads = NumericOptions.Whole("--threads", "sam/*: ONNX Runtime threads per operator (0: its default).", 0, NumericRange.AtLeast(0));
 
-    public static IEnumerable<Option> Options => [SplitFile, Metric, Prompt, Images, Masks, MaskSuffix, Threads];
-
-    public static async Task<int> RunAsync(ParseResult parse, string task, string? model, string? responder, string? data, int? limit, string? output, CancellationToken ct)
+    /// <summary>`--dataset DIR`: an explicit dataset folder for sam/*, instead of &lt;data root&gt;/segmentation/&lt;dataset&gt;.</summary>
+    internal static readonly Option<string?> Dataset = new("--dataset")
     {
-        var o = parse.InvocationConfiguration.Output;
+        Description = "sam/*: the dataset folder (holding images/ and masks/), instead of <data>/segmentation/<dataset>.",
+    };
+
+    public static IEnumerable<Option> Options => [Dataset, SplitFile, Metric, Prompt, Images, Masks, MaskSuffix];
+
+    /// <summary>
+    /// The folder sam/<paramref name="dataset"/> reads: <paramref name="explicitFolder"/> (--dataset) when
+    /// given, else &lt;data root&gt;/segmentation/&lt;dataset&gt;. --data is the data root for every task;
+    /// a --data that is itself a dataset folder (it holds the images folder and no segmentation/&lt;dataset&gt;),
+    /// as earlier versions took it, is still read, with a warning saying to use --dataset.
+    /// </summary>
+    internal static string DatasetFolder(string dataset, string? explicitFolder, string? data, string imagesFolder, TextWriter err)
+    {
+        if (explicitFolder != null)
+        {
+            if (data != null) throw new CliUsageException("give --dataset DIR or --data ROOT for a sam/* task, not both");
+            string full = Path.GetFullPath(explicitFolder);
+            return Directory.Exists(full) ? full : throw new DirectoryNotFoundException($"--dataset: folder not found: {full}");
+        }
+        string root = EvalCommand.ResolveDataDir(data);
+        string under = Path.Combine(root, "segmentation", dataset);
+        if (data != null && !Directory.Exists(under) && Directory.Exists(Path.Combine(root, imagesFolder)))
+        {
+            err.WriteLine($"warning: --data {root} is a dataset folder; --data is the data root (sam/{dataset} reads <data>/segmentation/{dataset}); read as --dataset {root}, which is the option to use");
+            return root;
+        }
+        if (!Directory.Exists(under))
+            throw new DirectoryNotFoundException($"sam/{dataset}: dataset folder not found: {under} (--data is the data root; give --dataset DIR for a folder elsewhere)");
+        return under;
+    }
+
+    public static async Task<int> RunAsync(ParseResult parse, Commands.Run.RunOutputMode mode, string task, string? model, string? responder, string? data, int? limit, string? output, CancellationToken ct)
+    {
+        var stdout = parse.InvocationConfiguration.Output;
+        bool normal = mode == Commands.Run.RunOutputMode.Normal;
+        var o = normal ? stdout : TextWriter.Null;
         string dataset = task["sam/".Length..];
         if (dataset.Length == 0) throw new CliUsageException("--task sam/<dataset>: the dataset name is missing");
         if (responder != null) throw new CliUsageException("sam/* tasks have no scripted responder: give --model DIR (a SamModel folder)");
         if (model is null) throw new CliUsageException("sam/* tasks need --model DIR (a SamModel folder)");
         if (limit is <= 0) throw new CliUsageException($"--limit must be positive (got {limit})");
-        int threads = parse.GetValue(Threads);
-        if (threads < 0) throw new CliUsageException($"--threads must be ≥ 0 (got {threads})");
-        string dataDir = data != null ? EvalCommand.ResolveDataDir(data) : Path.Combine(EvalCommand.ResolveDataDir(null), "segmentation", dataset);
+        int threads = parse.GetValue(EvalCommand.Threads) ?? 0;
+        string dataDir = DatasetFolder(dataset, parse.GetValue(Dataset), data, parse.GetValue(Images)!, parse.InvocationConfiguration.Error);
+        // Warnings above go to stderr in every mode; the progress bar only in the normal one.
         SegmentationMetric metric;
         SamPromptKind prompt;
         try
@@ -71,20 +104,22 @@ internal static class SamEval
         string modelDir = Path.GetFullPath(model);
         ModelKindCheck.Require(modelDir, ModelFamilies.Sam, $"eval --task {task}");
         using var sam = SamModel.Open(modelDir, threads);
-        string outPath = Path.GetFullPath(output ?? Path.Combine("runs", "eval", task.Replace('/', '-') + ".jsonl"));
+        string outPath = Path.GetFullPath(output ?? EvalCommand.DefaultOutput(modelDir, null, task, null));
         o.WriteLine($"task: {task}: {count} images in {bench.Dataset.DataDir}, {prompt.ToString().ToLowerInvariant()} prompts, score = {metric.Name()}; model {modelDir} (image size {sam.ImageSize})");
-        var progress = new EvalCommand.TextProgress(parse.InvocationConfiguration.Error);
+        var progress = new EvalCommand.TextProgress(normal ? parse.InvocationConfiguration.Error : TextWriter.Null);
         var sw = Stopwatch.StartNew();
         var report = await bench.EvaluateAsync(sam, progress, ct).ConfigureAwait(false);
         sw.Stop();
         progress.Finish();
         EvalCommand.WriteDetails(outPath, report);
         var inv = CultureInfo.InvariantCulture;
-        o.WriteLine($"score: {report.Score.ToString("0.######", inv)} ({metric.Name()}{(metric == SegmentationMetric.Mae ? ", as 1 - MAE" : "")}; {report.Samples.Count(s => s.Correct)}/{report.Samples.Count} images with IoU ≥ 0.5)");
+        string scoreLine = $"score: {report.Score.ToString("0.######", inv)} ({metric.Name()}{(metric == SegmentationMetric.Mae ? ", as 1 - MAE" : "")}; {report.Samples.Count(s => s.Correct)}/{report.Samples.Count} images with IoU ≥ 0.5)";
+        o.WriteLine(scoreLine);
         foreach (var m in SegmentationMetricNames.All)
             o.WriteLine($"  {m.Name(),-28}{report.Metrics[m.Name()].ToString("0.######", inv)}");
         o.WriteLine($"time: {sw.Elapsed.TotalSeconds.ToString("F2", inv)} s ({(report.Samples.Count / Math.Max(sw.Elapsed.TotalSeconds, 1e-9)).ToString("F2", inv)} images/s)");
         o.WriteLine($"details: {outPath}");
+        EvalCommand.WriteResult(stdout, mode, scoreLine, report, task, null, modelDir, null, outPath, sw.Elapsed.TotalSeconds);
         return 0;
     }
 }

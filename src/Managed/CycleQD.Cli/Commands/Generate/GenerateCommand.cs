@@ -24,14 +24,16 @@ internal static class GenerateCommand
     internal static readonly Option<string> DType = new("--dtype") { Description = "Graph and weight type: float32, float16 (CUDA; on CPU through inserted casts) or bfloat16 (CUDA only).", DefaultValueFactory = _ => "float32" };
     private static readonly Option<bool> Stats = new("--stats") { Description = "Print token counts and tokens/s to stderr." };
 
+    private static readonly Option<int?> Threads = ThreadsOption.Create("--device cpu: ONNX Runtime intra-op threads (refused with --device cuda)");
+
     public static Command Create()
     {
         var cmd = new Command("generate", "Continue a prompt with a Llama-family model on ONNX Runtime; prints only the continuation.");
-        foreach (var o in new Option[] { Model, Prompt, MaxNewTokens, Temperature, TopP, Seed, Device, DType, Graph, Chat, Stop, Stats }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { Model, Prompt, MaxNewTokens, Temperature, TopP, Seed, Device, DType, Graph, Chat, Stop, Stats, Threads }) cmd.Options.Add(o);
         cmd.SetAction(parse => Run(
             parse.GetValue(Model), parse.GetValue(Prompt), parse.GetValue(MaxNewTokens), parse.GetValue(Temperature), parse.GetValue(TopP),
             parse.GetValue(Seed), parse.GetValue(Device)!, parse.GetValue(DType)!, parse.GetValue(Graph), parse.GetValue(Chat), parse.GetValue(Stop) ?? [], parse.GetValue(Stats),
-            parse.InvocationConfiguration.Output, parse.InvocationConfiguration.Error));
+            parse.InvocationConfiguration.Output, parse.InvocationConfiguration.Error, parse.GetValue(Threads)));
         cmd.Subcommands.Add(GenerateBenchCommand.Create());
         return cmd;
     }
@@ -62,7 +64,7 @@ internal static class GenerateCommand
     };
 
     internal static int Run(string? model, string? prompt, int maxNewTokens, double temperature, double topP, ulong seed, string device,
-        string dtype, string? graph, bool chat, string[] stops, bool stats, TextWriter output, TextWriter error)
+        string dtype, string? graph, bool chat, string[] stops, bool stats, TextWriter output, TextWriter error, int? threads = null)
     {
         if (string.IsNullOrEmpty(model)) throw new CliUsageException("--model is required (a Hugging Face model folder)");
         if (prompt is null) throw new CliUsageException("--prompt is required (use --prompt \"\" to start from BOS only)");
@@ -70,18 +72,21 @@ internal static class GenerateCommand
         if (temperature < 0 || double.IsNaN(temperature)) throw new CliUsageException($"--temperature: {temperature.ToString(CultureInfo.InvariantCulture)} must be ≥ 0");
         if (topP is <= 0 or > 1) throw new CliUsageException($"--top-p: {topP.ToString(CultureInfo.InvariantCulture)} must be in (0, 1]");
         var dev = ParseDevice(device);
+        if (dev != InferenceDevice.Cpu) ThreadsOption.Refuse(threads, "with --device cuda the operators run on the GPU; ONNX Runtime's CPU threads apply to --device cpu");
 
         var elementType = ParseDType(dtype);
         var graphKind = ParseGraph(graph, dev);
         if (elementType == OnnxElementType.BFloat16 && dev == InferenceDevice.Cpu)
             throw new CliUsageException("--dtype bfloat16 needs --device cuda (the CPU provider has no bfloat16 kernels)");
         ModelKindCheck.Require(model, ModelFamilies.Llama, "generate");
-        using var llm = LlamaModel.Open(model, dev, maxBatch: 1, elementType: elementType, graph: graphKind);
+        using var llm = LlamaModel.Open(model, dev, maxBatch: 1, intraOpThreads: threads ?? 0, elementType: elementType, graph: graphKind);
         bool addBos = true;
         if (chat)
         {
             var format = llm.ChatFormat ?? throw new CliUsageException(
                 $"--chat: {llm.Folder.Directory} has no chat template the engine renders (chat_template.jinja or tokenizer_config.json \"chat_template\" in the Llama-3 or code-instruction format)");
+            foreach (var missing in ChatTemplate.MissingSpecialTokens(format, llm.Tokenizer))
+                error.WriteLine($"warning: --chat: the chat template's special token {missing} is not in the vocabulary of {llm.Tokenizer.Path}; it is split into ordinary tokens and the model will not read it as a turn marker");
             prompt = ChatTemplate.Render(format, [new ChatMessage("user", prompt)], addGenerationPrompt: true, bosToken: llm.Tokenizer.BosToken);
             addBos = format != ChatFormat.Llama3; // the Llama-3 template writes BOS as text
         }

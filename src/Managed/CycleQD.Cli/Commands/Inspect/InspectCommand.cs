@@ -14,11 +14,18 @@ internal static class InspectCommand
         Description = "A Hugging Face model folder (config.json + safetensors) or a single .safetensors file.",
     };
 
+    private static readonly Option<int?> Threads = ThreadsOption.CreateRefused(ThreadsOption.ManagedLoops);
+
     public static Command Create()
     {
         var cmd = new Command("inspect", "Show a model's config and tensors (name, dtype, shape, MB) and validate its weight files.");
         cmd.Arguments.Add(Model);
-        cmd.SetAction(parse => Run(parse.GetRequiredValue(Model), parse.InvocationConfiguration.Output));
+        cmd.Options.Add(Threads);
+        cmd.SetAction(parse =>
+        {
+            ThreadsOption.Refuse(parse.GetValue(Threads), ThreadsOption.ManagedLoops);
+            return Run(parse.GetRequiredValue(Model), parse.InvocationConfiguration.Output);
+        });
         return cmd;
     }
 

@@ -14,6 +14,8 @@ internal static class MergeCommand
 
     private static readonly Option<string> Out = new("--out", "-o") { Description = "Output model folder (absent or empty).", Required = true };
 
+    private static readonly Option<int?> Threads = ThreadsOption.CreateRefused(ThreadsOption.ManagedLoops);
+
     public static Command Create()
     {
         var cmd = new Command("merge", "Merge models with linear, task_arithmetic, ties, dare_linear or dare_ties into a Hugging Face folder with a model card.");
@@ -22,8 +24,10 @@ internal static class MergeCommand
         cmd.Options.Add(ModelFolderOptions.MaxShardSize);
         cmd.Options.Add(ModelFolderOptions.Scores);
         cmd.Options.Add(ModelFolderOptions.NoHash);
+        cmd.Options.Add(Threads);
         cmd.SetAction(parse =>
         {
+            ThreadsOption.Refuse(parse.GetValue(Threads), ThreadsOption.ManagedLoops);
             var o = parse.InvocationConfiguration.Output;
             var config = MergeConfig.Load(parse.GetRequiredValue(Config));
             // One line per 10 % of the values merged: an 8B merge takes minutes.

@@ -10,17 +10,24 @@ internal static class ResumeCommand
     private static readonly Argument<string> RunDir = new("DIR") { Description = "Run directory made by cycleqd run." };
     private static readonly Option<int?> Generations = NumericOptions.OptionalWhole<int>("--generations", "Total generations to reach (default: the run's target).", NumericRange.AtLeast(0), "-n");
 
+    private static readonly Option<int?> Threads = RunCommand.CreateThreads();
+
     public static Command Create()
     {
         var cmd = new Command("resume", "Continue a run from its last checkpoint; the result is identical to an uninterrupted run.");
         cmd.Arguments.Add(RunDir);
         cmd.Options.Add(Generations);
         cmd.Options.Add(DeviceOption.Create());
+        cmd.Options.Add(Threads);
+        cmd.Options.Add(RunOutput.Quiet);
+        cmd.Options.Add(RunOutput.Json);
         cmd.SetAction(parse =>
         {
+            var mode = RunOutput.Mode(parse);
+            ThreadsOption.ApplyToOpenBlas(parse.GetValue(Threads));
             using var session = RunSession.Resume(parse.GetRequiredValue(RunDir), parse.GetValue(Generations),
-                DeviceOption.Parse(parse), parse.InvocationConfiguration.Error.WriteLine);
-            return RunLoop.Execute(session, parse.InvocationConfiguration.Output);
+                DeviceOption.Parse(parse), parse.InvocationConfiguration.Error.WriteLine, parse.GetValue(Threads));
+            return RunOutput.Execute(session, mode, parse.InvocationConfiguration.Output, parse.InvocationConfiguration.Error);
         });
         return cmd;
     }

@@ -12,9 +12,9 @@ namespace CycleQD.Cli.Commands.Run;
 /// </summary>
 internal static class RunDryRun
 {
-    public static int Execute(string experimentPath, int? generations, ulong? seed, TextWriter o)
+    public static int Execute(string experimentPath, int? generations, ulong? seed, TextWriter o, RunOverrides? overrides = null)
     {
-        var (config, family, splits) = RunSession.Prepare(experimentPath, seed);
+        var (config, family, splits) = RunSession.Prepare(experimentPath, seed, overrides: overrides);
         var inv = CultureInfo.InvariantCulture;
         int n = config.Options.Tasks.Count;
         int gens = generations ?? config.Generations;

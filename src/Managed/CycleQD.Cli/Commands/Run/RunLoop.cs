@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Runtime.InteropServices;
 using CycleQD.Core.Engine;
 using CycleQD.Runs;
+using CycleQD.Runs.Families;
 using Spectre.Console;
 
 namespace CycleQD.Cli.Commands.Run;
@@ -21,6 +22,7 @@ internal static class RunLoop
         {
             var tasks = session.Config.Options.Tasks;
             int target = session.TargetGenerations;
+            var labels = TaskLabels.ShortAll(tasks);
             o.WriteLine($"run: {session.Directory.Path}");
             o.WriteLine($"experiment '{session.Config.Name}': tasks {string.Join(", ", tasks)}; seed {session.Directory.Info.Seed}; target {target} generations; backend {session.BackendName}");
             session.Warn = m => o.WriteLine("warning: " + m);
@@ -49,7 +51,7 @@ internal static class RunLoop
                         session.Engine.GenerationCompleted += r =>
                         {
                             bar.Value = r.Generation + 1;
-                            bar.Description = Markup.Escape($"gen {r.Generation + 1}/{target}  quality {tasks[r.QualityTask]}  child [{Scores(r)}]");
+                            bar.Description = Markup.Escape($"gen {r.Generation + 1}/{target}  quality {labels[r.QualityTask]}  child {ProgressLine.Child(r, labels)}");
                         };
                         ok = session.RunAsync(cts.Token).GetAwaiter().GetResult();
                     });
@@ -65,8 +67,7 @@ internal static class RunLoop
                     if (done % every != 0 && done != target) return;
                     double perGen = clock.Elapsed.TotalSeconds / Math.Max(1, done - start);
                     var eta = TimeSpan.FromSeconds(perGen * (target - done));
-                    o.WriteLine($"gen {done}/{target}  quality {tasks[r.QualityTask]}  child [{Scores(r)}]  improved {r.Insertions.Count}  " +
-                                $"qd {string.Join("/", r.Archives.Select(a => a.QdScore.ToString("F2", CultureInfo.InvariantCulture)))}  eta {eta:hh\\:mm\\:ss}");
+                    o.WriteLine(ProgressLine.Format(r, target, labels, eta));
                 };
                 finished = session.RunAsync(cts.Token).GetAwaiter().GetResult();
             }
