@@ -73,7 +73,7 @@ using (var baseFile = SafetensorsModel.Open(Path.Combine(tinySkills, "base")))
 // ---- (c) ask/tell: the host scores each child itself ----
 RunState AskTell()
 {
-    using var engine = new CycleQDEngine(options, backend, baseModel, experts, new InMemoryEliteStore());
+    using var engine = new CycleQDEngine(options, backend, baseModel, experts, new InMemoryEliteStore(), sink: null);
     engine.Initialize(experts.Select(e => (IReadOnlyList<double>)Score(e.Weights)).ToList());
     while (engine.NextGeneration < generations)
     {

@@ -72,9 +72,9 @@ public sealed class CycleQDEngine : IDisposable
     /// <param name="baseModel">Base model (caller-owned).</param>
     /// <param name="experts">Seed experts (caller-owned); names must be unique.</param>
     /// <param name="store">Where inserted children's weights are kept.</param>
-    /// <param name="sink">Receives every committed state (null: none).</param>
+    /// <param name="sink">Receives every committed state (null: none; not optional, so the two constructors never compete).</param>
     public CycleQDEngine(CycleQDOptions options, IComputeBackend backend, IWeightSet baseModel, IReadOnlyList<Expert> experts,
-        IEliteStore store, ICheckpointSink? sink = null)
+        IEliteStore store, ICheckpointSink? sink)
         : this(options, backend, baseModel, experts, store, sink, null)
     {
     }
