@@ -7,7 +7,9 @@ namespace CycleQD.Core.Engine;
 /// An <see cref="IEliteStore"/> that keeps every elite's bytes in host memory, keyed by the SHA-256
 /// of its tensor bytes (16 hex digits). For hosts whose models are small enough to hold all
 /// elites in memory, and for tests; a run directory uses a folder of safetensors files instead.
-/// Not thread-safe, like the engine that calls it.
+/// Not thread-safe, like the engine that calls it. Not disposable: it holds managed arrays only,
+/// released when the engine drops elites (<see cref="RemoveAllExcept"/>) or the store is collected;
+/// every weight set <see cref="Open"/> returns is the caller's to dispose.
 /// </summary>
 public sealed class InMemoryEliteStore : IEliteStore
 {
