@@ -3,7 +3,9 @@
 #   ./build.sh setup          install system packages (Debian 12) and the CUDA compiler if needed;
 #                             build the AgentBench OS root file system (scripts/build-os-rootfs.sh)
 #   ./build.sh build          native kernels (PTX, when nvcc exists) + managed build (Release)
-#   ./build.sh test           all tests; last line: "N passed, N failed, N skipped"
+#   ./build.sh pack           NuGet packages of the libraries (+ symbols) into artifacts/packages
+#   ./build.sh test           all tests, then the embedding sample built from the fresh packages;
+#                             last line: "N passed, N failed, N skipped"
 #   ./build.sh run            the main job on the embedded default
 #   ./build.sh bench          benchmarks
 #   ./build.sh device-bundle  self-contained bundle for a GPU machine without .NET
@@ -121,13 +123,63 @@ cmd_build() {
   log "build done: ./cycleqd --help"
 }
 
-cmd_test() {
+# The library packages (docs/library.md): one .nupkg and .snupkg per packable project under
+# src/Managed, all at the version CycleQDVersion in Directory.Build.props.
+PACKAGES=(CycleQD.Core CycleQD.Tensors CycleQD.Cpu CycleQD.Cuda CycleQD.Onnx CycleQD.Tasks CycleQD.Segmentation CycleQD.Runs)
+# Packages meant for others need the kernels in CycleQD.Cuda: without PTX, `pack` stops (unless
+# CYCLEQD_SKIP_NVCC=1); `test` packs anyway, since its sample does not use CUDA.
+cmd_pack() {
+  local allow_no_ptx="${1:-0}"
   cmd_build
+  if [ -z "$(ls "$ARTIFACTS"/ptx/*.ptx 2>/dev/null)" ]; then
+    [ "${CYCLEQD_SKIP_NVCC:-0}" = 1 ] || [ "$allow_no_ptx" = 1 ] || die "pack: no PTX was built (nvcc missing), CycleQD.Cuda would have no kernels; run ./build.sh setup, or set CYCLEQD_SKIP_NVCC=1 to pack it without them"
+    log "warning: no PTX built: CycleQD.Cuda is packed without kernels (it reports them missing at run time)"
+  fi
+  rm -rf "$ARTIFACTS/packages"; mkdir -p "$ARTIFACTS/packages"
+  local p
+  for p in "${PACKAGES[@]}"; do
+    dotnet pack "src/Managed/$p/$p.csproj" -c "$CONFIG" --no-build -nologo -v:q -clp:NoSummary
+  done
+  log "packages in $ARTIFACTS/packages: $(cd "$ARTIFACTS/packages" && ls *.nupkg | tr '\n' ' ')"
+}
+
+# examples/embedding restored from the packages just written (never from project references),
+# built and run; its output lines are checked. Writes a TRX-like counter file so the result counts
+# in the closing line.
+cmd_sample() {
+  local results="$1" sample="$ROOT/examples/embedding" out rc=0
+  # Same version, new bytes: the sample's own package folder must not keep the previous CycleQD.*.
+  rm -rf "$sample"/obj/packages/cycleqd.* "$sample/bin" "$sample/obj/project.assets.json"
+  dotnet build "$sample/EmbeddingSample.csproj" -c "$CONFIG" -nologo -v:q -clp:NoSummary || rc=$?
+  if [ $rc -eq 0 ]; then
+    out="$(cd "$sample" && timeout 300 dotnet bin/"$CONFIG"/net10.0/linux-x64/EmbeddingSample.dll "$ROOT" 2>&1)" || rc=$?
+    printf '%s\n' "$out"
+  fi
+  local checks=0 failed=0
+  sample_check() {
+    checks=$((checks + 1))
+    if ! printf '%s\n' "$out" | grep -Eq "$1"; then failed=$((failed + 1)); log "embedding sample: no line matches /$1/"; fi
+  }
+  if [ $rc -ne 0 ]; then
+    log "embedding sample failed (exit $rc)"; failed=1; checks=1
+  else
+    sample_check '^synthetic: generations=20 elites=[1-9][0-9]* qd_score=[0-9.]+ best=(0\.[0-9]+|1\.0+)$'
+    sample_check '^merge: method=task_arithmetic lambda=0\.7 code=(0\.[0-9]{4}|1\.0000) db=(0\.[0-9]{4}|1\.0000) os=(0\.[0-9]{4}|1\.0000)$'
+    sample_check '^ask_tell: generations=20 elites=[1-9][0-9]* equal_to_push=true$'
+  fi
+  # Counted as tests in summarize_trx.
+  printf '<Counters total="%d" passed="%d" failed="%d" />\n' "$checks" $((checks - failed)) "$failed" > "$results/embedding-sample.trx"
+  [ $failed -eq 0 ]
+}
+
+cmd_test() {
+  cmd_pack 1
   local results="$ARTIFACTS/test-results"
   rm -rf "$results"; mkdir -p "$results"
   local rc=0
   dotnet test --solution CycleQD.Native.sln -c "$CONFIG" --no-build \
       --results-directory "$results" --report-xunit-trx || rc=$?
+  cmd_sample "$results" || rc=1
   summarize_trx "$results" || rc=1
   return $rc
 }
@@ -147,7 +199,8 @@ summarize_trx() {
     skipped=$((skipped + $(get notExecuted)))
   done
   local projects
-  projects="$(ls tests/*/*.csproj | wc -l)"
+  # Every test project, and the embedding sample.
+  projects=$(( $(ls tests/*/*.csproj | wc -l) + 1 ))
   if [ "$reports" -lt "$projects" ]; then
     log "only $reports of $projects test projects produced a report; counting each missing one as a failure"
     failed=$((failed + projects - reports))
@@ -241,9 +294,10 @@ cmd_bench() {
 case "${1:-}" in
   setup) cmd_setup ;;
   build) cmd_build ;;
+  pack) cmd_pack ;;
   test) cmd_test ;;
   run) cmd_run ;;
   bench) shift; cmd_bench "$@" ;;
   device-bundle) cmd_device_bundle ;;
-  *) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

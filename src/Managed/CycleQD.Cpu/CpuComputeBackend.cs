@@ -157,7 +157,8 @@ public sealed unsafe class CpuComputeBackend : IComputeBackend
         // Grouped by shape so that same-shaped matrices go through the same buffers one after the
         // other; OpenBLAS threads each call, which on a few cores beats running matrices side by side.
         var groups = Enumerable.Range(0, c.Tensors.Count).Where(i => options.Applies(c.Tensors[i]))
-            .GroupBy(i => (c.Tensors[i].Shape[0], c.Tensors[i].Shape[1]));
+            .GroupBy(i => (c.Tensors[i].Shape[0], c.Tensors[i].Shape[1])).ToList();
+        if (groups.Count > 0) CpuNativeLibraries.EnsureLinearAlgebra();
         foreach (var g in groups)
         {
             int m = checked((int)g.Key.Item1), n = checked((int)g.Key.Item2);

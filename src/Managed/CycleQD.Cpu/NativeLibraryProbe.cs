@@ -38,7 +38,25 @@ public static class CpuNativeLibraries
     /// <summary>LAPACKE (LAPACKE_sgesdd).</summary>
     public static NativeLibraryStatus ProbeLapacke() => Probe(Interop.Libraries.Lapacke, "LAPACKE_sgesdd");
 
-    private static NativeLibraryStatus Probe(string library, string symbol)
+    private static readonly Lazy<NativeLibraryStatus[]> LinearAlgebra = new(() => [ProbeOpenBlas(), ProbeLapacke()]);
+
+    /// <summary>
+    /// Throws <see cref="CpuLibraryUnavailableException"/>, with the line <c>cycleqd doctor</c> shows,
+    /// when OpenBLAS or LAPACKE cannot be used; the CPU backend calls it before its SVD mutation so
+    /// a host without them gets that message instead of a bare loader error. Probed once per process.
+    /// </summary>
+    public static void EnsureLinearAlgebra() => ThrowIfMissing(LinearAlgebra.Value);
+
+    internal static void ThrowIfMissing(IEnumerable<NativeLibraryStatus> statuses)
+    {
+        var missing = statuses.Where(s => !s.Found).ToList();
+        if (missing.Count > 0)
+            throw new CpuLibraryUnavailableException(missing[0].Library,
+                "the CPU backend's SVD mutation needs OpenBLAS and LAPACKE: " + string.Join("; ", missing.Select(s => $"{s.Library} {s.Detail}"))
+                + " (Debian packages: libopenblas0-pthread, liblapacke)");
+    }
+
+    internal static NativeLibraryStatus Probe(string library, string symbol)
     {
         if (!NativeLibrary.TryLoad(library, typeof(CpuNativeLibraries).Assembly, null, out nint handle))
             return new NativeLibraryStatus(library, false, "cannot be loaded (Debian: ./build.sh setup installs it)");
@@ -46,4 +64,17 @@ public static class CpuNativeLibraries
             ? new NativeLibraryStatus(library, true, $"exports {symbol}")
             : new NativeLibraryStatus(library, false, $"loaded but has no {symbol}");
     }
+}
+
+/// <summary>
+/// A native library of the CPU backend (OpenBLAS, LAPACKE) is missing or unusable. Derives from
+/// <see cref="DllNotFoundException"/> so callers that handle a missing native library keep doing so.
+/// </summary>
+public sealed class CpuLibraryUnavailableException : DllNotFoundException
+{
+    /// <summary>Creates the exception for <paramref name="library"/> with the full explanation in <paramref name="message"/>.</summary>
+    public CpuLibraryUnavailableException(string library, string message) : base(message) => Library = library;
+
+    /// <summary>The first library that could not be used (e.g. "liblapacke.so.3").</summary>
+    public string Library { get; }
 }

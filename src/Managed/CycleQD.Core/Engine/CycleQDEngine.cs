@@ -15,7 +15,9 @@ public sealed record Expert(string Name, IWeightSet Weights);
 /// archive k; child = crossover + mutation on the compute backend; scored on all N tasks; offered to
 /// every archive; state committed. Everything random is a Philox draw addressed by (seed,
 /// generation, stream), so a run is a pure function of its options, its inputs and the evaluator.
-/// Not thread-safe: one caller drives it.
+/// Two ways to drive it: push (<see cref="RunAsync"/> / <see cref="StepAsync"/>, the engine calls the
+/// evaluator) or ask/tell (<see cref="Ask"/> hands out a child, <see cref="Tell"/> commits its scores);
+/// both make the same decisions from the same scores. Not thread-safe: one caller drives it.
 /// </summary>
 public sealed class CycleQDEngine : IDisposable
 {
@@ -24,7 +26,7 @@ public sealed class CycleQDEngine : IDisposable
     private readonly IWeightSet _base;
     private readonly Dictionary<string, Expert> _experts;
     private readonly IReadOnlyList<Expert> _expertList;
-    private readonly ICandidateEvaluator _evaluator;
+    private readonly ICandidateEvaluator? _evaluator;
     private readonly IEliteStore _store;
     private readonly ICheckpointSink? _sink;
     private readonly SortedDictionary<int, BreedingPlan> _plans = new();
@@ -37,7 +39,9 @@ public sealed class CycleQDEngine : IDisposable
     private bool _initialised;
 
     // NonFinite: why the child was found non-finite while it was bred (then Scores are zeros), else null.
-    private sealed record Job(IWeightSet Child, Task<double[]> Scores, double BreedSeconds, long StartedTicks, string? NonFinite);
+    // Told: set for a child handed out by Ask; Tell completes it (Scores is its task).
+    private sealed record Job(IWeightSet Child, Task<double[]> Scores, double BreedSeconds, long StartedTicks, string? NonFinite,
+        TaskCompletionSource<double[]>? Told = null, Candidate? Asked = null);
 
     /// <summary>The first generation not applied yet.</summary>
     public int NextGeneration { get; private set; }
@@ -54,9 +58,37 @@ public sealed class CycleQDEngine : IDisposable
     /// <param name="sink">Receives every committed state (null: none).</param>
     public CycleQDEngine(CycleQDOptions options, IComputeBackend backend, IWeightSet baseModel, IReadOnlyList<Expert> experts,
         ICandidateEvaluator evaluator, IEliteStore store, ICheckpointSink? sink = null)
+        : this(options, backend, baseModel, experts, store, sink, evaluator ?? throw new ArgumentNullException(nameof(evaluator)))
     {
+    }
+
+    /// <summary>
+    /// An engine driven by ask/tell only: the host scores the experts (<see cref="Initialize"/>) and
+    /// every child (<see cref="Ask"/>, then <see cref="Tell"/>) itself; <see cref="StepAsync"/>,
+    /// <see cref="RunAsync"/> and <see cref="InitializeAsync"/> need an evaluator and refuse.
+    /// </summary>
+    /// <param name="options">Algorithm settings (validated here).</param>
+    /// <param name="backend">Compute backend that owns all weight sets below.</param>
+    /// <param name="baseModel">Base model (caller-owned).</param>
+    /// <param name="experts">Seed experts (caller-owned); names must be unique.</param>
+    /// <param name="store">Where inserted children's weights are kept.</param>
+    /// <param name="sink">Receives every committed state (null: none; not optional, so the two constructors never compete).</param>
+    public CycleQDEngine(CycleQDOptions options, IComputeBackend backend, IWeightSet baseModel, IReadOnlyList<Expert> experts,
+        IEliteStore store, ICheckpointSink? sink)
+        : this(options, backend, baseModel, experts, store, sink, null)
+    {
+    }
+
+    private CycleQDEngine(CycleQDOptions options, IComputeBackend backend, IWeightSet baseModel, IReadOnlyList<Expert> experts,
+        IEliteStore store, ICheckpointSink? sink, ICandidateEvaluator? evaluator)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(backend);
+        ArgumentNullException.ThrowIfNull(baseModel);
+        ArgumentNullException.ThrowIfNull(experts);
+        ArgumentNullException.ThrowIfNull(store);
         options.Validate();
-        if (!evaluator.TaskNames.SequenceEqual(options.Tasks))
+        if (evaluator != null && !evaluator.TaskNames.SequenceEqual(options.Tasks))
             throw new ConfigurationException($"tasks: the evaluator scores [{string.Join(", ", evaluator.TaskNames)}] but the experiment lists [{string.Join(", ", options.Tasks)}]");
         if (experts.Count == 0) throw new ConfigurationException("experts: at least one expert is required");
         _options = options;
@@ -102,13 +134,31 @@ public sealed class CycleQDEngine : IDisposable
     public async Task InitializeAsync(CancellationToken cancellationToken = default)
     {
         if (_initialised) throw new InvalidOperationException("already initialised");
+        var evaluator = RequireEvaluator(nameof(InitializeAsync));
+        var scores = new List<double[]>();
+        foreach (var e in _expertList)
+            scores.Add(await evaluator.EvaluateAsync(_backend, e.Weights, cancellationToken).ConfigureAwait(false));
+        Initialize(scores);
+    }
+
+    /// <summary>
+    /// Fresh start with expert scores the host computed (ask/tell): <paramref name="expertScores"/>[i]
+    /// holds expert i's score on every task, in the order of <see cref="CycleQDOptions.Tasks"/>. Fixes
+    /// the bins, seeds the archives and commits the initial state, as <see cref="InitializeAsync"/> does.
+    /// </summary>
+    public void Initialize(IReadOnlyList<IReadOnlyList<double>> expertScores)
+    {
+        ArgumentNullException.ThrowIfNull(expertScores);
+        if (_initialised) throw new InvalidOperationException("already initialised");
+        if (expertScores.Count != _expertList.Count)
+            throw new ArgumentException($"{expertScores.Count} score lists given for {_expertList.Count} experts", nameof(expertScores));
         int n = _options.Tasks.Count;
         var states = new List<ExpertState>();
-        foreach (var e in _expertList)
+        for (int i = 0; i < _expertList.Count; i++)
         {
-            double[] s = await _evaluator.EvaluateAsync(_backend, e.Weights, cancellationToken).ConfigureAwait(false);
-            CheckScores(s, $"expert '{e.Name}'");
-            states.Add(new ExpertState(e.Name, s));
+            double[] s = [.. expertScores[i]];
+            CheckScores(s, $"expert '{_expertList[i].Name}'");
+            states.Add(new ExpertState(_expertList[i].Name, s));
         }
         _expertStates = [.. states];
         _bins = new BinSpec[n];
@@ -166,6 +216,9 @@ public sealed class CycleQDEngine : IDisposable
     public async Task<GenerationRecord> StepAsync(int targetGenerations, CancellationToken cancellationToken = default)
     {
         if (!_initialised) throw new InvalidOperationException("call InitializeAsync or Restore first");
+        RequireEvaluator(nameof(StepAsync));
+        if (_jobs.Values.Any(j => j.Told != null))
+            throw new InvalidOperationException("candidates handed out by Ask are not told yet: finish them with Tell before stepping");
         if (NextGeneration >= targetGenerations) throw new InvalidOperationException($"generation {NextGeneration} is not below the target {targetGenerations}");
         long t0 = Stopwatch.GetTimestamp();
         int g = NextGeneration;
@@ -192,9 +245,17 @@ public sealed class CycleQDEngine : IDisposable
             DropJobs();
             throw;
         }
+        return Commit(g, job, scores, nonFinite, t0);
+    }
+
+    // Applies generation g (the head of the queue) with its child's scores: archives, store,
+    // the next plans, the checkpoint and the event. Shared by the push and the ask/tell paths,
+    // so both make the same decisions from the same scores.
+    private GenerationRecord Commit(int g, Job job, double[] scores, string? nonFinite, long t0)
+    {
         CheckScores(scores, $"generation {g}'s child");
         double evalSeconds = Stopwatch.GetElapsedTime(job.StartedTicks).TotalSeconds;
-        var statistics = (_evaluator as IEvaluationStatisticsSource)?.TakeStatistics(job.Child);
+        var statistics = job.Told == null ? (_evaluator as IEvaluationStatisticsSource)?.TakeStatistics(job.Child) : null;
 
         var plan = _plans[g];
         string? childId = null;
@@ -231,6 +292,10 @@ public sealed class CycleQDEngine : IDisposable
     /// <summary>Steps until <paramref name="targetGenerations"/> generations are applied or cancellation is requested (then returns quietly; the last committed state stands).</summary>
     public async Task RunAsync(int targetGenerations, CancellationToken cancellationToken = default)
     {
+        // Checked before the loop, whose clean-up would otherwise drop the host's asked candidates.
+        RequireEvaluator(nameof(RunAsync));
+        if (_jobs.Values.Any(j => j.Told != null))
+            throw new InvalidOperationException("candidates handed out by Ask are not told yet: finish them with Tell before running");
         try
         {
             while (NextGeneration < targetGenerations && !cancellationToken.IsCancellationRequested)
@@ -245,11 +310,93 @@ public sealed class CycleQDEngine : IDisposable
         }
     }
 
+    /// <summary>
+    /// Ask/tell: breeds the next child and hands it out instead of evaluating it. Up to
+    /// <see cref="CycleQDOptions.InFlight"/> candidates may be out at once (the generations from
+    /// <see cref="NextGeneration"/> on); asking for more throws. Plans and random draws are those of
+    /// the push loop, so scores told in the same order give the same run as <see cref="RunAsync"/>.
+    /// Children that <see cref="StepAsync"/> started ahead are dropped (and bred again, identically).
+    /// </summary>
+    public Candidate Ask()
+    {
+        if (!_initialised) throw new InvalidOperationException("call Initialize, InitializeAsync or Restore first");
+        if (_jobs.Values.Any(j => j.Told == null)) DropJobs();
+        int g = NextGeneration;
+        for (int p = g; p < g + _options.InFlight; p++)
+            if (!_plans.ContainsKey(p)) _plans[p] = Plan(p);
+        for (int p = g; p < g + _options.InFlight; p++)
+        {
+            if (_jobs.ContainsKey(p)) continue;
+            var job = Start(_plans[p], CancellationToken.None, asked: true);
+            _jobs[p] = job;
+            return job.Asked!;
+        }
+        throw new InvalidOperationException($"{_options.InFlight} candidate(s) are out (in_flight = {_options.InFlight}): tell one before asking again");
+    }
+
+    /// <summary>
+    /// Ask/tell: the scores of candidate <paramref name="id"/> on every task, in the order of
+    /// <see cref="CycleQDOptions.Tasks"/>, each finite. Generations commit in order: this call
+    /// commits the candidate's generation and any later ones already told once every earlier one
+    /// is told, and returns their records (empty while an earlier candidate is still out). Each
+    /// commit reaches the checkpoint sink and <see cref="GenerationCompleted"/> as in the push loop.
+    /// </summary>
+    public IReadOnlyList<GenerationRecord> Tell(string id, IReadOnlyList<double> scores)
+    {
+        ArgumentNullException.ThrowIfNull(scores);
+        var job = Outstanding(id);
+        double[] s = [.. scores];
+        if (s.Length != _options.Tasks.Count)
+            throw new ArgumentException($"candidate '{id}': {s.Length} scores told for {_options.Tasks.Count} tasks", nameof(scores));
+        for (int i = 0; i < s.Length; i++)
+            if (!double.IsFinite(s[i])) throw new ArgumentException($"candidate '{id}': score on '{_options.Tasks[i]}' is {s[i]}", nameof(scores));
+        job.Told!.TrySetResult(job.NonFinite != null ? new double[s.Length] : s);
+        return CommitTold();
+    }
+
+    /// <summary>
+    /// Ask/tell: candidate <paramref name="id"/> could not be scored because its weights are not
+    /// finite (<paramref name="reason"/> says where). It scores 0 on every task, enters no archive and
+    /// the reason is recorded, as when an evaluator throws <see cref="NonFiniteWeightsException"/>.
+    /// </summary>
+    public IReadOnlyList<GenerationRecord> TellNonFinite(string id, string reason)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(reason);
+        var job = Outstanding(id);
+        int g = job.Asked!.Generation;
+        _jobs[g] = job with { NonFinite = job.NonFinite ?? reason };
+        job.Told!.TrySetResult(new double[_options.Tasks.Count]);
+        return CommitTold();
+    }
+
+    private Job Outstanding(string id)
+    {
+        ArgumentNullException.ThrowIfNull(id);
+        foreach (var j in _jobs.Values)
+            if (j.Asked?.Id == id && !j.Scores.IsCompleted) return j;
+        throw new ArgumentException($"no candidate '{id}' is waiting for scores (told already, never asked, or dropped by a push step)", nameof(id));
+    }
+
+    private List<GenerationRecord> CommitTold()
+    {
+        var committed = new List<GenerationRecord>();
+        while (_jobs.TryGetValue(NextGeneration, out var head) && head.Told != null && head.Scores.IsCompletedSuccessfully)
+            committed.Add(Commit(NextGeneration, head, head.Scores.Result, head.NonFinite, Stopwatch.GetTimestamp()));
+        return committed;
+    }
+
+    private static string CandidateId(int generation) => $"gen-{generation}";
+
+    private ICandidateEvaluator RequireEvaluator(string operation) => _evaluator
+        ?? throw new InvalidOperationException($"{operation}: this engine was built without an evaluator (ask/tell); use Initialize(expertScores), Ask and Tell");
+
     private void DropJobs()
     {
         foreach (var j in _jobs.Values)
         {
-            try { j.Scores.Wait(); } catch (AggregateException) { }
+            // An asked child is waiting for the host, not for a running evaluation.
+            if (j.Told != null) j.Told.TrySetCanceled();
+            else { try { j.Scores.Wait(); } catch (AggregateException) { } }
             j.Child.Dispose();
         }
         _jobs.Clear();
@@ -276,7 +423,7 @@ public sealed class CycleQDEngine : IDisposable
         return new BreedingPlan(g, k, [a.Id, b.Id], [w0, w1]);
     }
 
-    private Job Start(BreedingPlan plan, CancellationToken cancellationToken)
+    private Job Start(BreedingPlan plan, CancellationToken cancellationToken, bool asked = false)
     {
         long t0 = Stopwatch.GetTimestamp();
         var opened = new List<IWeightSet>();
@@ -313,6 +460,13 @@ public sealed class CycleQDEngine : IDisposable
         }
         double breed = Stopwatch.GetElapsedTime(t0).TotalSeconds;
         Task<double[]> scores;
+        if (asked)
+        {
+            var told = new TaskCompletionSource<double[]>(TaskCreationOptions.RunContinuationsAsynchronously);
+            var candidate = new Candidate(CandidateId(plan.Generation), plan.Generation, plan.QualityTask, plan.Parents, plan.Weights,
+                new MutationKey(_options.Mutation.Kind, _options.Seed, (uint)plan.Generation), child, nonFinite);
+            return new Job(child, told.Task, breed, Stopwatch.GetTimestamp(), nonFinite, told, candidate);
+        }
         if (nonFinite != null)
         {
             scores = Task.FromResult(new double[_options.Tasks.Count]);
@@ -321,7 +475,7 @@ public sealed class CycleQDEngine : IDisposable
         {
             try
             {
-                scores = _evaluator.EvaluateAsync(_backend, child, cancellationToken);
+                scores = _evaluator!.EvaluateAsync(_backend, child, cancellationToken);
             }
             catch (Exception e)
             {
