@@ -24,7 +24,7 @@ public sealed class RootFilesystemSandboxTests
 
     private static OsRootFilesystem Rootfs()
     {
-        Assert.SkipUnless(Environment.IsPrivilegedProcess, "a sandbox on a root file system maps an id range, which needs root");
+        MachineRequirement.Require(Environment.IsPrivilegedProcess, "a sandbox on a root file system maps an id range, which needs root");
         return OsRootFilesystem.Load();
     }
 
