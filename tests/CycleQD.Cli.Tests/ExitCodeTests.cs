@@ -83,6 +83,29 @@ public class ExitCodeTests
         Assert.False(File.Exists(dir.File("out.jsonl")));
     }
 
+    /// <summary>
+    /// The reason the test above is reliable: eval prints nothing (so no caller can signal it) before
+    /// System.CommandLine's signal handler holds the running task. Without the first yield, a SIGTERM
+    /// right after the "task:" line exited 143 with no "interrupted" line on a loaded machine.
+    /// </summary>
+    [Fact]
+    public async Task Eval_YieldsBeforeAnyOutput_SoTheSignalHandlerAlreadyHoldsItsTask()
+    {
+        string data = TestPaths.RequireSharedData();
+        using var dir = new TempDir();
+        var output = new StringWriter();
+        var parse = CliApp.BuildRoot().Parse(["eval", "--task", "tinyskills/code", "--split", "test", "--data", data,
+            "--responder", "scripted:gold", "--output", dir.File("out.jsonl")]);
+        // No termination timeout: this test host's own signal handling stays as it is.
+        var config = new System.CommandLine.InvocationConfiguration { Output = output, Error = new StringWriter(), ProcessTerminationTimeout = null };
+        using var cts = new CancellationTokenSource();
+        cts.Cancel(); // the evaluation stops at once; only what ran before the first yield matters here
+        Task<int> running = parse.InvokeAsync(config, cts.Token);
+        Assert.Equal("", output.ToString());
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => running);
+        Assert.StartsWith("task: tinyskills/code", output.ToString());
+    }
+
     [Theory]
     [InlineData("archive: { bins: 6 }", "archive: { bins: 100000 }", "archive.bins: 100000 bins on each of 2 behaviour axes (3 tasks) make 1E+10 cells per archive, too many: at most 1,000,000 are supported")]
     [InlineData("rows: 24, cols: 16", "rows: 100000, cols: 100000", "model.synthetic: layers 2 × (rows 100000 × cols 100000 + 100000) = 2E+10 parameters, too many: at most 134,217,728")]
