@@ -3,8 +3,8 @@ namespace CycleQD.Testing;
 /// <summary>
 /// What a test needs from the machine it runs on (the shared data folder, root, a system file or
 /// package). On a developer's machine a missing requirement skips the test with the reason. Under
-/// CI (the <c>CI</c> variable set, as CI services and .ci/run do) it fails instead: ./build.sh
-/// setup installs everything these tests need there, so a skip would only hide a broken setup.
+/// CI (the <c>CI</c> variable set, as CI services and .ci/run do) it fails instead: CI runs as
+/// root with the shared data and ./build.sh setup's packages, so a skip would only hide a broken setup.
 /// GPU checks do not come through here: CI machines have no GPU, so those stay skips.
 /// </summary>
 internal static class MachineRequirement
@@ -61,7 +61,7 @@ internal static class MachineRequirement
     public static (RequirementOutcome Outcome, string Message) Decide(bool met, string reason, bool ci) =>
         met ? (RequirementOutcome.Run, "")
         : ci ? (RequirementOutcome.Fail, $"{reason}. {CiVariable} is set, so this is a failure rather than a skip: "
-                                          + "CI must provide it (./build.sh setup installs what the tests need)")
+                                          + "a CI machine must provide what the tests need")
         : (RequirementOutcome.Skip, reason);
 }
 
