@@ -20,7 +20,7 @@ public sealed class EvalCommandTests
     [Fact]
     public void AgentBenchOsGold_PrintsTheRootFilesystemHash_AndRecordsItInEveryLine()
     {
-        Assert.SkipUnless(Environment.IsPrivilegedProcess, "AgentBench OS samples run on the pinned root file system, whose id mapping needs root");
+        MachineRequirement.Require(Environment.IsPrivilegedProcess, "AgentBench OS samples run on the pinned root file system, whose id mapping needs root");
         string data = TestPaths.RequireSharedData();
         string hash = CycleQD.Tasks.AgentBenchOs.OsRootFilesystem.Load().Hash;
         using var tmp = new TempDir();

@@ -21,7 +21,7 @@ public class ExitCodeTests
     [Fact]
     public void DiskFull_RealEnospcFromDevFull_ExitOneAndOneLineNamingThePath()
     {
-        if (!File.Exists("/dev/full")) Assert.Skip("no /dev/full on this machine");
+        MachineRequirement.Require(File.Exists("/dev/full"), "no /dev/full on this machine");
         IOException? real = null;
         try
         {
@@ -81,6 +81,36 @@ public class ExitCodeTests
         Assert.Contains("interrupted: cycleqd eval stopped before it finished", errLines);
         Assert.DoesNotContain("score:", rest);
         Assert.False(File.Exists(dir.File("out.jsonl")));
+    }
+
+    /// <summary>
+    /// The reason the test above is reliable: eval prints nothing (so no caller can signal it) before
+    /// System.CommandLine's signal handler holds the running task. Without the first yield, a SIGTERM
+    /// right after the "task:" line exited 143 with no "interrupted" line on a loaded machine.
+    /// </summary>
+    [Fact]
+    public async Task Eval_YieldsBeforeAnyOutput_SoTheSignalHandlerAlreadyHoldsItsTask()
+    {
+        string data = TestPaths.RequireSharedData();
+        using var dir = new TempDir();
+        var output = new StringWriter();
+        var parse = CliApp.BuildRoot().Parse(["eval", "--task", "tinyskills/code", "--split", "test", "--data", data,
+            "--responder", "scripted:gold", "--output", dir.File("out.jsonl")]);
+        // No termination timeout: this test host's own signal handling stays as it is.
+        var config = new System.CommandLine.InvocationConfiguration { Output = output, Error = new StringWriter(), ProcessTerminationTimeout = null };
+        using var cts = new CancellationTokenSource();
+        cts.Cancel(); // only what runs before the first yield matters here, so the evaluation may stop early
+        Task<int> running = parse.InvokeAsync(config, cts.Token);
+        Assert.Equal("", output.ToString());
+        try
+        {
+            await running;
+        }
+        catch (OperationCanceledException)
+        {
+            // Where a cancelled evaluation stops is not what this test checks.
+        }
+        Assert.StartsWith("task: tinyskills/code", output.ToString()); // the action did run, after its yield
     }
 
     [Theory]

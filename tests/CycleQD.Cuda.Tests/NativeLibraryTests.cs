@@ -1,5 +1,6 @@
 using System.Reflection;
 using System.Runtime.InteropServices;
+using CycleQD.Testing;
 
 namespace CycleQD.Cuda.Tests;
 
@@ -50,8 +51,8 @@ public class NativeLibraryTests
     public void EveryBoundEntryPoint_IsExportedByTheResolvedLibrary(string library, Type family)
     {
         // Needs the library, not a GPU: Debian's toolkit (./build.sh setup) installs CUDA 11.8's.
-        if (!CudaLibraryResolver.TryLoad(library, out nint handle, out string? found))
-            Assert.Skip($"{string.Join(" / ", Interop.Libraries.Sonames[library])} not installed on this machine");
+        bool loaded = CudaLibraryResolver.TryLoad(library, out nint handle, out string? found);
+        MachineRequirement.RequireCudaToolkit(loaded, $"{string.Join(" / ", Interop.Libraries.Sonames[library])} not installed on this machine");
         var entries = family.GetMethods(BindingFlags.Static | BindingFlags.NonPublic)
             .Select(m => m.GetCustomAttribute<LibraryImportAttribute>())
             .Where(a => a is not null)
@@ -66,8 +67,8 @@ public class NativeLibraryTests
     public void Describe_NamesTheLoadedSoname()
     {
         string? where = CudaLibraryResolver.Describe(Interop.Libraries.Cublas);
-        if (where is null) Assert.Skip("no cuBLAS installed on this machine");
-        Assert.Matches(@"libcublas\.so\.1[123]$", where);
+        MachineRequirement.RequireCudaToolkit(where is not null, "no cuBLAS installed on this machine");
+        Assert.Matches(@"libcublas\.so\.1[123]$", where!);
     }
 
     [Fact]

@@ -7,8 +7,8 @@ public class PtxEmbeddingTests
 {
     internal static void RequirePtx()
     {
-        if (PtxCatalog.List().Count == 0 && NvccLocator.Find() is null)
-            Assert.Skip("this build had no nvcc, so no PTX was built or embedded (./build.sh setup installs it)");
+        MachineRequirement.RequireCudaToolkit(PtxCatalog.List().Count > 0 || NvccLocator.Find() is not null,
+            "this build had no nvcc, so no PTX was built or embedded (./build.sh setup installs it)");
     }
 
     [Fact]

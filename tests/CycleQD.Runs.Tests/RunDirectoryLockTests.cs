@@ -31,23 +31,23 @@ public class RunDirectoryLockTests
         ResumeTests.RunTo(exp, dir.File("r"), 2);
         // util-linux flock(1) takes the same kind of lock (flock, LOCK_EX) a cycleqd process does;
         // with -o only flock itself holds it (not the command it runs), so killing flock frees it.
-        var psi = new ProcessStartInfo("flock", ["-o", RunDirectoryLock.LockPath(dir.File("r")), "sleep", "20"]) { UseShellExecute = false };
+        // flock runs its command once it holds the lock, so the command's first line says the lock
+        // is taken (however slowly flock starts on a loaded machine); the holder is killed at the end.
+        var psi = new ProcessStartInfo("flock", ["-o", RunDirectoryLock.LockPath(dir.File("r")), "sh", "-c", "echo locked; exec sleep 600"])
+        {
+            UseShellExecute = false,
+            RedirectStandardOutput = true,
+        };
         using var holder = Process.Start(psi)!;
         try
         {
-            var deadline = DateTime.UtcNow.AddSeconds(20);
-            RunDirectoryException? refused = null;
-            while (refused is null && DateTime.UtcNow < deadline)
-            {
-                try { RunSession.Resume(dir.File("r"), 4).Dispose(); Thread.Sleep(20); }
-                catch (RunDirectoryException e) { refused = e; }
-            }
-            Assert.NotNull(refused);
+            Assert.Equal("locked", holder.StandardOutput.ReadLine());
+            var refused = Assert.Throws<RunDirectoryException>(() => RunSession.Resume(dir.File("r"), 4).Dispose());
             Assert.Contains("in use by another process;", refused.Message); // no cycleqd owner note: the holder is not named
         }
         finally
         {
-            holder.Kill();
+            holder.Kill(entireProcessTree: true); // its sleep too, which would linger for ten minutes
             holder.WaitForExit();
         }
         ResumeTests.ResumeTo(dir.File("r"), 4);

@@ -8,7 +8,7 @@ public sealed class AgentBenchOsTests
 {
     private static AgentBenchOsBenchmark Bench(params int[] ids)
     {
-        Assert.SkipUnless(Environment.IsPrivilegedProcess, "AgentBench OS samples run on the pinned root file system, whose id mapping needs root");
+        MachineRequirement.Require(Environment.IsPrivilegedProcess, "AgentBench OS samples run on the pinned root file system, whose id mapping needs root");
         return new(new AgentBenchOsOptions { DataDir = TestPaths.RequireSharedData(), Ids = ids, Repeats = 1 });
     }
 

@@ -24,7 +24,7 @@ public sealed class RootFilesystemSandboxTests
 
     private static OsRootFilesystem Rootfs()
     {
-        Assert.SkipUnless(Environment.IsPrivilegedProcess, "a sandbox on a root file system maps an id range, which needs root");
+        MachineRequirement.Require(Environment.IsPrivilegedProcess, "a sandbox on a root file system maps an id range, which needs root");
         return OsRootFilesystem.Load();
     }
 
@@ -178,8 +178,9 @@ public sealed class RootFilesystemSandboxTests
         Assert.DoesNotContain("ALLOCATED", mem.Stdout);
         var output = await Run("head -c 100000000 /dev/zero | tr '\\0' x");
         Assert.True(output.OutputLimitExceeded);
-        // The capture keeps the first OutputBytes, a "[… N bytes dropped …]" line and the last OutputTailBytes.
+        // The prefix up to the bound, the line saying how much was dropped, then at most the tail.
         Assert.StartsWith(new string('x', Small.OutputBytes) + "\n[… ", output.Stdout);
+        Assert.Matches(@"\n\[… [0-9]+ bytes dropped …\]\nx+$", output.Stdout);
         Assert.True(output.Stdout.Length <= Small.OutputBytes + Small.OutputTailBytes + 64, $"{output.Stdout.Length} characters kept");
     }
 

@@ -7,9 +7,12 @@ namespace CycleQD.Tasks.Tests;
 
 public sealed class SandboxTests
 {
+    // The commands here finish in milliseconds; the wall clock is only a backstop, so it is wide
+    // enough for a 2-core machine shared with other builds (bubblewrap and python3 start slowly
+    // there). Tests of the wall-clock limit itself set their own.
     private static readonly SandboxLimits Small = new()
     {
-        WallClock = TimeSpan.FromSeconds(10),
+        WallClock = TimeSpan.FromSeconds(120),
         CpuSeconds = 2,
         AddressSpaceBytes = 512L << 20,
         FileSizeBytes = 1L << 20,
@@ -36,6 +39,23 @@ public sealed class SandboxTests
             catch (UnauthorizedAccessException) { }
         }
         return found;
+    }
+
+    /// <summary>
+    /// Starts <c>bash</c> running <c>sleep 600</c> in a sandbox, with <paramref name="marker"/> on its
+    /// command line, and returns once the command itself runs (it says so on stdout). Before that the
+    /// host may still show the launcher (setpriv, prlimit) that has not yet dropped to the sandbox's
+    /// uid, and on a loaded machine that phase lasts long enough to be seen.
+    /// </summary>
+    private static async Task<SandboxProcess> StartSleeper(string marker)
+    {
+        var live = BubblewrapSandbox.Create().Start(new SandboxRequest { Command = ["bash", "-c", "echo running; sleep 600", marker], Limits = Small });
+        string? first = await live.Process.StandardOutput.ReadLineAsync(TestContext.Current.CancellationToken);
+        if (first == "running") return live;
+        // No line at all: the sandbox exited, and its stderr says why.
+        string why = first ?? await live.Process.StandardError.ReadToEndAsync(TestContext.Current.CancellationToken);
+        await live.DisposeAsync();
+        throw new InvalidOperationException("the sandboxed command did not start: " + why);
     }
 
     [Fact]
@@ -121,13 +141,8 @@ public sealed class SandboxTests
         Assert.EndsWith("65534\n", r.Stdout);
 
         string marker = "cycleqd-uid-" + Guid.NewGuid().ToString("N")[..8];
-        await using var live = BubblewrapSandbox.Create().Start(new SandboxRequest { Command = ["bash", "-c", "sleep 600", marker], Limits = Small });
-        List<int> pids = [];
-        for (int i = 0; i < 50 && pids.Count == 0; i++)
-        {
-            await Task.Delay(50, TestContext.Current.CancellationToken);
-            pids = ProcessesWith(marker);
-        }
+        await using var live = await StartSleeper(marker);
+        List<int> pids = ProcessesWith(marker);
         Assert.NotEmpty(pids);
         foreach (int pid in pids)
         {
@@ -150,7 +165,9 @@ public sealed class SandboxTests
     [Fact]
     public async Task InfiniteLoop_IsStoppedByTheCpuLimit()
     {
-        var limits = Small with { CpuSeconds = 1, WallClock = TimeSpan.FromSeconds(20) };
+        // The wall clock must not stop the loop first: one CPU second can take a minute of wall time
+        // on a 2-core machine shared with other builds, so it is far above that.
+        var limits = Small with { CpuSeconds = 1, WallClock = TimeSpan.FromSeconds(300) };
         var r = await Run(limits, "python3", "-c", "while True: pass");
         Assert.False(r.TimedOut);
         // SIGXCPU (24) at the soft limit, or SIGKILL (9) at the hard one.
@@ -290,9 +307,8 @@ public sealed class SandboxTests
         var r = await Run(Small, "bash", "-c", "setsid bash -c 'sleep 600' & nohup bash -c 'sleep 601' >/dev/null 2>&1 & echo started", marker);
         Assert.Equal("started\n", r.Stdout);
         Assert.Empty(ProcessesWith(marker));
-        await using (var live = BubblewrapSandbox.Create().Start(new SandboxRequest { Command = ["bash", "-c", "sleep 600", marker], Limits = Small }))
+        await using (var live = await StartSleeper(marker))
         {
-            await Task.Delay(200, TestContext.Current.CancellationToken);
             Assert.NotEmpty(ProcessesWith(marker));
         }
         Assert.Empty(ProcessesWith(marker));

@@ -21,14 +21,28 @@ internal static class TestPaths
         }
     }
 
-    /// <summary>A path under shared/data, or skips the test (with the reason) when the folder is not there.</summary>
-    public static string RequireSharedData(params string[] parts)
+    /// <summary>
+    /// A path under shared/data. When the folder or the path is not there the test skips with the
+    /// reason, or fails under CI (<see cref="MachineRequirement"/>): CI must run the data tests.
+    /// </summary>
+    public static string RequireSharedData(params string[] parts) => RequireSharedData(SharedData, MachineRequirement.IsCi, parts);
+
+    /// <summary>As <see cref="RequireSharedData(string[])"/> with the data root and CI given (null root: absent).</summary>
+    public static string RequireSharedData(string? root, bool ci, params string[] parts)
     {
-        string? root = SharedData;
-        if (root is null) Assert.Skip("shared/data is not beside the repository and CYCLEQD_SHARED_DATA is unset");
+        string? missing = SharedDataProblem(root, parts);
+        MachineRequirement.Require(missing is null, missing!, ci);
+        return Path.Combine([root!, .. parts]);
+    }
+
+    /// <summary>Why <paramref name="parts"/> under the data root <paramref name="root"/> (null: absent) cannot be used, or null.</summary>
+    public static string? SharedDataProblem(string? root, params string[] parts)
+    {
+        if (root is null)
+            return "the shared test data folder is missing: neither $CYCLEQD_SHARED_DATA nor "
+                   + Path.GetFullPath(Path.Combine(RepoRoot, "..", "shared", "data")) + " exists";
         string p = Path.Combine([root, .. parts]);
-        if (!File.Exists(p) && !Directory.Exists(p)) Assert.Skip($"{p} is not present");
-        return p;
+        return File.Exists(p) || Directory.Exists(p) ? null : $"{p} is not present in the shared test data folder";
     }
 
     private static string FindRepoRoot()

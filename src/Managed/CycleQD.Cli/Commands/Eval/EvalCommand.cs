@@ -74,7 +74,15 @@ internal static class EvalCommand
             cmd.Options.Add(o);
         foreach (var o in SamEval.Options)
             cmd.Options.Add(o);
-        cmd.SetAction((parse, ct) => RunAsync(parse, ct));
+        // System.CommandLine gives its SIGINT/SIGTERM handler the action's task only once the action
+        // first yields; a signal before that ends the process with 143 (or 130) at once, without the
+        // "interrupted" line. So the action yields before any work, and before the "task:" line that
+        // tells a caller the evaluation has begun.
+        cmd.SetAction(async (parse, ct) =>
+        {
+            await System.Threading.Tasks.Task.Yield();
+            return await RunAsync(parse, ct).ConfigureAwait(false);
+        });
         return cmd;
     }
 
