@@ -170,7 +170,7 @@ public sealed record ExperimentConfig(string Name, CycleQDOptions Options, int G
         var mutation = d.Mutation;
         if (top.TryGetValue("mutation", out var mNode))
         {
-            var m = r.Map(mNode!, "mutation", "kind", "svd_scale_max", "svd_rank", "svd_method", "power_iterations", "oversampling", "sigma", "include_embeddings");
+            var m = r.Map(mNode!, "mutation", "kind", "svd_scale_max", "svd_rank", "svd_method", "power_iterations", "oversampling", "sigma", "include_embeddings", "basis");
             var dm = d.Mutation;
             mutation = new MutationOptions(
                 r.Enum(m, "kind", dm.Kind, "mutation."),
@@ -180,7 +180,8 @@ public sealed record ExperimentConfig(string Name, CycleQDOptions Options, int G
                 r.Int(m, "power_iterations", dm.PowerIterations, "mutation."),
                 r.Int(m, "oversampling", dm.Oversampling, "mutation."),
                 r.Double(m, "sigma", dm.GaussianStd, "mutation."),
-                r.Bool(m, "include_embeddings", dm.IncludeEmbeddings, "mutation."));
+                r.Bool(m, "include_embeddings", dm.IncludeEmbeddings, "mutation."),
+                r.Enum(m, "basis", dm.Basis, "mutation."));
         }
         int plotEvery = 0;
         if (top.TryGetValue("plots", out var pNode))
