@@ -366,7 +366,7 @@ public sealed record ExperimentConfig(string Name, CycleQDOptions Options, int G
         if (!(lambda > 0 && lambda <= 4)) throw r.Error(m["ties_lambda"]!, "report.ties_lambda", $"{lambda} must be in (0, 4]");
         var baselines = new List<KeyValuePair<string, string>>();
         if (m.TryGetValue("baselines", out var bNode) && bNode != null)
-            foreach (var (name, pathNode) in r.Map(bNode, "report.baselines"))
+            foreach (var (name, pathNode) in r.Map(bNode, "report.baselines", (string[]?)null))
             {
                 string? v = pathNode is null ? null : r.Scalar(pathNode, "report.baselines." + name);
                 if (string.IsNullOrWhiteSpace(v)) throw r.Error(pathNode ?? bNode, "report.baselines." + name, "needs a model folder or .safetensors file");
