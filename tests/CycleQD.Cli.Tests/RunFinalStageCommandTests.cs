@@ -40,7 +40,7 @@ public partial class RunFinalStageCommandTests
         var r = CliRunner.Run("run", dir.File("exp.yaml"), "--out", run, "--device", "cpu");
         Assert.True(r.ExitCode == 0, r.Err + r.Out);
         Assert.Contains("Test split, accuracy %", r.Out);
-        Assert.Matches(@"(?m)^CycleQD final model\s+\d", r.Out);
+        Assert.Matches(@"(?m)^CycleQD final \(search\)\s+\d", r.Out);
         Assert.Matches(@"(?m)^TIES \(density 0\.2, λ 1\)\s+\d", r.Out);
         var rows = JsonNode.Parse(File.ReadAllText(Path.Combine(run, "report.json")))!["rows"]!.AsArray();
 
@@ -63,6 +63,6 @@ public partial class RunFinalStageCommandTests
         Assert.True(again.ExitCode == 0, again.Err + again.Out);
         Assert.Contains("final: already done for 1 generations", again.Out);
         Assert.DoesNotContain("final: weight search trial", again.Out);
-        Assert.Matches(@"(?m)^CycleQD final model\s+\d", again.Out);
+        Assert.Matches(@"(?m)^CycleQD final \(search\)\s+\d", again.Out);
     }
 }

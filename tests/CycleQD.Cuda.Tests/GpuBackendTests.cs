@@ -202,6 +202,49 @@ public sealed class GpuBackendTests : IDisposable
         }
     }
 
+    /// <summary>
+    /// Expert-basis SVD mutation with the same host factors on both backends (bf16 and f32 storage): the change
+    /// child' − child agrees to float32 GEMM rounding, which needs bit-identical r draws (a wrong r_j moves a whole
+    /// rank-one component), and norm/1-D tensors stay as they were.
+    /// </summary>
+    [Theory]
+    [InlineData(DType.F32, 0, 1e-4)]
+    [InlineData(DType.F32, 5, 1e-4)]
+    [InlineData(DType.BF16, 0, 2e-2)]
+    public void MutateSvdExpertBasis_MatchesCpuBackend(DType dtype, int rank, double tolerance)
+    {
+        const int rows = 96, cols = 64;
+        var baseSrc = Model(dtype, 6, rows, cols);
+        var expertSrc = Model(dtype, 7, rows, cols);
+        var childSrc = Model(dtype, 8, rows, cols);
+        var options = new MutationOptions(MutationKind.Svd, SvdScaleMax: 0.3, SvdRank: rank, Basis: MutationBasis.Expert);
+        using var cb = _cpu.Upload(baseSrc);
+        using var ce = _cpu.Upload(expertSrc);
+        using var gb = _gpu.Upload(baseSrc);
+        using var cc = _cpu.Upload(childSrc);
+        using var gc = _gpu.Upload(childSrc);
+        var basis = CycleQD.Cpu.Linalg.ExpertSvdFactorization.Compute("t", _cpu, ce, cb, options);
+        _cpu.MutateSvdExpertBasis(cc, cb, basis, options, seed: 1234, generation: 7);
+        _gpu.MutateSvdExpertBasis(gc, gb, basis, options, seed: 1234, generation: 7);
+        using var unmutated = _cpu.Upload(childSrc);
+        for (int t = 0; t < cc.Tensors.Count; t++)
+        {
+            var before = Floats(_cpu, unmutated, t);
+            var cpu = Floats(_cpu, cc, t);
+            var gpu = Floats(_gpu, gc, t);
+            if (cc.Tensors[t].Shape.Length == 1)
+            {
+                Assert.Equal(before, gpu);
+                continue;
+            }
+            var dCpu = cpu.Select((x, i) => x - before[i]).ToArray();
+            var dGpu = gpu.Select((x, i) => x - before[i]).ToArray();
+            Assert.Contains(dCpu, x => x != 0);
+            double err = RelativeError(dGpu, dCpu);
+            Assert.True(err < tolerance, $"{cc.Tensors[t].Name}: relative difference of the mutation {err}");
+        }
+    }
+
     [Fact]
     public void MutateGaussian_SaysItIsCpuOnly()
     {

@@ -22,6 +22,7 @@ public class BackendSelectionTests
         public void MergeInto(IWeightSet destination, IWeightSet baseModel, IReadOnlyList<IWeightSet> parents, ReadOnlySpan<float> weights) => throw new NotSupportedException();
         public IWeightSet TaskVector(IWeightSet model, IWeightSet baseModel) => throw new NotSupportedException();
         public void MutateSvd(IWeightSet child, IWeightSet baseModel, MutationOptions options, ulong seed, uint generation) => throw new NotSupportedException();
+        public void MutateSvdExpertBasis(IWeightSet child, IWeightSet baseModel, ExpertSvdBasis basis, MutationOptions options, ulong seed, uint generation) => throw new NotSupportedException();
         public void MutateGaussian(IWeightSet child, MutationOptions options, ulong seed, uint generation) => throw new NotSupportedException();
         public void Dispose() { }
     }

@@ -35,6 +35,7 @@ public class ExperimentConfigTests
     [InlineData(Head + "mutation: { kind: gaussian, sigma: -1 }", "mutation.sigma = -1, must be ≥ 0")]
     [InlineData(Head + "mutaton: { kind: svd }", "line 3: mutaton: unknown setting")]
     [InlineData(Head + "sampling: { kind: best }", "sampling.kind: 'best' is not one of elite, random")]
+    [InlineData(Head + "mutation: { basis: parent }", "mutation.basis: 'parent' is not one of child, expert")]
     [InlineData("tasks: [a]\n", "'model' is required")]
     [InlineData("model: { synthetic: {} }\n", "'tasks' is required")]
     [InlineData("tasks: [a, b]\nmodel: { base: base, experts: { a: x, b: y, q: z } }\n", "model.experts: unknown task 'q'")]
@@ -101,6 +102,13 @@ public class ExperimentConfigTests
         Assert.True(Directory.Exists(Path.Combine(c.Evaluation.TinySkillsDir!, "tasks", "code")));
     }
 
+    [Theory]
+    [InlineData("", MutationBasis.Child)]
+    [InlineData("mutation: { basis: expert }\n", MutationBasis.Expert)]
+    [InlineData("mutation: { basis: child }\n", MutationBasis.Child)]
+    public void Parse_MutationBasis_DefaultsToChild(string yaml, MutationBasis expected) =>
+        Assert.Equal(expected, ExperimentConfig.Parse(Head + yaml, "exp.yaml", "/tmp").Options.Mutation.Basis);
+
     private const string RealHead = "tasks: [tinyskills/code]\nmodel: { base: b, experts: { tinyskills/code: c } }\n";
 
     [Theory]
@@ -125,6 +133,23 @@ public class ExperimentConfigTests
     }
     private static string RealOk => RealHead + $"evaluation: {{ tinyskills: {Path.Combine(TestPaths.RepoRoot, "models", "tinyskills")} }}\n";
 
+    [Theory]
+    [InlineData("softmax", "softmax")]
+    [InlineData("search", "search")]
+    [InlineData("linear", "search")]
+    public void Parse_FinalMergeMethod_SoftmaxOrSearch_LinearIsTheOldNameOfSearch(string given, string expected) =>
+        Assert.Equal(expected, ExperimentConfig.Parse(RealOk + $"final_merge: {{ method: {given} }}\n", "exp.yaml", "/tmp").FinalMerge.Method);
+
+    [Fact]
+    public void Parse_ReportBaselines_ResolvedAgainstTheFile_MissingOneNamed()
+    {
+        string m = Path.Combine(TestPaths.RepoRoot, "models", "tinyskills");
+        var c = ExperimentConfig.Parse(RealOk + "report: { baselines: { multitask: multitask } }\n", "exp.yaml", m);
+        Assert.Equal([new KeyValuePair<string, string>("multitask", Path.Combine(m, "multitask"))], c.Report.BaselineModels);
+        var e = Assert.Throws<ConfigurationException>(() => ExperimentConfig.Parse(RealOk + "report: { baselines: { mt: nowhere } }\n", "exp.yaml", m));
+        Assert.Contains("report.baselines.mt: " + Path.Combine(m, "nowhere") + " not found", e.Message);
+    }
+
     [Fact]
     public void Parse_MbppTotalTimeCap_Defaults60_TakesSeconds_AndNoneMeansNoCap()
     {
@@ -139,7 +164,7 @@ public class ExperimentConfigTests
     {
         var real = ExperimentConfig.Parse(RealOk, "exp.yaml", "/tmp");
         Assert.True(real.FinalMerge.Enabled);
-        Assert.Equal("linear", real.FinalMerge.Method);
+        Assert.Equal("search", real.FinalMerge.Method);
         Assert.Equal(1, real.FinalMerge.Top);
         Assert.Equal(10, real.FinalMerge.Grid.Count);
         Assert.Equal(("best+generalists", 1), (real.FinalMerge.Candidates, real.FinalMerge.Generalists));
@@ -154,7 +179,7 @@ public class ExperimentConfigTests
     }
 
     [Theory]
-    [InlineData("final_merge: { method: ties }", "line 4: final_merge.method: 'ties' is not a final merge method (known: linear)")]
+    [InlineData("final_merge: { method: ties }", "line 4: final_merge.method: 'ties' is not a final merge method (known: softmax, search; linear = search)")]
     [InlineData("final_merge: { top: 8 }", "line 4: final_merge.top: 8 × 1 tasks must be between 1 and 7 elites in all")]
     [InlineData("final_merge: { grid: [] }", "line 4: final_merge.grid: must be a non-empty list of weights in [0, 4]")]
     [InlineData("final_merge: { grid: [0.5, x] }", "line 4: final_merge.grid: expected a number")]

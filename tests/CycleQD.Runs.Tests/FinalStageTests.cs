@@ -11,7 +11,7 @@ public class FinalStageTests
     private static readonly string[] RowKeys =
     [
         "base", "expert:tinyskills/code", "expert:tinyskills/db", "expert:tinyskills/os", "task_arithmetic", "ties",
-        "elite:tinyskills/code", "elite:tinyskills/db", "elite:tinyskills/os", "best_elite_per_task", "final",
+        "elite:tinyskills/code", "elite:tinyskills/db", "elite:tinyskills/os", "best_elite_per_task", "final_softmax", "final",
     ];
 
     /// <summary>The shipped TinySkills set, 8 prompts per task and split, a small weight grid.</summary>
@@ -85,7 +85,7 @@ public class FinalStageTests
         }
 
         var fj = Json(Path.Combine(run, "final", "final.json"));
-        Assert.Equal("linear", fj["method"]!.GetValue<string>());
+        Assert.Equal("search", fj["method"]!.GetValue<string>());
         Assert.Equal(2, fj["generations"]!.GetValue<int>());
         var elites = fj["elites"]!.AsArray();
         var weights = fj["weights"]!.AsArray().Select(w => w!.GetValue<double>()).ToArray();
@@ -128,7 +128,8 @@ public class FinalStageTests
         string summary = File.ReadAllText(Path.Combine(run, "summary.md"));
         Assert.Contains("## Test split", summary);
         Assert.Contains("- precision: float32 on the CPU", summary);
-        Assert.Contains("| CycleQD final model |", summary);
+        Assert.Contains("| CycleQD final (search) |", summary);
+        Assert.Contains("| CycleQD final (softmax) |", summary);
         Assert.Contains("| task arithmetic (λ ", summary);
     }
 
@@ -197,7 +198,7 @@ public class FinalStageTests
         partial["complete"] = false;
         var rows = partial["rows"]!.AsArray();
         for (int i = rows.Count - 1; i >= 0; i--)
-            if (rows[i]!["key"]!.GetValue<string>() is "final" or "best_elite_per_task" || rows[i]!["key"]!.GetValue<string>().StartsWith("elite:", StringComparison.Ordinal))
+            if (rows[i]!["key"]!.GetValue<string>() is "final" or "final_softmax" or "best_elite_per_task" || rows[i]!["key"]!.GetValue<string>().StartsWith("elite:", StringComparison.Ordinal))
                 rows.RemoveAt(i);
         File.WriteAllText(reportPath, partial.ToJsonString());
         Directory.Delete(Path.Combine(run, "final"), recursive: true);
@@ -216,6 +217,81 @@ public class FinalStageTests
         Assert.DoesNotContain(more, l => l.StartsWith("final: scoring base", StringComparison.Ordinal));
         Assert.Equal(3, Json(finalJson)["generations"]!.GetValue<int>());
         Assert.Equal(3, Json(reportPath)["generations"]!.GetValue<int>());
+    }
+
+    [Fact]
+    public void Finish_SoftmaxMethodAndMultitaskBaseline_ModelFileIsTheSoftmaxMerge_TableHasBothFinalsAndTheBaseline()
+    {
+        using var tmp = new TempDir();
+        string m = Path.Combine(TestPaths.RepoRoot, "models", "tinyskills");
+        string exp = Experiments.Write(tmp, "exp.yaml", TinyExperiment(2)
+            .Replace("final_merge: { grid", "final_merge: { method: softmax, grid", StringComparison.Ordinal)
+            .Replace("report: { task_arithmetic_lambdas: [0.5, 1.0] }", $"report: {{ task_arithmetic_lambdas: [0.5, 1.0], baselines: {{ multitask: {m}/multitask }} }}", StringComparison.Ordinal));
+        string run = tmp.File("run");
+        RunTo(exp, run, 2);
+
+        var fj = Json(Path.Combine(run, "final", "final.json"));
+        Assert.Equal("softmax", fj["method"]!.GetValue<string>());
+        var sm = fj["softmax"]!.AsObject();
+        Assert.Equal(1.0, sm["temperature"]!.GetValue<double>());
+        var elites = sm["elites"]!.AsArray().Select(e => e!.AsObject()).ToArray();
+        Assert.Equal(["tinyskills/code", "tinyskills/db", "tinyskills/os"], elites.Select(e => e["archive"]!.GetValue<string>()));
+        // β = softmax of each archive best's quality on its own task (search split), temperature 1.
+        var q = elites.Select(e => e["quality"]!.GetValue<double>()).ToArray();
+        var beta = elites.Select(e => e["beta"]!.GetValue<double>()).ToArray();
+        double z = q.Sum(Math.Exp);
+        for (int i = 0; i < q.Length; i++) Assert.Equal(Math.Exp(q[i]) / z, beta[i], 12);
+        var archive = Json(Path.Combine(run, "archive.json")).ToJsonString();
+        foreach (var e in elites) Assert.Contains(e["id"]!.GetValue<string>(), archive);
+        AssertIsLinearMerge(run, Path.Combine(m, "base"), elites.Select(e => e["id"]!.GetValue<string>()).ToArray(), beta);
+
+        var report = Json(Path.Combine(run, "report.json"));
+        var keys = report["rows"]!.AsArray().Select(r => r!["key"]!.GetValue<string>()).ToArray();
+        Assert.Equal(RowKeys.Take(6).Append("baseline:multitask").Concat(RowKeys.Skip(6)), keys);
+        var rows = report["rows"]!.AsArray().Select(r => r!.AsObject()).ToArray();
+        var softRow = rows.Single(r => r["key"]!.GetValue<string>() == "final_softmax");
+        foreach (var t in new[] { "tinyskills/code", "tinyskills/db", "tinyskills/os" })
+            Assert.Equal(sm["test_scores"]![t]!.GetValue<double>(), softRow["test"]![t]!.GetValue<double>());
+        // The multitask model holds all three skills: well above the tiny merges on 8 prompts per task.
+        var mt = rows.Single(r => r["key"]!.GetValue<string>() == "baseline:multitask");
+        double mtAvg = mt["test"]!.AsObject().Average(kv => kv.Value!.GetValue<double>());
+        Assert.True(mtAvg > 0.5, $"multitask test average {mtAvg}");
+        string summary = File.ReadAllText(Path.Combine(run, "summary.md"));
+        Assert.Contains("| multitask (baseline) |", summary);
+        double finalAvg = rows.Single(r => r["key"]!.GetValue<string>() == "final")["test"]!.AsObject().Average(kv => kv.Value!.GetValue<double>());
+        Assert.Equal(finalAvg <= mtAvg, summary.Contains("CycleQD final (search) (", StringComparison.Ordinal) && summary.Contains("does not beat multitask (baseline)", StringComparison.Ordinal));
+    }
+
+    [Theory]
+    [InlineData(new[] { 0.2, 0.9, 0.5 }, 1.0)]
+    [InlineData(new[] { 1000.0, 999.0 }, 1.0)]
+    [InlineData(new[] { 0.3, 0.3, 0.3, 0.3 }, 0.5)]
+    public void SoftmaxMergeWeights_MatchFp64Formula_AndSumToOne(double[] q, double t)
+    {
+        var beta = SoftmaxMergeWeights.Of(q, t);
+        double max = q.Max(), z = q.Sum(x => Math.Exp((x - max) / t));
+        for (int i = 0; i < q.Length; i++) Assert.Equal(Math.Exp((q[i] - max) / t) / z, beta[i], 14);
+        Assert.Equal(1.0, beta.Sum(), 12);
+        Assert.Equal(Array.IndexOf(q, q.Max()), Array.IndexOf(beta, beta.Max()));
+    }
+
+    [Fact]
+    public void SoftmaxMergeWeights_BadInput_OneClearError()
+    {
+        Assert.Contains("temperature 0", Assert.Throws<ArgumentException>(() => SoftmaxMergeWeights.Of([0.5], 0)).Message);
+        Assert.Contains("non-finite", Assert.Throws<ArgumentException>(() => SoftmaxMergeWeights.Of([double.NaN], 1)).Message);
+    }
+
+    [Fact]
+    public void Verdicts_FinalBelowBaseline_SaysSoPlainly_AboveSaysNothing()
+    {
+        var r = new RunReport(["a", "b"], "k", 3);
+        r.Set(new ReportRow("baseline:multitask", "multitask (baseline)", null, [0.9, 0.8], ""));
+        r.Set(new ReportRow("final", "CycleQD final (search)", null, [0.4, 0.5], ""));
+        r.Set(new ReportRow("final_softmax", "CycleQD final (softmax)", null, [0.95, 0.9], ""));
+        Assert.Equal(["CycleQD final (search) (45.0 % test average) does not beat multitask (baseline) (85.0 %)."], r.Verdicts());
+        Assert.Contains("**CycleQD final (search) (45.0 % test average) does not beat multitask (baseline) (85.0 %).**", r.ToMarkdown());
+        Assert.Contains("does not beat", r.ToText());
     }
 
     [Fact]

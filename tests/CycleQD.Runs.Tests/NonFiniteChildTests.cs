@@ -16,7 +16,7 @@ namespace CycleQD.Runs.Tests;
 public class NonFiniteChildTests
 {
     /// <summary>Elites in memory, keyed by a hash of their bytes.</summary>
-    private sealed class MemoryEliteStore : IEliteStore
+    internal sealed class MemoryEliteStore : IEliteStore
     {
         private readonly Dictionary<string, InMemoryTensorSource> _elites = new(StringComparer.Ordinal);
 

@@ -213,6 +213,30 @@ public sealed unsafe class CpuComputeBackend : IComputeBackend
     }
 
     /// <inheritdoc/>
+    /// <remarks>
+    /// Per matrix one cblas_sgemm: (U diag(r ⊙ S)) · Vt is added to the child in float32 (β = 1) and stored
+    /// back in the child's storage type; the child's own values are never decomposed.
+    /// </remarks>
+    public void MutateSvdExpertBasis(IWeightSet child, IWeightSet baseModel, ExpertSvdBasis basis, MutationOptions options, ulong seed, uint generation)
+    {
+        var c = Own(child);
+        CheckSameLayout(Own(baseModel), c);
+        basis.CheckLayout(c.Tensors);
+        float[]? theta = null;
+        for (int i = 0; i < c.Tensors.Count; i++)
+        {
+            if (!options.Applies(c.Tensors[i])) continue;
+            var f = basis.Require(i);
+            long size = (long)f.Rows * f.Cols;
+            if (theta is null || theta.LongLength != size) theta = new float[size];
+            LoadAll(c, i, theta);
+            ApplyScaledComponents(theta, f.Rows, f.Cols, new SvdResult(f.U, f.Rank, f.S, f.Vt, f.Rank), options.SvdScaleMax, seed, (uint)i, generation);
+            ThrowIfNonFinite(c, i, theta, "after the expert-basis SVD mutation");
+            StoreAll(c, i, theta);
+        }
+    }
+
+    /// <inheritdoc/>
     public void MutateGaussian(IWeightSet child, MutationOptions options, ulong seed, uint generation)
     {
         var c = Own(child);

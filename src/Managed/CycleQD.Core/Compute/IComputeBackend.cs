@@ -44,6 +44,16 @@ public interface IComputeBackend : IDisposable
     /// </summary>
     void MutateSvd(IWeightSet child, IWeightSet baseModel, MutationOptions options, ulong seed, uint generation);
 
+    /// <summary>
+    /// Expert-basis SVD mutation in place (<see cref="MutationBasis.Expert"/>): for each tensor i of
+    /// <paramref name="child"/> with <see cref="MutationOptions.Applies"/>, child_i += U diag(r ⊙ S) Vᵀ with
+    /// U S Vᵀ = <paramref name="basis"/>[i] (the quality task's expert's task-vector SVD) and
+    /// r_j = w_max · Uniform(seed, stream i, generation, <see cref="Random.Streams.SvdScale"/>, j), the draws of
+    /// <see cref="MutateSvd"/>. <paramref name="baseModel"/> is the run's base (a backend may add the update
+    /// to the float32 task vector child − base).
+    /// </summary>
+    void MutateSvdExpertBasis(IWeightSet child, IWeightSet baseModel, ExpertSvdBasis basis, MutationOptions options, ulong seed, uint generation);
+
     /// <summary>Gaussian mutation in place: θ += σ · N(0, 1), noise keyed by (seed, generation, tensor index, element).</summary>
     void MutateGaussian(IWeightSet child, MutationOptions options, ulong seed, uint generation);
 }

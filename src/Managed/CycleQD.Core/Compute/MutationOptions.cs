@@ -11,6 +11,18 @@ public enum MutationKind
     Gaussian,
 }
 
+/// <summary>Whose singular vectors the SVD mutation uses.</summary>
+public enum MutationBasis
+{
+    /// <summary>The child's own task vector τ = child − base: its top-k singular values become σ_j (1 + r_j); one SVD per matrix per child.</summary>
+    Child,
+    /// <summary>
+    /// The reference's operator: child += U diag(r ⊙ S) Vᵀ where U S Vᵀ is the SVD of the generation's quality-task
+    /// expert's task vector (computed once per run), which pulls the child a random part of the way towards that expert.
+    /// </summary>
+    Expert,
+}
+
 /// <summary>How the SVD of a task-vector matrix is computed.</summary>
 public enum SvdMethod
 {
@@ -24,9 +36,12 @@ public enum SvdMethod
 
 /// <summary>
 /// Mutation settings.
-/// SVD mutation: for every eligible 2-D tensor, τ = child − base = U Σ Vᵀ, and the top-k singular
+/// SVD mutation, basis child: for every eligible 2-D tensor, τ = child − base = U Σ Vᵀ, and the top-k singular
 /// values become σ_j (1 + r_j), r_j = w_max · Uniform(j) from stream (seed, generation, tensor index),
 /// purpose <see cref="Random.Streams.SvdScale"/>; 1-D tensors are untouched.
+/// SVD mutation, basis expert: child += U_k diag(r ⊙ S_k) V_kᵀ with U S Vᵀ the SVD of the quality task's expert's
+/// task vector and the same r_j draws; eligible are the 2-D tensors whose name does not contain "norm" (the
+/// reference skips those), minus embed_tokens/lm_head unless <see cref="IncludeEmbeddings"/>.
 /// Gaussian mutation: θ += σ · Normal(e) for element e of each eligible tensor (any rank), purpose
 /// <see cref="Random.Streams.GaussianNoise"/>.
 /// </summary>
@@ -40,9 +55,10 @@ public enum SvdMethod
 /// singular values within 1e-3 (11× faster than full gesvd); p = 16, q = 2 is off by 7e-2.</param>
 /// <param name="GaussianStd">σ ≥ 0 of the Gaussian mutation.</param>
 /// <param name="IncludeEmbeddings">Whether tensors named *embed_tokens* or *lm_head* are mutated (default false).</param>
+/// <param name="Basis">Whose singular vectors the SVD mutation uses (default <see cref="MutationBasis.Child"/>).</param>
 public sealed record MutationOptions(MutationKind Kind = MutationKind.Svd, double SvdScaleMax = 0.3, int SvdRank = 0,
     SvdMethod SvdMethod = SvdMethod.Auto, int PowerIterations = 3, int Oversampling = -1, double GaussianStd = 0.0,
-    bool IncludeEmbeddings = false)
+    bool IncludeEmbeddings = false, MutationBasis Basis = MutationBasis.Child)
 {
     /// <summary>Throws <see cref="ConfigurationException"/> on unusable values.</summary>
     public void Validate()
@@ -52,6 +68,7 @@ public sealed record MutationOptions(MutationKind Kind = MutationKind.Svd, doubl
         if (PowerIterations < 0) throw new ConfigurationException($"mutation.power_iterations = {PowerIterations}, must be ≥ 0");
         if (Oversampling < -1) throw new ConfigurationException($"mutation.oversampling = {Oversampling}, must be ≥ 0 (or -1: max(10, k/2))");
         if (!(GaussianStd >= 0)) throw new ConfigurationException($"mutation.sigma = {GaussianStd}, must be ≥ 0");
+        if (!Enum.IsDefined(Basis)) throw new ConfigurationException($"mutation.basis = {(int)Basis}, must be child or expert");
     }
 
     /// <summary>The oversampling p used for a rank-<paramref name="rank"/> randomized SVD.</summary>
@@ -64,7 +81,8 @@ public sealed record MutationOptions(MutationKind Kind = MutationKind.Svd, doubl
             return false;
         return Kind switch
         {
-            MutationKind.Svd => spec.Shape.Length == 2 && spec.Shape[0] > 0 && spec.Shape[1] > 0,
+            MutationKind.Svd => spec.Shape.Length == 2 && spec.Shape[0] > 0 && spec.Shape[1] > 0
+                                && (Basis == MutationBasis.Child || !spec.Name.Contains("norm", StringComparison.Ordinal)),
             MutationKind.Gaussian => true,
             _ => false,
         };

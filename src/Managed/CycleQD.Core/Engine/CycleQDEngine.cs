@@ -29,6 +29,7 @@ public sealed class CycleQDEngine : IDisposable
     private readonly ICandidateEvaluator? _evaluator;
     private readonly IEliteStore _store;
     private readonly ICheckpointSink? _sink;
+    private readonly IReadOnlyDictionary<string, ExpertSvdBasis>? _expertBases;
     private readonly SortedDictionary<int, BreedingPlan> _plans = new();
     private readonly Dictionary<int, Job> _jobs = new();
     // Children of applied generations, kept for the next merge to write into (at most D of them).
@@ -56,9 +57,12 @@ public sealed class CycleQDEngine : IDisposable
     /// <param name="evaluator">Scores children on every task; its task names must equal <see cref="CycleQDOptions.Tasks"/>.</param>
     /// <param name="store">Where inserted children's weights are kept.</param>
     /// <param name="sink">Receives every committed state (null: none).</param>
+    /// <param name="expertBases">With mutation basis expert: the SVD of each task's expert's task vector, by task name
+    /// (every task needs one); ignored otherwise.</param>
     public CycleQDEngine(CycleQDOptions options, IComputeBackend backend, IWeightSet baseModel, IReadOnlyList<Expert> experts,
-        ICandidateEvaluator evaluator, IEliteStore store, ICheckpointSink? sink = null)
-        : this(options, backend, baseModel, experts, store, sink, evaluator ?? throw new ArgumentNullException(nameof(evaluator)))
+        ICandidateEvaluator evaluator, IEliteStore store, ICheckpointSink? sink = null,
+        IReadOnlyDictionary<string, ExpertSvdBasis>? expertBases = null)
+        : this(options, backend, baseModel, experts, store, sink, evaluator ?? throw new ArgumentNullException(nameof(evaluator)), expertBases)
     {
     }
 
@@ -73,14 +77,15 @@ public sealed class CycleQDEngine : IDisposable
     /// <param name="experts">Seed experts (caller-owned); names must be unique.</param>
     /// <param name="store">Where inserted children's weights are kept.</param>
     /// <param name="sink">Receives every committed state (null: none; not optional, so the two constructors never compete).</param>
+    /// <remarks>The SVD mutation in the expert basis needs the experts' SVDs, which this constructor does not take: use <c>mutation.basis: child</c> (the default) here.</remarks>
     public CycleQDEngine(CycleQDOptions options, IComputeBackend backend, IWeightSet baseModel, IReadOnlyList<Expert> experts,
         IEliteStore store, ICheckpointSink? sink)
-        : this(options, backend, baseModel, experts, store, sink, null)
+        : this(options, backend, baseModel, experts, store, sink, null, null)
     {
     }
 
     private CycleQDEngine(CycleQDOptions options, IComputeBackend backend, IWeightSet baseModel, IReadOnlyList<Expert> experts,
-        IEliteStore store, ICheckpointSink? sink, ICandidateEvaluator? evaluator)
+        IEliteStore store, ICheckpointSink? sink, ICandidateEvaluator? evaluator, IReadOnlyDictionary<string, ExpertSvdBasis>? expertBases)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(backend);
@@ -104,6 +109,17 @@ public sealed class CycleQDEngine : IDisposable
         _evaluator = evaluator;
         _store = store;
         _sink = sink;
+        if (options.Mutation is { Kind: MutationKind.Svd, Basis: MutationBasis.Expert })
+        {
+            foreach (string task in options.Tasks)
+            {
+                if (expertBases is null || !expertBases.TryGetValue(task, out var basis))
+                    throw new ConfigurationException($"mutation.basis expert: no SVD of the expert of task '{task}' was given");
+                try { basis.CheckLayout(baseModel.Tensors); }
+                catch (ArgumentException e) { throw new ConfigurationException($"mutation.basis expert: {e.Message}"); }
+            }
+            _expertBases = expertBases;
+        }
     }
 
     private void CheckCompatible(Expert e)
@@ -450,7 +466,9 @@ public sealed class CycleQDEngine : IDisposable
         string? nonFinite = null;
         try
         {
-            if (m.Kind == MutationKind.Svd) _backend.MutateSvd(child, _base, m, _options.Seed, (uint)plan.Generation);
+            if (m.Kind == MutationKind.Svd && m.Basis == MutationBasis.Expert)
+                _backend.MutateSvdExpertBasis(child, _base, _expertBases![_options.Tasks[plan.QualityTask]], m, _options.Seed, (uint)plan.Generation);
+            else if (m.Kind == MutationKind.Svd) _backend.MutateSvd(child, _base, m, _options.Seed, (uint)plan.Generation);
             else if (m.Kind == MutationKind.Gaussian) _backend.MutateGaussian(child, m, _options.Seed, (uint)plan.Generation);
         }
         catch (NonFiniteWeightsException e)

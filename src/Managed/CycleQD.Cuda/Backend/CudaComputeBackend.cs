@@ -284,6 +284,49 @@ public sealed class CudaComputeBackend : IComputeBackend
         }
     }
 
+    /// <inheritdoc/>
+    /// <remarks>
+    /// Per matrix, on the device: τ = child − base (float32), δ = r ⊙ S by the kernel that draws the CPU
+    /// backend's r (sv_rescale), V diag(δ) by scale_columns, one GemmEx τ += (V diag(δ)) Uᵀ in the column-major
+    /// view (row-major W is column-major Wᵀ, so the row-major U and Vt buffers are Uᵀ and V as they stand),
+    /// then child = base + τ. The host factors are copied to the device for every child (like the experts,
+    /// they stay on the host). Not yet run on a GPU: the CPU backend's twin is the checked version.
+    /// </remarks>
+    public void MutateSvdExpertBasis(IWeightSet child, IWeightSet baseModel, ExpertSvdBasis basis, MutationOptions options, ulong seed, uint generation)
+    {
+        Enter();
+        var c = Own(child);
+        var b = Own(baseModel);
+        CheckSameLayout(b, c);
+        basis.CheckLayout(c.Tensors);
+        var members = Enumerable.Range(0, c.Tensors.Count).Where(i => options.Applies(c.Tensors[i])).ToArray();
+        foreach (int i in members) CheckStorage(c, i, b.Tensors[i].DType, "child");
+        _blas ??= CublasHandle.Create(_context, _stream);
+        foreach (int t in members)
+        {
+            var f = basis.Require(t);
+            long mn = (long)f.Rows * f.Cols;
+            using var tau = _context.Allocate<float>(mn);
+            using var u = _context.Allocate<float>(f.U.LongLength);
+            using var v = _context.Allocate<float>(f.Vt.LongLength);
+            using var scaledV = _context.Allocate<float>(f.Vt.LongLength);
+            using var s = _context.Allocate<float>(f.Rank);
+            using var delta = _context.Allocate<float>(f.Rank);
+            u.CopyFrom(f.U);
+            v.CopyFrom(f.Vt);
+            s.CopyFrom(f.S);
+            _kernels.TaskVector(b.Tensors[t].DType, c.Pointer(t), b.Pointer(t), tau.Pointer, mn, _stream);
+            _kernels.RescaleSingularValues(s.Pointer, delta.Pointer, f.Rank, seed, (uint)t, generation, (float)options.SvdScaleMax, _stream);
+            // Vt (row-major k×n) is column-major V (n×k): scale its k columns by δ.
+            _kernels.ScaleColumns(v.Pointer, delta.Pointer, scaledV.Pointer, f.Cols, f.Rank, 1, _stream);
+            // Column-major τᵀ (n×m) += (V diag(δ)) (n×k) · Uᵀ (k×m, the row-major U buffer with leading dimension k).
+            _blas.Gemm(false, false, f.Cols, f.Rows, f.Rank, 1f, scaledV.Pointer, GemmType.F32, f.Cols,
+                u.Pointer, GemmType.F32, f.Rank, 1f, tau.Pointer, GemmType.F32, f.Cols);
+            _kernels.ApplyTaskVector(b.Tensors[t].DType, b.Pointer(t), tau.Pointer, c.Pointer(t), mn, _stream);
+            _stream.Synchronize();
+        }
+    }
+
     /// <summary>The largest batch (≤ <paramref name="count"/>) whose workspace fits 90% of the free memory.</summary>
     private int BatchFor(int rows, int cols, int count, RandomizedSvdOptions svd)
     {

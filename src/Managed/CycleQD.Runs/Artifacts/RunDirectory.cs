@@ -34,6 +34,7 @@ public sealed record RunInfo(ulong Seed, int Generations, string ConfigDirectory
 /// final/                 the final merge (model.safetensors, final.json); report.json the test table
 /// plots/                 elite maps
 /// state/run.lock         held (flock) by the one process that runs or resumes the directory
+/// state/expert-svd/      mutation.basis expert: each expert's task-vector SVD (<see cref="ExpertSvdCache"/>)
 /// </code>
 /// A generation's commit appends its metrics line, then atomically replaces the checkpoint (which
 /// records the metrics file's length), then archive.json. Opening truncates metrics.jsonl to the

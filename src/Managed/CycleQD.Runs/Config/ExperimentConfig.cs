@@ -60,7 +60,10 @@ public sealed record EvaluationSettings(string? Split = null, int? Limit = null,
 /// split by a grid search over one shared weight followed by <paramref name="Rounds"/> coordinate sweeps.
 /// </summary>
 /// <param name="Enabled">Whether the run ends with the final merge and the report (default: on for real models, off for the synthetic problem).</param>
-/// <param name="Method">Merge method; only "linear" (task-vector weights searched on valid).</param>
+/// <param name="Method">Which merge final/model.safetensors holds: "search" (task-vector weights searched on the search split;
+/// "linear" is read as its old name) or "softmax" (the paper's: θ_base + Σ_k β_k τ_k over the archives' best elites,
+/// β = softmax of each one's quality on its own archive's task, search split, temperature <see cref="SoftmaxTemperature"/>).
+/// The report shows both rows either way.</param>
 /// <param name="Top">Best elites taken from each archive (1..8 in all after removing duplicates).</param>
 /// <param name="Grid">Weight values tried for each elite (and for the shared weight of the first phase).</param>
 /// <param name="Rounds">Coordinate-search sweeps over the elites after the shared-weight phase (0: none).</param>
@@ -73,6 +76,15 @@ public sealed record EvaluationSettings(string? Split = null, int? Limit = null,
 public sealed record FinalMergeSettings(bool Enabled, string Method, int Top, IReadOnlyList<double> Grid, int Rounds,
     string Candidates = FinalMergeSettings.BestCandidates, int Generalists = 0)
 {
+    /// <summary>The final merge by weight search.</summary>
+    public const string SearchMethod = "search";
+
+    /// <summary>The paper's final merge: softmax of the archive bests' qualities.</summary>
+    public const string SoftmaxMethod = "softmax";
+
+    /// <summary>The softmax's temperature: 1, the paper's (it states none, i.e. a plain softmax over the scores in [0, 1]).</summary>
+    public const double SoftmaxTemperature = 1.0;
+
     /// <summary>Candidates: the best elites of each archive only.</summary>
     public const string BestCandidates = "best";
 
@@ -90,15 +102,20 @@ public sealed record FinalMergeSettings(bool Enabled, string Method, int Top, IR
     /// best+generalists with one generalist (it found a better final model on the search split of the
     /// TinySkills runs, and was never worse; docs/running.md), the 0.1 … 1.0 grid, one sweep.
     /// </summary>
-    public static FinalMergeSettings Default(bool enabled) => new(enabled, "linear", 1, DefaultGrid, 1, BestAndGeneralistsCandidates, DefaultGeneralists);
+    public static FinalMergeSettings Default(bool enabled) => new(enabled, SearchMethod, 1, DefaultGrid, 1, BestAndGeneralistsCandidates, DefaultGeneralists);
 }
 
 /// <summary>The baselines of the end-of-run report (scored on the test split next to CycleQD's models).</summary>
 /// <param name="TaskArithmeticLambdas">λ values of task arithmetic (base + λ Σ τᵢ) tried on the search split; the best is scored on test.</param>
 /// <param name="TiesDensity">TIES: fraction of each task vector kept (largest magnitudes).</param>
 /// <param name="TiesLambda">TIES: scale of the merged task vector.</param>
-public sealed record ReportSettings(IReadOnlyList<double> TaskArithmeticLambdas, double TiesDensity = 0.2, double TiesLambda = 1.0)
+/// <param name="Baselines">Other models scored like the experts, by name (e.g. multitask → a model fine-tuned on every task's data); full paths.</param>
+public sealed record ReportSettings(IReadOnlyList<double> TaskArithmeticLambdas, double TiesDensity = 0.2, double TiesLambda = 1.0,
+    IReadOnlyList<KeyValuePair<string, string>>? Baselines = null)
 {
+    /// <summary><see cref="Baselines"/>, never null.</summary>
+    public IReadOnlyList<KeyValuePair<string, string>> BaselineModels => Baselines ?? [];
+
     /// <summary>λ 0.1 … 1.0; TIES with the TinySkills reference parameters (density 0.2, λ 1).</summary>
     public static ReportSettings Default { get; } = new(FinalMergeSettings.DefaultGrid);
 }
@@ -206,7 +223,7 @@ public sealed record ExperimentConfig(string Name, CycleQDOptions Options, int G
         var mutation = d.Mutation;
         if (top.TryGetValue("mutation", out var mNode))
         {
-            var m = r.Map(mNode!, "mutation", "kind", "svd_scale_max", "svd_rank", "svd_method", "power_iterations", "oversampling", "sigma", "include_embeddings");
+            var m = r.Map(mNode!, "mutation", "kind", "svd_scale_max", "svd_rank", "svd_method", "power_iterations", "oversampling", "sigma", "include_embeddings", "basis");
             var dm = d.Mutation;
             mutation = new MutationOptions(
                 r.Enum(m, "kind", dm.Kind, "mutation."),
@@ -216,7 +233,8 @@ public sealed record ExperimentConfig(string Name, CycleQDOptions Options, int G
                 r.Int(m, "power_iterations", dm.PowerIterations, "mutation."),
                 r.Int(m, "oversampling", dm.Oversampling, "mutation."),
                 r.Double(m, "sigma", dm.GaussianStd, "mutation."),
-                r.Bool(m, "include_embeddings", dm.IncludeEmbeddings, "mutation."));
+                r.Bool(m, "include_embeddings", dm.IncludeEmbeddings, "mutation."),
+                r.Enum(m, "basis", dm.Basis, "mutation."));
         }
         int plotEvery = 0;
         if (top.TryGetValue("plots", out var pNode))
@@ -247,7 +265,7 @@ public sealed record ExperimentConfig(string Name, CycleQDOptions Options, int G
         var config = new ExperimentConfig(name, options, generations, model, plotEvery, evaluation, FinalMergeSettings.Default(false), ReportSettings.Default);
         var family = model.Synthetic is null ? CheckRealTasks(r, top, tasks) : ModelFamilies.Synthetic;
         var finalMerge = ParseFinalMerge(r, top, family.ReportsByDefault(config), tasks.Count, model.Synthetic is null);
-        config = config with { FinalMerge = finalMerge, Report = ParseReport(r, top) };
+        config = config with { FinalMerge = finalMerge, Report = ParseReport(r, top, baseDirectory) };
         try { family.Validate(config); }
         catch (ConfigurationException e) { throw new ConfigurationException($"{source}: {e.Message}"); }
         return config;
@@ -337,7 +355,9 @@ public sealed record ExperimentConfig(string Name, CycleQDOptions Options, int G
         if (enabled && !realModels)
             throw r.Error(f.TryGetValue("enabled", out var en) ? en! : node!, "final_merge.enabled", "the final merge and its report need real models (model.base and model.experts); the synthetic problem has no test split");
         string method = r.String(f, "method", d.Method, "final_merge.");
-        if (method != "linear") throw r.Error(f["method"]!, "final_merge.method", $"'{method}' is not a final merge method (known: linear)");
+        if (method == "linear") method = FinalMergeSettings.SearchMethod;
+        if (method is not (FinalMergeSettings.SearchMethod or FinalMergeSettings.SoftmaxMethod))
+            throw r.Error(f["method"]!, "final_merge.method", $"'{method}' is not a final merge method (known: softmax, search; linear = search)");
         int topN = r.Int(f, "top", d.Top, "final_merge.");
         // The merge is one backend call with the base as an extra parent, and a merge takes at most 8 parents.
         if (topN < 1 || topN * taskCount > 7) throw r.Error(f["top"]!, "final_merge.top", $"{topN} × {taskCount} tasks must be between 1 and 7 elites in all");
@@ -379,11 +399,11 @@ public sealed record ExperimentConfig(string Name, CycleQDOptions Options, int G
         return room < 1 ? s with { Candidates = FinalMergeSettings.BestCandidates, Generalists = 0 } : s with { Generalists = Math.Min(s.Generalists, room) };
     }
 
-    private static ReportSettings ParseReport(YamlSettings r, Dictionary<string, YamlNode?> top)
+    private static ReportSettings ParseReport(YamlSettings r, Dictionary<string, YamlNode?> top, string baseDirectory)
     {
         var d = ReportSettings.Default;
         if (!top.TryGetValue("report", out var node)) return d;
-        var m = r.Map(node!, "report", "task_arithmetic_lambdas", "ties_density", "ties_lambda");
+        var m = r.Map(node!, "report", "task_arithmetic_lambdas", "ties_density", "ties_lambda", "baselines");
         var lambdas = m.TryGetValue("task_arithmetic_lambdas", out var l) && l != null ? r.DoubleList(l, "report.task_arithmetic_lambdas") : d.TaskArithmeticLambdas;
         if (lambdas.Count == 0 || lambdas.Any(x => !double.IsFinite(x) || x <= 0 || x > 4))
             throw r.Error(l!, "report.task_arithmetic_lambdas", "must be a non-empty list of values in (0, 4]");
@@ -391,7 +411,17 @@ public sealed record ExperimentConfig(string Name, CycleQDOptions Options, int G
         if (!(density > 0 && density <= 1)) throw r.Error(m["ties_density"]!, "report.ties_density", $"{density} must be in (0, 1]");
         double lambda = r.Double(m, "ties_lambda", d.TiesLambda, "report.");
         if (!(lambda > 0 && lambda <= 4)) throw r.Error(m["ties_lambda"]!, "report.ties_lambda", $"{lambda} must be in (0, 4]");
-        return new ReportSettings(lambdas, density, lambda);
+        var baselines = new List<KeyValuePair<string, string>>();
+        if (m.TryGetValue("baselines", out var bNode) && bNode != null)
+            foreach (var (name, pathNode) in r.Map(bNode, "report.baselines", (string[]?)null))
+            {
+                string? v = pathNode is null ? null : r.Scalar(pathNode, "report.baselines." + name);
+                if (string.IsNullOrWhiteSpace(v)) throw r.Error(pathNode ?? bNode, "report.baselines." + name, "needs a model folder or .safetensors file");
+                string full = Path.GetFullPath(Path.Combine(baseDirectory, v));
+                if (!File.Exists(full) && !System.IO.Directory.Exists(full)) throw r.Error(pathNode!, "report.baselines." + name, $"{full} not found");
+                baselines.Add(new(name, full));
+            }
+        return new ReportSettings(lambdas, density, lambda, baselines);
     }
 
     /// <summary>evaluation.sam: one mapping per sam/&lt;dataset&gt; task (data, split, metric, prompt, images, masks, mask_suffix).</summary>

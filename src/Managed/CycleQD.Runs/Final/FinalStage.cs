@@ -76,7 +76,9 @@ internal sealed class FinalStage
         var report = RunReport.TryRead(dir.ReportPath, config.Options.Tasks, EvaluationKey(config));
         if (report is not { Complete: true } || report.Generations != generations) return null;
         if (config.FinalMerge.Enabled && (ReadFinalJson(dir) is not { } final || final["generations"]?.GetValue<int>() != generations
-                                          || !SameSearchSettings(final, config.FinalMerge) || !File.Exists(dir.FinalModelPath))) return null;
+                                          || !SameSearchSettings(final, config.FinalMerge) || !File.Exists(dir.FinalModelPath)
+                                          || final["method"]?.GetValue<string>() != config.FinalMerge.Method || final["softmax"] is null)) return null;
+        if (config.Report.BaselineModels.Any(b => report.Find(RunReport.BaselineKey(b.Key)) is null)) return null;
         return report;
     }
 
@@ -144,6 +146,12 @@ internal sealed class FinalStage
         Save(report);
         report.Set(Cached("ties") ?? await TiesRow(cancellationToken).ConfigureAwait(false));
         Save(report);
+        foreach (var (name, path) in _config.Report.BaselineModels)
+        {
+            string k = RunReport.BaselineKey(name);
+            report.Set(Cached(k) ?? await BaselineRow(k, name, path, cancellationToken).ConfigureAwait(false));
+            Save(report);
+        }
 
         // CycleQD: the best elite of each archive, and the per-task combination of them.
         var archives = _engine.Archives;
@@ -167,7 +175,9 @@ internal sealed class FinalStage
 
         if (_config.FinalMerge.Enabled)
         {
-            report.Set(await FinalRow(generations, archives, cancellationToken).ConfigureAwait(false));
+            var (softmax, search) = await FinalRows(generations, archives, cancellationToken).ConfigureAwait(false);
+            report.Set(softmax);
+            report.Set(search);
         }
         report.Complete = true;
         Save(report);
@@ -298,9 +308,68 @@ internal sealed class FinalStage
             new JsonObject { ["density"] = r.TiesDensity, ["lambda"] = r.TiesLambda, ["trim"] = "whole model" });
     }
 
-    private async Task<ReportRow> FinalRow(int generations, IReadOnlyList<Archive> archives, CancellationToken ct)
+    /// <summary>A baseline model named in report.baselines, scored on the search and test splits like an expert.</summary>
+    private async Task<ReportRow> BaselineRow(string key, string name, string path, CancellationToken ct)
+    {
+        using var file = SafetensorsModel.Open(path);
+        using var baseFile = SafetensorsModel.Open(_config.Model.BasePath!);
+        string? diff = ModelCompatibility.FirstDifference(baseFile, file);
+        if (diff != null) throw new Core.ConfigurationException($"report.baselines.{name}: {path} does not fit the base model: {diff}");
+        using var w = _backend.Upload(new SafetensorsHostSource(file, sortByName: true));
+        return await ScoreRow(key, $"{name} (baseline)", w, null, $"report.baselines.{name}: {path}",
+            new JsonObject { ["path"] = path }, ct).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// The paper's final merge: θ_base + Σ_k β_k τ_k over each archive's best elite, β = softmax of its quality on its
+    /// archive's task (search split) at temperature <see cref="FinalMergeSettings.SoftmaxTemperature"/>. Scored on both splits;
+    /// written to final/model.safetensors when final_merge.method is softmax.
+    /// </summary>
+    private async Task<JsonObject> SoftmaxMerge(IReadOnlyList<Archive> archives, List<IWeightSet> opened, bool write, CancellationToken ct)
+    {
+        var bests = archives.Select(a => (Archive: a, Best: FinalCandidates.RankedByQuality((a.Task, a.Cells)).First())).ToArray();
+        var ids = bests.Select(b => b.Best.Elite.Id).ToArray();
+        var q = bests.Select(b => b.Best.Elite.Scores[b.Archive.Task]).ToArray();
+        double t = FinalMergeSettings.SoftmaxTemperature;
+        var beta = SoftmaxMergeWeights.Of(q, t);
+        var models = ids.Select(id => Resolve(id, opened)).ToArray();
+        _progress($"final: softmax merge of the {ids.Length} archive bests, β [{string.Join(", ", beta.Select(x => x.ToString("0.###", CultureInfo.InvariantCulture)))}]");
+        var search = await SearchScoresOfMerge(ids, models, beta, ct).ConfigureAwait(false);
+        double[] test;
+        using (var merged = LinearMerge(models, beta))
+        {
+            if (write) WriteModel(merged);
+            test = await Score(merged, EvaluationPurpose.Report, ct).ConfigureAwait(false);
+        }
+        JsonObject Scores(IReadOnlyList<double> s)
+        {
+            var o = new JsonObject();
+            for (int i = 0; i < Tasks.Count; i++) o[Tasks[i]] = s[i];
+            return o;
+        }
+        return new JsonObject
+        {
+            ["formula"] = "base + sum_k beta_k * (best_k - base), beta = softmax(quality_k / temperature)",
+            ["temperature"] = t,
+            ["elites"] = new JsonArray(bests.Select((b, i) => (JsonNode)new JsonObject
+            {
+                ["archive"] = Tasks[b.Archive.Task],
+                ["id"] = ids[i],
+                ["quality"] = q[i],
+                ["beta"] = beta[i],
+            }).ToArray()),
+            ["weights"] = new JsonArray(beta.Select(x => (JsonNode)x).ToArray()),
+            ["search_scores"] = Scores(search),
+            ["search_average"] = search.Average(),
+            ["test_scores"] = Scores(test),
+            ["test_average"] = test.Average(),
+        };
+    }
+
+    private async Task<(ReportRow Softmax, ReportRow Search)> FinalRows(int generations, IReadOnlyList<Archive> archives, CancellationToken ct)
     {
         var fm = _config.FinalMerge;
+        bool softmaxFile = fm.Method == FinalMergeSettings.SoftmaxMethod;
         // Each weight set once (an expert or a child can lead several archives); generalists after the bests.
         var chosen = FinalCandidates.Select(FinalCandidates.Of(archives), fm.Top, fm.Generalists);
         var ids = chosen.Select(c => c.Elite.Id).ToArray();
@@ -319,6 +388,7 @@ internal sealed class FinalStage
             var opened = new List<IWeightSet>();
             try
             {
+                var softmax = await SoftmaxMerge(archives, opened, softmaxFile, ct).ConfigureAwait(false);
                 var models = ids.Select(id => Resolve(id, opened)).ToArray();
                 int max = FinalMergeSearch.MaxEvaluations(ids.Length, fm.Grid.Count, fm.Rounds);
                 int n = 0;
@@ -332,10 +402,11 @@ internal sealed class FinalStage
                 double[] test;
                 using (var merged = LinearMerge(models, result.Best.Weights))
                 {
-                    WriteModel(merged);
+                    if (!softmaxFile) WriteModel(merged);
                     test = await Score(merged, EvaluationPurpose.Report, ct).ConfigureAwait(false);
                 }
                 final = FinalJson(generations, archives, chosen, result, test, searchEvaluations, searchSeconds);
+                final["softmax"] = softmax;
                 SafetensorsWriter.WriteAtomically(_dir.FinalJsonPath, fs => fs.Write(Encoding.UTF8.GetBytes(final.ToJsonString(new JsonSerializerOptions { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }) + "\n")));
             }
             finally
@@ -347,9 +418,19 @@ internal sealed class FinalStage
         var searchScores = Tasks.Select(t => final["search_scores"]![t]!.GetValue<double>()).ToArray();
         var testScores = Tasks.Select(t => final["test_scores"]![t]!.GetValue<double>()).ToArray();
         string wText = string.Join(", ", weights.Select(x => x.ToString("0.###", CultureInfo.InvariantCulture)));
-        return new ReportRow("final", "CycleQD final model", searchScores, testScores,
-            $"base + Σ wᵢ (eliteᵢ − base) over {ids.Length} elite(s), w [{wText}] chosen on {SearchSplitName}",
-            new JsonObject { ["final_json"] = "final/final.json", ["weights"] = new JsonArray(weights.Select(x => (JsonNode)x).ToArray()) });
+        string inFile = " (final/model.safetensors)";
+        var searchRow = new ReportRow("final", "CycleQD final (search)", searchScores, testScores,
+            $"base + Σ wᵢ (eliteᵢ − base) over {ids.Length} elite(s), w [{wText}] chosen on {SearchSplitName}{(softmaxFile ? "" : inFile)}",
+            new JsonObject { ["final_json"] = "final/final.json", ["weights"] = new JsonArray(weights.Select(x => (JsonNode)x).ToArray()), ["in_model_file"] = !softmaxFile });
+        var sm = final["softmax"]!.AsObject();
+        var beta = sm["weights"]!.AsArray().Select(x => x!.GetValue<double>()).ToArray();
+        string bText = string.Join(", ", beta.Select(x => x.ToString("0.###", CultureInfo.InvariantCulture)));
+        string temp = sm["temperature"]!.GetValue<double>().ToString("0.###", CultureInfo.InvariantCulture);
+        var softmaxRow = new ReportRow("final_softmax", "CycleQD final (softmax)",
+            Tasks.Select(t => sm["search_scores"]![t]!.GetValue<double>()).ToArray(), Tasks.Select(t => sm["test_scores"]![t]!.GetValue<double>()).ToArray(),
+            $"base + Σ β_k (best_k − base) over the {beta.Length} archive bests, β = softmax(quality / {temp}) = [{bText}]{(softmaxFile ? inFile : "")}",
+            new JsonObject { ["final_json"] = "final/final.json", ["weights"] = new JsonArray(beta.Select(x => (JsonNode)x).ToArray()), ["temperature"] = sm["temperature"]!.GetValue<double>(), ["in_model_file"] = softmaxFile });
+        return (softmaxRow, searchRow);
     }
 
     /// <summary>
@@ -374,6 +455,7 @@ internal sealed class FinalStage
             if (o["generations"]?.GetValue<int>() != generations) return null;
             var had = o["elites"]!.AsArray().Select(e => e!["id"]!.GetValue<string>()).ToArray();
             if (!had.SequenceEqual(ids) || o["evaluation"]?.GetValue<string>() != EvaluationKey(_config) || !SameSearchSettings(o, _config.FinalMerge)) return null;
+            if (o["method"]?.GetValue<string>() != _config.FinalMerge.Method || o["softmax"] is not JsonObject) return null;
             return o;
         }
         catch (Exception e) when (e is JsonException or InvalidOperationException or NullReferenceException or FormatException)
@@ -419,6 +501,7 @@ internal sealed class FinalStage
         {
             ["format"] = 1,
             ["method"] = fm.Method,
+            ["model_file"] = fm.Method == FinalMergeSettings.SoftmaxMethod ? "the softmax merge (see softmax)" : "the searched merge (see weights, search)",
             ["formula"] = "base + sum_i w_i * (elite_i - base), float32 arithmetic, stored in the base's dtypes",
             ["generations"] = generations,
             ["seed"] = _dir.Info.Seed.ToString(CultureInfo.InvariantCulture),

@@ -8,7 +8,8 @@ namespace CycleQD.Runs.Final;
 /// <summary>
 /// One model of the end-of-run table.
 /// </summary>
-/// <param name="Key">Stable id: "base", "expert:TASK", "task_arithmetic", "ties", "elite:TASK", "best_elite_per_task", "final".</param>
+/// <param name="Key">Stable id: "base", "expert:TASK", "task_arithmetic", "ties", "baseline:NAME", "elite:TASK", "best_elite_per_task",
+/// "final_softmax", "final" (the searched merge).</param>
 /// <param name="Label">What the table shows in its first column.</param>
 /// <param name="Search">Score per task on the search split (valid), null when not evaluated there.</param>
 /// <param name="Test">Score per task on the test split, null when not available.</param>
@@ -17,7 +18,8 @@ namespace CycleQD.Runs.Final;
 public sealed record ReportRow(string Key, string Label, IReadOnlyList<double>? Search, IReadOnlyList<double>? Test, string Note, JsonObject? Details = null)
 {
     /// <summary>Whether the row does not depend on the search (base, experts, simple merges): cached per run directory.</summary>
-    public bool SearchIndependent => Key is "base" or "task_arithmetic" or "ties" || Core.Archives.EliteIds.IsExpert(Key);
+    public bool SearchIndependent => Key is "base" or "task_arithmetic" or "ties" || Key.StartsWith(RunReport.BaselinePrefix, StringComparison.Ordinal)
+                                     || Core.Archives.EliteIds.IsExpert(Key);
 }
 
 /// <summary>
@@ -28,6 +30,31 @@ public sealed record ReportRow(string Key, string Label, IReadOnlyList<double>? 
 /// </summary>
 public sealed class RunReport
 {
+    /// <summary>Key prefix of the rows of report.baselines.</summary>
+    public const string BaselinePrefix = "baseline:";
+
+    /// <summary>The row key of baseline <paramref name="name"/>.</summary>
+    public static string BaselineKey(string name) => BaselinePrefix + name;
+
+    /// <summary>
+    /// One sentence per (CycleQD final row, baseline row) pair with test scores where the final model's test average
+    /// is not above the baseline's: "CycleQD final (search) (41.2 % test average) does not beat multitask (baseline) (47.9 %)."
+    /// </summary>
+    public IReadOnlyList<string> Verdicts()
+    {
+        var ci = CultureInfo.InvariantCulture;
+        var finals = Rows.Where(r => r.Key is "final" or "final_softmax" && r.Test is not null).ToArray();
+        var lines = new List<string>();
+        foreach (var b in Rows.Where(r => r.Key.StartsWith(BaselinePrefix, StringComparison.Ordinal) && r.Test is not null))
+            foreach (var f in finals)
+            {
+                double fa = f.Test!.Average(), ba = b.Test!.Average();
+                if (fa <= ba)
+                    lines.Add(string.Create(ci, $"{f.Label} ({100 * fa:F1} % test average) does not beat {b.Label} ({100 * ba:F1} %)."));
+            }
+        return lines;
+    }
+
     /// <summary>Format version of report.json.</summary>
     public const int FormatVersion = 1;
 
@@ -153,6 +180,12 @@ public sealed class RunReport
             string search = r.Search is null ? "–" : (100 * r.Search.Average()).ToString("F1", ci);
             sb.AppendLine(ci, $"| {r.Label} | {cells} | {search} | {r.Note} |");
         }
+        var verdicts = Verdicts();
+        if (verdicts.Count > 0)
+        {
+            sb.AppendLine();
+            foreach (var v in verdicts) sb.AppendLine("**" + v + "**");
+        }
         return sb.ToString();
     }
 
@@ -187,6 +220,7 @@ public sealed class RunReport
             for (int c = 1; c < cols; c++) sb.Append("  ").Append(l[c].PadLeft(width[c]));
             sb.AppendLine();
         }
+        foreach (var v in Verdicts()) sb.AppendLine(v);
         return sb.ToString();
     }
 }

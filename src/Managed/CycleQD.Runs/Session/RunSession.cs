@@ -76,7 +76,11 @@ public sealed class RunSession : IDisposable
         _models = models;
         _evaluator = evaluator;
         var experts = models.Experts.Select(e => new Expert(e.Key, e.Value)).ToList();
-        Engine = new CycleQDEngine(config.Options, _backend, models.Base, experts, evaluator, dir.Elites, dir);
+        // The expert-basis mutation decomposes each expert's task vector once per run; a resume reads the cached factors.
+        var bases = config.Options.Mutation is { Kind: MutationKind.Svd, Basis: MutationBasis.Expert }
+            ? ExpertSvdCache.LoadOrCompute(dir.Path, _backend, models.Base, models.Experts, config.Options.Mutation)
+            : null;
+        Engine = new CycleQDEngine(config.Options, _backend, models.Base, experts, evaluator, dir.Elites, dir, bases);
         dir.Bind(config.Options.Tasks, () => Engine.Archives);
         if (config.PlotEvery > 0)
             Engine.GenerationCompleted += r =>
