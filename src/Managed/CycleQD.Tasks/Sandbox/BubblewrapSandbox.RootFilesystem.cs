@@ -74,18 +74,8 @@ public sealed partial class BubblewrapSandbox
     {
         var l = request.Limits;
         var inv = CultureInfo.InvariantCulture;
-        var psi = new ProcessStartInfo
-        {
-            FileName = _prlimit,
-            RedirectStandardInput = true,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-            StandardOutputEncoding = Encoding.UTF8,
-            StandardErrorEncoding = Encoding.UTF8,
-            StandardInputEncoding = new UTF8Encoding(false),
-        };
-        psi.Environment.Clear();
+        var psi = RedirectedStartInfo();
+        psi.FileName = _prlimit;
         var args = psi.ArgumentList;
         foreach (var a in new[]
                  {

@@ -143,9 +143,9 @@ public sealed partial class BubblewrapSandbox
         }
     }
 
-    internal ProcessStartInfo BuildStartInfo(SandboxRequest request, int hostUid, string? inputDir)
+    /// <summary>A start with all three streams redirected as UTF-8 and an empty environment: nothing of the host's environment reaches a sandbox.</summary>
+    private static ProcessStartInfo RedirectedStartInfo()
     {
-        var l = request.Limits;
         var psi = new ProcessStartInfo
         {
             RedirectStandardInput = true,
@@ -157,6 +157,13 @@ public sealed partial class BubblewrapSandbox
             StandardInputEncoding = new UTF8Encoding(false),
         };
         psi.Environment.Clear();
+        return psi;
+    }
+
+    internal ProcessStartInfo BuildStartInfo(SandboxRequest request, int hostUid, string? inputDir)
+    {
+        var l = request.Limits;
+        var psi = RedirectedStartInfo();
         var args = psi.ArgumentList;
         if (hostUid >= 0)
         {
