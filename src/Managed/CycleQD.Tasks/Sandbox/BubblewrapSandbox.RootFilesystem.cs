@@ -104,21 +104,7 @@ public sealed partial class BubblewrapSandbox
             args.Add("--hostname"); args.Add(request.Hostname);
         }
         args.Add("--chdir"); args.Add("/");
-        var env = new Dictionary<string, string>
-        {
-            ["PATH"] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            ["HOME"] = "/root",
-            ["LANG"] = "C.UTF-8",
-            ["PYTHONDONTWRITEBYTECODE"] = "1",
-        };
-        if (request.Environment != null)
-            foreach (var (k, v) in request.Environment) env[k] = v;
-        foreach (var (k, v) in env)
-        {
-            args.Add("--setenv"); args.Add(k); args.Add(v);
-        }
-        args.Add("--");
-        foreach (var a in request.Command) args.Add(a);
+        AddEnvironmentAndCommand(args, request, "/root");
         return psi;
     }
 

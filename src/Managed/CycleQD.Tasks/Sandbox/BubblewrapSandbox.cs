@@ -191,23 +191,7 @@ public sealed partial class BubblewrapSandbox
             args.Add("--size"); args.Add(tmpfsSize);
             args.Add("--tmpfs"); args.Add(dir);
         }
-        if (request.ContainerLayout)
-        {
-            AddTmpfs("/usr");
-            foreach (var entry in new DirectoryInfo("/usr").EnumerateFileSystemInfos())
-            {
-                if (entry.Name == "local") continue;
-                if (entry.LinkTarget is { } t) { args.Add("--symlink"); args.Add(t); args.Add(entry.FullName); }
-                else { args.Add("--ro-bind"); args.Add(entry.FullName); args.Add(entry.FullName); }
-            }
-            foreach (var dir in new[] { "/usr/local", "/etc", "/root", "/home", "/var", "/opt", "/srv", "/mnt", "/media", "/run" })
-                AddTmpfs(dir);
-            args.Add("--ro-bind"); args.Add("/etc"); args.Add("/.host/etc");
-        }
-        else
-        {
-            foreach (var a in new[] { "--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc" }) args.Add(a);
-        }
+        foreach (var a in new[] { "--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc" }) args.Add(a);
         foreach (var top in new[] { "bin", "sbin", "lib", "lib32", "lib64", "libx32" })
         {
             string host = "/" + top;
@@ -242,10 +226,17 @@ public sealed partial class BubblewrapSandbox
             args.Add("--ro-bind"); args.Add(inputDir); args.Add(SandboxRequest.InputDir);
         }
         args.Add("--chdir"); args.Add(SandboxRequest.WorkDir);
+        AddEnvironmentAndCommand(args, request, request.UidInside == 0 ? "/root" : SandboxRequest.WorkDir);
+        return psi;
+    }
+
+    /// <summary>bwrap's tail: the sandbox's whole environment (a fixed PATH, HOME, LANG, then the request's), "--" and the command.</summary>
+    private static void AddEnvironmentAndCommand(System.Collections.ObjectModel.Collection<string> args, SandboxRequest request, string home)
+    {
         var env = new Dictionary<string, string>
         {
             ["PATH"] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            ["HOME"] = request.UidInside == 0 ? "/root" : SandboxRequest.WorkDir,
+            ["HOME"] = home,
             ["LANG"] = "C.UTF-8",
             ["PYTHONDONTWRITEBYTECODE"] = "1",
         };
@@ -257,7 +248,6 @@ public sealed partial class BubblewrapSandbox
         }
         args.Add("--");
         foreach (var a in request.Command) args.Add(a);
-        return psi;
     }
 
     private static string WriteInputFiles(IReadOnlyDictionary<string, string> files)

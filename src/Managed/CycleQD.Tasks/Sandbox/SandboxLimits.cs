@@ -39,8 +39,7 @@ public sealed record SandboxLimits
 
     /// <summary>
     /// Size of every other writable tmpfs, in bytes, each on its own: /tmp and /dev/shm of every
-    /// sandbox, each of <see cref="SandboxRequest.WritableDirs"/>, and each writable folder of
-    /// <see cref="SandboxRequest.ContainerLayout"/>. Tmpfs pages are host memory; a write past the
+    /// sandbox and each of <see cref="SandboxRequest.WritableDirs"/>. Tmpfs pages are host memory; a write past the
     /// size fails inside the sandbox with ENOSPC.
     /// </summary>
     public long TmpfsBytes { get; init; } = 64L << 20;

@@ -35,20 +35,11 @@ public sealed record SandboxRequest
     public string? Hostname { get; init; }
 
     /// <summary>
-    /// Container-like file system (for shell agents): /usr is a writable tmpfs holding read-only
-    /// binds of the host's /usr/* folders (so new files can be created in /usr itself), /usr/local,
-    /// /root, /home, /var, /opt, /srv, /mnt, /media and /run are writable tmpfs, and the host's /etc is
-    /// visible read-only at /.host/etc over a writable tmpfs /etc (the program copies it in). Each of
-    /// these tmpfs (the /usr one included) holds at most <see cref="SandboxLimits.TmpfsBytes"/>.
-    /// </summary>
-    public bool ContainerLayout { get; init; }
-
-    /// <summary>
     /// Run on this root file system instead of the host's system folders: the tree is the sandbox's
     /// / (read-only underneath, writes go to a bounded private overlay), the sandbox's root is uid 0
     /// of a user namespace that maps a whole id range (users, <c>chown</c>, <c>su</c> work inside), with
     /// Docker's default capabilities of that namespace and none on the host. Needs a root caller.
-    /// <see cref="ContainerLayout"/>, <see cref="WritableDirs"/>, the binds, <see cref="UidInside"/> and
+    /// <see cref="WritableDirs"/>, the binds, <see cref="UidInside"/> and
     /// <see cref="SandboxLimits.WorkDirBytes"/> do not apply; <see cref="InputFiles"/> still appear at
     /// <see cref="InputDir"/>, and the command starts in /.
     /// </summary>
