@@ -17,7 +17,7 @@ internal static partial class FinalModelCard
     /// <summary>Adds the summary sections for the final model of <paramref name="run"/>.</summary>
     public static void AddSummary(ModelCardText card, RunDirectory run, ExperimentConfig config)
     {
-        var final = ReadObject(Path.Combine(run.Path, "final", "final.json"));
+        var final = ReadObject(run.FinalJsonPath);
         var experts = config.Model.ExpertPaths.Select(kv => $"{FolderName(kv.Value)} ({kv.Key})");
         string made = final?["generations"] is { } g ? $" after {g.GetValue<int>()} generations" : "";
         card.Paragraph($"A merge of {(config.Model.BasePath is { } b ? $"`{FolderName(b)}`" : "the base model")} and skill experts " +
@@ -64,7 +64,7 @@ internal static partial class FinalModelCard
     /// <summary>Adds final/final.json, with absolute paths reduced to their last component, as the card's appendix.</summary>
     public static void AddAppendix(ModelCardText card, RunDirectory run)
     {
-        var final = ReadObject(Path.Combine(run.Path, "final", "final.json"));
+        var final = ReadObject(run.FinalJsonPath);
         if (final is null) return;
         card.Heading("Appendix: how it was made (final/final.json)");
         card.Code("json", WithoutMachinePaths(final).ToJsonString(ReadableJson.Indented));

@@ -62,7 +62,7 @@ public static class RunExport
         var card = new ModelCardText(config.Name, FinalModelCard.FolderName(config.Model.BasePath), "merge", "cycleqd");
         if (selection.Final)
         {
-            string final = Path.Combine(run.Path, "final", SafetensorsWriter.SingleFileName);
+            string final = run.FinalModelPath;
             if (!File.Exists(final))
                 throw new RunDirectoryException($"{run.Path} has no final model (final/model.safetensors); the final merge writes it when the search has finished. Export an elite with --task T [--cell i,j]");
             weightsPath = final;
