@@ -190,13 +190,35 @@ public sealed class RootFilesystemSandboxTests
         string marker = "cycleqd-rootfs-orphan-" + Guid.NewGuid().ToString("N")[..8];
         var r = await Run($"setsid bash -c 'sleep 600' {marker} & nohup bash -c 'sleep 601' {marker} >/dev/null 2>&1 & echo started");
         Assert.Equal("started\n", r.Stdout);
-        var commandLines = Directory.EnumerateDirectories("/proc").Select(d =>
+        Assert.Empty(ProcessScan.WithArgument(marker));
+    }
+
+    [Fact]
+    public async Task EveryProcessOfALiveSandbox_IsRecognisedAsItsOwn_AndNoneIsLeftOnceItIsDisposed()
+    {
+        var rootfs = Rootfs();
+        string marker = "cycleqd-rootfs-member-" + Guid.NewGuid().ToString("N")[..8];
+        var live = BubblewrapSandbox.Create().Start(new SandboxRequest
         {
-            try { return File.ReadAllText(Path.Combine(d, "cmdline")); }
-            catch (IOException) { return ""; }
-            catch (UnauthorizedAccessException) { return ""; }
-        }).ToList();
-        Assert.DoesNotContain(commandLines, c => c.Contains(marker, StringComparison.Ordinal));
+            // A background child that changes its uid inside, and one in a session of its own.
+            Command = ["bash", "-c", $"runuser -u nobody -- bash -c 'sleep 600; true' {marker} & setsid bash -c 'sleep 601; true' {marker} & sleep 1; echo running; sleep 602", marker],
+            RootFilesystem = rootfs.ForSandbox(64L << 20),
+            Limits = Small,
+        });
+        List<int> pids;
+        try
+        {
+            Assert.Equal("running", await live.Process.StandardOutput.ReadLineAsync(TestContext.Current.CancellationToken));
+            pids = ProcessScan.WithArgument(marker);
+            Assert.True(pids.Count >= 3, $"{pids.Count} processes");
+            Assert.All(pids, pid => Assert.True(live.Owns(pid), $"pid {pid} ({ProcessScan.CommandLine(pid)}) is not recognised"));
+            Assert.False(live.Owns(Environment.ProcessId));
+        }
+        finally
+        {
+            await live.DisposeAsync();
+        }
+        Assert.Empty(ProcessScan.WithArgument(marker));
     }
 
     [Fact]

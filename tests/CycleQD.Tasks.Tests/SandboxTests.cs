@@ -24,22 +24,7 @@ public sealed class SandboxTests
         await BubblewrapSandbox.Create().RunAsync(new SandboxRequest { Command = command, Limits = limits }, TestContext.Current.CancellationToken);
 
     /// <summary>Host processes whose command line contains <paramref name="marker"/>.</summary>
-    private static List<int> ProcessesWith(string marker)
-    {
-        var found = new List<int>();
-        foreach (var dir in Directory.EnumerateDirectories("/proc"))
-        {
-            if (!int.TryParse(Path.GetFileName(dir), out int pid) || pid == Environment.ProcessId) continue;
-            try
-            {
-                string cmd = File.ReadAllText(Path.Combine(dir, "cmdline")).Replace('\0', ' ');
-                if (cmd.Contains(marker, StringComparison.Ordinal)) found.Add(pid);
-            }
-            catch (IOException) { }
-            catch (UnauthorizedAccessException) { }
-        }
-        return found;
-    }
+    private static List<int> ProcessesWith(string marker) => ProcessScan.WithArgument(marker);
 
     /// <summary>
     /// Starts <c>bash</c> running <c>sleep 600</c> in a sandbox, with <paramref name="marker"/> on its
@@ -287,6 +272,31 @@ public sealed class SandboxTests
         await using (var live = await StartSleeper(marker))
         {
             Assert.NotEmpty(ProcessesWith(marker));
+        }
+        Assert.Empty(ProcessesWith(marker));
+    }
+
+    [Fact]
+    public async Task EveryProcessOfALiveSandbox_IsRecognisedAsItsOwn_WhenItRunsUnderAPoolUid()
+    {
+        MachineRequirement.Require(Environment.IsPrivilegedProcess, "only root gives each sandbox a uid of its own, which is how its processes are told apart");
+        string marker = "cycleqd-member-" + Guid.NewGuid().ToString("N")[..8];
+        var live = BubblewrapSandbox.Create().Start(new SandboxRequest
+        {
+            Command = ["bash", "-c", $"setsid bash -c 'sleep 601; true' {marker} & sleep 1; echo running; sleep 602", marker],
+            Limits = Small,
+        });
+        try
+        {
+            Assert.Equal("running", await live.Process.StandardOutput.ReadLineAsync(TestContext.Current.CancellationToken));
+            var pids = ProcessesWith(marker);
+            Assert.True(pids.Count >= 2, $"{pids.Count} processes");
+            Assert.All(pids, pid => Assert.True(live.Owns(pid), $"pid {pid} ({ProcessScan.CommandLine(pid)}) is not recognised"));
+            Assert.False(live.Owns(Environment.ProcessId));
+        }
+        finally
+        {
+            await live.DisposeAsync();
         }
         Assert.Empty(ProcessesWith(marker));
     }

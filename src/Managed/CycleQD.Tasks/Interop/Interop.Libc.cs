@@ -46,6 +46,11 @@ internal static partial class Libc
     [LibraryImport(Library, EntryPoint = "statx", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     public static partial int statx(int dirfd, string path, int flags, uint mask, out Statx buffer);
 
+    public const int SIGKILL = 9;
+
+    [LibraryImport(Library, EntryPoint = "kill", SetLastError = true)]
+    public static partial int kill(int pid, int signal);
+
     [LibraryImport(Library, EntryPoint = "geteuid")]
     public static partial uint geteuid();
 

@@ -44,7 +44,7 @@ public sealed partial class BubblewrapSandbox
             scratch = Directory.CreateTempSubdirectory("cycleqd-rootfs-").FullName;
             File.SetUnixFileMode(scratch, (UnixFileMode)0b111_101_101);
             process = Spawner.Start(BuildRootFilesystemStartInfo(request, rootfs, python, uid, scratch, inputDir));
-            WriteIdMaps(process, rootfs);
+            string userNamespace = WriteIdMaps(process, rootfs);
             process.StandardInput.Write('\n');
             process.StandardInput.Flush();
             string? input = inputDir, work = scratch;
@@ -54,7 +54,7 @@ public sealed partial class BubblewrapSandbox
                 FreeUids.Enqueue(poolUid);
                 if (input != null) TryDeleteDirectory(input);
                 TryDeleteDirectory(work);
-            });
+            }, pid => SandboxProcess.InUserNamespace(pid, userNamespace));
         }
         catch
         {
@@ -111,17 +111,18 @@ public sealed partial class BubblewrapSandbox
     /// <summary>
     /// Waits until the launcher has created its user namespace, then maps the id range into it.
     /// Only a writer with CAP_SETUID on the host may map more than its own id, hence root here.
+    /// Returns the namespace's /proc link text ("user:[INODE]"): every process of the sandbox is in it.
     /// </summary>
-    private static void WriteIdMaps(Process process, SandboxRootFilesystem rootfs)
+    private static string WriteIdMaps(Process process, SandboxRootFilesystem rootfs)
     {
         string own = new FileInfo("/proc/self/ns/user").LinkTarget ?? throw new SandboxUnavailableException("cannot read /proc/self/ns/user");
         string ns = $"/proc/{process.Id}/ns/user";
         var sw = Stopwatch.StartNew();
+        string? target = null;
         while (true)
         {
             if (process.HasExited)
                 throw new SandboxUnavailableException($"the sandbox launcher exited ({process.ExitCode}) before it created its user namespace: {process.StandardError.ReadToEnd().Trim()}");
-            string? target = null;
             try { target = new FileInfo(ns).LinkTarget; } catch (IOException) { } catch (UnauthorizedAccessException) { }
             if (target != null && target != own) break;
             if (sw.Elapsed > TimeSpan.FromSeconds(30))
@@ -135,5 +136,6 @@ public sealed partial class BubblewrapSandbox
             using var handle = File.OpenHandle($"/proc/{process.Id}/{file}", FileMode.Open, FileAccess.Write);
             RandomAccess.Write(handle, map, 0);
         }
+        return target;
     }
 }

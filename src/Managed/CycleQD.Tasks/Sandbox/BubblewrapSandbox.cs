@@ -128,11 +128,12 @@ public sealed partial class BubblewrapSandbox
                 inputDir = WriteInputFiles(files);
             var psi = BuildStartInfo(request, uid, inputDir);
             var process = Spawner.Start(psi);
+            int poolUid = uid;
             var result = new SandboxProcess(process, () =>
             {
-                if (uid >= 0) FreeUids.Enqueue(uid);
+                if (poolUid >= 0) FreeUids.Enqueue(poolUid);
                 if (inputDir != null) TryDeleteDirectory(inputDir);
-            });
+            }, poolUid >= 0 ? pid => SandboxProcess.HasRealUid(pid, poolUid) : null);
             return result;
         }
         catch
