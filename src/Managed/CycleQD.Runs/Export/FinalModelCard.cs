@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using CycleQD.Runs.Final;
 using CycleQD.Runs.Merging;
 using CycleQD.Tensors;
 
@@ -17,23 +18,23 @@ internal static partial class FinalModelCard
     /// <summary>Adds the summary sections for the final model of <paramref name="run"/>.</summary>
     public static void AddSummary(ModelCardText card, RunDirectory run, ExperimentConfig config)
     {
-        var final = ReadObject(run.FinalJsonPath);
+        var final = FinalRecord.TryRead(run.FinalJsonPath);
         var experts = config.Model.ExpertPaths.Select(kv => $"{FolderName(kv.Value)} ({kv.Key})");
-        string made = final?["generations"] is { } g ? $" after {g.GetValue<int>()} generations" : "";
+        string made = final?.Generations is { } g ? $" after {g} generations" : "";
         card.Paragraph($"A merge of {(config.Model.BasePath is { } b ? $"`{FolderName(b)}`" : "the base model")} and skill experts " +
                        $"{string.Join(", ", experts)}, made by CycleQD (quality-diversity model merging){made} in the run `{FolderName(run.Path)}`: " +
                        "the best elites of the search combined as base + Σ wᵢ (eliteᵢ − base), with the weights wᵢ chosen on the " +
-                       $"{final?["search"]?["split"]?.GetValue<string>() ?? "search"} split.");
+                       $"{final?.Search?.Split ?? "search"} split.");
         AddTestTable(card, run);
-        if (final?["elites"] is JsonArray elites && final["weights"] is JsonArray)
+        if (final is { Elites: { } elites, Weights: not null })
         {
             card.Heading("Merge weights");
             card.Table(["elite", "chosen as", "weight"], elites.Select(e => (IReadOnlyList<string>)[
-                e?["id"]?.GetValue<string>() is { } id ? EliteName(id) : "?",
-                e?["reason"]?.GetValue<string>() ?? "",
-                e?["weight"] is { } w ? ModelCardText.Number(w.GetValue<double>()) : "?"]));
-            if (final["base_weight"] is { } bw)
-                card.Paragraph($"The base model's own weight is 1 − Σ wᵢ = {ModelCardText.Number(bw.GetValue<double>())}.");
+                e.Id is { } id ? EliteName(id) : "?",
+                e.Reason ?? "",
+                e.Weight is { } w ? ModelCardText.Number(w) : "?"]));
+            if (final.BaseWeight is { } bw)
+                card.Paragraph($"The base model's own weight is 1 − Σ wᵢ = {ModelCardText.Number(bw)}.");
         }
     }
 
@@ -64,10 +65,9 @@ internal static partial class FinalModelCard
     /// <summary>Adds final/final.json, with absolute paths reduced to their last component, as the card's appendix.</summary>
     public static void AddAppendix(ModelCardText card, RunDirectory run)
     {
-        var final = ReadObject(run.FinalJsonPath);
-        if (final is null) return;
+        if (FinalRecord.TryRead(run.FinalJsonPath) is not { } final) return;
         card.Heading("Appendix: how it was made (final/final.json)");
-        card.Code("json", WithoutMachinePaths(final).ToJsonString(ReadableJson.Indented));
+        card.Code("json", WithoutMachinePaths(final.ToJsonObject()).ToJsonString(ReadableJson.Indented));
     }
 
     /// <summary>A copy of <paramref name="node"/> in which every string that is an absolute path is replaced by its last component.</summary>

@@ -37,7 +37,7 @@ public sealed record ExportResult(string Directory, IReadOnlyList<string> Files,
 /// Writes one model of a run directory (finished or still running) as a ready Hugging Face folder:
 /// an archive's elite, or the run's final model. The final model's contract:
 /// <c>RUN_DIR/final/model.safetensors</c> (the base's tensor names, shapes and dtypes) and
-/// <c>RUN_DIR/final/final.json</c> (free-form JSON: method, scores), shown in the card.
+/// <c>RUN_DIR/final/final.json</c> (FinalRecord: elites, weights, search, scores), shown in the card.
 /// Weights are copied byte for byte; config.json and the files the run's model family carries
 /// (<see cref="IModelFamily.CarriedFiles"/>: tokenizer files, preprocessor settings) come from the run's base model.
 /// </summary>

@@ -1,7 +1,5 @@
 using System.Diagnostics;
 using System.Globalization;
-using System.Text;
-using System.Text.Json;
 using System.Text.Json.Nodes;
 using CycleQD.Core.Archives;
 using CycleQD.Core.Compute;
@@ -75,23 +73,11 @@ internal sealed class FinalStage
     {
         var report = RunReport.TryRead(dir.ReportPath, config.Options.Tasks, EvaluationKey(config));
         if (report is not { Complete: true } || report.Generations != generations) return null;
-        if (config.FinalMerge.Enabled && (ReadFinalJson(dir) is not { } final || final["generations"]?.GetValue<int>() != generations
+        if (config.FinalMerge.Enabled && (FinalRecord.TryRead(dir.FinalJsonPath) is not { } final || final.Generations != generations
                                           || !SameSearchSettings(final, config.FinalMerge) || !File.Exists(dir.FinalModelPath)
-                                          || final["method"]?.GetValue<string>() != config.FinalMerge.Method || final["softmax"] is null)) return null;
+                                          || final.Method != config.FinalMerge.Method || final.Softmax is null)) return null;
         if (config.Report.BaselineModels.Any(b => report.Find(RunReport.BaselineKey(b.Key)) is null)) return null;
         return report;
-    }
-
-    private static JsonObject? ReadFinalJson(RunDirectory dir)
-    {
-        try
-        {
-            return File.Exists(dir.FinalJsonPath) ? JsonNode.Parse(File.ReadAllText(dir.FinalJsonPath))?.AsObject() : null;
-        }
-        catch (Exception e) when (e is JsonException or InvalidOperationException or FormatException)
-        {
-            return null;
-        }
     }
 
     /// <summary>
@@ -99,23 +85,10 @@ internal sealed class FinalStage
     /// editing final_merge in the run's experiment.yaml and resuming redoes only the final merge.
     /// A final.json written before candidates were recorded counts as "best".
     /// </summary>
-    private static bool SameSearchSettings(JsonObject final, FinalMergeSettings fm)
-    {
-        try
-        {
-            var s = final["search"]?.AsObject();
-            if (s is null) return false;
-            string candidates = s["candidates"]?.GetValue<string>() ?? FinalMergeSettings.BestCandidates;
-            int generalists = s["generalists"]?.GetValue<int>() ?? 0;
-            var grid = s["grid"]?.AsArray().Select(x => x!.GetValue<double>()).ToArray() ?? [];
-            return candidates == fm.Candidates && generalists == fm.Generalists && s["top_per_archive"]?.GetValue<int>() == fm.Top
-                   && s["rounds"]?.GetValue<int>() == fm.Rounds && grid.SequenceEqual(fm.Grid);
-        }
-        catch (Exception e) when (e is InvalidOperationException or FormatException or NullReferenceException)
-        {
-            return false;
-        }
-    }
+    private static bool SameSearchSettings(FinalRecord final, FinalMergeSettings fm) =>
+        final.Search is { } s
+        && (s.Candidates ?? FinalMergeSettings.BestCandidates) == fm.Candidates && (s.Generalists ?? 0) == fm.Generalists
+        && s.TopPerArchive == fm.Top && s.Rounds == fm.Rounds && (s.Grid ?? []).SequenceEqual(fm.Grid);
 
     /// <summary>Runs the final stage; <paramref name="progress"/> receives one line per step.</summary>
     public async Task<RunReport> RunAsync(Action<string> progress, CancellationToken cancellationToken)
@@ -325,7 +298,7 @@ internal sealed class FinalStage
     /// archive's task (search split) at temperature <see cref="FinalMergeSettings.SoftmaxTemperature"/>. Scored on both splits;
     /// written to final/model.safetensors when final_merge.method is softmax.
     /// </summary>
-    private async Task<JsonObject> SoftmaxMerge(IReadOnlyList<Archive> archives, List<IWeightSet> opened, bool write, CancellationToken ct)
+    private async Task<FinalSoftmax> SoftmaxMerge(IReadOnlyList<Archive> archives, List<IWeightSet> opened, bool write, CancellationToken ct)
     {
         var bests = archives.Select(a => (Archive: a, Best: FinalCandidates.RankedByQuality((a.Task, a.Cells)).First())).ToArray();
         var ids = bests.Select(b => b.Best.Elite.Id).ToArray();
@@ -341,28 +314,16 @@ internal sealed class FinalStage
             if (write) WriteModel(merged);
             test = await Score(merged, EvaluationPurpose.Report, ct).ConfigureAwait(false);
         }
-        JsonObject Scores(IReadOnlyList<double> s)
+        return new FinalSoftmax
         {
-            var o = new JsonObject();
-            for (int i = 0; i < Tasks.Count; i++) o[Tasks[i]] = s[i];
-            return o;
-        }
-        return new JsonObject
-        {
-            ["formula"] = "base + sum_k beta_k * (best_k - base), beta = softmax(quality_k / temperature)",
-            ["temperature"] = t,
-            ["elites"] = new JsonArray(bests.Select((b, i) => (JsonNode)new JsonObject
-            {
-                ["archive"] = Tasks[b.Archive.Task],
-                ["id"] = ids[i],
-                ["quality"] = q[i],
-                ["beta"] = beta[i],
-            }).ToArray()),
-            ["weights"] = new JsonArray(beta.Select(x => (JsonNode)x).ToArray()),
-            ["search_scores"] = Scores(search),
-            ["search_average"] = search.Average(),
-            ["test_scores"] = Scores(test),
-            ["test_average"] = test.Average(),
+            Formula = "base + sum_k beta_k * (best_k - base), beta = softmax(quality_k / temperature)",
+            Temperature = t,
+            Elites = bests.Select((b, i) => new FinalSoftmaxElite(Tasks[b.Archive.Task], ids[i], q[i], beta[i])).ToArray(),
+            Weights = beta,
+            SearchScores = FinalRecord.ByTask(Tasks, search),
+            SearchAverage = search.Average(),
+            TestScores = FinalRecord.ByTask(Tasks, test),
+            TestAverage = test.Average(),
         };
     }
 
@@ -375,7 +336,7 @@ internal sealed class FinalStage
         var ids = chosen.Select(c => c.Elite.Id).ToArray();
 
         var previous = ReadFinal(generations, ids);
-        JsonObject final;
+        FinalRecord final;
         if (previous != null && File.Exists(_dir.FinalModelPath))
         {
             _progress("final: final model of this generation count already written; kept");
@@ -405,31 +366,31 @@ internal sealed class FinalStage
                     if (!softmaxFile) WriteModel(merged);
                     test = await Score(merged, EvaluationPurpose.Report, ct).ConfigureAwait(false);
                 }
-                final = FinalJson(generations, archives, chosen, result, test, searchEvaluations, searchSeconds);
-                final["softmax"] = softmax;
-                SafetensorsWriter.WriteAtomically(_dir.FinalJsonPath, fs => fs.Write(Encoding.UTF8.GetBytes(final.ToJsonString(new JsonSerializerOptions { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }) + "\n")));
+                final = FinalJson(generations, archives, chosen, result, test, searchEvaluations, searchSeconds) with { Softmax = softmax };
+                final.Write(_dir.FinalJsonPath);
             }
             finally
             {
                 foreach (var o in opened) o.Dispose();
             }
         }
-        var weights = final["weights"]!.AsArray().Select(x => x!.GetValue<double>()).ToArray();
-        var searchScores = Tasks.Select(t => final["search_scores"]![t]!.GetValue<double>()).ToArray();
-        var testScores = Tasks.Select(t => final["test_scores"]![t]!.GetValue<double>()).ToArray();
+        // ReadFinal accepts only a complete record of these tasks.
+        var weights = final.Weights!.ToArray();
+        var searchScores = FinalRecord.InTaskOrder(final.SearchScores, Tasks)!;
+        var testScores = FinalRecord.InTaskOrder(final.TestScores, Tasks)!;
         string wText = string.Join(", ", weights.Select(x => x.ToString("0.###", CultureInfo.InvariantCulture)));
         string inFile = " (final/model.safetensors)";
         var searchRow = new ReportRow("final", "CycleQD final (search)", searchScores, testScores,
             $"base + Σ wᵢ (eliteᵢ − base) over {ids.Length} elite(s), w [{wText}] chosen on {SearchSplitName}{(softmaxFile ? "" : inFile)}",
             new JsonObject { ["final_json"] = "final/final.json", ["weights"] = new JsonArray(weights.Select(x => (JsonNode)x).ToArray()), ["in_model_file"] = !softmaxFile });
-        var sm = final["softmax"]!.AsObject();
-        var beta = sm["weights"]!.AsArray().Select(x => x!.GetValue<double>()).ToArray();
+        var sm = final.Softmax!;
+        var beta = sm.Weights!.ToArray();
         string bText = string.Join(", ", beta.Select(x => x.ToString("0.###", CultureInfo.InvariantCulture)));
-        string temp = sm["temperature"]!.GetValue<double>().ToString("0.###", CultureInfo.InvariantCulture);
+        string temp = sm.Temperature!.Value.ToString("0.###", CultureInfo.InvariantCulture);
         var softmaxRow = new ReportRow("final_softmax", "CycleQD final (softmax)",
-            Tasks.Select(t => sm["search_scores"]![t]!.GetValue<double>()).ToArray(), Tasks.Select(t => sm["test_scores"]![t]!.GetValue<double>()).ToArray(),
+            FinalRecord.InTaskOrder(sm.SearchScores, Tasks)!, FinalRecord.InTaskOrder(sm.TestScores, Tasks)!,
             $"base + Σ β_k (best_k − base) over the {beta.Length} archive bests, β = softmax(quality / {temp}) = [{bText}]{(softmaxFile ? inFile : "")}",
-            new JsonObject { ["final_json"] = "final/final.json", ["weights"] = new JsonArray(beta.Select(x => (JsonNode)x).ToArray()), ["temperature"] = sm["temperature"]!.GetValue<double>(), ["in_model_file"] = softmaxFile });
+            new JsonObject { ["final_json"] = "final/final.json", ["weights"] = new JsonArray(beta.Select(x => (JsonNode)x).ToArray()), ["temperature"] = sm.Temperature!.Value, ["in_model_file"] = softmaxFile });
         return (softmaxRow, searchRow);
     }
 
@@ -445,23 +406,19 @@ internal sealed class FinalStage
         return $"final: weight search trial {k}/{max}: weights [{w}] {split} average {Pct(t.Average)} %  eta {eta:hh\\:mm\\:ss}";
     }
 
-    /// <summary>final.json when it belongs to this generation count and these elites, else null.</summary>
-    private JsonObject? ReadFinal(int generations, IReadOnlyList<string> ids)
+    /// <summary>
+    /// final.json when it belongs to this generation count, these elites, this evaluation and these
+    /// final_merge settings, and holds every score the report rows need; else null.
+    /// </summary>
+    private FinalRecord? ReadFinal(int generations, IReadOnlyList<string> ids)
     {
-        try
-        {
-            if (!File.Exists(_dir.FinalJsonPath)) return null;
-            var o = JsonNode.Parse(File.ReadAllText(_dir.FinalJsonPath))!.AsObject();
-            if (o["generations"]?.GetValue<int>() != generations) return null;
-            var had = o["elites"]!.AsArray().Select(e => e!["id"]!.GetValue<string>()).ToArray();
-            if (!had.SequenceEqual(ids) || o["evaluation"]?.GetValue<string>() != EvaluationKey(_config) || !SameSearchSettings(o, _config.FinalMerge)) return null;
-            if (o["method"]?.GetValue<string>() != _config.FinalMerge.Method || o["softmax"] is not JsonObject) return null;
-            return o;
-        }
-        catch (Exception e) when (e is JsonException or InvalidOperationException or NullReferenceException or FormatException)
-        {
-            return null;
-        }
+        if (FinalRecord.TryRead(_dir.FinalJsonPath) is not { } f || f.Generations != generations) return null;
+        if (f.Elites is not { } elites || !elites.Select(e => e.Id).SequenceEqual(ids)) return null;
+        if (f.Evaluation != EvaluationKey(_config) || !SameSearchSettings(f, _config.FinalMerge) || f.Method != _config.FinalMerge.Method) return null;
+        if (f.Weights?.Count != ids.Count || FinalRecord.InTaskOrder(f.SearchScores, Tasks) is null || FinalRecord.InTaskOrder(f.TestScores, Tasks) is null) return null;
+        if (f.Softmax is not { Weights: not null, Temperature: not null } sm
+            || FinalRecord.InTaskOrder(sm.SearchScores, Tasks) is null || FinalRecord.InTaskOrder(sm.TestScores, Tasks) is null) return null;
+        return f;
     }
 
     /// <summary>Why a candidate was taken, in words: "best of archive tinyskills/db" or "generalist rank 2 (mean search score 0.353)".</summary>
@@ -471,69 +428,62 @@ internal sealed class FinalStage
         _ => $"generalist rank {c.Rank} (mean {SearchSplitName} score {c.MeanScore.ToString("0.###", CultureInfo.InvariantCulture)})",
     };
 
-    private JsonObject FinalJson(int generations, IReadOnlyList<Archive> archives, IReadOnlyList<FinalCandidate> chosen, MergeSearchResult result,
+    private FinalRecord FinalJson(int generations, IReadOnlyList<Archive> archives, IReadOnlyList<FinalCandidate> chosen, MergeSearchResult result,
         double[] test, int evaluations, double seconds)
     {
-        JsonObject Scores(IReadOnlyList<double> s)
-        {
-            var o = new JsonObject();
-            for (int t = 0; t < Tasks.Count; t++) o[Tasks[t]] = s[t];
-            return o;
-        }
         var fm = _config.FinalMerge;
-        double sum = result.Best.Weights.Sum();
-        var elites = new JsonArray();
-        for (int i = 0; i < chosen.Count; i++)
+        var elites = chosen.Select((c, i) =>
         {
-            var c = chosen[i];
-            var (a, cell, e) = (archives[c.Archive], c.Cell, c.Elite);
-            var d = EliteDetails(a, cell, e);
-            d["selected_as"] = c.Reason == FinalCandidateReason.ArchiveBest ? "archive_best" : "generalist";
-            d["rank"] = c.Rank;
-            d["reason"] = Reason(archives, c);
-            d["mean_search_score"] = c.MeanScore;
-            d["weight"] = result.Best.Weights[i];
-            d["search_scores"] = Scores(e.Scores);
-            d["file"] = EliteIds.IsExpert(e.Id) ? null : Path.Combine("elites", e.Id + ".safetensors");
-            elites.Add(d);
-        }
-        return new JsonObject
-        {
-            ["format"] = 1,
-            ["method"] = fm.Method,
-            ["model_file"] = fm.Method == FinalMergeSettings.SoftmaxMethod ? "the softmax merge (see softmax)" : "the searched merge (see weights, search)",
-            ["formula"] = "base + sum_i w_i * (elite_i - base), float32 arithmetic, stored in the base's dtypes",
-            ["generations"] = generations,
-            ["seed"] = _dir.Info.Seed.ToString(CultureInfo.InvariantCulture),
-            ["evaluation"] = EvaluationKey(_config),
-            ["model"] = "model.safetensors",
-            ["base_model"] = _config.Model.BasePath,
-            ["elites"] = elites,
-            ["weights"] = new JsonArray(result.Best.Weights.Select(x => (JsonNode)x).ToArray()),
-            ["base_weight"] = 1 - sum,
-            ["search"] = new JsonObject
+            var (a, e) = (archives[c.Archive], c.Elite);
+            return new FinalElite
             {
-                ["split"] = SearchSplitName,
-                ["objective"] = "mean score over the tasks",
-                ["top_per_archive"] = fm.Top,
-                ["candidates"] = fm.Candidates,
-                ["generalists"] = fm.Generalists,
-                ["grid"] = new JsonArray(fm.Grid.Select(x => (JsonNode)x).ToArray()),
-                ["rounds"] = fm.Rounds,
-                ["phases"] = "each elite alone; one shared weight over the grid; coordinate sweeps over the grid",
-                ["trials"] = result.Trials.Count,
-                ["evaluations"] = evaluations,
-                ["seconds"] = Math.Round(seconds, 2),
-                ["tried"] = new JsonArray(result.Trials.Select(t => (JsonNode)new JsonObject
-                {
-                    ["weights"] = new JsonArray(t.Weights.Select(x => (JsonNode)x).ToArray()),
-                    ["average"] = t.Average,
-                }).ToArray()),
+                Task = Tasks[a.Task],
+                Cell = a.Unflatten(c.Cell),
+                BcTasks = a.BcTasks.Select(t => Tasks[t]).ToArray(),
+                Id = e.Id,
+                Generation = e.Generation,
+                SelectedAs = c.Reason == FinalCandidateReason.ArchiveBest ? "archive_best" : "generalist",
+                Rank = c.Rank,
+                Reason = Reason(archives, c),
+                MeanSearchScore = c.MeanScore,
+                Weight = result.Best.Weights[i],
+                SearchScores = FinalRecord.ByTask(Tasks, e.Scores),
+                File = EliteIds.IsExpert(e.Id) ? null : Path.Combine("elites", e.Id + ".safetensors"),
+            };
+        }).ToArray();
+        return new FinalRecord
+        {
+            Format = FinalRecord.CurrentFormat,
+            Method = fm.Method,
+            ModelFile = fm.Method == FinalMergeSettings.SoftmaxMethod ? "the softmax merge (see softmax)" : "the searched merge (see weights, search)",
+            Formula = "base + sum_i w_i * (elite_i - base), float32 arithmetic, stored in the base's dtypes",
+            Generations = generations,
+            Seed = _dir.Info.Seed.ToString(CultureInfo.InvariantCulture),
+            Evaluation = EvaluationKey(_config),
+            Model = "model.safetensors",
+            BaseModel = _config.Model.BasePath,
+            Elites = elites,
+            Weights = result.Best.Weights.ToArray(),
+            BaseWeight = 1 - result.Best.Weights.Sum(),
+            Search = new FinalSearch
+            {
+                Split = SearchSplitName,
+                Objective = "mean score over the tasks",
+                TopPerArchive = fm.Top,
+                Candidates = fm.Candidates,
+                Generalists = fm.Generalists,
+                Grid = fm.Grid.ToArray(),
+                Rounds = fm.Rounds,
+                Phases = "each elite alone; one shared weight over the grid; coordinate sweeps over the grid",
+                Trials = result.Trials.Count,
+                Evaluations = evaluations,
+                Seconds = Math.Round(seconds, 2),
+                Tried = result.Trials.Select(t => new FinalTrial(t.Weights.ToArray(), t.Average)).ToArray(),
             },
-            ["search_scores"] = Scores(result.Best.Scores),
-            ["search_average"] = result.Best.Average,
-            ["test_scores"] = Scores(test),
-            ["test_average"] = test.Average(),
+            SearchScores = FinalRecord.ByTask(Tasks, result.Best.Scores),
+            SearchAverage = result.Best.Average,
+            TestScores = FinalRecord.ByTask(Tasks, test),
+            TestAverage = test.Average(),
         };
     }
 
