@@ -1,6 +1,8 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json.Nodes;
+using CycleQD.Cli.Commands.Run;
+using CycleQD.Runs;
 using CycleQD.Testing;
 
 namespace CycleQD.Cli.Tests;
@@ -144,6 +146,57 @@ public class PaperTasksRunTests
         Assert.Matches(@"agentbench_db\s+train\s+4\s+test \(\d+\)\s+24\s+12,288", r.Out);
         Assert.Contains("search: 7 evaluations (3 experts + 4 children)", r.Out);
         Assert.Contains("per stored elite", r.Out);
+    }
+
+    private static string PlanExperiment(string dir)
+    {
+        string m = Path.Combine(TestPaths.RepoRoot, "models", "tinyskills");
+        string path = Path.Combine(dir, "exp.yaml");
+        File.WriteAllText(path, $"""
+            name: plan
+            tasks: [tinyskills/code, tinyskills/db]
+            model:
+              base: {m}/base
+              experts:
+                tinyskills/code: {m}/expert-code
+                tinyskills/db: {m}/expert-db
+            evaluation: {"{"} tinyskills: {m} {"}"}
+            """);
+        return path;
+    }
+
+    [Theory]
+    [InlineData(1L << 20, "DOES NOT FIT")]
+    [InlineData(1L << 40, ": fits")]
+    public void DryRun_OnAGpu_ShowsEveryResidentWeightSet_AgainstTheCardsFreeMemory(long free, string verdict)
+    {
+        using var dir = new TempDir();
+        var o = new StringWriter();
+        Assert.Equal(0, RunDryRun.Execute(PlanExperiment(dir.Path), 3, null, o, device: ComputeDevice.Cuda, gpu: () => ("Test GPU", free)));
+        string text = o.ToString();
+        long set;
+        using (var m = CycleQD.Tensors.SafetensorsModel.Open(Path.Combine(TestPaths.RepoRoot, "models", "tinyskills", "base")))
+            set = m.Tensors.Sum(t => t.ByteLength);
+        string sets = (6 * set / (double)(1L << 20)).ToString("0.#", CultureInfo.InvariantCulture);
+        var line = text.Split('\n').Single(l => l.StartsWith("gpu memory: ", StringComparison.Ordinal));
+        Assert.Contains($"gpu memory: 6 weight sets resident (base, 2 experts, child, two parents) {sets} MiB", line);
+        Assert.Contains("on Test GPU with ", line);
+        Assert.Contains(verdict, line);
+        Assert.Contains("gpu memory, final stage: base, 2 experts, up to ", text);
+    }
+
+    [Fact]
+    public void DryRun_CudaWithoutAGpu_SaysTheRunWouldStop_AndPlansForAnH100()
+    {
+        using var dir = new TempDir();
+        string exp = PlanExperiment(dir.Path);
+        var o = new StringWriter();
+        Assert.Equal(0, RunDryRun.Execute(exp, 3, null, o, device: ComputeDevice.Cuda, gpu: () => null));
+        Assert.Contains("gpu: --device cuda needs a usable GPU and this machine has none", o.ToString());
+        Assert.Contains("on an 80 GB card (79.65 GiB; no usable GPU here): fits", o.ToString());
+        o = new StringWriter();
+        Assert.Equal(0, RunDryRun.Execute(exp, 3, null, o, device: ComputeDevice.Cpu, gpu: () => throw new InvalidOperationException("not asked")));
+        Assert.DoesNotContain("gpu", o.ToString());
     }
 
     [Fact]

@@ -22,6 +22,9 @@ namespace CycleQD.Cuda.Backend;
 /// </summary>
 public sealed class CudaComputeBackend : IComputeBackend
 {
+    /// <summary>Weight sets a run keeps on the GPU besides its experts: the base, the child being built and its two parents.</summary>
+    public const int RunSetsBesidesExperts = 4;
+
     /// <summary>Bytes kept free for the CUDA runtime, cuBLAS/cuSOLVER workspaces and JIT-compiled modules.</summary>
     public const long RuntimeReserveBytes = 512L << 20;
 
@@ -74,6 +77,25 @@ public sealed class CudaComputeBackend : IComputeBackend
     }
 
     /// <summary>
+    /// Device bytes that <paramref name="sets"/> resident weight sets of layout <paramref name="tensors"/>
+    /// need next to the SVD mutation of the largest 2-D tensor (batch 1, rank <paramref name="rank"/>;
+    /// 0 = full; <paramref name="oversampling"/> &lt; 0 = the default) and the runtime reserve.
+    /// </summary>
+    public static ResidentMemory ResidentNeed(IReadOnlyList<TensorSpec> tensors, int sets, int rank, int oversampling)
+    {
+        long setBytes = tensors.Sum(t => t.ByteLength);
+        long workspace = 0;
+        foreach (var t in tensors.Where(t => t.Shape.Length == 2 && t.Shape[0] > 0 && t.Shape[1] > 0))
+        {
+            int rows = checked((int)t.Shape[0]), cols = checked((int)t.Shape[1]);
+            int k = rank == 0 ? Math.Min(rows, cols) : Math.Min(rank, Math.Min(rows, cols));
+            int p = oversampling >= 0 ? oversampling : Math.Max(10, k / 2);
+            workspace = Math.Max(workspace, DeviceMemoryPlan.BatchWorkspaceBytes(rows, cols, 1, new DeviceMemoryPlanOptions(k, p)));
+        }
+        return new ResidentMemory(setBytes, sets, workspace, RuntimeReserveBytes);
+    }
+
+    /// <summary>
     /// Throws when <paramref name="sets"/> weight sets of layout <paramref name="tensors"/> cannot
     /// stay resident next to the SVD mutation of the largest 2-D tensor (batch 1, rank
     /// <paramref name="rank"/>; 0 = full) and the runtime reserve in <paramref name="freeBytes"/>.
@@ -81,20 +103,11 @@ public sealed class CudaComputeBackend : IComputeBackend
     /// <exception cref="DeviceMemoryException">it does not fit; the message gives the numbers and names the card.</exception>
     public static void EnsureResidentFits(IReadOnlyList<TensorSpec> tensors, int sets, int rank, int oversampling, long freeBytes, string deviceName)
     {
-        long setBytes = tensors.Sum(t => t.ByteLength);
-        long workspace = 0;
-        foreach (var t in tensors.Where(t => t.Shape.Length == 2 && t.Shape[0] > 0 && t.Shape[1] > 0))
-        {
-            int rows = checked((int)t.Shape[0]), cols = checked((int)t.Shape[1]);
-            int k = rank == 0 ? Math.Min(rows, cols) : rank;
-            int p = oversampling >= 0 ? oversampling : Math.Max(10, k / 2);
-            workspace = Math.Max(workspace, DeviceMemoryPlan.BatchWorkspaceBytes(rows, cols, 1, new DeviceMemoryPlanOptions(k, p)));
-        }
-        long need = checked(sets * setBytes + workspace + RuntimeReserveBytes);
-        if (need <= freeBytes) return;
+        var need = ResidentNeed(tensors, sets, rank, oversampling);
+        if (need.TotalBytes <= freeBytes) return;
         throw new DeviceMemoryException(string.Create(CultureInfo.InvariantCulture,
-            $"{deviceName} has {MiB(freeBytes)} MiB free but {sets} resident weight sets of {MiB(setBytes)} MiB, the SVD mutation workspace " +
-            $"({MiB(workspace)} MiB) and the runtime reserve ({MiB(RuntimeReserveBytes)} MiB) need {MiB(need)} MiB; use a larger card or --device cpu"));
+            $"{deviceName} has {MiB(freeBytes)} MiB free but {sets} resident weight sets of {MiB(need.SetBytes)} MiB, the SVD mutation workspace " +
+            $"({MiB(need.WorkspaceBytes)} MiB) and the runtime reserve ({MiB(need.ReserveBytes)} MiB) need {MiB(need.TotalBytes)} MiB; use a larger card or --device cpu"));
     }
 
     /// <summary>
@@ -387,4 +400,15 @@ public sealed class CudaComputeBackend : IComputeBackend
     }
 
     private static string MiB(long bytes) => (bytes / 1048576.0).ToString("F1", CultureInfo.InvariantCulture);
+}
+
+/// <summary>Device bytes of a run whose weight sets all stay resident on the GPU.</summary>
+/// <param name="SetBytes">One weight set.</param>
+/// <param name="Sets">Weight sets resident at once.</param>
+/// <param name="WorkspaceBytes">The SVD mutation of the largest 2-D tensor at batch 1.</param>
+/// <param name="ReserveBytes">CUDA runtime, cuBLAS/cuSOLVER and modules.</param>
+public readonly record struct ResidentMemory(long SetBytes, int Sets, long WorkspaceBytes, long ReserveBytes)
+{
+    /// <summary>Everything together.</summary>
+    public long TotalBytes => checked(Sets * SetBytes + WorkspaceBytes + ReserveBytes);
 }

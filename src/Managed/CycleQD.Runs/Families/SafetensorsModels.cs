@@ -30,12 +30,21 @@ internal static class SafetensorsModels
         }
     }
 
-    /// <summary>Uploads the base and the experts (tensors in name order) to <paramref name="backend"/>.</summary>
+    /// <summary>
+    /// Uploads the base and the experts (tensors in name order) to <paramref name="backend"/>. On a
+    /// GPU every weight set of the run stays resident (base, experts, child, two parents): a card
+    /// too small for that is refused before the first upload, with the numbers.
+    /// </summary>
+    /// <exception cref="Cuda.DeviceMemoryException">the run's weight sets do not fit the GPU's free memory.</exception>
     public static RunModels Load(ExperimentConfig config, IComputeBackend backend)
     {
         IWeightSet baseWeights;
         using (var baseFile = SafetensorsModel.Open(config.Model.BasePath!))
+        {
+            if (backend is Cuda.Backend.CudaComputeBackend gpu)
+                gpu.EnsureResidentFits(baseFile.Tensors.Select(t => new TensorSpec(t.Name, t.DType, t.Shape)).ToArray(), config.Model.ExpertPaths.Count + Cuda.Backend.CudaComputeBackend.RunSetsBesidesExperts, config.Options.Mutation);
             baseWeights = backend.Upload(new SafetensorsHostSource(baseFile, sortByName: true));
+        }
         var experts = new List<KeyValuePair<string, IWeightSet>>();
         try
         {

@@ -55,7 +55,7 @@ internal static class RunCommand
             var overrides = new RunOverrides(parse.GetValue(BaseDir), parse.GetValue(Limit), parse.GetValue(NoFinal), parse.GetValue(Threads));
             ThreadsOption.ApplyToOpenBlas(overrides.Threads);
             if (parse.GetValue(DryRun))
-                return RunDryRun.Execute(parse.GetRequiredValue(Experiment), parse.GetValue(Generations), parse.GetValue(Seed), parse.InvocationConfiguration.Output, overrides);
+                return RunDryRun.Execute(parse.GetRequiredValue(Experiment), parse.GetValue(Generations), parse.GetValue(Seed), parse.InvocationConfiguration.Output, overrides, DeviceOption.Parse(parse));
             using var session = RunSession.Start(parse.GetRequiredValue(Experiment), parse.GetValue(Out), parse.GetValue(Generations), parse.GetValue(Seed),
                 DeviceOption.Parse(parse), parse.InvocationConfiguration.Error.WriteLine, overrides);
             return RunOutput.Execute(session, mode, parse.InvocationConfiguration.Output, parse.InvocationConfiguration.Error);

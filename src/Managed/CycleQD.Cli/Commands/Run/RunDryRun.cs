@@ -1,4 +1,7 @@
 using System.Globalization;
+using CycleQD.Core.Compute;
+using CycleQD.Cuda;
+using CycleQD.Cuda.Backend;
 using CycleQD.Runs;
 using CycleQD.Runs.Families;
 using CycleQD.Runs.Final;
@@ -12,7 +15,11 @@ namespace CycleQD.Cli.Commands.Run;
 /// </summary>
 internal static class RunDryRun
 {
-    public static int Execute(string experimentPath, int? generations, ulong? seed, TextWriter o, RunOverrides? overrides = null)
+    /// <summary>An H100's memory as the driver reports it (79.65 GiB): the card a GPU plan is shown for where no GPU is at hand.</summary>
+    internal const long ReferenceCardBytes = 85_520_809_984;
+
+    public static int Execute(string experimentPath, int? generations, ulong? seed, TextWriter o, RunOverrides? overrides = null,
+        ComputeDevice device = ComputeDevice.Auto, Func<(string Name, long FreeBytes)?>? gpu = null)
     {
         var (config, family, splits) = RunSession.Prepare(experimentPath, seed, overrides: overrides);
         var inv = CultureInfo.InvariantCulture;
@@ -42,16 +49,70 @@ internal static class RunDryRun
         if (config.Model.Synthetic is null)
         {
             long elite;
+            TensorSpec[] specs;
             using (var m = SafetensorsModel.Open(config.Model.BasePath!))
+            {
                 elite = m.Tensors.Sum(t => t.ByteLength);
+                specs = m.Tensors.Select(t => new TensorSpec(t.Name, t.DType, t.Shape)).ToArray();
+            }
             long cells = 0;
             for (int t = 0; t < n; t++) cells += (long)Math.Pow(config.Options.Bins, n - 1);
             long stored = Math.Min(gens, cells);
             o.WriteLine($"storage: {Gb(elite)} per stored elite; at most {stored:N0} stored at once (generations and archive cells bound it): {Gb(elite * stored)}, plus {Gb(elite)} for the final model");
             o.WriteLine($"host memory: base and {n} experts resident ({Gb(elite * (n + 1))}) plus the child and two parents ({Gb(elite * 3)}) on the backend");
+            if (device != ComputeDevice.Cpu) WriteGpuPlan(o, config, specs, device, (gpu ?? FirstGpu)());
         }
         return 0;
     }
+
+    /// <summary>
+    /// What a run of this build holds on the GPU (every weight set resident: base, experts, child, two
+    /// parents, next to the SVD mutation's workspace and the runtime's reserve), against GPU 0's free
+    /// memory, or an H100's where there is no GPU; the final stage's extra sets.
+    /// </summary>
+    private static void WriteGpuPlan(TextWriter o, ExperimentConfig config, IReadOnlyList<TensorSpec> specs, ComputeDevice device, (string Name, long FreeBytes)? card)
+    {
+        int experts = config.Model.ExpertPaths.Count;
+        var mutation = config.Options.Mutation;
+        var need = CudaComputeBackend.ResidentNeed(specs, experts + CudaComputeBackend.RunSetsBesidesExperts, mutation.SvdRank, mutation.Oversampling);
+        string against = card is { } c ? $"{c.Name} with {GiB(c.FreeBytes)} free" : $"an 80 GB card ({GiB(ReferenceCardBytes)}; no usable GPU here)";
+        long room = card?.FreeBytes ?? ReferenceCardBytes;
+        if (card is null && device == ComputeDevice.Cuda)
+            o.WriteLine("gpu: --device cuda needs a usable GPU and this machine has none: the run would stop before generation 0");
+        else if (card is null)
+            o.WriteLine("gpu: none usable here, so --device auto runs on the CPU; the GPU plan below is for an 80 GB card");
+        if (mutation.Kind == MutationKind.Gaussian)
+            o.WriteLine("gpu: Gaussian mutation runs on the CPU only: --device cuda refuses it and auto uses the CPU");
+        bool fits = need.TotalBytes <= room;
+        o.WriteLine($"gpu memory: {need.Sets} weight sets resident (base, {experts} experts, child, two parents) {GiB(need.Sets * need.SetBytes)} + SVD mutation workspace {GiB(need.WorkspaceBytes)} " +
+                    $"+ runtime reserve {GiB(need.ReserveBytes)} = {GiB(need.TotalBytes)} on {against}: {(fits ? "fits" : "DOES NOT FIT (the run refuses it before the first upload; use a larger card or --device cpu)")}");
+        if (config.FinalMerge.Enabled)
+        {
+            int candidates = experts * config.FinalMerge.Top + config.FinalMerge.Generalists;
+            long final = checked((1L + experts + candidates + 1) * need.SetBytes);
+            o.WriteLine($"gpu memory, final stage: base, {experts} experts, up to {candidates} chosen elites and the merged model: up to {GiB(final)} " +
+                        $"({(final + need.ReserveBytes <= room ? "fits" : "does not fit")} on {against})");
+        }
+    }
+
+    /// <summary>GPU 0's name and free memory, or null when no GPU is usable.</summary>
+    private static (string Name, long FreeBytes)? FirstGpu()
+    {
+        try
+        {
+            if (!CudaDeviceProbe.Probe().Available) return null;
+            using var ctx = CudaContext.Create();
+            return (ctx.Device.Name, ctx.MemoryInfo().Free);
+        }
+        catch (Exception e) when (e is CudaUnavailableException or CudaException or DllNotFoundException)
+        {
+            return null;
+        }
+    }
+
+    private static string GiB(long bytes) => bytes < 1L << 30
+        ? (bytes / (double)(1L << 20)).ToString("0.#", CultureInfo.InvariantCulture) + " MiB"
+        : (bytes / (double)(1L << 30)).ToString("0.##", CultureInfo.InvariantCulture) + " GiB";
 
     private static string Gb(long bytes) => (bytes / 1e9).ToString(bytes < 1e8 ? "0.####" : "0.##", CultureInfo.InvariantCulture) + " GB";
 }

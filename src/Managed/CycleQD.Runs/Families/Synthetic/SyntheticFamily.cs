@@ -56,7 +56,7 @@ public sealed class SyntheticFamily : IModelFamily
         var problem = Problem(config);
         // Resident on a GPU: base, experts, the child being built and two parents.
         if (backend is CudaComputeBackend gpu)
-            gpu.EnsureResidentFits(problem.BaseModel().Tensors, config.Options.Tasks.Count + 4, config.Options.Mutation);
+            gpu.EnsureResidentFits(problem.BaseModel().Tensors, config.Options.Tasks.Count + CudaComputeBackend.RunSetsBesidesExperts, config.Options.Mutation);
         var baseWeights = backend.Upload(problem.BaseModel());
         var experts = new List<KeyValuePair<string, IWeightSet>>();
         try
