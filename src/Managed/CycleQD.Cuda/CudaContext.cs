@@ -9,7 +9,7 @@ namespace CycleQD.Cuda;
 /// were only finalized are queued and freed here, on a thread that owns the context, never on
 /// the finalizer thread (whose context is unknown and where a driver call may deadlock).
 /// </summary>
-public sealed class CudaContext : IDisposable
+internal sealed class CudaContext : IDisposable
 {
     private readonly ConcurrentQueue<ulong> _deferredFrees = new();
     private readonly Dictionary<string, CudaModule> _modules = new(StringComparer.Ordinal);

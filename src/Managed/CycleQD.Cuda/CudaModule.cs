@@ -4,7 +4,7 @@ using System.Text;
 namespace CycleQD.Cuda;
 
 /// <summary>A loaded PTX module (CUmodule); its functions stay valid while it is loaded.</summary>
-public sealed class CudaModule : SafeHandle
+internal sealed class CudaModule : SafeHandle
 {
     private CudaModule() : base(0, ownsHandle: true) { }
 
@@ -55,7 +55,7 @@ public sealed class CudaModule : SafeHandle
 /// <summary>A kernel entry point (CUfunction), valid while its module is loaded.</summary>
 /// <param name="Handle">The CUfunction.</param>
 /// <param name="Name">The kernel's name.</param>
-public readonly record struct CudaFunction(nint Handle, string Name)
+internal readonly record struct CudaFunction(nint Handle, string Name)
 {
     /// <summary>
     /// Launches the kernel on <paramref name="stream"/> (asynchronous) with its one by-value

@@ -3,7 +3,7 @@ using System.Runtime.InteropServices;
 namespace CycleQD.Cuda;
 
 /// <summary>A CUDA stream (CUstream). <see cref="Default"/> is the legacy default stream and owns nothing.</summary>
-public sealed class CudaStream : SafeHandle
+internal sealed class CudaStream : SafeHandle
 {
     private CudaStream(bool owns) : base(0, owns) { }
 
@@ -34,7 +34,7 @@ public sealed class CudaStream : SafeHandle
 }
 
 /// <summary>A CUDA event (CUevent) for timing work on a stream.</summary>
-public sealed class CudaEvent : SafeHandle
+internal sealed class CudaEvent : SafeHandle
 {
     private CudaEvent() : base(0, true) { }
 

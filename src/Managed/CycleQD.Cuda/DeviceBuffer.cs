@@ -8,7 +8,7 @@ namespace CycleQD.Cuda;
 /// finalized is handed back to its context, which frees it on its own thread later.
 /// Copies here are synchronous (they wait for the copy); use the stream overloads to overlap.
 /// </summary>
-public sealed class DeviceBuffer<T> : IDisposable where T : unmanaged
+internal sealed class DeviceBuffer<T> : IDisposable where T : unmanaged
 {
     private readonly CudaContext _context;
     private ulong _ptr;

@@ -3,7 +3,7 @@ using System.Diagnostics;
 namespace CycleQD.Cuda;
 
 /// <summary>Finds the CUDA compiler the same way build.sh does (PATH, CUDA_HOME, /usr/local/cuda*).</summary>
-public static class NvccLocator
+internal static class NvccLocator
 {
     /// <summary>Path of nvcc, or null.</summary>
     public static string? Find()

@@ -3,7 +3,7 @@ using System.Runtime.InteropServices;
 namespace CycleQD.Cuda.Blas;
 
 /// <summary>Storage types a GEMM operand may have (cudaDataType subset).</summary>
-public enum GemmType
+internal enum GemmType
 {
     /// <summary>float32.</summary>
     F32 = Interop.cudaDataType.CUDA_R_32F,
@@ -18,7 +18,7 @@ public enum GemmType
 /// row-major r×c tensor is a column-major c×r matrix). Computation is float32; TF32 tensor cores
 /// are used only when <see cref="AllowTf32"/> is set. Not thread-safe: one handle per thread.
 /// </summary>
-public sealed class CublasHandle : SafeHandle
+internal sealed class CublasHandle : SafeHandle
 {
     private CublasHandle() : base(0, true) { }
 

@@ -16,7 +16,7 @@ namespace CycleQD.Cuda.Checks;
 /// <param name="CopyRatio">GB/s divided by the device-to-device copy bandwidth of the same run (memory-bound kernels only).</param>
 /// <param name="Note">What the error compares, exceptions to the method.</param>
 /// <param name="Tolerance">Largest acceptable relative error (NaN: informational row).</param>
-public sealed record KernelCheckRow(string Kernel, string Shape, double RelativeError, double MedianMs, string Throughput, double? CopyRatio, string Note, double Tolerance)
+internal sealed record KernelCheckRow(string Kernel, string Shape, double RelativeError, double MedianMs, string Throughput, double? CopyRatio, string Note, double Tolerance)
 {
     /// <summary>False when the error is NaN or above the tolerance (rows without a tolerance always pass).</summary>
     public bool Passed => double.IsNaN(Tolerance) || RelativeError <= Tolerance;
@@ -31,7 +31,7 @@ public sealed record KernelCheckRow(string Kernel, string Shape, double Relative
 /// <param name="SvdRepeats">Timed repeats of each SVD.</param>
 /// <param name="SvdOversampling">Randomized SVD oversampling p; −1 = max(10, k/2), the mutation's default.</param>
 /// <param name="SvdPowerIterations">Randomized SVD power iterations q (3, the mutation's default).</param>
-public sealed record KernelCheckOptions(
+internal sealed record KernelCheckOptions(
     IReadOnlyList<(int Rows, int Cols)> Shapes,
     int Repeats = 20,
     int Warmup = 3,
@@ -52,7 +52,7 @@ public sealed record KernelCheckOptions(
 /// with the device-to-device copy bandwidth measured in the same run as the yardstick. Then
 /// full SVD (gesvd) against randomized SVD (ours, batched; cuSOLVER Xgesvdr) at the given ranks.
 /// </summary>
-public sealed class KernelCheck : IDisposable
+internal sealed class KernelCheck : IDisposable
 {
     private const int UpdateRank = 256;
     // bf16 keeps 8 significand bits: round-to-nearest leaves ≤ 2^-9 relative per element.

@@ -7,7 +7,7 @@ namespace CycleQD.Cuda.Kernels;
 /// asynchronous on the given stream; pointers are device addresses (<see cref="DeviceBuffer{T}.Pointer"/>)
 /// and stay owned by the caller. Storage types are F32, F16 or BF16; arithmetic is float32.
 /// </summary>
-public sealed class CudaKernels
+internal sealed class CudaKernels
 {
     private const uint Block = 256;
     private readonly CudaContext _context;

@@ -8,7 +8,7 @@ namespace CycleQD.Cuda.Solver;
 /// (a synchronous read), so a failed factorisation is an exception naming the routine. Not
 /// thread-safe: one handle per thread.
 /// </summary>
-public sealed class CusolverHandle : IDisposable
+internal sealed class CusolverHandle : IDisposable
 {
     private readonly CudaContext _context;
     private readonly SolverHandle _handle;

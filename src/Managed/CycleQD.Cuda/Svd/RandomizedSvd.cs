@@ -11,14 +11,14 @@ namespace CycleQD.Cuda.Svd;
 /// <param name="PowerIterations">q: subspace iterations, each re-orthonormalised (the mutation's default:
 /// <see cref="CycleQD.Core.Compute.MutationOptions.PowerIterations"/>).</param>
 /// <param name="Seed">Seed of the Gaussian test matrix (Philox; stream and generation 0).</param>
-public sealed record RandomizedSvdOptions(int Rank, int Oversampling, int PowerIterations, ulong Seed = 0x5EED);
+internal sealed record RandomizedSvdOptions(int Rank, int Oversampling, int PowerIterations, ulong Seed = 0x5EED);
 
 /// <summary>
 /// Thin SVDs of a batch of same-shaped matrices: S is batch×l (descending), U batch×m×l and V
 /// batch×n×l, column-major and back to back; the first <see cref="Rank"/> columns (the first
 /// m·k, n·k elements of each matrix) are the rank-k answer. The buffers belong to this object.
 /// </summary>
-public sealed class BatchedSvdResult(int batch, int m, int n, int rank, int sketch, DeviceBuffer<float> s, DeviceBuffer<float> u, DeviceBuffer<float> v) : IDisposable
+internal sealed class BatchedSvdResult(int batch, int m, int n, int rank, int sketch, DeviceBuffer<float> s, DeviceBuffer<float> u, DeviceBuffer<float> v) : IDisposable
 {
     /// <summary>Matrices.</summary>
     public int Batch { get; } = batch;
@@ -52,7 +52,7 @@ public sealed class BatchedSvdResult(int batch, int m, int n, int rank, int sket
 /// orthonormalisations per-matrix cuSOLVER QR, the small factorisation a Jacobi SVD of the
 /// tall n×l matrix Aᵀ Q. A is read, never written.
 /// </summary>
-public static class RandomizedSvd
+internal static class RandomizedSvd
 {
     /// <summary>Device floats the routine allocates for one call (besides A), for memory planning.</summary>
     public static long WorkspaceFloats(int batch, int m, int n, int sketch) =>

@@ -9,7 +9,7 @@ namespace CycleQD.Cuda.Svd;
 /// τ += U diag(r ⊙ s) Vᵀ, i.e. τ' = τ − U_k S_k V_kᵀ + U_k S'_k V_kᵀ: the top-k singular values are
 /// rescaled, the tail (below rank k) is left as it was.
 /// </summary>
-public static class SvdMutation
+internal static class SvdMutation
 {
     /// <summary>
     /// Rescales <paramref name="svd"/>.S in place and adds the low-rank update to the batch of
