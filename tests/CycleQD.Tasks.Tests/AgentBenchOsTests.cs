@@ -34,6 +34,44 @@ public sealed class AgentBenchOsTests
     }
 
     [Fact]
+    public async Task TheSupervisor_IsOutOfSight_AndTheAgentHasNoAdminCapability()
+    {
+        MachineRequirement.Require(Environment.IsPrivilegedProcess, "AgentBench OS samples run on the pinned root file system, whose id mapping needs root");
+        var rootfs = OsRootFilesystem.Load();
+        await using var env = OsEnvironment.Start(Sandbox.BubblewrapSandbox.Create(), rootfs, TimeSpan.FromMinutes(2));
+        var ct = TestContext.Current.CancellationToken;
+        // A walk of / as a container's root: no unreadable entry anywhere (samples 11 and 166 count its lines).
+        var (code, output) = await env.ExecAsync(new OsScript("bash", "find / -name '*.no-such-file' 2>&1 >/dev/null | head -5; echo rc=${PIPESTATUS[0]}"), [], ct);
+        Assert.Equal(0, code);
+        Assert.Equal("rc=0\n", output);
+        // The supervisor is the parent of every exec'd script; its /proc entry is an empty read-only folder.
+        (code, output) = await env.ExecAsync(new OsScript("bash", """
+            s=$PPID
+            echo "entries=$(ls -A /proc/$s | wc -l)"
+            ps -e -o pid=,comm= | awk '{print $2}' | grep -c python || true
+            umount /proc/$s 2>/dev/null && echo UNMOUNTED
+            mount -t proc proc /mnt 2>/dev/null && echo MOUNTED-PROC
+            grep -E '^Cap(Eff|Bnd|Inh|Amb)' /proc/self/status
+            """), [], ct);
+        Assert.Equal(0, code);
+        var lines = output.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal("entries=0", lines[0]);
+        Assert.Equal("0", lines[1]); // ps lists no python: the supervisor is not visible
+        Assert.DoesNotContain("UNMOUNTED", output);
+        Assert.DoesNotContain("MOUNTED-PROC", output);
+        const ulong SysAdmin = 1UL << 21;
+        var caps = lines.Where(l => l.StartsWith("Cap", StringComparison.Ordinal)).ToArray();
+        Assert.Equal(4, caps.Length);
+        foreach (var l in caps)
+        {
+            ulong mask = ulong.Parse(l.Split(':')[1].Trim(), System.Globalization.NumberStyles.HexNumber, System.Globalization.CultureInfo.InvariantCulture);
+            Assert.True((mask & SysAdmin) == 0, l);
+        }
+        // Root of a container still has a container's capabilities (chown, setuid, …).
+        Assert.NotEqual(0UL, ulong.Parse(caps.First(l => l.StartsWith("CapEff", StringComparison.Ordinal)).Split(':')[1].Trim(), System.Globalization.NumberStyles.HexNumber, System.Globalization.CultureInfo.InvariantCulture));
+    }
+
+    [Fact]
     public void ParseAction_WithoutAct_IsNull() => Assert.Null(AgentBenchOsBenchmark.ParseAction("I think the answer is 4."));
 
     [Fact]

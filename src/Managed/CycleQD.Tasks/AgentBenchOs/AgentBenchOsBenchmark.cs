@@ -182,9 +182,12 @@ public sealed class AgentBenchOsBenchmark(AgentBenchOsOptions options) : IBenchm
         e.Env = OsEnvironment.Start(sandbox, rootfs, TimeSpan.FromMinutes(10));
         try
         {
+            // As the reference's container: the agent's login shell starts (and has read its startup
+            // files) before the init scripts run, so an init that rewrites ~/.bashrc (samples 11, 28)
+            // does not change the prompt the shell already has.
+            await e.Env.StartSessionAsync(ct).ConfigureAwait(false);
             foreach (var script in e.Sample.InitScripts)
                 await e.Env.ExecAsync(script, [], ct).ConfigureAwait(false); // output ignored, as the reference
-            await e.Env.StartSessionAsync(ct).ConfigureAwait(false);
             if (e.Sample.Start is { } start)
                 await e.Env.SendAsync(start.Script, options.TurnTimeout, options.TurnLimit, ct).ConfigureAwait(false);
         }

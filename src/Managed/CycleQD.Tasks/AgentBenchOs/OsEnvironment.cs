@@ -60,6 +60,8 @@ internal sealed class OsEnvironment : IAsyncDisposable
             InputFiles = new Dictionary<string, string> { ["os_session.py"] = EmbeddedScripts.Read("os_session.py") },
             RootFilesystem = rootfs.ForSandbox(writableBytes: 512L << 20),
             Hostname = "5f3b9c2a7d41",
+            // The supervisor mounts an empty folder over its own /proc entry, then drops this for good.
+            SupervisorCapabilities = ["CAP_SYS_ADMIN"],
             Environment = ExecEnvironment,
             Limits = new SandboxLimits
             {

@@ -13,7 +13,11 @@
 # runs can make this process's memory or its answer lines grow without bound. The supervisor is
 # not dumpable: the agent's processes (same uid, no capabilities) cannot open its file descriptors
 # through /proc or trace it, so they cannot write answers in its name; they can only kill it,
-# which fails the sample.
+# which fails the sample. It is also out of sight, as `docker exec`'s runtime is outside a
+# container: it starts with CAP_SYS_ADMIN (of the sandbox's user namespace), mounts an empty
+# read-only folder over its own /proc/PID (so a walk of / meets no unreadable entry), and drops the
+# capability from every set before it runs anything of the agent's; without the capability the
+# agent cannot unmount that folder, and a new proc mount is refused while /proc has mounts on it.
 import base64
 import ctypes
 import json
@@ -69,7 +73,11 @@ class Session:
             os.chdir("/")
             os.execvpe("bash", ["bash", "--login"], os.environ)
         self.pid, self.fd = pid, fd
-        self._read_until_prompt(2.0)
+        # The first prompt: the shell has read its startup files. The init scripts run after this
+        # (as after docker exec's shell started), and one that rewrites ~/.bashrc (samples 11, 28)
+        # must find them read however loaded the machine: the wait is for the prompt, up to 20 s
+        # of silence (the caller gives the answer 30 s).
+        self._read_until_prompt(20.0)
 
     def _read_until_prompt(self, timeout, limit=None):
         out = bytearray()
@@ -135,8 +143,65 @@ def run_exec(req):
     return {"exit_code": -1 if timed_out else code, "output": out.decode("utf-8", errors="replace")}
 
 
+CAP_SYS_ADMIN = 21
+PR_CAPBSET_READ = 23
+PR_CAPBSET_DROP = 24
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_IS_SET = 1
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
+LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+
+class CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+
+def die(what):
+    sys.stderr.write("os_session: %s: %s\n" % (what, os.strerror(ctypes.get_errno())))
+    sys.exit(125)
+
+
+def hide_and_drop_admin(libc):
+    # An empty read-only tmpfs over /proc/PID: the agent's `find /` and `ps` meet nothing of ours.
+    target = ("/proc/%d" % os.getpid()).encode()
+    if libc.mount(b"none", target, b"tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, b"size=4k,mode=0555") != 0:
+        die("mount over " + target.decode())
+    # CAP_SYS_ADMIN out of the bounding set (no exec can regain it), then out of the ambient,
+    # inheritable, permitted and effective sets; anything left is a refusal to run.
+    if libc.prctl(PR_CAPBSET_DROP, CAP_SYS_ADMIN, 0, 0, 0) != 0:
+        die("drop CAP_SYS_ADMIN from the bounding set")
+    if libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0:
+        die("clear the ambient capabilities")
+    header = CapHeader(LINUX_CAPABILITY_VERSION_3, 0)
+    data = (CapData * 2)()
+    if libc.capget(ctypes.byref(header), data) != 0:
+        die("capget")
+    bit = ~(1 << CAP_SYS_ADMIN) & 0xFFFFFFFF
+    for field in ("effective", "permitted", "inheritable"):
+        setattr(data[0], field, getattr(data[0], field) & bit)
+    if libc.capset(ctypes.byref(header), data) != 0:
+        die("capset")
+    check = (CapData * 2)()
+    if libc.capget(ctypes.byref(header), check) != 0:
+        die("capget")
+    if libc.prctl(PR_CAPBSET_READ, CAP_SYS_ADMIN, 0, 0, 0) != 0 or \
+            libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_IS_SET, CAP_SYS_ADMIN, 0, 0) != 0 or \
+            any(getattr(check[0], f) & (1 << CAP_SYS_ADMIN) for f in ("effective", "permitted", "inheritable")):
+        sys.stderr.write("os_session: CAP_SYS_ADMIN is still held after dropping it\n")
+        sys.exit(125)
+
+
 def main():
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+    libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+    hide_and_drop_admin(libc)
     prepare_root()
     session = None
     for line in sys.stdin:

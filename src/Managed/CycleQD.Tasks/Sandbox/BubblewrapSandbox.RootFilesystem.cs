@@ -87,7 +87,7 @@ public sealed partial class BubblewrapSandbox
                      "--die-with-parent", "--new-session", "--cap-drop", "ALL",
                  })
             args.Add(a);
-        foreach (var cap in ContainerCapabilities)
+        foreach (var cap in ContainerCapabilities.Concat(request.SupervisorCapabilities))
         {
             args.Add("--cap-add"); args.Add(cap);
         }

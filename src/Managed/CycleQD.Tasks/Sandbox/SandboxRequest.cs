@@ -45,6 +45,13 @@ public sealed record SandboxRequest
     /// </summary>
     public SandboxRootFilesystem? RootFilesystem { get; init; }
 
+    /// <summary>
+    /// Capabilities (of the sandbox's user namespace, root file system layout only) that the command
+    /// starts with beyond a container's. Only for a trusted supervisor that uses them and drops them
+    /// from its bounding, inheritable and ambient sets before it runs anything else.
+    /// </summary>
+    internal IReadOnlyList<string> SupervisorCapabilities { get; init; } = [];
+
     /// <summary>User id inside the sandbox's user namespace (65534 = nobody; 0 for a container-like root with no capabilities).</summary>
     public int UidInside { get; init; } = 65534;
 
