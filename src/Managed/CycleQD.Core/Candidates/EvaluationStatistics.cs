@@ -20,4 +20,10 @@ public interface IEvaluationStatisticsSource
     /// forgets them; null when none were recorded.
     /// </summary>
     IReadOnlyList<TaskEvaluationStatistics>? TakeStatistics(IWeightSet candidate);
+
+    /// <summary>
+    /// Who scored the last evaluation of <paramref name="candidate"/> when it was not this process
+    /// (a worker's name), and forgets it; null by default.
+    /// </summary>
+    string? TakeEvaluatedBy(IWeightSet candidate) => null;
 }

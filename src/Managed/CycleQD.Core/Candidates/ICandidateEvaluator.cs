@@ -18,4 +18,12 @@ public interface ICandidateEvaluator
     /// Must be deterministic for a given candidate, or exact resume does not hold.
     /// </summary>
     Task<double[]> EvaluateAsync(IComputeBackend backend, IWeightSet candidate, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// As <see cref="EvaluateAsync(IComputeBackend, IWeightSet, CancellationToken)"/>, with what the
+    /// engine knows of the candidate (<paramref name="context"/>: an expert's name or a child's
+    /// recipe). The engine calls this overload; by default it ignores the context.
+    /// </summary>
+    Task<double[]> EvaluateAsync(IComputeBackend backend, IWeightSet candidate, CandidateContext context, CancellationToken cancellationToken) =>
+        EvaluateAsync(backend, candidate, cancellationToken);
 }

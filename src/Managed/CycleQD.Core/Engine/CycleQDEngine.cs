@@ -24,12 +24,11 @@ public sealed class CycleQDEngine : IDisposable
     private readonly CycleQDOptions _options;
     private readonly IComputeBackend _backend;
     private readonly IWeightSet _base;
-    private readonly Dictionary<string, Expert> _experts;
     private readonly IReadOnlyList<Expert> _expertList;
     private readonly ICandidateEvaluator? _evaluator;
     private readonly IEliteStore _store;
     private readonly ICheckpointSink? _sink;
-    private readonly IReadOnlyDictionary<string, ExpertSvdBasis>? _expertBases;
+    private readonly ChildBuilder _builder;
     private readonly SortedDictionary<int, BreedingPlan> _plans = new();
     private readonly Dictionary<int, Job> _jobs = new();
     // Children of applied generations, kept for the next merge to write into (at most D of them).
@@ -95,46 +94,14 @@ public sealed class CycleQDEngine : IDisposable
         options.Validate();
         if (evaluator != null && !evaluator.TaskNames.SequenceEqual(options.Tasks))
             throw new ConfigurationException($"tasks: the evaluator scores [{string.Join(", ", evaluator.TaskNames)}] but the experiment lists [{string.Join(", ", options.Tasks)}]");
-        if (experts.Count == 0) throw new ConfigurationException("experts: at least one expert is required");
+        _builder = new ChildBuilder(options, backend, baseModel, experts, store, expertBases);
         _options = options;
         _backend = backend;
         _base = baseModel;
         _expertList = experts;
-        _experts = new Dictionary<string, Expert>(StringComparer.Ordinal);
-        foreach (var e in experts)
-        {
-            if (!_experts.TryAdd(e.Name, e)) throw new ConfigurationException($"experts: '{e.Name}' is listed twice");
-            CheckCompatible(e);
-        }
         _evaluator = evaluator;
         _store = store;
         _sink = sink;
-        if (options.Mutation is { Kind: MutationKind.Svd, Basis: MutationBasis.Expert })
-        {
-            foreach (string task in options.Tasks)
-            {
-                if (expertBases is null || !expertBases.TryGetValue(task, out var basis))
-                    throw new ConfigurationException($"mutation.basis expert: no SVD of the expert of task '{task}' was given");
-                try { basis.CheckLayout(baseModel.Tensors); }
-                catch (ArgumentException e) { throw new ConfigurationException($"mutation.basis expert: {e.Message}"); }
-            }
-            _expertBases = expertBases;
-        }
-    }
-
-    private void CheckCompatible(Expert e)
-    {
-        var b = _base.Tensors;
-        var t = e.Weights.Tensors;
-        if (t.Count != b.Count)
-            throw new ConfigurationException($"expert '{e.Name}': {t.Count} tensors, the base model has {b.Count}");
-        for (int i = 0; i < b.Count; i++)
-        {
-            if (t[i].Name != b[i].Name)
-                throw new ConfigurationException($"expert '{e.Name}': tensor {i} is '{t[i].Name}', the base model's is '{b[i].Name}'");
-            if (!t[i].Shape.AsSpan().SequenceEqual(b[i].Shape))
-                throw new ConfigurationException($"expert '{e.Name}': tensor '{t[i].Name}' has shape {t[i].ShapeText}, the base model's is {b[i].ShapeText}");
-        }
     }
 
     /// <summary>The options in force.</summary>
@@ -153,7 +120,7 @@ public sealed class CycleQDEngine : IDisposable
         var evaluator = RequireEvaluator(nameof(InitializeAsync));
         var scores = new List<double[]>();
         foreach (var e in _expertList)
-            scores.Add(await evaluator.EvaluateAsync(_backend, e.Weights, cancellationToken).ConfigureAwait(false));
+            scores.Add(await evaluator.EvaluateAsync(_backend, e.Weights, CandidateContext.ForExpert(e.Name), cancellationToken).ConfigureAwait(false));
         Initialize(scores);
     }
 
@@ -204,7 +171,7 @@ public sealed class CycleQDEngine : IDisposable
         if (state.Bins.Count != n || state.Archives.Count != n)
             throw new ConfigurationException($"checkpoint: {state.Archives.Count} archives, the experiment has {n} tasks");
         foreach (var e in state.Experts)
-            if (!_experts.ContainsKey(e.Name)) throw new ConfigurationException($"checkpoint: expert '{e.Name}' is not in the experiment");
+            if (!_expertList.Any(x => x.Name == e.Name)) throw new ConfigurationException($"checkpoint: expert '{e.Name}' is not in the experiment");
         _bins = [.. state.Bins];
         _expertStates = [.. state.Experts];
         _archives = Enumerable.Range(0, n).Select(t => new Archive(t, _bins)).ToArray();
@@ -271,7 +238,9 @@ public sealed class CycleQDEngine : IDisposable
     {
         CheckScores(scores, $"generation {g}'s child");
         double evalSeconds = Stopwatch.GetElapsedTime(job.StartedTicks).TotalSeconds;
-        var statistics = job.Told == null ? (_evaluator as IEvaluationStatisticsSource)?.TakeStatistics(job.Child) : null;
+        var source = job.Told == null ? _evaluator as IEvaluationStatisticsSource : null;
+        var statistics = source?.TakeStatistics(job.Child);
+        string? evaluatedBy = source?.TakeEvaluatedBy(job.Child);
 
         var plan = _plans[g];
         string? childId = null;
@@ -298,7 +267,7 @@ public sealed class CycleQDEngine : IDisposable
 
         var record = new GenerationRecord(g, plan.QualityTask, plan.Parents, plan.Weights, scores, childId, insertions,
             _archives.Select(a => new ArchiveSummary(a.Task, a.Cells.Count, a.QdScore, a.Coverage, a.BestQuality)).ToArray(),
-            new GenerationTiming(job.BreedSeconds, evalSeconds, Stopwatch.GetElapsedTime(t0).TotalSeconds, DateTime.UtcNow), nonFinite, statistics);
+            new GenerationTiming(job.BreedSeconds, evalSeconds, Stopwatch.GetElapsedTime(t0).TotalSeconds, DateTime.UtcNow), nonFinite, statistics, evaluatedBy);
         _sink?.Commit(CaptureState(), record);
         _store.RemoveAllExcept(LiveIds());
         GenerationCompleted?.Invoke(record);
@@ -442,40 +411,8 @@ public sealed class CycleQDEngine : IDisposable
     private Job Start(BreedingPlan plan, CancellationToken cancellationToken, bool asked = false)
     {
         long t0 = Stopwatch.GetTimestamp();
-        var opened = new List<IWeightSet>();
-        IWeightSet child;
-        try
-        {
-            var parents = plan.Parents.Select(id => Resolve(id, opened)).ToArray();
-            if (_spare.TryPop(out var reuse))
-            {
-                try { _backend.MergeInto(reuse, _base, parents, plan.Weights.ToArray()); }
-                catch { reuse.Dispose(); throw; }
-                child = reuse;
-            }
-            else
-            {
-                child = _backend.Merge(_base, parents, plan.Weights.ToArray());
-            }
-        }
-        finally
-        {
-            foreach (var o in opened) o.Dispose();
-        }
-        var m = _options.Mutation;
-        string? nonFinite = null;
-        try
-        {
-            if (m.Kind == MutationKind.Svd && m.Basis == MutationBasis.Expert)
-                _backend.MutateSvdExpertBasis(child, _base, _expertBases![_options.Tasks[plan.QualityTask]], m, _options.Seed, (uint)plan.Generation);
-            else if (m.Kind == MutationKind.Svd) _backend.MutateSvd(child, _base, m, _options.Seed, (uint)plan.Generation);
-            else if (m.Kind == MutationKind.Gaussian) _backend.MutateGaussian(child, m, _options.Seed, (uint)plan.Generation);
-        }
-        catch (NonFiniteWeightsException e)
-        {
-            // An overflowed child is a possible outcome of the search, not a failure of the run.
-            nonFinite = e.Message;
-        }
+        _spare.TryPop(out var reuse);
+        var (child, nonFinite) = _builder.Build(plan, reuse);
         double breed = Stopwatch.GetElapsedTime(t0).TotalSeconds;
         Task<double[]> scores;
         if (asked)
@@ -493,7 +430,7 @@ public sealed class CycleQDEngine : IDisposable
         {
             try
             {
-                scores = _evaluator!.EvaluateAsync(_backend, child, cancellationToken);
+                scores = _evaluator!.EvaluateAsync(_backend, child, CandidateContext.ForChild(plan, _options.Mutation.Kind, _options.Seed), cancellationToken);
             }
             catch (Exception e)
             {
@@ -501,16 +438,6 @@ public sealed class CycleQDEngine : IDisposable
             }
         }
         return new Job(child, scores, breed, Stopwatch.GetTimestamp(), nonFinite);
-    }
-
-    private IWeightSet Resolve(string id, List<IWeightSet> opened)
-    {
-        if (EliteIds.TryGetExpertTask(id, out string task))
-            return _experts.TryGetValue(task, out var e) ? e.Weights
-                : throw new ConfigurationException($"elite '{id}': no such expert in the experiment");
-        var w = _store.Open(_backend, id);
-        opened.Add(w);
-        return w;
     }
 
     private void CheckScores(double[] s, string what)

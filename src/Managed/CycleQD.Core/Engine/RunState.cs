@@ -65,9 +65,11 @@ public sealed record GenerationTiming(double BreedSeconds, double EvaluateSecond
 /// <param name="NonFinite">When the child's weights overflowed to NaN or ∞ (it then scores 0 and enters no archive):
 /// the tensor and what was found; null for a finite child.</param>
 /// <param name="Evaluation">Per task, what scoring the child cost, when the evaluator reports it (<see cref="Candidates.IEvaluationStatisticsSource"/>).</param>
+/// <param name="EvaluatedBy">Who scored the child when it was not this process (a worker's name), else null.</param>
 public sealed record GenerationRecord(int Generation, int QualityTask, IReadOnlyList<string> Parents, IReadOnlyList<float> Weights,
     IReadOnlyList<double> Scores, string? ChildId, IReadOnlyList<Insertion> Insertions, IReadOnlyList<ArchiveSummary> Archives,
-    GenerationTiming Timing, string? NonFinite = null, IReadOnlyList<Candidates.TaskEvaluationStatistics>? Evaluation = null);
+    GenerationTiming Timing, string? NonFinite = null, IReadOnlyList<Candidates.TaskEvaluationStatistics>? Evaluation = null,
+    string? EvaluatedBy = null);
 
 /// <summary>Receives the state after initialisation (record null) and after every generation, before unreferenced elites are deleted.</summary>
 public interface ICheckpointSink

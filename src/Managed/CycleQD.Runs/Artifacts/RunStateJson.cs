@@ -156,6 +156,8 @@ internal static class RunStateJson
             w.WriteNumber("evaluate_s", Math.Round(g.Timing.EvaluateSeconds, 6));
             w.WriteNumber("total_s", Math.Round(g.Timing.TotalSeconds, 6));
             w.WriteString("finished_utc", g.Timing.FinishedUtc.ToString("O", CultureInfo.InvariantCulture));
+            // Which worker scored the child (runs with --workers); where, like when, is not part of the result.
+            if (g.EvaluatedBy is { } worker) w.WriteString("worker", worker);
             if (g.Evaluation is { } et)
             {
                 w.WriteStartObject("tasks");

@@ -19,8 +19,8 @@ public sealed class SafetensorsEliteStore(string directory) : IEliteStore
     /// <summary>File of elite <paramref name="id"/>.</summary>
     public string PathOf(string id) => Path.Combine(Directory, id + ".safetensors");
 
-    /// <inheritdoc/>
-    public string Add(IComputeBackend backend, IWeightSet weights)
+    /// <summary>The id <see cref="Add"/> gives <paramref name="weights"/>: the first 128 bits (hex) of SHA-256 over each tensor's name, dtype, shape and bytes.</summary>
+    public static string IdOf(IComputeBackend backend, IWeightSet weights)
     {
         var specs = weights.Tensors;
         using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
@@ -32,7 +32,14 @@ public sealed class SafetensorsEliteStore(string directory) : IEliteStore
             backend.Download(weights, i, bytes);
             hash.AppendData(bytes);
         }
-        string id = Convert.ToHexStringLower(hash.GetHashAndReset().AsSpan(0, 16));
+        return Convert.ToHexStringLower(hash.GetHashAndReset().AsSpan(0, 16));
+    }
+
+    /// <inheritdoc/>
+    public string Add(IComputeBackend backend, IWeightSet weights)
+    {
+        var specs = weights.Tensors;
+        string id = IdOf(backend, weights);
         string path = PathOf(id);
         if (File.Exists(path)) return id;
         System.IO.Directory.CreateDirectory(Directory);

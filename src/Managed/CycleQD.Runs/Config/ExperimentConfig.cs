@@ -19,7 +19,14 @@ namespace CycleQD.Runs;
 /// <param name="Synthetic">Set for the synthetic problem (then the paths are null).</param>
 /// <param name="BasePath">Base model folder or .safetensors file (absolute).</param>
 /// <param name="ExpertPaths">Expert per task name (absolute paths), in task order.</param>
-public sealed record ModelSource(SyntheticProblemOptions? Synthetic, string? BasePath, IReadOnlyList<KeyValuePair<string, string>> ExpertPaths);
+public sealed record ModelSource(SyntheticProblemOptions? Synthetic, string? BasePath, IReadOnlyList<KeyValuePair<string, string>> ExpertPaths)
+{
+    /// <summary>
+    /// model.synthetic.evaluation_seconds: a fixed sleep added to every evaluation of the synthetic
+    /// problem, a simulated evaluation cost for scaling measurements (0: none).
+    /// </summary>
+    public double SimulatedEvaluationSeconds { get; init; }
+}
 
 /// <summary>How real models are scored (ignored by the synthetic problem).</summary>
 /// <param name="Split">
@@ -478,7 +485,7 @@ public sealed record ExperimentConfig(string Name, CycleQDOptions Options, int G
         {
             if (m.ContainsKey("base") || m.ContainsKey("experts"))
                 throw new ConfigurationException($"{r.Source}: model: give either 'synthetic' or 'base' + 'experts', not both");
-            var s = syn is YamlMappingNode ? r.Map(syn, "model.synthetic", "layers", "rows", "cols", "dtype", "seed", "expert_strength", "expert_score") : [];
+            var s = syn is YamlMappingNode ? r.Map(syn, "model.synthetic", "layers", "rows", "cols", "dtype", "seed", "expert_strength", "expert_score", "evaluation_seconds") : [];
             string dt = r.String(s, "dtype", "bf16", "model.synthetic.");
             if (!DTypes.TryParse(dt.ToUpperInvariant(), out var dtype) || !DTypes.IsWeightType(dtype))
                 throw new ConfigurationException($"{r.Source}: model.synthetic.dtype: '{dt}' is not f32, f16 or bf16");
@@ -487,7 +494,9 @@ public sealed record ExperimentConfig(string Name, CycleQDOptions Options, int G
                 r.Double(s, "expert_strength", 0.7, "model.synthetic."), r.Double(s, "expert_score", 0.7, "model.synthetic."));
             try { o.Validate(); }
             catch (ConfigurationException e) { throw new ConfigurationException($"{r.Source}: {e.Message}"); }
-            return new ModelSource(o, null, []);
+            double sleep = r.Double(s, "evaluation_seconds", 0, "model.synthetic.");
+            if (!(sleep >= 0 && sleep <= 3600)) throw new ConfigurationException($"{r.Source}: model.synthetic.evaluation_seconds = {sleep}: must be in [0, 3600]");
+            return new ModelSource(o, null, []) { SimulatedEvaluationSeconds = sleep };
         }
         string basePath = Path.GetFullPath(Path.Combine(baseDir, r.String(m, "base", "", "model.") is { Length: > 0 } b ? b
             : throw new ConfigurationException($"{r.Source}: model.base is required (a model folder or .safetensors file)")));

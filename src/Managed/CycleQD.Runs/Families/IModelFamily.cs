@@ -15,7 +15,7 @@ public enum EvaluationPurpose
 
 /// <summary>
 /// The evaluator a model family opens for a run: scores a candidate on every task of the experiment,
-/// on the search split (<see cref="ICandidateEvaluator.EvaluateAsync"/>) or the report split.
+/// on the search split (<see cref="ICandidateEvaluator.EvaluateAsync(IComputeBackend, IWeightSet, CancellationToken)"/>) or the report split.
 /// Owns the sessions it opened; evaluations may be serialised internally.
 /// </summary>
 public interface IRunEvaluator : ICandidateEvaluator, IDisposable

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text;
 using CycleQD.Core;
+using CycleQD.Core.Candidates;
 using CycleQD.Core.Compute;
 using CycleQD.Core.Engine;
 using CycleQD.Runs.Families;
@@ -21,6 +22,12 @@ public sealed record RunOverrides(string? BaseDirectory = null, int? Limit = nul
 }
 
 /// <summary>
+/// Evaluation spread over worker processes through Redis (<c>run/resume --workers</c>).
+/// </summary>
+/// <param name="RedisUrl">redis://HOST:PORT[/DB] that the coordinator and its workers share.</param>
+public sealed record DistributedOptions(string RedisUrl);
+
+/// <summary>
 /// A run put together from its directory and experiment: backend, base and expert weights,
 /// evaluator, engine. It only orchestrates; what depends on the kind of model (task names, models,
 /// evaluation, splits) comes from the experiment's <see cref="IModelFamily"/>.
@@ -35,6 +42,8 @@ public sealed class RunSession : IDisposable
     private readonly RunModels _models;
     private readonly IRunEvaluator _evaluator;
     private readonly RunState? _resumeFrom;
+    private readonly Distributed.RemoteEvaluator? _remote;
+    private readonly Distributed.WorkQueue? _queue;
     private RunReport? _report;
 
     /// <summary>The experiment as in force (seed overridden by the run's).</summary>
@@ -65,7 +74,7 @@ public sealed class RunSession : IDisposable
     public string BackendName => _backend.Name;
 
     private RunSession(ExperimentConfig config, IModelFamily family, RunSplits splits, RunDirectory dir, RunState? resumeFrom,
-        IComputeBackend backend, RunModels models, IRunEvaluator evaluator)
+        IComputeBackend backend, RunModels models, IRunEvaluator evaluator, DistributedOptions? workers, Action<string>? notice)
     {
         Config = config;
         Family = family;
@@ -80,7 +89,17 @@ public sealed class RunSession : IDisposable
         var bases = config.Options.Mutation is { Kind: MutationKind.Svd, Basis: MutationBasis.Expert }
             ? ExpertSvdCache.LoadOrCompute(dir.Path, _backend, models.Base, models.Experts, config.Options.Mutation)
             : null;
-        Engine = new CycleQDEngine(config.Options, _backend, models.Base, experts, evaluator, dir.Elites, dir, bases);
+        ICandidateEvaluator search = evaluator;
+        if (workers != null)
+        {
+            // The run's key survives resumes, so jobs still out and results that came meanwhile are found again.
+            var file = new Distributed.DistributedRunFile(Distributed.DistributedRunFile.TryRead(dir.Path)?.RunKey ?? Distributed.DistributedRunFile.NewKey(),
+                Distributed.WorkerIdentity.Build, Distributed.WorkerIdentity.BackendKind(backend));
+            _queue = Distributed.WorkQueue.ConnectAsync(workers.RedisUrl, file.RunKey, notice, TimeSpan.FromSeconds(30), CancellationToken.None).GetAwaiter().GetResult();
+            file.Write(dir.Path);
+            search = _remote = new Distributed.RemoteEvaluator(_queue, config.Options.Tasks, file.Backend, notice);
+        }
+        Engine = new CycleQDEngine(config.Options, _backend, models.Base, experts, search, dir.Elites, dir, bases);
         dir.Bind(config.Options.Tasks, () => Engine.Archives);
         if (config.PlotEvery > 0)
             Engine.GenerationCompleted += r =>
@@ -151,8 +170,9 @@ public sealed class RunSession : IDisposable
     /// <param name="device">Compute backend (see <see cref="BackendSelection"/>).</param>
     /// <param name="notice">Receives the one-line notice when <see cref="ComputeDevice.Auto"/> falls back to the CPU.</param>
     /// <param name="overrides">Base folder, sample limit and final stage given on the command line; kept in run.json so that resume applies them too.</param>
+    /// <param name="workers">Spread evaluation over workers through Redis (null: evaluate in this process).</param>
     public static RunSession Start(string experimentPath, string? outDir, int? generations, ulong? seed,
-        ComputeDevice device = ComputeDevice.Cpu, Action<string>? notice = null, RunOverrides? overrides = null)
+        ComputeDevice device = ComputeDevice.Cpu, Action<string>? notice = null, RunOverrides? overrides = null, DistributedOptions? workers = null)
     {
         if (generations is < 0) throw new ConfigurationException($"--generations {generations}: must be ≥ 0");
         var o = overrides ?? RunOverrides.None;
@@ -170,7 +190,7 @@ public sealed class RunSession : IDisposable
             dir = RunDirectory.Create(outDir, File.ReadAllText(experimentPath), info);
             RunDirectory.WriteAtomically(dir.SplitsPath, splits.ToJson());
             RunDirectory.WriteAtomically(dir.EnvironmentPath, EnvironmentJson(family.PinnedEnvironments(config, splits)));
-            return new RunSession(config, family, splits, dir, null, opened.Backend, opened.Models, opened.Evaluator);
+            return new RunSession(config, family, splits, dir, null, opened.Backend, opened.Models, opened.Evaluator, workers, notice);
         }
         catch
         {
@@ -202,7 +222,9 @@ public sealed class RunSession : IDisposable
     /// <param name="device">Compute backend (see <see cref="BackendSelection"/>).</param>
     /// <param name="notice">Receives the one-line notice when <see cref="ComputeDevice.Auto"/> falls back to the CPU, and the fresh start of an unstarted run.</param>
     /// <param name="threads">ONNX Runtime intra-op threads per evaluation session, replacing evaluation.threads (null: the experiment's).</param>
-    public static RunSession Resume(string runDir, int? generations, ComputeDevice device = ComputeDevice.Cpu, Action<string>? notice = null, int? threads = null)
+    /// <param name="workers">Spread evaluation over workers through Redis (null: evaluate in this process).</param>
+    public static RunSession Resume(string runDir, int? generations, ComputeDevice device = ComputeDevice.Cpu, Action<string>? notice = null, int? threads = null,
+        DistributedOptions? workers = null)
     {
         var dir = RunDirectory.Open(runDir, exclusive: true);
         Opened? opened = null;
@@ -238,7 +260,7 @@ public sealed class RunSession : IDisposable
             CheckEnvironments(dir, family.PinnedEnvironments(config, splits), notice);
             if (generations is { } target) dir.SetTarget(target);
             opened = Open(config, family, splits, device, notice);
-            return new RunSession(config, family, splits, dir, state, opened.Backend, opened.Models, opened.Evaluator);
+            return new RunSession(config, family, splits, dir, state, opened.Backend, opened.Models, opened.Evaluator, workers, notice);
         }
         catch
         {
@@ -415,6 +437,8 @@ public sealed class RunSession : IDisposable
     public void Dispose()
     {
         Engine.Dispose();
+        _remote?.DisposeAsync().AsTask().GetAwaiter().GetResult();
+        _queue?.DisposeAsync().AsTask().GetAwaiter().GetResult();
         _evaluator.Dispose();
         _models.Dispose();
         _backend.Dispose();

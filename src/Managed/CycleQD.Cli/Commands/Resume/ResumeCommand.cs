@@ -1,5 +1,6 @@
 using System.CommandLine;
 using CycleQD.Cli.Commands.Run;
+using CycleQD.Cli.Commands.Worker;
 using CycleQD.Runs;
 
 namespace CycleQD.Cli.Commands.Resume;
@@ -12,6 +13,8 @@ internal static class ResumeCommand
 
     private static readonly Option<int?> Threads = RunCommand.CreateThreads();
 
+    private static readonly Option<string?> Workers = WorkersOption.Create();
+
     public static Command Create()
     {
         var cmd = new Command("resume", "Continue a run from its last checkpoint; the result is identical to an uninterrupted run.");
@@ -21,13 +24,19 @@ internal static class ResumeCommand
         cmd.Options.Add(Threads);
         cmd.Options.Add(RunOutput.Quiet);
         cmd.Options.Add(RunOutput.Json);
+        cmd.Options.Add(Workers);
         cmd.SetAction(parse =>
         {
             var mode = RunOutput.Mode(parse);
             ThreadsOption.ApplyToOpenBlas(parse.GetValue(Threads));
-            using var session = RunSession.Resume(parse.GetRequiredValue(RunDir), parse.GetValue(Generations),
-                DeviceOption.Parse(parse), parse.InvocationConfiguration.Error.WriteLine, parse.GetValue(Threads));
-            return RunOutput.Execute(session, mode, parse.InvocationConfiguration.Output, parse.InvocationConfiguration.Error);
+            var device = DeviceOption.Parse(parse);
+            return WorkersOption.With(parse, device, (workers, started) =>
+            {
+                using var session = RunSession.Resume(parse.GetRequiredValue(RunDir), parse.GetValue(Generations),
+                    device, parse.InvocationConfiguration.Error.WriteLine, parse.GetValue(Threads), workers);
+                started(session);
+                return RunOutput.Execute(session, mode, parse.InvocationConfiguration.Output, parse.InvocationConfiguration.Error);
+            });
         });
         return cmd;
     }

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using CycleQD.Cli.Commands.Worker;
 using CycleQD.Runs;
 
 namespace CycleQD.Cli.Commands.Run;
@@ -34,6 +35,8 @@ internal static class RunCommand
 
     private static readonly Option<int?> Threads = CreateThreads();
 
+    private static readonly Option<string?> Workers = WorkersOption.Create();
+
     public static Command Create()
     {
         var cmd = new Command("run", "Start a CycleQD run: score the experts, then breed, evaluate and archive children, checkpointing every generation.");
@@ -49,6 +52,7 @@ internal static class RunCommand
         cmd.Options.Add(Threads);
         cmd.Options.Add(RunOutput.Quiet);
         cmd.Options.Add(RunOutput.Json);
+        cmd.Options.Add(Workers);
         cmd.SetAction(parse =>
         {
             var mode = RunOutput.Mode(parse);
@@ -56,9 +60,14 @@ internal static class RunCommand
             ThreadsOption.ApplyToOpenBlas(overrides.Threads);
             if (parse.GetValue(DryRun))
                 return RunDryRun.Execute(parse.GetRequiredValue(Experiment), parse.GetValue(Generations), parse.GetValue(Seed), parse.InvocationConfiguration.Output, overrides, DeviceOption.Parse(parse));
-            using var session = RunSession.Start(parse.GetRequiredValue(Experiment), parse.GetValue(Out), parse.GetValue(Generations), parse.GetValue(Seed),
-                DeviceOption.Parse(parse), parse.InvocationConfiguration.Error.WriteLine, overrides);
-            return RunOutput.Execute(session, mode, parse.InvocationConfiguration.Output, parse.InvocationConfiguration.Error);
+            var device = DeviceOption.Parse(parse);
+            return WorkersOption.With(parse, device, (workers, started) =>
+            {
+                using var session = RunSession.Start(parse.GetRequiredValue(Experiment), parse.GetValue(Out), parse.GetValue(Generations), parse.GetValue(Seed),
+                    device, parse.InvocationConfiguration.Error.WriteLine, overrides, workers);
+                started(session);
+                return RunOutput.Execute(session, mode, parse.InvocationConfiguration.Output, parse.InvocationConfiguration.Error);
+            });
         });
         return cmd;
     }

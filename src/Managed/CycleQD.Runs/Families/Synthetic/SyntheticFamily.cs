@@ -73,21 +73,27 @@ public sealed class SyntheticFamily : IModelFamily
     }
 
     /// <inheritdoc/>
-    public IRunEvaluator OpenEvaluator(ExperimentConfig config, RunSplits splits) => new Evaluator(Problem(config));
+    public IRunEvaluator OpenEvaluator(ExperimentConfig config, RunSplits splits) =>
+        new Evaluator(Problem(config), TimeSpan.FromSeconds(config.Model.SimulatedEvaluationSeconds));
 
     /// <inheritdoc/>
     public IReadOnlyList<TaskCost> Costs(ExperimentConfig config, RunSplits splits) =>
         config.Options.Tasks.Select(t => new TaskCost(t, 0, 0, 0, "closed-form score, no model calls")).ToList();
 
-    private sealed class Evaluator(SyntheticProblem problem) : IRunEvaluator
+    /// <summary>The problem's closed-form scores, after the simulated cost (a plain sleep) when one is set.</summary>
+    private sealed class Evaluator(SyntheticProblem problem, TimeSpan simulatedCost) : IRunEvaluator
     {
         public IReadOnlyList<string> TaskNames => problem.TaskNames;
 
-        public Task<double[]> EvaluateAsync(IComputeBackend backend, IWeightSet candidate, CancellationToken cancellationToken) =>
-            problem.EvaluateAsync(backend, candidate, cancellationToken);
+        public async Task<double[]> EvaluateAsync(IComputeBackend backend, IWeightSet candidate, CancellationToken cancellationToken)
+        {
+            var scores = await problem.EvaluateAsync(backend, candidate, cancellationToken).ConfigureAwait(false);
+            if (simulatedCost > TimeSpan.Zero) await Task.Delay(simulatedCost, cancellationToken).ConfigureAwait(false);
+            return scores;
+        }
 
         public Task<double[]> EvaluateAsync(IComputeBackend backend, IWeightSet candidate, EvaluationPurpose purpose, CancellationToken cancellationToken) =>
-            purpose == EvaluationPurpose.Search ? problem.EvaluateAsync(backend, candidate, cancellationToken)
+            purpose == EvaluationPurpose.Search ? EvaluateAsync(backend, candidate, cancellationToken)
                 : throw new InvalidOperationException("the synthetic problem has no report split");
 
         public void Dispose()

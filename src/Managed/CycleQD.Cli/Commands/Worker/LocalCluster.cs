@@ -1,0 +1,124 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+using CycleQD.Core;
+using CycleQD.Cuda;
+
+namespace CycleQD.Cli.Commands.Worker;
+
+/// <summary>
+/// `--workers local[:N]`: a private redis-server on 127.0.0.1 (a free port, no persistence) and N
+/// `cycleqd worker` processes of this same program on this machine; everything is stopped when the
+/// run ends. Each worker's output goes to RUN/workers/local-I.log.
+/// </summary>
+internal sealed class LocalCluster : IDisposable
+{
+    private readonly Process _redis;
+    private readonly List<Process> _workers = [];
+    private readonly Action<string> _notice;
+
+    public string Url { get; }
+
+    private LocalCluster(Process redis, string url, Action<string> notice)
+    {
+        _redis = redis;
+        Url = url;
+        _notice = notice;
+    }
+
+    /// <exception cref="ConfigurationException">redis-server is not installed or does not start.</exception>
+    public static LocalCluster StartRedis(Action<string> notice)
+    {
+        string? server = FindOnPath("redis-server")
+            ?? throw new ConfigurationException("--workers local needs redis-server (apt-get install redis-server; ./build.sh setup installs it)");
+        int port = FreePort();
+        var psi = new ProcessStartInfo(server)
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        foreach (var a in new[] { "--port", port.ToString(CultureInfo.InvariantCulture), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no" })
+            psi.ArgumentList.Add(a);
+        var p = Process.Start(psi) ?? throw new ConfigurationException("could not start redis-server");
+        p.OutputDataReceived += (_, _) => { };
+        p.ErrorDataReceived += (_, _) => { };
+        p.BeginOutputReadLine();
+        p.BeginErrorReadLine();
+        string url = $"redis://127.0.0.1:{port}";
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
+        while (true)
+        {
+            if (p.HasExited) throw new ConfigurationException($"redis-server exited ({p.ExitCode}) on port {port}");
+            try
+            {
+                using var c = new TcpClient();
+                c.Connect(IPAddress.Loopback, port);
+                break;
+            }
+            catch (SocketException) when (DateTime.UtcNow < deadline)
+            {
+                Thread.Sleep(50);
+            }
+        }
+        notice($"workers: a private redis-server at {url}");
+        return new LocalCluster(p, url, notice);
+    }
+
+    /// <summary>Starts <paramref name="count"/> workers (null: one per GPU on a GPU backend, else 1) for the run in <paramref name="runDir"/>.</summary>
+    public void StartWorkers(string runDir, int? count, string backendName)
+    {
+        bool gpu = backendName.StartsWith("cuda", StringComparison.Ordinal);
+        int gpus = gpu ? Math.Max(1, CudaDeviceProbe.Probe().Devices.Count) : 0;
+        int n = count ?? (gpu ? gpus : 1);
+        string logs = Path.Combine(runDir, "workers");
+        Directory.CreateDirectory(logs);
+        for (int i = 0; i < n; i++)
+        {
+            var psi = new ProcessStartInfo(Environment.ProcessPath ?? "cycleqd")
+            {
+                RedirectStandardOutput = true,
+                RedirectStandardError = true,
+                UseShellExecute = false,
+            };
+            foreach (var a in new[] { "worker", "--redis", Url, "--run", runDir, "--device", gpu ? $"cuda:{i % gpus}" : "cpu", "--name", $"local-{i}" })
+                psi.ArgumentList.Add(a);
+            var p = Process.Start(psi) ?? throw new InvalidOperationException("could not start a worker");
+            var log = new StreamWriter(Path.Combine(logs, $"local-{i}.log"), append: true) { AutoFlush = true };
+            p.OutputDataReceived += (_, e) => { if (e.Data != null) lock (log) log.WriteLine(e.Data); };
+            p.ErrorDataReceived += (_, e) => { if (e.Data != null) lock (log) log.WriteLine(e.Data); };
+            p.Exited += (_, _) => { lock (log) log.Dispose(); };
+            p.EnableRaisingEvents = true;
+            p.BeginOutputReadLine();
+            p.BeginErrorReadLine();
+            _workers.Add(p);
+        }
+        _notice($"workers: {n} local worker(s) on {(gpu ? "the GPUs" : "the CPU")}; logs in {logs}");
+    }
+
+    public void Dispose()
+    {
+        foreach (var p in _workers.Append(_redis))
+        {
+            try
+            {
+                if (!p.HasExited) p.Kill(entireProcessTree: true);
+                p.WaitForExit(5000);
+            }
+            catch (InvalidOperationException) { }
+            p.Dispose();
+        }
+    }
+
+    private static int FreePort()
+    {
+        using var l = new TcpListener(IPAddress.Loopback, 0);
+        l.Start();
+        return ((IPEndPoint)l.LocalEndpoint).Port;
+    }
+
+    private static string? FindOnPath(string tool) =>
+        (Environment.GetEnvironmentVariable("PATH") ?? "/usr/bin:/bin").Split(':').Concat(["/usr/sbin", "/usr/bin"])
+            .Select(d => Path.Combine(d, tool)).FirstOrDefault(File.Exists);
+}

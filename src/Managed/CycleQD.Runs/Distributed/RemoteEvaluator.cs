@@ -1,0 +1,157 @@
+using System.Collections.Concurrent;
+using System.Runtime.CompilerServices;
+using CycleQD.Core.Candidates;
+using CycleQD.Core.Compute;
+using StackExchange.Redis;
+
+namespace CycleQD.Runs.Distributed;
+
+/// <summary>
+/// The coordinator's evaluator: instead of scoring a candidate it publishes the candidate's recipe
+/// as a job and waits for a worker's result. The engine keeps up to in_flight candidates out, so
+/// that many workers are busy; it still builds every child itself (the archive stores the
+/// coordinator's copy, so a worker never writes into the run directory), and checks that the
+/// worker's rebuilt child has the same content id as its own. Results are taken from the results
+/// stream from its start, so a restarted coordinator uses results that arrived while it was down;
+/// a job is published again only when its recipe is not already out; a result delivered twice
+/// counts once.
+/// </summary>
+internal sealed class RemoteEvaluator : ICandidateEvaluator, IEvaluationStatisticsSource, IAsyncDisposable
+{
+    private readonly WorkQueue _queue;
+    private readonly string _backendKind;
+    private readonly Action<string>? _notice;
+    private readonly ConcurrentDictionary<string, Waiting> _waiting = new(StringComparer.Ordinal);
+    // Results that came before anyone asked (a coordinator that restarted), by job id.
+    private readonly ConcurrentDictionary<string, WorkResult> _early = new(StringComparer.Ordinal);
+    private readonly ConditionalWeakTable<IWeightSet, WorkResult> _byCandidate = new();
+    private readonly CancellationTokenSource _stop = new();
+    private readonly Task _poller;
+    private string _position = "0-0";
+
+    private sealed record Waiting(WorkJob Job, TaskCompletionSource<WorkResult> Done);
+
+    public IReadOnlyList<string> TaskNames { get; }
+
+    public RemoteEvaluator(WorkQueue queue, IReadOnlyList<string> tasks, string backendKind, Action<string>? notice)
+    {
+        _queue = queue;
+        TaskNames = tasks;
+        _backendKind = backendKind;
+        _notice = notice;
+        _queue.EnsureGroupAsync(CancellationToken.None).GetAwaiter().GetResult();
+        _queue.Retry(db => db.StringSetAsync(_queue.Epoch, DateTime.UtcNow.ToString("O"), when: When.NotExists), CancellationToken.None).GetAwaiter().GetResult();
+        _poller = Task.Run(() => PollAsync(_stop.Token));
+    }
+
+    public Task<double[]> EvaluateAsync(IComputeBackend backend, IWeightSet candidate, CancellationToken cancellationToken) =>
+        throw new InvalidOperationException("a distributed run scores candidates from their recipes: the engine passes a CandidateContext");
+
+    public async Task<double[]> EvaluateAsync(IComputeBackend backend, IWeightSet candidate, CandidateContext context, CancellationToken cancellationToken)
+    {
+        var job = WorkJob.For(_queue.Run, context, WorkerIdentity.Build, _backendKind);
+        var waiting = new Waiting(job, new TaskCompletionSource<WorkResult>(TaskCreationOptions.RunContinuationsAsynchronously));
+        _waiting[job.Id] = waiting;
+        try
+        {
+            if (_early.TryRemove(job.Id, out var early) && early.Recipe == job.Recipe) waiting.Done.TrySetResult(early);
+            else await PublishAsync(job, cancellationToken).ConfigureAwait(false);
+            var result = await waiting.Done.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
+            if (result.Error is { } error)
+                throw new InvalidOperationException($"worker {result.Worker} could not score {job.Id}: {error}");
+            if (context.Plan != null && result.ChildId != null)
+            {
+                string mine = SafetensorsEliteStore.IdOf(backend, candidate);
+                if (mine != result.ChildId)
+                    throw new InvalidOperationException(
+                        $"worker {result.Worker} rebuilt {job.Id} as {result.ChildId}, this process built {mine}: a worker must run the same build and backend kind " +
+                        "(and the same BLAS threads on the CPU) to rebuild a child bit for bit");
+            }
+            if (result.NonFinite is { } nf) throw new NonFiniteWeightsException(job.Id, "found by worker " + result.Worker + ": " + nf);
+            if (result.Scores.Count != TaskNames.Count)
+                throw new InvalidOperationException($"worker {result.Worker} returned {result.Scores.Count} scores for {TaskNames.Count} tasks ({job.Id})");
+            _byCandidate.AddOrUpdate(candidate, result);
+            return [.. result.Scores];
+        }
+        finally
+        {
+            _waiting.TryRemove(new KeyValuePair<string, Waiting>(job.Id, waiting));
+        }
+    }
+
+    /// <summary>Publishes <paramref name="job"/> unless the same recipe is already out under its id.</summary>
+    private async Task PublishAsync(WorkJob job, CancellationToken ct)
+    {
+        var published = await _queue.Retry(db => db.HashGetAsync(_queue.Published, job.Id), ct).ConfigureAwait(false);
+        if (published == job.Recipe) return;
+        await _queue.Retry(async db =>
+        {
+            await db.StreamAddAsync(_queue.Jobs, "job", job.ToJson()).ConfigureAwait(false);
+            await db.HashSetAsync(_queue.Published, job.Id, job.Recipe).ConfigureAwait(false);
+        }, ct).ConfigureAwait(false);
+    }
+
+    private async Task PollAsync(CancellationToken ct)
+    {
+        var lastEpochCheck = DateTime.UtcNow;
+        while (!ct.IsCancellationRequested)
+        {
+            try
+            {
+                var entries = await _queue.Retry(db => db.StreamReadAsync(_queue.Results, _position, 200), ct).ConfigureAwait(false);
+                foreach (var e in entries)
+                {
+                    _position = e.Id!;
+                    WorkResult r;
+                    try { r = WorkResult.Parse(e["result"]!); }
+                    catch (System.Text.Json.JsonException) { continue; }
+                    if (r.Run != _queue.Run) continue;
+                    if (_waiting.TryGetValue(r.Id, out var w) && w.Job.Recipe == r.Recipe) w.Done.TrySetResult(r);
+                    else _early[r.Id] = r;
+                }
+                if (DateTime.UtcNow - lastEpochCheck > TimeSpan.FromSeconds(1))
+                {
+                    lastEpochCheck = DateTime.UtcNow;
+                    await RecoverLostDataAsync(ct).ConfigureAwait(false);
+                }
+                if (entries.Length == 0) await Task.Delay(5, ct).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (ct.IsCancellationRequested)
+            {
+                return;
+            }
+        }
+    }
+
+    /// <summary>
+    /// A Redis that restarted without its data has no epoch key, no group and none of the jobs: make
+    /// them again and publish every job still waiting.
+    /// </summary>
+    private async Task RecoverLostDataAsync(CancellationToken ct)
+    {
+        bool created = await _queue.Retry(db => db.StringSetAsync(_queue.Epoch, DateTime.UtcNow.ToString("O"), when: When.NotExists), ct).ConfigureAwait(false);
+        if (!created) return;
+        _notice?.Invoke($"redis: {_queue.Url} lost the run's queues (restarted without its data); publishing the {_waiting.Count} job(s) in flight again");
+        _position = "0-0";
+        await _queue.EnsureGroupAsync(ct).ConfigureAwait(false);
+        foreach (var w in _waiting.Values)
+            await PublishAsync(w.Job, ct).ConfigureAwait(false);
+    }
+
+    public IReadOnlyList<TaskEvaluationStatistics>? TakeStatistics(IWeightSet candidate) =>
+        _byCandidate.TryGetValue(candidate, out var r) ? r.Statistics : null;
+
+    public string? TakeEvaluatedBy(IWeightSet candidate)
+    {
+        if (!_byCandidate.TryGetValue(candidate, out var r)) return null;
+        _byCandidate.Remove(candidate);
+        return r.Worker;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _stop.CancelAsync().ConfigureAwait(false);
+        try { await _poller.ConfigureAwait(false); } catch (OperationCanceledException) { }
+        _stop.Dispose();
+    }
+}
