@@ -26,6 +26,7 @@ internal sealed class RemoteEvaluator : ICandidateEvaluator, IEvaluationStatisti
     private readonly ConcurrentDictionary<string, WorkResult> _early = new(StringComparer.Ordinal);
     private readonly ConditionalWeakTable<IWeightSet, WorkResult> _byCandidate = new();
     private readonly CancellationTokenSource _stop = new();
+    private readonly Lock _gate = new();
     private readonly Task _poller;
     private string _position = "0-0";
 
@@ -51,11 +52,15 @@ internal sealed class RemoteEvaluator : ICandidateEvaluator, IEvaluationStatisti
     {
         var job = WorkJob.For(_queue.Run, context, WorkerIdentity.Build, _backendKind);
         var waiting = new Waiting(job, new TaskCompletionSource<WorkResult>(TaskCreationOptions.RunContinuationsAsynchronously));
-        _waiting[job.Id] = waiting;
+        bool arrived;
+        lock (_gate)
+        {
+            _waiting[job.Id] = waiting;
+            arrived = _early.TryRemove(job.Id, out var early) && early.Recipe == job.Recipe && waiting.Done.TrySetResult(early);
+        }
         try
         {
-            if (_early.TryRemove(job.Id, out var early) && early.Recipe == job.Recipe) waiting.Done.TrySetResult(early);
-            else await PublishAsync(job, cancellationToken).ConfigureAwait(false);
+            if (!arrived) await PublishAsync(job, cancellationToken).ConfigureAwait(false);
             var result = await waiting.Done.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
             if (result.Error is { } error)
                 throw new InvalidOperationException($"worker {result.Worker} could not score {job.Id}: {error}");
@@ -106,13 +111,19 @@ internal sealed class RemoteEvaluator : ICandidateEvaluator, IEvaluationStatisti
                     try { r = WorkResult.Parse(e["result"]!); }
                     catch (System.Text.Json.JsonException) { continue; }
                     if (r.Run != _queue.Run) continue;
-                    if (_waiting.TryGetValue(r.Id, out var w) && w.Job.Recipe == r.Recipe) w.Done.TrySetResult(r);
-                    else _early[r.Id] = r;
+                    // One lock with the registration in EvaluateAsync: a result is matched to its
+                    // waiter or kept for it, never dropped between the two.
+                    lock (_gate)
+                    {
+                        if (_waiting.TryGetValue(r.Id, out var w) && w.Job.Recipe == r.Recipe) w.Done.TrySetResult(r);
+                        else _early[r.Id] = r;
+                    }
                 }
                 if (DateTime.UtcNow - lastEpochCheck > TimeSpan.FromSeconds(1))
                 {
                     lastEpochCheck = DateTime.UtcNow;
                     await RecoverLostDataAsync(ct).ConfigureAwait(false);
+                    await WarnWhenNobodyServesAsync(ct).ConfigureAwait(false);
                 }
                 if (entries.Length == 0) await Task.Delay(5, ct).ConfigureAwait(false);
             }
@@ -136,6 +147,28 @@ internal sealed class RemoteEvaluator : ICandidateEvaluator, IEvaluationStatisti
         await _queue.EnsureGroupAsync(ct).ConfigureAwait(false);
         foreach (var w in _waiting.Values)
             await PublishAsync(w.Job, ct).ConfigureAwait(false);
+    }
+
+    private DateTime? _unservedSince;
+    private bool _saidUnserved;
+
+    /// <summary>Says once when jobs have waited 30 s with no live worker on the run (heartbeats expire after 30 s).</summary>
+    private async Task WarnWhenNobodyServesAsync(CancellationToken ct)
+    {
+        if (_waiting.IsEmpty) { _unservedSince = null; return; }
+        bool anyWorker = false;
+        await foreach (var _ in _queue.Server.KeysAsync(_queue.Db.Database, $"cqd:{_queue.Run}:worker:*", pageSize: 10).WithCancellation(ct).ConfigureAwait(false))
+        {
+            anyWorker = true;
+            break;
+        }
+        if (anyWorker) { _unservedSince = null; _saidUnserved = false; return; }
+        _unservedSince ??= DateTime.UtcNow;
+        if (!_saidUnserved && DateTime.UtcNow - _unservedSince > TimeSpan.FromSeconds(30))
+        {
+            _saidUnserved = true;
+            _notice?.Invoke($"workers: {_waiting.Count} job(s) have waited 30 s and no worker serves this run; start one with `cycleqd worker --redis {_queue.Url} --run RUN_DIR`");
+        }
     }
 
     public IReadOnlyList<TaskEvaluationStatistics>? TakeStatistics(IWeightSet candidate) =>

@@ -46,9 +46,10 @@ public static class RunWorker
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(log);
         WorkQueue.ParseUrl(options.RedisUrl); // a bad URL fails before anything is loaded
-        var dir = RunDirectory.Open(options.RunDirectory);
-        var file = await WaitForCoordinatorAsync(dir.Path, log, cancellationToken).ConfigureAwait(false);
+        // A worker may start before its coordinator (a service started with the machine): it waits for the run.
+        var file = await WaitForCoordinatorAsync(Path.GetFullPath(options.RunDirectory), log, cancellationToken).ConfigureAwait(false);
         if (file is null) return 0;
+        var dir = RunDirectory.Open(options.RunDirectory);
         var config = dir.Info.Apply(ExperimentConfig.Parse(File.ReadAllText(dir.ConfigPath), dir.ConfigPath, dir.Info.ConfigDirectory));
         config = config with { Options = config.Options with { Seed = dir.Info.Seed } };
         if (options.Threads is { } t) config = config with { Evaluation = config.Evaluation with { Threads = t } };
@@ -143,8 +144,8 @@ public static class RunWorker
         bool said = false;
         while (true)
         {
-            if (DistributedRunFile.TryRead(runDir) is { } f) return f;
-            if (!said) log($"worker: {runDir} has no {DistributedRunFile.FileName} yet; waiting for a coordinator started with --workers");
+            if (File.Exists(Path.Combine(runDir, "run.json")) && DistributedRunFile.TryRead(runDir) is { } f) return f;
+            if (!said) log($"worker: {runDir} holds no distributed run yet ({DistributedRunFile.FileName}); waiting for a coordinator started with --workers");
             said = true;
             try { await Task.Delay(500, ct).ConfigureAwait(false); }
             catch (OperationCanceledException) { return null; }

@@ -95,9 +95,11 @@ public sealed class RunSession : IDisposable
             // The run's key survives resumes, so jobs still out and results that came meanwhile are found again.
             var file = new Distributed.DistributedRunFile(Distributed.DistributedRunFile.TryRead(dir.Path)?.RunKey ?? Distributed.DistributedRunFile.NewKey(),
                 Distributed.WorkerIdentity.Build, Distributed.WorkerIdentity.BackendKind(backend));
-            _queue = Distributed.WorkQueue.ConnectAsync(workers.RedisUrl, file.RunKey, notice, TimeSpan.FromSeconds(30), CancellationToken.None).GetAwaiter().GetResult();
+            // On the thread pool: blocking a caller's synchronization context on the client's own awaits could deadlock.
+            var queue = _queue = Task.Run(() => Distributed.WorkQueue.ConnectAsync(workers.RedisUrl, file.RunKey, notice, TimeSpan.FromSeconds(30), CancellationToken.None))
+                .GetAwaiter().GetResult();
             file.Write(dir.Path);
-            search = _remote = new Distributed.RemoteEvaluator(_queue, config.Options.Tasks, file.Backend, notice);
+            search = _remote = Task.Run(() => new Distributed.RemoteEvaluator(queue, config.Options.Tasks, file.Backend, notice)).GetAwaiter().GetResult();
         }
         Engine = new CycleQDEngine(config.Options, _backend, models.Base, experts, search, dir.Elites, dir, bases);
         dir.Bind(config.Options.Tasks, () => Engine.Archives);
@@ -437,8 +439,12 @@ public sealed class RunSession : IDisposable
     public void Dispose()
     {
         Engine.Dispose();
-        _remote?.DisposeAsync().AsTask().GetAwaiter().GetResult();
-        _queue?.DisposeAsync().AsTask().GetAwaiter().GetResult();
+        if (_remote != null || _queue != null)
+            Task.Run(async () =>
+            {
+                if (_remote != null) await _remote.DisposeAsync().ConfigureAwait(false);
+                if (_queue != null) await _queue.DisposeAsync().ConfigureAwait(false);
+            }).GetAwaiter().GetResult();
         _evaluator.Dispose();
         _models.Dispose();
         _backend.Dispose();
