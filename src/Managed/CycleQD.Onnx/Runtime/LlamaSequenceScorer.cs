@@ -109,7 +109,7 @@ public sealed class LlamaSequenceScorer : IDisposable
     /// <paramref name="length"/>.
     /// </summary>
     /// <returns>(Start, End, FirstScored): the window's tokens [Start, End); tokens FirstScored … End − 1 are scored.</returns>
-    internal static IReadOnlyList<(int Start, int End, int FirstScored)> Windows(int length, int window)
+    public static IReadOnlyList<(int Start, int End, int FirstScored)> Windows(int length, int window)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(window, 2);
         int stride = Stride(window);
