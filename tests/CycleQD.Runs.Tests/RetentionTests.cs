@@ -179,6 +179,18 @@ public sealed class RetentionTests
     }
 
     [Fact]
+    public void Parse_GenericRetention_TinySkillsFolderWithoutGeneric_NamesTheFolder()
+    {
+        using var tmp = new TempDir();
+        Directory.CreateDirectory(tmp.File("tasks"));
+        string yaml = FinalStageTests.TinyExperiment(2)
+            .Replace($"tinyskills: {Models} ", $"tinyskills: {tmp.Path} ")
+            .Replace("report: { task_arithmetic_lambdas: [0.5, 1.0] }", "report: { retention: [tinyskills/generic] }");
+        var e = Assert.Throws<ConfigurationException>(() => ExperimentConfig.Parse(yaml, "exp.yaml", tmp.Path));
+        Assert.Contains($"report.retention: tinyskills/generic: evaluation.tinyskills: {tmp.Path} has no tasks/generic/ folder", e.Message);
+    }
+
+    [Fact]
     public void Parse_PerplexityRetentionWithoutAFile_NamesTheSetting()
     {
         string yaml = FinalStageTests.TinyExperiment(2).Replace("report: { task_arithmetic_lambdas: [0.5, 1.0] }", "report: { retention: [perplexity] }");

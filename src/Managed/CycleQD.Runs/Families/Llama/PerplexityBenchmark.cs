@@ -16,7 +16,7 @@ namespace CycleQD.Runs.Families.Llama;
 /// </summary>
 /// <param name="path">The text file (absolute).</param>
 /// <param name="window">Most tokens per forward pass (null: the model's max_position_embeddings).</param>
-internal sealed class PerplexityBenchmark(string path, int? window) : IBenchmark
+public sealed class PerplexityBenchmark(string path, int? window) : IBenchmark
 {
     /// <summary>The task's name.</summary>
     public const string TaskName = "perplexity";

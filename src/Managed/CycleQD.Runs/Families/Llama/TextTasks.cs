@@ -214,7 +214,9 @@ public static class TextTasks
                 throw new ConfigurationException("evaluation.tinyskills: tinyskills/* tasks need evaluation.tinyskills: the TinySkills folder (holding tasks/<skill>/<split>.jsonl)");
             if (!Directory.Exists(Path.Combine(data.TinySkillsDir, "tasks")))
                 throw new ConfigurationException($"evaluation.tinyskills: {data.TinySkillsDir} has no tasks/ folder");
-            if (!Directory.Exists(Path.Combine(data.TinySkillsDir, "tasks", skill)))
+            // The skills' folders are read when a split is opened; generic is checked here because only the
+            // repository's copy of the data has it (the shared data set keeps it under instruct/generic_tasks).
+            if (skill == TinySkillsBenchmark.Generic && !Directory.Exists(Path.Combine(data.TinySkillsDir, "tasks", skill)))
                 throw new ConfigurationException($"evaluation.tinyskills: {data.TinySkillsDir} has no tasks/{skill}/ folder (task {Name}; the repository's models/tinyskills holds every TinySkills task)");
         }
     }
