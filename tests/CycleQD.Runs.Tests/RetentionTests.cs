@@ -101,6 +101,27 @@ public sealed class RetentionTests
     }
 
     [Fact]
+    public void Finish_StandInResponder_ScoresGenericRetentionWithItsGoldAnswers_AndPerplexityWithTheModel()
+    {
+        using var tmp = new TempDir();
+        string text = tmp.File("text.txt");
+        File.WriteAllText(text, Text);
+        string yaml = WithRetention("tinyskills/generic, perplexity", text, generations: 1)
+            .Replace("split: valid, limit: 8,", "split: valid, limit: 8, responder: scripted:weight-keyed-gold,");
+        string exp = Experiments.Write(tmp, "exp.yaml", yaml);
+        string run = tmp.File("run");
+        using (var s = RunSession.Start(exp, run, 1, null)) Finish(s);
+        var rows = Json(Path.Combine(run, "report.json"))["rows"]!.AsArray().Select(r => r!.AsObject()).Where(r => r["retention"] is not null).ToArray();
+        Assert.NotEmpty(rows);
+        // The stand-in answers a weight-dependent 20–90 % of prompts with gold: generic scores vary with the weights
+        // and stay inside [0, 1]; perplexity still reads the real model's logits.
+        var generic = rows.Select(r => r["retention"]!["tinyskills/generic"]!.GetValue<double>()).ToArray();
+        Assert.All(generic, g => Assert.InRange(g, 0, 1));
+        Assert.True(generic.Distinct().Count() > 1, string.Join(", ", generic));
+        Assert.All(rows, r => Assert.True(r["retention"]!["perplexity"]!.GetValue<double>() > 0));
+    }
+
+    [Fact]
     public void EvaluationKey_ChangesOnlyWithRetention_AndWithThePerplexityText()
     {
         using var tmp = new TempDir();
