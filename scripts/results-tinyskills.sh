@@ -32,7 +32,7 @@ for entry in "${sets[@]}"; do
     yaml="$OUT/$name-seed$seed.yaml"
     run="$OUT/$name-seed$seed"
     python3 - "$ROOT/examples/tinyskills.yaml" "$yaml" "$name" "$seed" "$base" "$expert" "$data" <<'PY'
-import re, sys
+import os, re, sys
 src, dst, name, seed, base, expert, data = sys.argv[1:]
 text = open(src).read()
 text = re.sub(r'(?m)^name: .*$', f'name: tinyskills-{name}-seed{seed}', text)
@@ -41,6 +41,9 @@ text = re.sub(r'(?m)^  base: .*$', f'  base: {base}', text)
 for skill in ('code', 'db', 'os'):
     text = re.sub(rf'(?m)^    tinyskills/{skill}: .*$', f'    tinyskills/{skill}: {expert}{skill}', text)
 text = re.sub(r'(?m)^  tinyskills: \S+', f'  tinyskills: {data}', text)
+# The generic retention task ships only with the instruct set (models/tinyskills/tasks/generic).
+if not os.path.isdir(os.path.join(data, 'tasks', 'generic')):
+    text = re.sub(r'(?m)^  retention: .*\n', '', text)
 open(dst, 'w').write(text)
 PY
     if [ -f "$run/run.json" ]; then
@@ -72,9 +75,11 @@ for name in ('instruct', 'mergeable', 'hard'):
     if name not in runs: continue
     reps = sorted(runs[name])
     tasks = reps[0][1]['tasks']
+    retention = [c['task'] for c in reps[0][1].get('retention', []) if not c['lower_is_better']]
     lines.append(f'### {name} set — seeds {", ".join(str(s) for s, _ in reps)} (test accuracy, %, mean ± sd over seeds)\n')
-    lines.append('| model | ' + ' | '.join(t.split('/')[-1] for t in tasks) + ' | average | valid average |')
-    lines.append('|---|' + '---:|' * (len(tasks) + 2))
+    lines.append('| model | ' + ' | '.join(t.split('/')[-1] for t in tasks) + ' | average | '
+                 + ''.join(t.split('/')[-1] + ' (kept) | ' for t in retention) + 'valid average |')
+    lines.append('|---|' + '---:|' * (len(tasks) + 2 + len(retention)))
     keys = [r['key'] for r in reps[0][1]['rows']]
     for key in keys:
         rows = [next((r for r in rep['rows'] if r['key'] == key), None) for _, rep in reps]
@@ -83,6 +88,8 @@ for name in ('instruct', 'mergeable', 'hard'):
         label = rows[0]['label'] if len({r['label'] for r in rows}) == 1 else rows[0]['label'].split(' (')[0]
         cells = [fmt([r['test'][t] for r in rows]) for t in tasks]
         cells.append(fmt([r['test_average'] for r in rows]))
+        # Retention: test accuracy on tasks the search never saw (not in the average).
+        cells += [fmt([r['retention'][t] for r in rows]) if all((r.get('retention') or {}).get(t) is not None for r in rows) else '–' for t in retention]
         cells.append(fmt([r['search_average'] for r in rows]) if all('search_average' in r for r in rows) else '-')
         lines.append(f'| {label} | ' + ' | '.join(cells) + ' |')
     lines.append('')

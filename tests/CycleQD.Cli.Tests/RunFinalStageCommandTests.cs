@@ -65,4 +65,28 @@ public partial class RunFinalStageCommandTests
         Assert.DoesNotContain("final: weight search trial", again.Out);
         Assert.Matches(@"(?m)^CycleQD final \(search\)\s+\d", again.Out);
     }
+
+    [Fact]
+    public void Run_GenericRetention_TableHasTheColumnAfterTheAverage_BaseAndExpertEqualEval()
+    {
+        using var dir = new TempDir();
+        File.WriteAllText(dir.File("exp.yaml"), Experiment().Replace("report: { task_arithmetic_lambdas: [0.7] }", "report: { task_arithmetic_lambdas: [0.7], retention: [tinyskills/generic] }"));
+        string run = dir.File("run");
+        var r = CliRunner.Run("run", dir.File("exp.yaml"), "--out", run, "--device", "cpu");
+        Assert.True(r.ExitCode == 0, r.Err + r.Out);
+        Assert.Matches(@"(?m)^model\s+code\s+db\s+os\s+average\s+generic \(kept\)\s+valid avg$", r.Out);
+        Assert.Contains("average: mean over the searched tasks (code, db, os) only. Retention columns, scored on test and never averaged: generic: test accuracy, %.", r.Out);
+        var rows = JsonNode.Parse(File.ReadAllText(Path.Combine(run, "report.json")))!["rows"]!.AsArray();
+        string m = Path.Combine(TestPaths.RepoRoot, "models", "tinyskills");
+        foreach (var (key, folder) in new[] { ("base", "base"), ("expert:tinyskills/os", "expert-os") })
+        {
+            // evaluation.limit (10) applies to retention tasks as to the searched ones.
+            var e = CliRunner.Run("eval", "--task", "tinyskills/generic", "--limit", "10", "--model", Path.Combine(m, folder),
+                "--data", TestPaths.RepoRoot, "--output", dir.File($"{folder}-generic.jsonl"));
+            Assert.True(e.ExitCode == 0, e.Err + e.Out);
+            double evalScore = double.Parse(Score().Match(e.Out).Groups[1].Value, CultureInfo.InvariantCulture);
+            var row = rows.Single(x => x!["key"]!.GetValue<string>() == key)!;
+            Assert.Equal(evalScore, row["retention"]!["tinyskills/generic"]!.GetValue<double>());
+        }
+    }
 }

@@ -100,6 +100,7 @@ public class ExperimentConfigTests
         Assert.Equal(Path.Combine(TestPaths.RepoRoot, "models", "tinyskills", "expert-os"), c.Model.ExpertPaths[2].Value);
         Assert.True(File.Exists(Path.Combine(c.Model.ExpertPaths[2].Value, "model.safetensors")));
         Assert.True(Directory.Exists(Path.Combine(c.Evaluation.TinySkillsDir!, "tasks", "code")));
+        Assert.True(Directory.Exists(Path.Combine(c.Evaluation.TinySkillsDir!, "tasks", "generic")));
     }
 
     [Theory]

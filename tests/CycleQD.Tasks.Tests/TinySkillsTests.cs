@@ -23,6 +23,37 @@ public sealed class TinySkillsTests
         Assert.Equal([200], gold.BatchSizes);
     }
 
+    /// <summary>The repository's TinySkills copy, which also holds tasks/generic (the instruct base's own tasks).</summary>
+    private static string ShippedDir() => Path.Combine(TestPaths.RepoRoot, "models", "tinyskills");
+
+    [Theory]
+    [InlineData("valid")]
+    [InlineData("test")]
+    public async Task Generic_GoldResponder_ScoresOneOnAll600Prompts(string split)
+    {
+        var bench = new TinySkillsBenchmark(new TinySkillsOptions { TinySkillsDir = ShippedDir(), Skill = TinySkillsBenchmark.Generic, Split = split });
+        Assert.Equal("tinyskills/generic", bench.Name);
+        var gold = bench.CreateGoldResponder();
+        var report = await bench.EvaluateAsync(gold, null, TestContext.Current.CancellationToken);
+        Assert.Equal(1.0, report.Score);
+        Assert.Equal(600, report.Samples.Count);
+        Assert.Equal($"generic-{split}-00000", report.Samples[0].Id);
+    }
+
+    [Fact]
+    public async Task Generic_WrongAnswers_AreScoredByExactMatch()
+    {
+        var bench = new TinySkillsBenchmark(new TinySkillsOptions { TinySkillsDir = ShippedDir(), Skill = TinySkillsBenchmark.Generic, Split = "valid", Limit = 4 });
+        var examples = bench.Examples();
+        // The first example right (with the newline the model writes), the others given the first's answer.
+        var report = await bench.EvaluateAsync(new ScriptedResponder(r => " " + examples[0].Answer + "\n"), null, TestContext.Current.CancellationToken);
+        Assert.Equal("echo 2 fox .", examples[0].Prompt);
+        Assert.True(report.Samples[0].Correct);
+        int right = examples.Count(e => e.Answer == examples[0].Answer);
+        Assert.Equal((double)right / 4, report.Score);
+        Assert.True(right < 4);
+    }
+
     [Fact]
     public async Task Requests_FollowTheProtocol()
     {

@@ -97,6 +97,16 @@ public sealed class LlamaModel : IDisposable
     public LlamaGenerator CreateGenerator(LlamaWeights weights, int? maxBatch = null) =>
         new(Session, weights, Tokenizer, Generator.EosIds, maxBatch ?? Generator.MaxBatch);
 
+    /// <summary>
+    /// A scorer of token sequences (logits after every position, one forward pass per window) over
+    /// <paramref name="weights"/> (null: the folder's own; not owned), on this model's device. It opens
+    /// its own session: the generation session returns only the last position's logits.
+    /// </summary>
+    /// <param name="weights">Weights of this architecture, e.g. a candidate's (null: <see cref="Weights"/>).</param>
+    /// <param name="intraOpThreads">CPU threads per operator (0: ONNX Runtime's default).</param>
+    public LlamaSequenceScorer CreateScorer(LlamaWeights? weights = null, int intraOpThreads = 0) =>
+        new(Folder.Config, weights ?? Weights, Session.Device, Folder.ConfigPath, intraOpThreads);
+
     /// <summary>The chat format of the folder's template (chat_template.jinja or tokenizer_config.json), or null.</summary>
     public ChatFormat? ChatFormat
     {

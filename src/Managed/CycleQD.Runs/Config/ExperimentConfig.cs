@@ -59,6 +59,12 @@ public sealed record EvaluationSettings(string? Split = null, int? Limit = null,
 
     /// <summary>How the search split is named in messages and reports ("train" per task default, or the one given).</summary>
     public string SplitLabel => Split ?? "search";
+
+    /// <summary>evaluation.perplexity.file: the UTF-8 text file the perplexity task scores (absolute); null when not given.</summary>
+    public string? PerplexityFile { get; init; }
+
+    /// <summary>evaluation.perplexity.window: most tokens per perplexity window (null: the model's max_position_embeddings).</summary>
+    public int? PerplexityWindow { get; init; }
 }
 
 /// <summary>
@@ -122,6 +128,13 @@ public sealed record ReportSettings(IReadOnlyList<double> TaskArithmeticLambdas,
 {
     /// <summary><see cref="Baselines"/>, never null.</summary>
     public IReadOnlyList<KeyValuePair<string, string>> BaselineModels => Baselines ?? [];
+
+    /// <summary>
+    /// report.retention: tasks the search does not optimise (no archive, not in the score vector) that the final
+    /// table scores on their test split for every row, shown after the average (e.g. tinyskills/generic, perplexity):
+    /// what a merged model keeps of the base's general abilities. Default: none.
+    /// </summary>
+    public IReadOnlyList<string> Retention { get; init; } = [];
 
     /// <summary>λ 0.1 … 1.0; TIES with the TinySkills reference parameters (density 0.2, λ 1).</summary>
     public static ReportSettings Default { get; } = new(FinalMergeSettings.DefaultGrid);
@@ -272,7 +285,7 @@ public sealed record ExperimentConfig(string Name, CycleQDOptions Options, int G
         var config = new ExperimentConfig(name, options, generations, model, plotEvery, evaluation, FinalMergeSettings.Default(false), ReportSettings.Default);
         var family = model.Synthetic is null ? CheckRealTasks(r, top, tasks) : ModelFamilies.Synthetic;
         var finalMerge = ParseFinalMerge(r, top, family.ReportsByDefault(config), tasks.Count, model.Synthetic is null);
-        config = config with { FinalMerge = finalMerge, Report = ParseReport(r, top, baseDirectory) };
+        config = config with { FinalMerge = finalMerge, Report = ParseReport(r, top, baseDirectory, tasks, family) };
         try { family.Validate(config); }
         catch (ConfigurationException e) { throw new ConfigurationException($"{source}: {e.Message}"); }
         return config;
@@ -298,7 +311,7 @@ public sealed record ExperimentConfig(string Name, CycleQDOptions Options, int G
     private static EvaluationSettings ParseEvaluation(YamlSettings r, YamlNode node, IReadOnlyList<string> tasks, string baseDirectory)
     {
         var d = new EvaluationSettings();
-        var e = r.Map(node, "evaluation", "split", "split_seed", "select_on_test", "limit", "data", "tinyskills", "threads", "sam", "responder", "agentbench_db", "agentbench_os", "mbpp");
+        var e = r.Map(node, "evaluation", "split", "split_seed", "select_on_test", "limit", "data", "tinyskills", "threads", "sam", "responder", "agentbench_db", "agentbench_os", "mbpp", "perplexity");
         string? split = e.ContainsKey("split") ? r.String(e, "split", "", "evaluation.") : null;
         if (split is not (null or "train" or "valid" or "test" or "all"))
             throw r.Error(e["split"]!, "evaluation.split", $"'{split}' is not a split (train, valid, test or all; leave it out for each task's own search split)");
@@ -347,10 +360,25 @@ public sealed record ExperimentConfig(string Name, CycleQDOptions Options, int G
                     throw r.Error(m["total_time_cap"]!, "evaluation.mbpp.total_time_cap", $"{c} must be a positive number of seconds, or none (no cap, as EvalPlus)");
             }
         }
+        string? perplexityFile = null;
+        int? perplexityWindow = null;
+        if (e.TryGetValue("perplexity", out var pplNode))
+        {
+            var m = r.Map(pplNode!, "evaluation.perplexity", "file", "window");
+            string f = r.String(m, "file", "", "evaluation.perplexity.");
+            if (f.Length == 0) throw r.Error(pplNode!, "evaluation.perplexity.file", "needs a UTF-8 text file to score");
+            perplexityFile = Path.GetFullPath(Path.Combine(baseDirectory, f));
+            if (m.ContainsKey("window"))
+            {
+                perplexityWindow = r.Int(m, "window", 0, "evaluation.perplexity.");
+                if (perplexityWindow < 2) throw r.Error(m["window"]!, "evaluation.perplexity.window", $"{perplexityWindow} must be at least 2 tokens");
+            }
+        }
         string responder = r.String(e, "responder", "", "evaluation.");
         var (sam, samReport) = e.TryGetValue("sam", out var samNode) ? ParseSam(r, samNode!, tasks, limit, baseDirectory) : (null, null);
         return new EvaluationSettings(split, limit, Folder("tinyskills", "tasks"), threads, sam, Folder("data", "."), r.ULong(e, "split_seed", d.SplitSeed, "evaluation."),
-            selectOnTest, samReport, db, connection, repeats, sanitize, responder.Length == 0 ? null : responder, timeCap);
+            selectOnTest, samReport, db, connection, repeats, sanitize, responder.Length == 0 ? null : responder, timeCap)
+        { PerplexityFile = perplexityFile, PerplexityWindow = perplexityWindow };
     }
 
     private static FinalMergeSettings ParseFinalMerge(YamlSettings r, Dictionary<string, YamlNode?> top, bool reports, int taskCount, bool realModels)
@@ -406,11 +434,11 @@ public sealed record ExperimentConfig(string Name, CycleQDOptions Options, int G
         return room < 1 ? s with { Candidates = FinalMergeSettings.BestCandidates, Generalists = 0 } : s with { Generalists = Math.Min(s.Generalists, room) };
     }
 
-    private static ReportSettings ParseReport(YamlSettings r, Dictionary<string, YamlNode?> top, string baseDirectory)
+    private static ReportSettings ParseReport(YamlSettings r, Dictionary<string, YamlNode?> top, string baseDirectory, IReadOnlyList<string> tasks, IModelFamily family)
     {
         var d = ReportSettings.Default;
         if (!top.TryGetValue("report", out var node)) return d;
-        var m = r.Map(node!, "report", "task_arithmetic_lambdas", "ties_density", "ties_lambda", "baselines");
+        var m = r.Map(node!, "report", "task_arithmetic_lambdas", "ties_density", "ties_lambda", "baselines", "retention");
         var lambdas = m.TryGetValue("task_arithmetic_lambdas", out var l) && l != null ? r.DoubleList(l, "report.task_arithmetic_lambdas") : d.TaskArithmeticLambdas;
         if (lambdas.Count == 0 || lambdas.Any(x => !double.IsFinite(x) || x <= 0 || x > 4))
             throw r.Error(l!, "report.task_arithmetic_lambdas", "must be a non-empty list of values in (0, 4]");
@@ -428,7 +456,17 @@ public sealed record ExperimentConfig(string Name, CycleQDOptions Options, int G
                 if (!File.Exists(full) && !System.IO.Directory.Exists(full)) throw r.Error(pathNode!, "report.baselines." + name, $"{full} not found");
                 baselines.Add(new(name, full));
             }
-        return new ReportSettings(lambdas, density, lambda, baselines);
+        var retention = r.StringList(m, "retention") ?? d.Retention;
+        foreach (var (task, i) in retention.Select((t, i) => (t, i)))
+        {
+            var at = ((YamlSequenceNode)m["retention"]!).Children[i];
+            if (tasks.Contains(task))
+                throw r.Error(at, "report.retention", $"'{task}' is a searched task (in tasks); retention lists tasks the search does not optimise");
+            if (retention.Take(i).Contains(task)) throw r.Error(at, "report.retention", $"'{task}' is listed twice");
+            if (family != ModelFamilies.Llama || Families.Llama.TextTasks.Find(task) is null)
+                throw r.Error(at, "report.retention", $"'{task}' is not a task this run can score for retention (Llama-family runs: {Families.Llama.TextTasks.Names})");
+        }
+        return new ReportSettings(lambdas, density, lambda, baselines) { Retention = retention };
     }
 
     /// <summary>evaluation.sam: one mapping per sam/&lt;dataset&gt; task (data, split, metric, prompt, images, masks, mask_suffix).</summary>

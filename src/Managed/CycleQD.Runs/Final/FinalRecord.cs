@@ -61,6 +61,9 @@ internal sealed record FinalRecord
 
     public double? TestAverage { get; init; }
 
+    /// <summary>The searched merge's scores on report.retention's tasks (test split), when the run has any.</summary>
+    public IReadOnlyDictionary<string, double>? RetentionScores { get; init; }
+
     /// <summary>The paper's softmax merge of the archive bests, scored on both splits.</summary>
     public FinalSoftmax? Softmax { get; init; }
 
@@ -211,6 +214,9 @@ internal sealed record FinalSoftmax
     public IReadOnlyDictionary<string, double>? TestScores { get; init; }
 
     public double? TestAverage { get; init; }
+
+    /// <summary>Scores on report.retention's tasks (test split), when the run has any.</summary>
+    public IReadOnlyDictionary<string, double>? RetentionScores { get; init; }
 
     [JsonExtensionData]
     public Dictionary<string, JsonElement>? Extra { get; init; }

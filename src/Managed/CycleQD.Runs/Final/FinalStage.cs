@@ -6,6 +6,7 @@ using CycleQD.Core.Compute;
 using CycleQD.Core.Engine;
 using CycleQD.Core.Evaluation;
 using CycleQD.Runs.Families;
+using CycleQD.Runs.Families.Llama;
 using CycleQD.Tensors;
 
 namespace CycleQD.Runs.Final;
@@ -34,6 +35,7 @@ internal sealed class FinalStage
     private readonly CycleQDEngine _engine;
     private readonly Dictionary<string, double[]> _searchMemo = new(StringComparer.Ordinal);
     private readonly Dictionary<string, double[]> _testMemo = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, double[]?> _retentionMemo = new(StringComparer.Ordinal);
     private Action<string> _progress = _ => { };
 
     /// <summary>Evaluations made by this stage (search and test splits).</summary>
@@ -53,6 +55,14 @@ internal sealed class FinalStage
 
     private IReadOnlyList<string> Tasks => _config.Options.Tasks;
 
+    /// <summary>report.retention's tasks, in column order.</summary>
+    private IReadOnlyList<string> RetentionTasks => _config.Report.Retention;
+
+    /// <summary>The final table's retention columns of <paramref name="config"/> (report.retention; Llama-family text tasks).</summary>
+    public static IReadOnlyList<RetentionColumn> RetentionColumns(ExperimentConfig config) =>
+        config.Report.Retention.Select(t => TextTasks.Find(t) is { } task ? new RetentionColumn(t, task.Unit, task.LowerIsBetter)
+            : throw new Core.ConfigurationException($"report.retention: '{t}' is not a text task")).ToArray();
+
     /// <summary>The search split's name in messages ("valid", "train", or "search" when tasks differ).</summary>
     private string SearchSplitName => ModelFamilies.SearchSplitName(_config);
 
@@ -64,9 +74,24 @@ internal sealed class FinalStage
         // Keys of runs on TinySkills alone keep their old form, so their cached rows stay valid.
         if (e.DataDir != null || e.SplitSeed != RunSplits.DefaultSeed || e.Responder != null)
             key += $";benchmarks={e.DataDir};split_seed={e.SplitSeed.ToString(CultureInfo.InvariantCulture)};responder={e.Responder ?? "model"}";
+        // Only runs with retention tasks carry them: the keys (and cached rows) of other runs stay as they were.
+        if (config.Report.Retention.Count > 0)
+            key += $";retention={string.Join(",", config.Report.Retention)}{PerplexityKey(config)}";
         return key;
     }
 
+
+    /// <summary>
+    /// The perplexity text's identity when perplexity is a retention task: its path, its content's sha256
+    /// (a changed text makes the cached scores stale) and the window setting.
+    /// </summary>
+    private static string PerplexityKey(ExperimentConfig config)
+    {
+        if (!config.Report.Retention.Contains(PerplexityBenchmark.TaskName) || config.Evaluation.PerplexityFile is not { } file) return "";
+        string hash = File.Exists(file) ? Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(file))) : "missing";
+        string window = config.Evaluation.PerplexityWindow?.ToString(CultureInfo.InvariantCulture) ?? "max";
+        return $";perplexity={file};sha256={hash};window={window}";
+    }
 
     /// <summary>The finished report of this run at <paramref name="generations"/>, or null when the final stage still has to run.</summary>
     public static RunReport? Finished(ExperimentConfig config, RunDirectory dir, int generations)
@@ -97,8 +122,8 @@ internal sealed class FinalStage
         int generations = _engine.NextGeneration;
         string key = EvaluationKey(_config);
         var cached = RunReport.TryRead(_dir.ReportPath, Tasks, key);
-        var report = new RunReport(Tasks, key, generations) { SearchSplit = SearchSplitName };
-        ReportRow? Cached(string k) => cached?.Find(k) is { SearchIndependent: true } r ? r : null;
+        var report = new RunReport(Tasks, key, generations) { SearchSplit = SearchSplitName, Retention = RetentionColumns(_config) };
+        ReportRow? Cached(string k) => cached?.Find(k) is { SearchIndependent: true } r && (RetentionTasks.Count == 0 || r.Retention?.Count == RetentionTasks.Count) ? r : null;
         var state = _engine.CaptureState();
 
         // Base and experts.
@@ -111,6 +136,7 @@ internal sealed class FinalStage
             report.Set(row);
             // An expert that is still an archive's best elite is not scored on test twice.
             _testMemo[k] = row.Test!.ToArray();
+            _retentionMemo[k] = row.Retention?.ToArray();
             Save(report);
         }
 
@@ -133,9 +159,9 @@ internal sealed class FinalStage
         {
             var (cell, elite) = FinalCandidates.RankedByQuality((a.Task, a.Cells)).First();
             var details = EliteDetails(a, cell, elite);
-            var test = await TestScores(elite.Id, cancellationToken).ConfigureAwait(false);
+            var (test, retention) = await TestScores(elite.Id, cancellationToken).ConfigureAwait(false);
             var row = new ReportRow("elite:" + Tasks[a.Task], $"CycleQD best elite, {Short(Tasks[a.Task])} archive", elite.Scores.ToArray(), test,
-                $"{Describe(elite.Id)}, cell ({string.Join(",", a.Unflatten(cell))})", details);
+                $"{Describe(elite.Id)}, cell ({string.Join(",", a.Unflatten(cell))})", details) { Retention = retention };
             report.Set(row);
             bestRows.Add(row);
             Save(report);
@@ -178,8 +204,22 @@ internal sealed class FinalStage
         _progress($"final: scoring {label}");
         var search = searchScores?.ToArray() ?? await Score(w, EvaluationPurpose.Search, ct).ConfigureAwait(false);
         var test = await Score(w, EvaluationPurpose.Report, ct).ConfigureAwait(false);
-        return new ReportRow(key, label, search, test, note, details);
+        return new ReportRow(key, label, search, test, note, details) { Retention = await RetentionScores(w, ct).ConfigureAwait(false) };
     }
+
+    /// <summary>Scores of <paramref name="w"/> on report.retention's tasks (test split); null when there are none.</summary>
+    private async Task<double[]?> RetentionScores(IWeightSet w, CancellationToken ct)
+    {
+        if (RetentionTasks.Count == 0) return null;
+        if (_evaluator is not IRetentionEvaluator retention)
+            throw new Core.ConfigurationException($"report.retention: this model family's evaluator cannot score retention tasks ({string.Join(", ", RetentionTasks)})");
+        var scores = await retention.EvaluateRetentionAsync(_backend, w, ct).ConfigureAwait(false);
+        if (scores.Length != RetentionTasks.Count)
+            throw new InvalidOperationException($"the evaluator returned {scores.Length} retention scores for {RetentionTasks.Count} tasks");
+        return scores;
+    }
+
+    private IReadOnlyDictionary<string, double>? RetentionByTask(double[]? scores) => scores is null ? null : FinalRecord.ByTask(RetentionTasks, scores);
 
     private async Task<double[]> Score(IWeightSet w, EvaluationPurpose purpose, CancellationToken ct)
     {
@@ -187,22 +227,26 @@ internal sealed class FinalStage
         return await _evaluator.EvaluateAsync(_backend, w, purpose, ct).ConfigureAwait(false);
     }
 
-    /// <summary>Test scores of a stored elite or expert, evaluated once per stage.</summary>
-    private async Task<double[]> TestScores(string id, CancellationToken ct)
+    /// <summary>Test and retention scores of a stored elite or expert, evaluated once per stage.</summary>
+    private async Task<(double[] Test, double[]? Retention)> TestScores(string id, CancellationToken ct)
     {
-        if (_testMemo.TryGetValue(id, out var s)) return s;
+        if (_testMemo.TryGetValue(id, out var s)) return (s, _retentionMemo.GetValueOrDefault(id));
         _progress($"final: archive best {Describe(id)}: scoring on test");
         var opened = new List<IWeightSet>();
+        double[]? retention;
         try
         {
-            s = await Score(Resolve(id, opened), EvaluationPurpose.Report, ct).ConfigureAwait(false);
+            var w = Resolve(id, opened);
+            s = await Score(w, EvaluationPurpose.Report, ct).ConfigureAwait(false);
+            retention = await RetentionScores(w, ct).ConfigureAwait(false);
         }
         finally
         {
             foreach (var o in opened) o.Dispose();
         }
         _testMemo[id] = s;
-        return s;
+        _retentionMemo[id] = retention;
+        return (s, retention);
     }
 
     private IWeightSet Resolve(string id, List<IWeightSet> opened)
@@ -259,12 +303,16 @@ internal sealed class FinalStage
             if (s.Average() > bestAvg) { bestAvg = s.Average(); bestLambda = lambda; bestSearch = s; }
         }
         double[] test;
+        double[]? retention;
         using (var merged = LinearMerge(models, Enumerable.Repeat(bestLambda, ids.Length).ToArray()))
+        {
             test = await Score(merged, EvaluationPurpose.Report, ct).ConfigureAwait(false);
+            retention = await RetentionScores(merged, ct).ConfigureAwait(false);
+        }
         string l = bestLambda.ToString("0.###", CultureInfo.InvariantCulture);
         return new ReportRow("task_arithmetic", $"task arithmetic (λ {l})", bestSearch, test,
             $"base + λ Σ τ, λ {l} chosen on {SearchSplitName} from {_config.Report.TaskArithmeticLambdas.Count} values",
-            new JsonObject { ["lambda"] = bestLambda, ["search_average_by_lambda"] = byLambda });
+            new JsonObject { ["lambda"] = bestLambda, ["search_average_by_lambda"] = byLambda }) { Retention = retention };
     }
 
     private async Task<ReportRow> TiesRow(CancellationToken ct)
@@ -276,9 +324,10 @@ internal sealed class FinalStage
         using var merged = _backend.Upload(source);
         var search = await Score(merged, EvaluationPurpose.Search, ct).ConfigureAwait(false);
         var test = await Score(merged, EvaluationPurpose.Report, ct).ConfigureAwait(false);
+        var retention = await RetentionScores(merged, ct).ConfigureAwait(false);
         return new ReportRow("ties", $"TIES (density {d}, λ {l})", search, test,
             $"top {d} of each task vector by magnitude over the whole model, sign by sum, disjoint mean, λ {l}",
-            new JsonObject { ["density"] = r.TiesDensity, ["lambda"] = r.TiesLambda, ["trim"] = "whole model" });
+            new JsonObject { ["density"] = r.TiesDensity, ["lambda"] = r.TiesLambda, ["trim"] = "whole model" }) { Retention = retention };
     }
 
     /// <summary>A baseline model named in report.baselines, scored on the search and test splits like an expert.</summary>
@@ -309,10 +358,12 @@ internal sealed class FinalStage
         _progress($"final: softmax merge of the {ids.Length} archive bests, β [{string.Join(", ", beta.Select(x => x.ToString("0.###", CultureInfo.InvariantCulture)))}]");
         var search = await SearchScoresOfMerge(ids, models, beta, ct).ConfigureAwait(false);
         double[] test;
+        double[]? retention;
         using (var merged = LinearMerge(models, beta))
         {
             if (write) WriteModel(merged);
             test = await Score(merged, EvaluationPurpose.Report, ct).ConfigureAwait(false);
+            retention = await RetentionScores(merged, ct).ConfigureAwait(false);
         }
         return new FinalSoftmax
         {
@@ -324,6 +375,7 @@ internal sealed class FinalStage
             SearchAverage = search.Average(),
             TestScores = FinalRecord.ByTask(Tasks, test),
             TestAverage = test.Average(),
+            RetentionScores = RetentionByTask(retention),
         };
     }
 
@@ -361,12 +413,14 @@ internal sealed class FinalStage
                 double searchSeconds = clock.Elapsed.TotalSeconds;
                 int searchEvaluations = Evaluations - before;
                 double[] test;
+                double[]? retention;
                 using (var merged = LinearMerge(models, result.Best.Weights))
                 {
                     if (!softmaxFile) WriteModel(merged);
                     test = await Score(merged, EvaluationPurpose.Report, ct).ConfigureAwait(false);
+                    retention = await RetentionScores(merged, ct).ConfigureAwait(false);
                 }
-                final = FinalJson(generations, archives, chosen, result, test, searchEvaluations, searchSeconds) with { Softmax = softmax };
+                final = FinalJson(generations, archives, chosen, result, test, searchEvaluations, searchSeconds) with { Softmax = softmax, RetentionScores = RetentionByTask(retention) };
                 final.Write(_dir.FinalJsonPath);
             }
             finally
@@ -382,7 +436,8 @@ internal sealed class FinalStage
         string inFile = " (final/model.safetensors)";
         var searchRow = new ReportRow("final", "CycleQD final (search)", searchScores, testScores,
             $"base + Σ wᵢ (eliteᵢ − base) over {ids.Length} elite(s), w [{wText}] chosen on {SearchSplitName}{(softmaxFile ? "" : inFile)}",
-            new JsonObject { ["final_json"] = "final/final.json", ["weights"] = new JsonArray(weights.Select(x => (JsonNode)x).ToArray()), ["in_model_file"] = !softmaxFile });
+            new JsonObject { ["final_json"] = "final/final.json", ["weights"] = new JsonArray(weights.Select(x => (JsonNode)x).ToArray()), ["in_model_file"] = !softmaxFile })
+            { Retention = FinalRecord.InTaskOrder(final.RetentionScores, RetentionTasks) };
         var sm = final.Softmax!;
         var beta = sm.Weights!.ToArray();
         string bText = string.Join(", ", beta.Select(x => x.ToString("0.###", CultureInfo.InvariantCulture)));
@@ -390,7 +445,8 @@ internal sealed class FinalStage
         var softmaxRow = new ReportRow("final_softmax", "CycleQD final (softmax)",
             FinalRecord.InTaskOrder(sm.SearchScores, Tasks)!, FinalRecord.InTaskOrder(sm.TestScores, Tasks)!,
             $"base + Σ β_k (best_k − base) over the {beta.Length} archive bests, β = softmax(quality / {temp}) = [{bText}]{(softmaxFile ? inFile : "")}",
-            new JsonObject { ["final_json"] = "final/final.json", ["weights"] = new JsonArray(beta.Select(x => (JsonNode)x).ToArray()), ["temperature"] = sm.Temperature!.Value, ["in_model_file"] = softmaxFile });
+            new JsonObject { ["final_json"] = "final/final.json", ["weights"] = new JsonArray(beta.Select(x => (JsonNode)x).ToArray()), ["temperature"] = sm.Temperature!.Value, ["in_model_file"] = softmaxFile })
+            { Retention = FinalRecord.InTaskOrder(sm.RetentionScores, RetentionTasks) };
         return (softmaxRow, searchRow);
     }
 
@@ -418,6 +474,7 @@ internal sealed class FinalStage
         if (f.Weights?.Count != ids.Count || FinalRecord.InTaskOrder(f.SearchScores, Tasks) is null || FinalRecord.InTaskOrder(f.TestScores, Tasks) is null) return null;
         if (f.Softmax is not { Weights: not null, Temperature: not null } sm
             || FinalRecord.InTaskOrder(sm.SearchScores, Tasks) is null || FinalRecord.InTaskOrder(sm.TestScores, Tasks) is null) return null;
+        if (RetentionTasks.Count > 0 && (FinalRecord.InTaskOrder(f.RetentionScores, RetentionTasks) is null || FinalRecord.InTaskOrder(sm.RetentionScores, RetentionTasks) is null)) return null;
         return f;
     }
 

@@ -17,10 +17,22 @@ namespace CycleQD.Runs.Final;
 /// <param name="Details">Extra machine-readable facts (chosen λ, elite id and cell, …); may be null.</param>
 public sealed record ReportRow(string Key, string Label, IReadOnlyList<double>? Search, IReadOnlyList<double>? Test, string Note, JsonObject? Details = null)
 {
+    /// <summary>
+    /// Score per retention column (<see cref="RunReport.Retention"/>, same order) on the test split; null when the row is
+    /// not one model (best elite per task) or the report has no retention columns.
+    /// </summary>
+    public IReadOnlyList<double>? Retention { get; init; }
+
     /// <summary>Whether the row does not depend on the search (base, experts, simple merges): cached per run directory.</summary>
     public bool SearchIndependent => Key is "base" or "task_arithmetic" or "ties" || Key.StartsWith(RunReport.BaselinePrefix, StringComparison.Ordinal)
                                      || Core.Archives.EliteIds.IsExpert(Key);
 }
+
+/// <summary>A retention column of the final table: a task the search does not optimise, scored on test for every row.</summary>
+/// <param name="Task">Task name (report.retention).</param>
+/// <param name="Unit">"accuracy" (a fraction in [0, 1], shown in percent) or "nats/token" (perplexity).</param>
+/// <param name="LowerIsBetter">Whether lower scores are better (perplexity).</param>
+public sealed record RetentionColumn(string Task, string Unit, bool LowerIsBetter);
 
 /// <summary>
 /// report.json and the table of the end of a run: per model, the score on every task of the test
@@ -76,6 +88,9 @@ public sealed class RunReport
     /// <summary>The rows, in table order.</summary>
     public List<ReportRow> Rows { get; } = [];
 
+    /// <summary>The retention columns (report.retention), shown after the average and never averaged with the searched tasks.</summary>
+    public IReadOnlyList<RetentionColumn> Retention { get; init; } = [];
+
     /// <param name="tasks">Task names.</param>
     /// <param name="evaluationKey">See <see cref="EvaluationKey"/>.</param>
     /// <param name="generations">See <see cref="Generations"/>.</param>
@@ -108,6 +123,11 @@ public sealed class RunReport
             ["evaluation"] = EvaluationKey,
             ["tasks"] = new JsonArray(Tasks.Select(t => (JsonNode)t).ToArray()),
         };
+        if (Retention.Count > 0)
+            root["retention"] = new JsonArray(Retention.Select(c => (JsonNode)new JsonObject
+            {
+                ["task"] = c.Task, ["unit"] = c.Unit, ["lower_is_better"] = c.LowerIsBetter,
+            }).ToArray());
         var rows = new JsonArray();
         foreach (var r in Rows)
         {
@@ -116,11 +136,20 @@ public sealed class RunReport
             o["test"] = Scores(r.Test);
             o["test_average"] = r.Test is null ? null : r.Test.Average();
             o["search_average"] = r.Search is null ? null : r.Search.Average();
+            if (Retention.Count > 0) o["retention"] = RetentionScores(r.Retention);
             if (r.Details != null) o["details"] = r.Details.DeepClone();
             rows.Add(o);
         }
         root["rows"] = rows;
         return Encoding.UTF8.GetBytes(root.ToJsonString(new JsonSerializerOptions { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }) + "\n");
+    }
+
+    private JsonObject? RetentionScores(IReadOnlyList<double>? s)
+    {
+        if (s is null) return null;
+        var o = new JsonObject();
+        for (int c = 0; c < Retention.Count; c++) o[Retention[c].Task] = s[c];
+        return o;
     }
 
     private JsonObject? Scores(IReadOnlyList<double>? s)
@@ -142,13 +171,17 @@ public sealed class RunReport
             if (root["evaluation"]?.GetValue<string>() != evaluationKey) return null;
             var t = root["tasks"]!.AsArray().Select(n => n!.GetValue<string>()).ToArray();
             if (!t.SequenceEqual(tasks)) return null;
-            var report = new RunReport(tasks, evaluationKey, root["generations"]!.GetValue<int>()) { Complete = root["complete"]!.GetValue<bool>() };
+            var retention = root["retention"] is JsonArray ra
+                ? ra.Select(c => new RetentionColumn(c!["task"]!.GetValue<string>(), c["unit"]!.GetValue<string>(), c["lower_is_better"]!.GetValue<bool>())).ToArray()
+                : [];
+            var report = new RunReport(tasks, evaluationKey, root["generations"]!.GetValue<int>()) { Complete = root["complete"]!.GetValue<bool>(), Retention = retention };
+            var retentionTasks = retention.Select(c => c.Task).ToArray();
             foreach (var n in root["rows"]!.AsArray())
             {
                 var o = n!.AsObject();
                 report.Rows.Add(new ReportRow(o["key"]!.GetValue<string>(), o["label"]!.GetValue<string>(),
                     ReadScores(o["search"], tasks), ReadScores(o["test"], tasks), o["note"]?.GetValue<string>() ?? "",
-                    o["details"] is JsonObject d ? (JsonObject)d.DeepClone() : null));
+                    o["details"] is JsonObject d ? (JsonObject)d.DeepClone() : null) { Retention = ReadScores(o["retention"], retentionTasks) });
             }
             return report;
         }
@@ -170,15 +203,22 @@ public sealed class RunReport
         var ci = CultureInfo.InvariantCulture;
         var names = Tasks.Select(t => t.Contains('/') ? t[(t.LastIndexOf('/') + 1)..] : t).ToArray();
         var sb = new StringBuilder();
-        sb.AppendLine("| model | " + string.Join(" | ", names) + " | average | " + SearchSplit + " average | how |");
-        sb.AppendLine("|---|" + string.Concat(names.Select(_ => "---:|")) + "---:|---:|---|");
+        string retentionHeader = string.Concat(Retention.Select(c => RetentionHeader(c) + " | "));
+        sb.AppendLine("| model | " + string.Join(" | ", names) + " | average | " + retentionHeader + SearchSplit + " average | how |");
+        sb.AppendLine("|---|" + string.Concat(names.Select(_ => "---:|")) + "---:|" + string.Concat(Retention.Select(_ => "---:|")) + "---:|---|");
         foreach (var r in Rows)
         {
             string cells = r.Test is null
                 ? string.Join(" | ", names.Select(_ => "–")) + " | –"
                 : string.Join(" | ", r.Test.Select(s => (100 * s).ToString("F1", ci))) + " | " + (100 * r.Test.Average()).ToString("F1", ci);
+            string retention = string.Concat(RetentionCells(r).Select(c => c + " | "));
             string search = r.Search is null ? "–" : (100 * r.Search.Average()).ToString("F1", ci);
-            sb.AppendLine(ci, $"| {r.Label} | {cells} | {search} | {r.Note} |");
+            sb.AppendLine(ci, $"| {r.Label} | {cells} | {retention}{search} | {r.Note} |");
+        }
+        if (Retention.Count > 0)
+        {
+            sb.AppendLine();
+            sb.AppendLine(RetentionNote());
         }
         var verdicts = Verdicts();
         if (verdicts.Count > 0)
@@ -197,6 +237,7 @@ public sealed class RunReport
         var header = new List<string> { "model" };
         header.AddRange(names);
         header.Add("average");
+        header.AddRange(Retention.Select(RetentionHeader));
         header.Add(SearchSplit + " avg");
         var lines = new List<string[]> { header.ToArray() };
         foreach (var r in Rows)
@@ -208,6 +249,7 @@ public sealed class RunReport
                 l.AddRange(r.Test.Select(s => (100 * s).ToString("F1", ci)));
                 l.Add((100 * r.Test.Average()).ToString("F1", ci));
             }
+            l.AddRange(RetentionCells(r));
             l.Add(r.Search is null ? "–" : (100 * r.Search.Average()).ToString("F1", ci));
             lines.Add(l.ToArray());
         }
@@ -220,7 +262,30 @@ public sealed class RunReport
             for (int c = 1; c < cols; c++) sb.Append("  ").Append(l[c].PadLeft(width[c]));
             sb.AppendLine();
         }
+        if (Retention.Count > 0) sb.AppendLine(RetentionNote());
         foreach (var v in Verdicts()) sb.AppendLine(v);
         return sb.ToString();
+    }
+
+    private static string ShortName(string task) => task.Contains('/') ? task[(task.LastIndexOf('/') + 1)..] : task;
+
+    /// <summary>"generic (kept)" for an accuracy, "perplexity ↓ nats/tok" for a lower-is-better column.</summary>
+    private static string RetentionHeader(RetentionColumn c) =>
+        c.LowerIsBetter ? $"{ShortName(c.Task)} ↓ {c.Unit}" : $"{ShortName(c.Task)} (kept)";
+
+    /// <summary>A row's retention cells: accuracies in percent, other units as they are (3 decimals); "–" where the row has none.</summary>
+    private IEnumerable<string> RetentionCells(ReportRow r) => Retention.Select((c, i) =>
+        r.Retention is null ? "–"
+        : c.Unit == "accuracy" ? (100 * r.Retention[i]).ToString("F1", CultureInfo.InvariantCulture)
+        : r.Retention[i].ToString("F3", CultureInfo.InvariantCulture));
+
+    /// <summary>What the retention columns are, under the table.</summary>
+    private string RetentionNote()
+    {
+        var parts = Retention.Select(c => c.LowerIsBetter
+            ? $"{ShortName(c.Task)}: {c.Unit} on the text (lower is better)"
+            : $"{ShortName(c.Task)}: test accuracy, %");
+        return $"average: mean over the searched tasks ({string.Join(", ", Tasks.Select(ShortName))}) only. " +
+               $"Retention columns, scored on test and never averaged: {string.Join("; ", parts)}.";
     }
 }

@@ -14,7 +14,7 @@ public sealed record TinySkillsOptions
     /// <summary>The tinyskills folder (holds tasks/&lt;skill&gt;/&lt;split&gt;.jsonl), e.g. shared/data/models/tinyskills.</summary>
     public required string TinySkillsDir { get; init; }
 
-    /// <summary>code, db or os.</summary>
+    /// <summary>code, db or os, or generic (the instruct base's own tasks, see <see cref="TinySkillsBenchmark.Generic"/>).</summary>
     public required string Skill { get; init; }
 
     /// <summary>test or valid (or train).</summary>
@@ -37,14 +37,24 @@ public sealed class TinySkillsBenchmark(TinySkillsOptions options) : IBenchmark
     /// <summary>The skills the data has.</summary>
     public static readonly IReadOnlyList<string> Skills = ["code", "db", "os"];
 
+    /// <summary>
+    /// The instruct base's generic question→answer tasks (tasks/generic: echo, first, last, second, len,
+    /// join): no expert is trained on them, so a merged model's score there measures what it kept of the
+    /// base. Scored with the skills' protocol; splits valid and test.
+    /// </summary>
+    public const string Generic = "generic";
+
+    /// <summary>Every task folder the benchmark reads: the skills, then <see cref="Generic"/>.</summary>
+    public static readonly IReadOnlyList<string> TaskFolders = [.. Skills, Generic];
+
     /// <inheritdoc/>
     public string Name => "tinyskills/" + options.Skill;
 
     /// <summary>The examples of the chosen skill and split (first <see cref="TinySkillsOptions.Limit"/>).</summary>
     public IReadOnlyList<TinySkillsExample> Examples()
     {
-        if (!Skills.Contains(options.Skill))
-            throw new ArgumentException($"unknown TinySkills skill '{options.Skill}' (expected one of: {string.Join(", ", Skills)})");
+        if (!TaskFolders.Contains(options.Skill))
+            throw new ArgumentException($"unknown TinySkills skill '{options.Skill}' (expected one of: {string.Join(", ", TaskFolders)})");
         string path = Path.Combine(options.TinySkillsDir, "tasks", options.Skill, options.Split + ".jsonl");
         if (!File.Exists(path)) throw new FileNotFoundException($"TinySkills split not found: {path}", path);
         var list = new List<TinySkillsExample>();

@@ -65,12 +65,25 @@ internal static class EvalCommand
         Description = "MBPP+ diagnostic: judge prompt + completion without the reference's sanitiser.",
     };
 
+    private static readonly Option<string?> TinySkills = new("--tinyskills")
+    {
+        Description = "The TinySkills folder tinyskills/* tasks read (tasks/<task>/<split>.jsonl; default: <data>/models/tinyskills). tinyskills/generic ships in the repository's models/tinyskills.",
+    };
+
+    private static readonly Option<string?> TextFile = new("--text")
+    {
+        Description = "perplexity: the UTF-8 text file to score (tokenised whole with the model's tokenizer after BOS).",
+    };
+
+    private static readonly Option<int?> Window = NumericOptions.OptionalWhole<int>("--window",
+        "perplexity: most tokens per forward pass (default and upper bound: the model's max_position_embeddings); windows advance by half a window.", NumericRange.AtLeast(2));
+
     internal static readonly Option<int?> Threads = ThreadsOption.Create("ONNX Runtime intra-op threads of the model (Llama or SAM; refused with --responder, which runs no model)");
 
     public static Command Create()
     {
         var cmd = new Command("eval", "Score a model (or the scripted gold responder) on one benchmark; prints the score and writes per-sample details as JSONL.");
-        foreach (var o in new Option[] { Task, Model, Responder, Split, SplitSeed, Limit, DbLayoutOption, DbConnection, Data, Output, NoSanitize, Repeats, Threads, Commands.Run.RunOutput.Quiet, Commands.Run.RunOutput.Json })
+        foreach (var o in new Option[] { Task, Model, Responder, Split, SplitSeed, Limit, DbLayoutOption, DbConnection, Data, TinySkills, TextFile, Window, Output, NoSanitize, Repeats, Threads, Commands.Run.RunOutput.Quiet, Commands.Run.RunOutput.Json })
             cmd.Options.Add(o);
         foreach (var o in SamEval.Options)
             cmd.Options.Add(o);
@@ -97,6 +110,10 @@ internal static class EvalCommand
         if (ModelFamilies.Sam.Owns(task))
             return await SamEval.RunAsync(parse, mode, task, parse.GetValue(Model), parse.GetValue(Responder), parse.GetValue(Data), parse.GetValue(Limit), parse.GetValue(Output), ct).ConfigureAwait(false);
         if (parse.GetValue(SamEval.Dataset) is not null) throw new CliUsageException($"--dataset applies to sam/<dataset> tasks only; {task} reads its data under --data");
+        if (task == PerplexityBenchmark.TaskName)
+            return await PerplexityAsync(parse, mode, o, stdout, ct).ConfigureAwait(false);
+        if (parse.GetValue(TextFile) is not null || parse.GetValue(Window) is not null)
+            throw new CliUsageException($"--text and --window apply to the perplexity task only, not {task}");
         string? model = parse.GetValue(Model);
         string? responder = parse.GetValue(Responder);
         int? limit = parse.GetValue(Limit);
@@ -119,7 +136,11 @@ internal static class EvalCommand
             throw new CliUsageException($"--split: {task} has no split '{split}' (it offers {string.Join(", ", text.Splits)})");
         string dataRoot = ResolveDataDir(parse.GetValue(Data));
         int repeats = parse.GetValue(Repeats) > 0 ? parse.GetValue(Repeats) : throw new CliUsageException("--repeats must be positive");
-        var data = new TextTaskData(dataRoot, Path.Combine(dataRoot, "models", "tinyskills"), limit, layout, parse.GetValue(DbConnection), repeats, !parse.GetValue(NoSanitize));
+        string tinySkills = parse.GetValue(TinySkills) is { } ts ? Path.GetFullPath(ts) : Path.Combine(dataRoot, "models", "tinyskills");
+        if (task.StartsWith("tinyskills/", StringComparison.Ordinal) && !Directory.Exists(Path.Combine(tinySkills, "tasks", task["tinyskills/".Length..])))
+            throw new CliUsageException($"{(parse.GetValue(TinySkills) is null ? "--data" : "--tinyskills")}: {tinySkills} has no tasks/{task["tinyskills/".Length..]}/ folder" +
+                (parse.GetValue(TinySkills) is null ? " (pass --tinyskills DIR; the repository's models/tinyskills holds every TinySkills task)" : ""));
+        var data = new TextTaskData(dataRoot, tinySkills, limit, layout, parse.GetValue(DbConnection), repeats, !parse.GetValue(NoSanitize));
         IBenchmark bench;
         try
         {
@@ -164,6 +185,45 @@ internal static class EvalCommand
         {
             (generator as IDisposable)?.Dispose();
         }
+    }
+
+    /// <summary>
+    /// `eval --task perplexity --text FILE --model DIR`: nats per token and tokens per second of the model over
+    /// the text (windows of the model's max length, or --window, advancing by half a window); one JSONL line per window.
+    /// </summary>
+    private static async Task<int> PerplexityAsync(ParseResult parse, Commands.Run.RunOutputMode mode, TextWriter o, TextWriter stdout, CancellationToken ct)
+    {
+        string task = PerplexityBenchmark.TaskName;
+        if (parse.GetValue(Responder) is not null)
+            throw new CliUsageException("perplexity has no gold answers: it scores a model's own probabilities of the text; give --model DIR");
+        string model = parse.GetValue(Model) ?? throw new CliUsageException("perplexity needs --model DIR (a Llama-family model folder)");
+        string file = parse.GetValue(TextFile) is { } t ? Path.GetFullPath(t) : throw new CliUsageException("perplexity needs --text FILE (a UTF-8 text file)");
+        foreach (var (given, name) in new[] { (parse.GetValue(Split) is not null, "--split"), (parse.GetValue(Limit) is not null, "--limit"), (parse.GetValue(TinySkills) is not null, "--tinyskills") })
+            if (given) throw new CliUsageException($"{name} does not apply to perplexity (it scores the whole --text file)");
+        // Checked before the model is opened, so a bad file fails at once with its own message.
+        PerplexityBenchmark.ReadText(file);
+        string modelDir = Path.GetFullPath(model);
+        if (!Directory.Exists(modelDir)) throw new DirectoryNotFoundException($"model folder not found: {modelDir}");
+        ModelKindCheck.Require(modelDir, ModelFamilies.Llama, $"eval --task {task}");
+        int threads = parse.GetValue(Threads) ?? 0;
+        using var llm = Onnx.Runtime.LlamaModel.Open(modelDir, intraOpThreads: threads);
+        using var scorer = llm.CreateScorer(intraOpThreads: threads);
+        var bench = new PerplexityBenchmark(file, parse.GetValue(Window));
+        string output = Path.GetFullPath(parse.GetValue(Output) ?? DefaultOutput(model, null, task, null));
+        o.WriteLine($"task: {task}: {file}; model {modelDir}");
+        var sw = Stopwatch.StartNew();
+        var report = await bench.ScoreAsync(scorer, llm.Tokenizer, ct).ConfigureAwait(false);
+        sw.Stop();
+        WriteDetails(output, report);
+        var inv = CultureInfo.InvariantCulture;
+        string scoreLine = $"score: {report.Score.ToString("0.######", inv)} nats/token (lower is better; perplexity {report.Metrics["perplexity"].ToString("0.####", inv)})";
+        o.WriteLine(scoreLine);
+        foreach (var (k, v) in report.Metrics.OrderBy(kv => kv.Key, StringComparer.Ordinal))
+            o.WriteLine($"  {k,-28}{v.ToString("0.######", inv)}");
+        o.WriteLine($"time: {sw.Elapsed.TotalSeconds.ToString("F2", inv)} s ({report.Metrics["tokens_per_second"].ToString("F1", inv)} tokens/s)");
+        o.WriteLine($"details: {output}");
+        WriteResult(stdout, mode, scoreLine, report, task, null, modelDir, null, output, sw.Elapsed.TotalSeconds);
+        return 0;
     }
 
     /// <summary>

@@ -25,8 +25,16 @@ namespace CycleQD.Runs.Families.Llama;
 /// shared, and ONNX Runtime already uses every core for one batch.
 /// Owns the model, the host arrays and the generator; not the benchmarks' data.
 /// </remarks>
-public sealed class LlamaCandidateEvaluator : IRunEvaluator, IEvaluationStatisticsSource
+public sealed class LlamaCandidateEvaluator : IRunEvaluator, IEvaluationStatisticsSource, IRetentionEvaluator
 {
+    private LlamaSequenceScorer? _scorer;
+
+    /// <summary>The report.retention benchmarks on their test split (perplexity ones read the logits through a <see cref="LlamaSequenceScorer"/>).</summary>
+    internal IReadOnlyList<IBenchmark> Retention { get; init; } = [];
+
+    /// <summary>CPU threads per operator of the perplexity scorer's session (0: ONNX Runtime's default).</summary>
+    internal int ScorerThreads { get; init; }
+
     private readonly LlamaModel _model;
     private readonly IReadOnlyList<IBenchmark> _search;
     private readonly IReadOnlyList<IBenchmark> _report;
@@ -100,6 +108,36 @@ public sealed class LlamaCandidateEvaluator : IRunEvaluator, IEvaluationStatisti
     }
 
     /// <inheritdoc/>
+    async Task<double[]> IRetentionEvaluator.EvaluateRetentionAsync(IComputeBackend backend, IWeightSet candidate, CancellationToken cancellationToken)
+    {
+        if (Retention.Count == 0) return [];
+        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            _host.Load(backend, candidate);
+            var scores = new double[Retention.Count];
+            for (int i = 0; i < scores.Length; i++)
+            {
+                if (Retention[i] is PerplexityBenchmark perplexity)
+                {
+                    // Opened on first use: the scorer's session (full-window logits) reads the same bound host arrays.
+                    _scorer ??= _model.CreateScorer(_weights, ScorerThreads);
+                    scores[i] = (await perplexity.ScoreAsync(_scorer, _model.Tokenizer, cancellationToken).ConfigureAwait(false)).Score;
+                }
+                else
+                {
+                    scores[i] = (await Retention[i].EvaluateAsync(_generator, null, cancellationToken).ConfigureAwait(false)).Score;
+                }
+            }
+            return scores;
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    /// <inheritdoc/>
     public IReadOnlyList<TaskEvaluationStatistics>? TakeStatistics(IWeightSet candidate) =>
         _statistics.TryRemove(candidate, out var s) ? s : null;
 
@@ -107,6 +145,7 @@ public sealed class LlamaCandidateEvaluator : IRunEvaluator, IEvaluationStatisti
     public void Dispose()
     {
         (_generator as IDisposable)?.Dispose();
+        _scorer?.Dispose();
         _weights.Dispose();
         _model.Dispose();
         _gate.Dispose();

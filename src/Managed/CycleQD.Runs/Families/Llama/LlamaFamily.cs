@@ -50,7 +50,11 @@ public sealed class LlamaFamily : IModelFamily
     public static TextTaskData DataOf(ExperimentConfig config)
     {
         var e = config.Evaluation;
-        return new TextTaskData(e.DataDir, e.TinySkillsDir, e.Limit, e.DbLayout, e.DbConnection, e.OsRepeats, e.MbppSanitize, e.MbppTotalTimeCap);
+        return new TextTaskData(e.DataDir, e.TinySkillsDir, e.Limit, e.DbLayout, e.DbConnection, e.OsRepeats, e.MbppSanitize, e.MbppTotalTimeCap)
+        {
+            PerplexityFile = e.PerplexityFile,
+            PerplexityWindow = e.PerplexityWindow,
+        };
     }
 
     /// <inheritdoc/>
@@ -60,10 +64,26 @@ public sealed class LlamaFamily : IModelFamily
         foreach (string name in config.Options.Tasks)
         {
             var task = TextTasks.Find(name)!;
+            if (task.LowerIsBetter)
+                throw new ConfigurationException($"tasks: {name} is not a score in [0, 1] (its {task.Unit} is lower-is-better and unbounded), so it cannot be searched; list it under report.retention");
             task.CheckData(data);
             string search = config.Evaluation.Split ?? task.Splits[0];
             if (!task.Splits.Contains(search))
                 throw new ConfigurationException($"evaluation.split: {name} has no split '{search}' (it offers {string.Join(", ", task.Splits)})");
+        }
+        foreach (string name in config.Report.Retention)
+        {
+            var task = TextTasks.Find(name)!;
+            try
+            {
+                task.CheckData(data);
+            }
+            catch (ConfigurationException e)
+            {
+                throw new ConfigurationException($"report.retention: {name}: {e.Message}");
+            }
+            if (!task.Splits.Contains(RetentionSplit))
+                throw new ConfigurationException($"report.retention: {name} has no {RetentionSplit} split (it offers {string.Join(", ", task.Splits)})");
         }
         if (config.Evaluation.Responder is { } r && r != WeightKeyedResponder.Name)
             throw new ConfigurationException($"evaluation.responder: '{r}' is not a responder (known: {WeightKeyedResponder.Name}; leave it out to run the model)");
@@ -114,22 +134,43 @@ public sealed class LlamaFamily : IModelFamily
         }).ToList();
     }
 
+    /// <summary>The split retention tasks are scored on: the report's.</summary>
+    internal const string RetentionSplit = "test";
+
+    /// <summary>One benchmark per report.retention task of <paramref name="config"/>, on its test split (test half for mbpp and agentbench_*).</summary>
+    internal static IReadOnlyList<IBenchmark> RetentionBenchmarks(ExperimentConfig config)
+    {
+        var data = DataOf(config);
+        return config.Report.Retention.Select(name =>
+        {
+            var task = TextTasks.Find(name)!;
+            return task.Open(data, RetentionSplit, task.IdsOf(data with { Limit = null }, RetentionSplit, config.Evaluation.SplitSeed));
+        }).ToList();
+    }
+
     /// <inheritdoc/>
     public IRunEvaluator OpenEvaluator(ExperimentConfig config, RunSplits splits)
     {
         var search = Benchmarks(config, splits, EvaluationPurpose.Search);
         var report = Benchmarks(config, splits, EvaluationPurpose.Report);
+        var retention = RetentionBenchmarks(config);
         Func<ITextGenerator, IReadOnlyDictionary<string, float[]>, ITextGenerator>? standIn = null;
         if (config.Evaluation.Responder == WeightKeyedResponder.Name)
         {
-            var gold = search.Concat(report).Select((b, i) => (ITextGenerator)TextTasks.Find(b.Name)!.GoldResponder(b)).ToList();
+            // Perplexity reads the model's logits, never the stand-in's text: it has no gold responder.
+            var gold = search.Concat(report).Concat(retention.Where(b => b is not PerplexityBenchmark))
+                .Select((b, i) => (ITextGenerator)TextTasks.Find(b.Name)!.GoldResponder(b)).ToList();
             standIn = (_, arrays) => new WeightKeyedResponder(gold, arrays);
         }
         var model = LlamaModel.Open(SafetensorsModels.Folder(config), InferenceDevice.Cpu, intraOpThreads: config.Evaluation.Threads,
             elementType: OnnxElementType.Float, eos: EosChoice.Tokenizer);
         try
         {
-            return new LlamaCandidateEvaluator(model, config.Options.Tasks, search, report, standIn);
+            return new LlamaCandidateEvaluator(model, config.Options.Tasks, search, report, standIn)
+            {
+                Retention = retention,
+                ScorerThreads = config.Evaluation.Threads,
+            };
         }
         catch
         {

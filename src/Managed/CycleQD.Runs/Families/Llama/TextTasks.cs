@@ -21,7 +21,14 @@ namespace CycleQD.Runs.Families.Llama;
 /// <param name="MbppSanitize">MBPP+: apply the reference's sanitiser to completions.</param>
 /// <param name="MbppTotalTimeCap">MBPP+: bound in seconds on one run of a task's inputs (null: none, as EvalPlus).</param>
 public sealed record TextTaskData(string? DataDir, string? TinySkillsDir, int? Limit = null, DbLayout DbLayout = DbLayout.Isolated,
-    string? DbConnection = null, int OsRepeats = 5, bool MbppSanitize = true, double? MbppTotalTimeCap = MbppPlusOptions.DefaultTotalTimeCapSeconds);
+    string? DbConnection = null, int OsRepeats = 5, bool MbppSanitize = true, double? MbppTotalTimeCap = MbppPlusOptions.DefaultTotalTimeCapSeconds)
+{
+    /// <summary>The UTF-8 text file the perplexity task scores (absolute); null when that task is not used.</summary>
+    public string? PerplexityFile { get; init; }
+
+    /// <summary>Most tokens per perplexity window (null: the model's max_position_embeddings).</summary>
+    public int? PerplexityWindow { get; init; }
+}
 
 /// <summary>
 /// One text benchmark a Llama-family model can be scored on: its name, the splits it offers, its
@@ -52,6 +59,12 @@ public abstract class TextTask
 
     /// <summary>A responder that answers every sample of the benchmark with its gold answer (tests the harness alone).</summary>
     public abstract ScriptedResponder GoldResponder(IBenchmark benchmark);
+
+    /// <summary>Whether a lower score is better (perplexity's nats per token); false for accuracies in [0, 1].</summary>
+    public virtual bool LowerIsBetter => false;
+
+    /// <summary>What the score is, for tables and report.json: "accuracy", or "nats/token".</summary>
+    public virtual string Unit => "accuracy";
 
     /// <summary>Checks the data this task reads; throws <see cref="ConfigurationException"/> naming the setting that points at it.</summary>
     public abstract void CheckData(TextTaskData data);
@@ -102,7 +115,10 @@ public static class TextTasks
         new MbppTask(),
         new AgentBenchDbTask(),
         new AgentBenchOsTask(),
-        .. TinySkillsBenchmark.Skills.Select(s => new TinySkillsTask(s)),
+        .. TinySkillsBenchmark.Skills.Select(s => new TinySkillsTask(s, ["valid", "test", "train"])),
+        // The instruct base's own tasks ship without their train split: nothing trains on them here.
+        new TinySkillsTask(TinySkillsBenchmark.Generic, ["valid", "test"]),
+        new PerplexityTask(),
     ];
 
     /// <summary>The task named <paramref name="name"/>, or null.</summary>
@@ -182,10 +198,10 @@ public static class TextTasks
         };
     }
 
-    private sealed class TinySkillsTask(string skill) : TextTask
+    private sealed class TinySkillsTask(string skill, IReadOnlyList<string> splits) : TextTask
     {
         public override string Name => "tinyskills/" + skill;
-        public override IReadOnlyList<string> Splits { get; } = ["valid", "test", "train"];
+        public override IReadOnlyList<string> Splits => splits;
         public override (int, int) CallBudget(TextTaskData data) => (1, TinySkillsBenchmark.MaxNewTokens);
         public override IReadOnlyList<string>? AllIds(TextTaskData data) => null;
         public override IBenchmark Open(TextTaskData data, string split, IReadOnlyList<string>? ids) =>
@@ -198,6 +214,40 @@ public static class TextTasks
                 throw new ConfigurationException("evaluation.tinyskills: tinyskills/* tasks need evaluation.tinyskills: the TinySkills folder (holding tasks/<skill>/<split>.jsonl)");
             if (!Directory.Exists(Path.Combine(data.TinySkillsDir, "tasks")))
                 throw new ConfigurationException($"evaluation.tinyskills: {data.TinySkillsDir} has no tasks/ folder");
+            // The skills' folders are read when a split is opened; generic is checked here because only the
+            // repository's copy of the data has it (the shared data set keeps it under instruct/generic_tasks).
+            if (skill == TinySkillsBenchmark.Generic && !Directory.Exists(Path.Combine(data.TinySkillsDir, "tasks", skill)))
+                throw new ConfigurationException($"evaluation.tinyskills: {data.TinySkillsDir} has no tasks/{skill}/ folder (task {Name}; the repository's models/tinyskills holds every TinySkills task)");
         }
+    }
+
+    private sealed class PerplexityTask : TextTask
+    {
+        public override string Name => PerplexityBenchmark.TaskName;
+        // One "split": the user's text file.
+        public override IReadOnlyList<string> Splits { get; } = ["test"];
+        public override bool LowerIsBetter => true;
+        public override string Unit => "nats/token";
+        public override (int, int) CallBudget(TextTaskData data) => (1, 0);
+        public override IReadOnlyList<string>? AllIds(TextTaskData data) => null;
+        public override IBenchmark Open(TextTaskData data, string split, IReadOnlyList<string>? ids) =>
+            new PerplexityBenchmark(data.PerplexityFile ?? throw new ConfigurationException(MissingFile), data.PerplexityWindow);
+        public override int CountSamples(IBenchmark benchmark) => 1;
+        public override ScriptedResponder GoldResponder(IBenchmark benchmark) =>
+            throw new ConfigurationException("perplexity has no gold answers: it scores a model's own probabilities of the text (give a model)");
+        public override void CheckData(TextTaskData data)
+        {
+            if (data.PerplexityFile is not { } file) throw new ConfigurationException(MissingFile);
+            try
+            {
+                PerplexityBenchmark.ReadText(file);
+            }
+            catch (Exception e) when (e is FileNotFoundException or InvalidDataException or IOException or UnauthorizedAccessException)
+            {
+                throw new ConfigurationException("evaluation.perplexity.file: " + e.Message);
+            }
+        }
+
+        private const string MissingFile = "evaluation.perplexity.file: task perplexity needs a UTF-8 text file to score";
     }
 }
