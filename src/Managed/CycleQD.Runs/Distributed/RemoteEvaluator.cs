@@ -27,6 +27,7 @@ internal sealed class RemoteEvaluator : ICandidateEvaluator, IEvaluationStatisti
     private readonly ConditionalWeakTable<IWeightSet, WorkResult> _byCandidate = new();
     private readonly CancellationTokenSource _stop = new();
     private readonly Lock _gate = new();
+    private readonly SemaphoreSlim _wake;
     private readonly Task _poller;
     private string _position = "0-0";
 
@@ -42,6 +43,7 @@ internal sealed class RemoteEvaluator : ICandidateEvaluator, IEvaluationStatisti
         _notice = notice;
         _queue.EnsureGroupAsync(CancellationToken.None).GetAwaiter().GetResult();
         _queue.Retry(db => db.StringSetAsync(_queue.Epoch, DateTime.UtcNow.ToString("O"), when: When.NotExists), CancellationToken.None).GetAwaiter().GetResult();
+        _wake = Task.Run(() => _queue.SubscribeAsync(_queue.ResultsAdded)).GetAwaiter().GetResult();
         _poller = Task.Run(() => PollAsync(_stop.Token));
     }
 
@@ -94,6 +96,7 @@ internal sealed class RemoteEvaluator : ICandidateEvaluator, IEvaluationStatisti
             await db.StreamAddAsync(_queue.Jobs, "job", job.ToJson()).ConfigureAwait(false);
             await db.HashSetAsync(_queue.Published, job.Id, job.Recipe).ConfigureAwait(false);
         }, ct).ConfigureAwait(false);
+        _queue.Notify(_queue.JobsAdded);
     }
 
     private async Task PollAsync(CancellationToken ct)
@@ -125,7 +128,8 @@ internal sealed class RemoteEvaluator : ICandidateEvaluator, IEvaluationStatisti
                     await RecoverLostDataAsync(ct).ConfigureAwait(false);
                     await WarnWhenNobodyServesAsync(ct).ConfigureAwait(false);
                 }
-                if (entries.Length == 0) await Task.Delay(5, ct).ConfigureAwait(false);
+                // Woken by a worker's notice; the timeout is the fallback when a notice is lost.
+                if (entries.Length == 0) await _wake.WaitAsync(TimeSpan.FromMilliseconds(250), ct).ConfigureAwait(false);
             }
             catch (OperationCanceledException) when (ct.IsCancellationRequested)
             {

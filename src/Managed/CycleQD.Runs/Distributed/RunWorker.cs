@@ -76,6 +76,7 @@ public static class RunWorker
 
         await using var queue = await WorkQueue.ConnectAsync(options.RedisUrl, file.RunKey, log, TimeSpan.FromSeconds(30), cancellationToken).ConfigureAwait(false);
         await queue.EnsureGroupAsync(cancellationToken).ConfigureAwait(false);
+        using var wake = await queue.SubscribeAsync(queue.JobsAdded).ConfigureAwait(false);
         log($"worker {name}: serving run {dir.Path} (key {file.RunKey}) on {backend.Name} from {options.RedisUrl}");
         var state = new WorkerState(name, backend.Name);
         using var beatStop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
@@ -95,7 +96,8 @@ public static class RunWorker
                         log($"worker {name}: no job for {idle.TotalSeconds:0} s; stopping after {state.Done} job(s)");
                         return 0;
                     }
-                    await Task.Delay(20, cancellationToken).ConfigureAwait(false);
+                    // Woken when the coordinator adds a job; the timeout bounds how late a job left by a dead worker is seen.
+                    await wake.WaitAsync(TimeSpan.FromMilliseconds(500), cancellationToken).ConfigureAwait(false);
                     continue;
                 }
                 WorkJob job;
@@ -117,6 +119,7 @@ public static class RunWorker
                     await db.StreamAddAsync(queue.Results, "result", result.ToJson()).ConfigureAwait(false);
                     await db.StreamAcknowledgeAsync(queue.Jobs, WorkQueue.Group, e.Id).ConfigureAwait(false);
                 }, cancellationToken).ConfigureAwait(false);
+                queue.Notify(queue.ResultsAdded);
                 state.Finish();
                 idleSince.Restart();
                 log(result.Error is null

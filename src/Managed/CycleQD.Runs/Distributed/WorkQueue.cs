@@ -34,6 +34,33 @@ internal sealed class WorkQueue : IAsyncDisposable
     public RedisKey Epoch => $"cqd:{Run}:epoch";
     public RedisKey WorkerKey(string name) => $"cqd:{Run}:worker:{name}";
 
+    /// <summary>Published after a job is added: wakes idle workers at once instead of at their next poll.</summary>
+    public RedisChannel JobsAdded => RedisChannel.Literal($"cqd:{Run}:jobs-added");
+
+    /// <summary>Published after a result is added: wakes the coordinator at once.</summary>
+    public RedisChannel ResultsAdded => RedisChannel.Literal($"cqd:{Run}:results-added");
+
+    /// <summary>
+    /// A signal that <paramref name="channel"/> has news. Pub/sub messages are lost while the
+    /// connection is down, so every waiter also polls on a timeout; the signal only cuts the latency.
+    /// </summary>
+    public async Task<SemaphoreSlim> SubscribeAsync(RedisChannel channel)
+    {
+        var wake = new SemaphoreSlim(0, 1);
+        await _redis.GetSubscriber().SubscribeAsync(channel, (_, _) =>
+        {
+            try { wake.Release(); } catch (SemaphoreFullException) { }
+        }).ConfigureAwait(false);
+        return wake;
+    }
+
+    /// <summary>Tells subscribers of <paramref name="channel"/> (fire and forget: a lost message costs one poll interval).</summary>
+    public void Notify(RedisChannel channel)
+    {
+        try { _redis.GetSubscriber().Publish(channel, "1", CommandFlags.FireAndForget); }
+        catch (RedisException) { }
+    }
+
     private WorkQueue(ConnectionMultiplexer redis, string url, string run, Action<string>? notice)
     {
         _redis = redis;
