@@ -16,7 +16,7 @@ public class RunResumeCommandTests
         archive: { bins: 6 }
         """;
 
-    private static string[] MetricsWithoutTiming(string runDir) =>
+    internal static string[] MetricsWithoutTiming(string runDir) =>
         File.ReadAllLines(Path.Combine(runDir, "metrics.jsonl")).Select(l =>
         {
             var o = JsonNode.Parse(l)!.AsObject();

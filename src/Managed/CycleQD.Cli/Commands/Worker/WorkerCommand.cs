@@ -17,11 +17,10 @@ internal static class WorkerCommand
         DefaultValueFactory = _ => "cpu",
     };
     private static readonly Option<string?> Name = new("--name") { Description = "Worker name shown by `cycleqd workers` (default HOST-PID-DEVICE)." };
-    private static readonly Option<double?> Visibility = new("--visibility-timeout")
-    {
-        Description = "Seconds a job of a worker that stopped beating stays with it before another worker takes it over (default 30).",
-    };
-    private static readonly Option<double?> IdleExit = new("--idle-exit") { Description = "Stop after this many seconds without a job (default: run until stopped)." };
+    private static readonly Option<int?> Visibility = NumericOptions.OptionalWhole<int>("--visibility-timeout",
+        "Seconds a job of a worker that stopped beating stays with it before another worker takes it over (default 30).", NumericRange.AtLeast(1));
+    private static readonly Option<int?> IdleExit = NumericOptions.OptionalWhole<int>("--idle-exit",
+        "Stop after this many seconds without a job (default: run until stopped).", NumericRange.AtLeast(1));
     private static readonly Option<int?> Threads = Commands.Run.RunCommand.CreateThreads();
 
     public static Command Create()
@@ -31,9 +30,7 @@ internal static class WorkerCommand
         cmd.SetAction(async (parse, ct) =>
         {
             var (device, ordinal) = ParseDevice(parse.GetValue(Device) ?? "cpu");
-            double? vis = parse.GetValue(Visibility), idle = parse.GetValue(IdleExit);
-            if (vis is <= 0) throw new ConfigurationException($"--visibility-timeout {vis}: must be > 0");
-            if (idle is <= 0) throw new ConfigurationException($"--idle-exit {idle}: must be > 0");
+            int? vis = parse.GetValue(Visibility), idle = parse.GetValue(IdleExit);
             var error = parse.InvocationConfiguration.Error;
             var options = new WorkerOptions(parse.GetRequiredValue(Redis), parse.GetRequiredValue(Run), device, ordinal, parse.GetValue(Name),
                 vis is { } v ? TimeSpan.FromSeconds(v) : null, idle is { } i ? TimeSpan.FromSeconds(i) : null, parse.GetValue(Threads));

@@ -2,9 +2,8 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
-using CycleQD.Testing;
 
-namespace CycleQD.Runs.Tests;
+namespace CycleQD.Testing;
 
 /// <summary>
 /// A private redis-server on 127.0.0.1 and a free port, no persistence, for one test; nothing
