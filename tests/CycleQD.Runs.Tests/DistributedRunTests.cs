@@ -230,6 +230,66 @@ public sealed class DistributedRunTests
         Assert.Contains(WorkerIdentity.Build, line);
     }
 
+    [Fact]
+    public async Task AWorkerThatRebuiltOtherBits_StopsTheRun_NamingBothFingerprints()
+    {
+        using var redis = RedisServer.Start();
+        using var dir = new TempDir();
+        string exp = Experiments.Write(dir, "exp.yaml", Experiment(4, inFlight: 1));
+        string run = dir.File("dist");
+        using var s = RunSession.Start(exp, run, null, null, workers: new DistributedOptions(redis.Url));
+        string key = DistributedRunFile.TryRead(run)!.RunKey;
+        using var stop = new CancellationTokenSource();
+        // A worker of another make: right scores shape, but a child it built differently.
+        var forger = Task.Run(async () =>
+        {
+            using var mux = await ConnectionMultiplexer.ConnectAsync($"127.0.0.1:{redis.Port}");
+            var db = mux.GetDatabase();
+            while (!stop.IsCancellationRequested)
+            {
+                foreach (var e in await db.StreamReadGroupAsync($"cqd:{key}:jobs", WorkQueue.Group, "forger", ">", 10))
+                {
+                    var job = WorkJob.Parse(e["job"]!);
+                    var result = new WorkResult
+                    {
+                        Run = job.Run, Id = job.Id, Recipe = job.Recipe, Worker = "forger", Scores = [0.5, 0.5, 0.5],
+                        ChildFingerprint = job.Kind == "child" ? "00000000000000000000000000000000" : null,
+                    };
+                    await db.StreamAddAsync($"cqd:{key}:results", "result", result.ToJson());
+                    await db.StreamAcknowledgeAsync($"cqd:{key}:jobs", WorkQueue.Group, e.Id);
+                }
+                await Task.Delay(5, Ct);
+            }
+        }, Ct);
+        await Within(s.InitializeAsync(Ct));
+        var e = await Assert.ThrowsAsync<InvalidOperationException>(() => Within(s.RunAsync(Ct)));
+        Assert.Contains("worker forger rebuilt gen-0 with other bits (fingerprint 00000000000000000000000000000000, this process's ", e.Message);
+        await stop.CancelAsync();
+        await forger;
+    }
+
+    [Fact]
+    public void ChildFingerprint_IsTheSameForTheSameBits_AndChangesWithASampledByte()
+    {
+        var backend = new Cpu.CpuComputeBackend();
+        var problem = new Core.Synthetic.SyntheticProblem(["a"], new Core.Synthetic.SyntheticProblemOptions(Layers: 1, Rows: 80, Cols: 64));
+        using var a = backend.Upload(problem.BaseModel());
+        using var b = backend.Upload(problem.BaseModel());
+        Assert.Equal(ChildFingerprint.Of(backend, a), ChildFingerprint.Of(backend, b));
+        var bytes = new byte[a.Tensors[0].ByteLength];
+        backend.Download(a, 0, bytes);
+        bytes[4096 + 3] ^= 1; // inside the sampled 64 bytes of the second 4 KiB block
+        var changed = new Core.Compute.InMemoryTensorSource().Add(a.Tensors[0], bytes);
+        for (int i = 1; i < a.Tensors.Count; i++)
+        {
+            var x = new byte[a.Tensors[i].ByteLength];
+            backend.Download(a, i, x);
+            changed.Add(a.Tensors[i], x);
+        }
+        using var c = backend.Upload(changed);
+        Assert.NotEqual(ChildFingerprint.Of(backend, a), ChildFingerprint.Of(backend, c));
+    }
+
     [Theory]
     [InlineData("redis://h:6379/x", "the database after '/' must be a number")]
     [InlineData("redis://user@h:6379", "expected redis://HOST:PORT[/DB]")]

@@ -11,7 +11,7 @@ namespace CycleQD.Runs.Distributed;
 /// as a job and waits for a worker's result. The engine keeps up to in_flight candidates out, so
 /// that many workers are busy; it still builds every child itself (the archive stores the
 /// coordinator's copy, so a worker never writes into the run directory), and checks that the
-/// worker's rebuilt child has the same content id as its own. Results are taken from the results
+/// worker's rebuilt child has the same fingerprint as its own (ChildFingerprint). Results are taken from the results
 /// stream from its start, so a restarted coordinator uses results that arrived while it was down;
 /// a job is published again only when its recipe is not already out; a result delivered twice
 /// counts once.
@@ -66,13 +66,13 @@ internal sealed class RemoteEvaluator : ICandidateEvaluator, IEvaluationStatisti
             var result = await waiting.Done.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
             if (result.Error is { } error)
                 throw new InvalidOperationException($"worker {result.Worker} could not score {job.Id}: {error}");
-            if (context.Plan != null && result.ChildId != null)
+            if (context.Plan != null && result.ChildFingerprint != null)
             {
-                string mine = SafetensorsEliteStore.IdOf(backend, candidate);
-                if (mine != result.ChildId)
+                string mine = ChildFingerprint.Of(backend, candidate);
+                if (mine != result.ChildFingerprint)
                     throw new InvalidOperationException(
-                        $"worker {result.Worker} rebuilt {job.Id} as {result.ChildId}, this process built {mine}: a worker must run the same build and backend kind " +
-                        "(and the same BLAS threads on the CPU) to rebuild a child bit for bit");
+                        $"worker {result.Worker} rebuilt {job.Id} with other bits (fingerprint {result.ChildFingerprint}, this process's {mine}): a worker must run " +
+                        "the same build and backend kind (and the same BLAS threads on the CPU) to rebuild a child bit for bit");
             }
             if (result.NonFinite is { } nf) throw new NonFiniteWeightsException(job.Id, "found by worker " + result.Worker + ": " + nf);
             if (result.Scores.Count != TaskNames.Count)

@@ -185,7 +185,7 @@ public static class RunWorker
         try
         {
             IWeightSet candidate;
-            string? nonFinite = null, childId = null;
+            string? nonFinite = null, fingerprint = null;
             if (job.Kind == "expert")
             {
                 candidate = job.Expert is { } n && experts.TryGetValue(n, out var w) ? w
@@ -196,7 +196,7 @@ public static class RunWorker
                 keepSpare(null);
                 (child, nonFinite) = builder.Build(job.Plan, spare);
                 candidate = child;
-                childId = SafetensorsEliteStore.IdOf(backend, child);
+                fingerprint = ChildFingerprint.Of(backend, child);
             }
             double build = clock.Elapsed.TotalSeconds;
             clock.Restart();
@@ -216,7 +216,7 @@ public static class RunWorker
             }
             return new WorkResult
             {
-                Run = job.Run, Id = job.Id, Recipe = job.Recipe, Worker = worker, Scores = scores, NonFinite = nonFinite, ChildId = childId,
+                Run = job.Run, Id = job.Id, Recipe = job.Recipe, Worker = worker, Scores = scores, NonFinite = nonFinite, ChildFingerprint = fingerprint,
                 BuildSeconds = build, EvaluateSeconds = clock.Elapsed.TotalSeconds, Statistics = statistics,
             };
         }

@@ -99,8 +99,8 @@ internal sealed record WorkResult
     /// <summary>Set when the rebuilt child overflowed to NaN or ∞.</summary>
     public string? NonFinite { get; init; }
 
-    /// <summary>The rebuilt child's content id (as an elite's), so the coordinator can check it built the same bits.</summary>
-    public string? ChildId { get; init; }
+    /// <summary>The rebuilt child's <see cref="ChildFingerprint"/>, so the coordinator can check it built the same bits.</summary>
+    public string? ChildFingerprint { get; init; }
 
     /// <summary>Set when the worker could not score the job (not a score: the coordinator stops with it).</summary>
     public string? Error { get; init; }
