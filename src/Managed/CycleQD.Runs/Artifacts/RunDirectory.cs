@@ -35,6 +35,8 @@ public sealed record RunInfo(ulong Seed, int Generations, string ConfigDirectory
 /// plots/                 elite maps
 /// state/run.lock         held (flock) by the one process that runs or resumes the directory
 /// state/expert-svd/      mutation.basis expert: each expert's task-vector SVD (<see cref="ExpertSvdCache"/>)
+/// distributed.json       runs with --workers: the run's key in Redis, the build and backend workers must match
+/// workers/               --workers local: each local worker's log
 /// </code>
 /// A generation's commit appends its metrics line, then atomically replaces the checkpoint (which
 /// records the metrics file's length), then archive.json. Opening truncates metrics.jsonl to the
@@ -81,6 +83,15 @@ public sealed class RunDirectory : ICheckpointSink, IDisposable
     public string EnvironmentPath => System.IO.Path.Combine(Path, "environment.json");
     /// <summary>final/.</summary>
     public string FinalDirectory => System.IO.Path.Combine(Path, "final");
+    /// <summary>The name of <see cref="DistributedPath"/> in a run folder.</summary>
+    internal const string DistributedFileName = "distributed.json";
+
+    /// <summary>distributed.json (runs with --workers).</summary>
+    public string DistributedPath => System.IO.Path.Combine(Path, DistributedFileName);
+
+    /// <summary>workers/: the logs of --workers local.</summary>
+    public string WorkerLogsDirectory => System.IO.Path.Combine(Path, "workers");
+
     /// <summary>final/final.json.</summary>
     public string FinalJsonPath => System.IO.Path.Combine(FinalDirectory, "final.json");
     /// <summary>final/model.safetensors.</summary>

@@ -20,7 +20,7 @@ public sealed class SafetensorsEliteStore(string directory) : IEliteStore
     public string PathOf(string id) => Path.Combine(Directory, id + ".safetensors");
 
     /// <summary>The id <see cref="Add"/> gives <paramref name="weights"/>: the first 128 bits (hex) of SHA-256 over each tensor's name, dtype, shape and bytes.</summary>
-    public static string IdOf(IComputeBackend backend, IWeightSet weights)
+    private static string IdOf(IComputeBackend backend, IWeightSet weights)
     {
         var specs = weights.Tensors;
         using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);

@@ -14,9 +14,7 @@ namespace CycleQD.Runs.Distributed;
 /// <param name="Backend">The coordinator's backend kind ("cpu", "cuda").</param>
 internal sealed record DistributedRunFile(string RunKey, string Build, string Backend)
 {
-    public const string FileName = "distributed.json";
-
-    public static string PathIn(string runDir) => Path.Combine(runDir, FileName);
+    public static string PathIn(string runDir) => Path.Combine(runDir, RunDirectory.DistributedFileName);
 
     public static DistributedRunFile? TryRead(string runDir)
     {

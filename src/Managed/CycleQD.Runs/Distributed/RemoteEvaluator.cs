@@ -24,7 +24,9 @@ internal sealed class RemoteEvaluator : ICandidateEvaluator, IEvaluationStatisti
     private readonly ConcurrentDictionary<string, Waiting> _waiting = new(StringComparer.Ordinal);
     // Results that came before anyone asked (a coordinator that restarted), by job id.
     private readonly ConcurrentDictionary<string, WorkResult> _early = new(StringComparer.Ordinal);
-    private readonly ConditionalWeakTable<IWeightSet, WorkResult> _byCandidate = new();
+    // What the last result for a candidate said, each taken once by the engine (in either order).
+    private readonly ConditionalWeakTable<IWeightSet, StrongBox<IReadOnlyList<TaskEvaluationStatistics>?>> _statistics = new();
+    private readonly ConditionalWeakTable<IWeightSet, string> _workers = new();
     private readonly CancellationTokenSource _stop = new();
     private readonly Lock _gate = new();
     private readonly SemaphoreSlim _wake;
@@ -77,7 +79,8 @@ internal sealed class RemoteEvaluator : ICandidateEvaluator, IEvaluationStatisti
             if (result.NonFinite is { } nf) throw new NonFiniteWeightsException(job.Id, "found by worker " + result.Worker + ": " + nf);
             if (result.Scores.Count != TaskNames.Count)
                 throw new InvalidOperationException($"worker {result.Worker} returned {result.Scores.Count} scores for {TaskNames.Count} tasks ({job.Id})");
-            _byCandidate.AddOrUpdate(candidate, result);
+            _statistics.AddOrUpdate(candidate, new StrongBox<IReadOnlyList<TaskEvaluationStatistics>?>(result.Statistics));
+            _workers.AddOrUpdate(candidate, result.Worker);
             return [.. result.Scores];
         }
         finally
@@ -176,14 +179,10 @@ internal sealed class RemoteEvaluator : ICandidateEvaluator, IEvaluationStatisti
     }
 
     public IReadOnlyList<TaskEvaluationStatistics>? TakeStatistics(IWeightSet candidate) =>
-        _byCandidate.TryGetValue(candidate, out var r) ? r.Statistics : null;
+        _statistics.TryGetValue(candidate, out var s) && _statistics.Remove(candidate) ? s.Value : null;
 
-    public string? TakeEvaluatedBy(IWeightSet candidate)
-    {
-        if (!_byCandidate.TryGetValue(candidate, out var r)) return null;
-        _byCandidate.Remove(candidate);
-        return r.Worker;
-    }
+    public string? TakeEvaluatedBy(IWeightSet candidate) =>
+        _workers.TryGetValue(candidate, out var w) && _workers.Remove(candidate) ? w : null;
 
     public async ValueTask DisposeAsync()
     {

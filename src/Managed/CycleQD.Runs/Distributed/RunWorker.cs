@@ -113,7 +113,9 @@ public static class RunWorker
                     return ExitMismatch;
                 }
                 state.Start(job.Id, e.Id!);
-                var result = await ServeAsync(job, name, backend, builder, experts, evaluator, spare, s => spare = s, cancellationToken).ConfigureAwait(false);
+                var served = spare;
+                spare = null; // owned by ServeAsync until it returns the next one
+                (var result, spare) = await ServeAsync(job, name, backend, builder, experts, evaluator, served, cancellationToken).ConfigureAwait(false);
                 await queue.Retry(async db =>
                 {
                     await db.StreamAddAsync(queue.Results, "result", result.ToJson()).ConfigureAwait(false);
@@ -148,7 +150,7 @@ public static class RunWorker
         while (true)
         {
             if (File.Exists(Path.Combine(runDir, "run.json")) && DistributedRunFile.TryRead(runDir) is { } f) return f;
-            if (!said) log($"worker: {runDir} holds no distributed run yet ({DistributedRunFile.FileName}); waiting for a coordinator started with --workers");
+            if (!said) log($"worker: {runDir} holds no distributed run yet ({RunDirectory.DistributedFileName}); waiting for a coordinator started with --workers");
             said = true;
             try { await Task.Delay(500, ct).ConfigureAwait(false); }
             catch (OperationCanceledException) { return null; }
@@ -177,8 +179,12 @@ public static class RunWorker
         return claimed.Length > 0 && !claimed[0].IsNull ? claimed[0] : null;
     }
 
-    private static async Task<WorkResult> ServeAsync(WorkJob job, string worker, IComputeBackend backend, ChildBuilder builder,
-        IReadOnlyDictionary<string, IWeightSet> experts, IRunEvaluator evaluator, IWeightSet? spare, Action<IWeightSet?> keepSpare, CancellationToken ct)
+    /// <summary>
+    /// Scores <paramref name="job"/>; a child is built into <paramref name="spare"/> (consumed) and
+    /// returned as the next spare, so one buffer serves every job.
+    /// </summary>
+    private static async Task<(WorkResult Result, IWeightSet? Spare)> ServeAsync(WorkJob job, string worker, IComputeBackend backend, ChildBuilder builder,
+        IReadOnlyDictionary<string, IWeightSet> experts, IRunEvaluator evaluator, IWeightSet? spare, CancellationToken ct)
     {
         var clock = Stopwatch.StartNew();
         IWeightSet? child = null;
@@ -193,8 +199,10 @@ public static class RunWorker
             }
             else
             {
-                keepSpare(null);
-                (child, nonFinite) = builder.Build(job.Plan, spare);
+                // Build consumes the spare (and disposes it if it fails).
+                var reuse = spare;
+                spare = null;
+                (child, nonFinite) = builder.Build(job.Plan, reuse);
                 candidate = child;
                 fingerprint = ChildFingerprint.Of(backend, child);
             }
@@ -214,19 +222,21 @@ public static class RunWorker
                     nonFinite = x.Message;
                 }
             }
-            return new WorkResult
+            return (new WorkResult
             {
                 Run = job.Run, Id = job.Id, Recipe = job.Recipe, Worker = worker, Scores = scores, NonFinite = nonFinite, ChildFingerprint = fingerprint,
                 BuildSeconds = build, EvaluateSeconds = clock.Elapsed.TotalSeconds, Statistics = statistics,
-            };
+            }, child ?? spare);
         }
         catch (Exception x) when (x is not OperationCanceledException and not OutOfMemoryException)
         {
-            return new WorkResult { Run = job.Run, Id = job.Id, Recipe = job.Recipe, Worker = worker, Error = $"{x.GetType().Name}: {x.Message}" };
+            return (new WorkResult { Run = job.Run, Id = job.Id, Recipe = job.Recipe, Worker = worker, Error = $"{x.GetType().Name}: {x.Message}" }, child ?? spare);
         }
-        finally
+        catch
         {
-            if (child != null) keepSpare(child);
+            child?.Dispose();
+            spare?.Dispose();
+            throw;
         }
     }
 

@@ -94,7 +94,7 @@ internal sealed record FinalRecord
 
     /// <summary>Writes the record to <paramref name="path"/> atomically (a crash leaves the old file or the new one).</summary>
     public void Write(string path) =>
-        SafetensorsWriter.WriteAtomically(path, fs => fs.Write(ToJsonBytes()));
+        RunDirectory.WriteAtomically(path, ToJsonBytes());
 
     /// <summary>The file's bytes: indented JSON and a final newline.</summary>
     public byte[] ToJsonBytes() => [.. JsonSerializer.SerializeToUtf8Bytes(this, Options), (byte)'\n'];

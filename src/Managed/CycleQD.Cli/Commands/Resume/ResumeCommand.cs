@@ -30,7 +30,7 @@ internal static class ResumeCommand
             var mode = RunOutput.Mode(parse);
             ThreadsOption.ApplyToOpenBlas(parse.GetValue(Threads));
             var device = DeviceOption.Parse(parse);
-            return WorkersOption.With(parse, device, (workers, started) =>
+            return WorkersOption.With(parse, (workers, started) =>
             {
                 using var session = RunSession.Resume(parse.GetRequiredValue(RunDir), parse.GetValue(Generations),
                     device, parse.InvocationConfiguration.Error.WriteLine, parse.GetValue(Threads), workers);

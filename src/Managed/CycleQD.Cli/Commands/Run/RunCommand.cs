@@ -61,7 +61,7 @@ internal static class RunCommand
             if (parse.GetValue(DryRun))
                 return RunDryRun.Execute(parse.GetRequiredValue(Experiment), parse.GetValue(Generations), parse.GetValue(Seed), parse.InvocationConfiguration.Output, overrides, DeviceOption.Parse(parse));
             var device = DeviceOption.Parse(parse);
-            return WorkersOption.With(parse, device, (workers, started) =>
+            return WorkersOption.With(parse, (workers, started) =>
             {
                 using var session = RunSession.Start(parse.GetRequiredValue(Experiment), parse.GetValue(Out), parse.GetValue(Generations), parse.GetValue(Seed),
                     device, parse.InvocationConfiguration.Error.WriteLine, overrides, workers);

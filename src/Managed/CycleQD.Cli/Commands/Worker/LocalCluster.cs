@@ -66,13 +66,14 @@ internal sealed class LocalCluster : IDisposable
         return new LocalCluster(p, url, notice);
     }
 
-    /// <summary>Starts <paramref name="count"/> workers (null: one per GPU on a GPU backend, else 1) for the run in <paramref name="runDir"/>.</summary>
-    public void StartWorkers(string runDir, int? count, string backendName)
+    /// <summary>Starts <paramref name="count"/> workers (null: one per GPU on a GPU backend, else 1) for the run in <paramref name="run"/>.</summary>
+    public void StartWorkers(Runs.RunDirectory run, int? count, string backendName)
     {
+        string runDir = run.Path;
         bool gpu = backendName.StartsWith("cuda", StringComparison.Ordinal);
         int gpus = gpu ? Math.Max(1, CudaDeviceProbe.Probe().Devices.Count) : 0;
         int n = count ?? (gpu ? gpus : 1);
-        string logs = Path.Combine(runDir, "workers");
+        string logs = run.WorkerLogsDirectory;
         Directory.CreateDirectory(logs);
         for (int i = 0; i < n; i++)
         {

@@ -37,12 +37,12 @@ internal static class WorkersOption
     /// Runs <paramref name="body"/> with the distributed options the value asks for; a local cluster
     /// is started around it (its workers once the run directory exists) and stopped after it.
     /// </summary>
-    public static int With(ParseResult parse, ComputeDevice device, Func<DistributedOptions?, Action<RunSession>, int> body)
+    public static int With(ParseResult parse, Func<DistributedOptions?, Action<RunSession>, int> body)
     {
         var w = Parse(parse);
         if (w is null) return body(null, _ => { });
         if (!w.Value.Local) return body(new DistributedOptions(w.Value.Url!), _ => { });
         using var cluster = LocalCluster.StartRedis(parse.InvocationConfiguration.Error.WriteLine);
-        return body(new DistributedOptions(cluster.Url), session => cluster.StartWorkers(session.Directory.Path, w.Value.Count, session.BackendName));
+        return body(new DistributedOptions(cluster.Url), session => cluster.StartWorkers(session.Directory, w.Value.Count, session.BackendName));
     }
 }
