@@ -51,6 +51,7 @@ internal static class CliApp
         root.Subcommands.Add(MergeCommand.Create());
         root.Subcommands.Add(ExportCommand.Create());
         root.Subcommands.Add(ShowCommand.Create());
+        root.Subcommands.Add(Commands.Synthesize.SynthesizeCommand.Create());
         return root;
     }
 
@@ -138,7 +139,7 @@ internal static class CliApp
         e is TensorFormatException or CliUsageException or FileNotFoundException or DirectoryNotFoundException
             or ExecutionProviderUnavailableException or CudaUnavailableException or DeviceMemoryException
             or ConfigurationException or RunDirectoryException or Runs.Families.Llama.TaskEnvironmentException
-            or InvalidDataException or Tasks.Sandbox.SandboxUnavailableException or Tasks.Database.DatabaseUnavailableException;
+            or InvalidDataException or Onnx.Synthesis.SynthesisTargetException or Tasks.Sandbox.SandboxUnavailableException or Tasks.Database.DatabaseUnavailableException;
 }
 
 /// <summary>A command-line value that cannot be used; its message is shown as is.</summary>

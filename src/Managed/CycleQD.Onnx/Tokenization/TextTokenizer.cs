@@ -35,6 +35,9 @@ public sealed class TextTokenizer
     /// <summary>Ids the tokenizer puts after the text when encoding with special tokens (e.g. EOS), from its files.</summary>
     public IReadOnlyList<int> DefaultSuffixIds { get; }
 
+    /// <summary>The largest token id the tokenizer can produce (vocabulary and special tokens): a model's vocabulary must be larger.</summary>
+    public int MaxTokenId { get; }
+
     /// <summary>Where <see cref="DefaultPrefixIds"/> and <see cref="DefaultSuffixIds"/> come from, in words (for docs and logs).</summary>
     public string DefaultsSource { get; }
 
@@ -51,6 +54,13 @@ public sealed class TextTokenizer
         DefaultPrefixIds = defaults.Prefix;
         DefaultSuffixIds = defaults.Suffix;
         DefaultsSource = defaults.Source;
+        IEnumerable<int> vocabulary = inner switch
+        {
+            BpeTokenizer bpe => bpe.Vocabulary.Values,
+            SentencePieceTokenizer sp => sp.Vocabulary.Values,
+            _ => [],
+        };
+        MaxTokenId = vocabulary.Concat(_specialIds).DefaultIfEmpty(-1).Max();
     }
 
     /// <summary>Token ids of <paramref name="text"/> as the Hugging Face tokenizer encodes it by default (add_special_tokens=True).</summary>
