@@ -112,16 +112,32 @@ public sealed class CycleQDEngine : IDisposable
 
     /// <summary>
     /// Fresh start: scores every expert, fixes the bins (explicit bounds or the paper's rule) and
-    /// seeds every archive with the experts; commits the initial state.
+    /// seeds every archive with the experts; commits the initial state. The experts are handed to the
+    /// evaluator all at once (as children in flight are), so an evaluator that spreads work over
+    /// workers scores them side by side; one that serialises its calls scores them in turn.
     /// </summary>
     public async Task InitializeAsync(CancellationToken cancellationToken = default)
     {
         if (_initialised) throw new InvalidOperationException("already initialised");
         var evaluator = RequireEvaluator(nameof(InitializeAsync));
-        var scores = new List<double[]>();
+        var pending = new List<Task<double[]>>(_expertList.Count);
         foreach (var e in _expertList)
-            scores.Add(await evaluator.EvaluateAsync(_backend, e.Weights, CandidateContext.ForExpert(e.Name), cancellationToken).ConfigureAwait(false));
-        Initialize(scores);
+        {
+            try
+            {
+                pending.Add(evaluator.EvaluateAsync(_backend, e.Weights, CandidateContext.ForExpert(e.Name), cancellationToken));
+            }
+            catch (Exception ex)
+            {
+                pending.Add(Task.FromException<double[]>(ex));
+            }
+        }
+        // Every expert's evaluation has ended (none is left touching its weights) before a failure surfaces.
+        try { await Task.WhenAll(pending).ConfigureAwait(false); }
+        catch when (pending.Any(t => t.IsFaulted || t.IsCanceled)) { }
+        var failed = pending.FirstOrDefault(t => t.IsFaulted || t.IsCanceled);
+        if (failed != null) await failed.ConfigureAwait(false);
+        Initialize(pending.Select(t => t.Result).ToList());
     }
 
     /// <summary>

@@ -1,0 +1,93 @@
+using CycleQD.Core.Candidates;
+using CycleQD.Core.Compute;
+using CycleQD.Core.Engine;
+using CycleQD.Core.Synthetic;
+using CycleQD.Cpu;
+using CycleQD.Tensors;
+
+namespace CycleQD.Runs.Tests;
+
+/// <summary>The experts are handed to the evaluator together, so a distributed evaluator can score them side by side.</summary>
+public sealed class ExpertScoringTests : IDisposable
+{
+    private static readonly string[] Tasks = ["a", "b", "c"];
+    private readonly SyntheticProblem _problem = new(Tasks, new SyntheticProblemOptions(Layers: 1, Rows: 8, Cols: 8, DType: DType.F32, Seed: 5));
+    private readonly CpuComputeBackend _backend = new();
+    private readonly IWeightSet _base;
+    private readonly List<Expert> _experts;
+
+    public ExpertScoringTests()
+    {
+        _base = _backend.Upload(_problem.BaseModel());
+        _experts = Tasks.Select((t, k) => new Expert(t, _backend.Upload(_problem.Expert(k)))).ToList();
+    }
+
+    public void Dispose()
+    {
+        foreach (var e in _experts) e.Weights.Dispose();
+        _base.Dispose();
+        _backend.Dispose();
+    }
+
+    /// <summary>Answers nothing until every expert has been asked for: a sequential caller never gets past the first.</summary>
+    private sealed class BarrierEvaluator(SyntheticProblem inner, int experts) : ICandidateEvaluator
+    {
+        private readonly List<(TaskCompletionSource<double[]> Done, IWeightSet Candidate)> _asked = [];
+        public int MostOutstanding { get; private set; }
+        public IReadOnlyList<string> TaskNames => inner.TaskNames;
+
+        public Task<double[]> EvaluateAsync(IComputeBackend backend, IWeightSet candidate, CancellationToken cancellationToken)
+        {
+            var done = new TaskCompletionSource<double[]>(TaskCreationOptions.RunContinuationsAsynchronously);
+            lock (_asked)
+            {
+                _asked.Add((done, candidate));
+                MostOutstanding = Math.Max(MostOutstanding, _asked.Count(a => !a.Done.Task.IsCompleted));
+                if (_asked.Count == experts)
+                    foreach (var (d, c) in _asked) d.SetResult(inner.EvaluateAsync(backend, c, cancellationToken).GetAwaiter().GetResult());
+            }
+            return done.Task;
+        }
+    }
+
+    private sealed class FailingEvaluator(SyntheticProblem inner, string failOn) : ICandidateEvaluator
+    {
+        public IReadOnlyList<string> TaskNames => inner.TaskNames;
+        public int Calls;
+        public Task<double[]> EvaluateAsync(IComputeBackend backend, IWeightSet candidate, CancellationToken cancellationToken) =>
+            throw new InvalidOperationException("not used");
+        public Task<double[]> EvaluateAsync(IComputeBackend backend, IWeightSet candidate, CandidateContext context, CancellationToken cancellationToken)
+        {
+            Interlocked.Increment(ref Calls);
+            return context.Expert == failOn
+                ? Task.FromException<double[]>(new InvalidOperationException("worker lost on " + failOn))
+                : inner.EvaluateAsync(backend, candidate, cancellationToken);
+        }
+    }
+
+    private static CycleQDOptions Options => new() { Tasks = Tasks, Bins = 4, Seed = 7 };
+
+    [Fact]
+    public async Task Experts_AreAllOutstandingAtOnce_AndScoreAsOneByOne()
+    {
+        var barrier = new BarrierEvaluator(_problem, _experts.Count);
+        using var engine = new CycleQDEngine(Options, _backend, _base, _experts, barrier, new InMemoryEliteStore());
+        await engine.InitializeAsync(TestContext.Current.CancellationToken).WaitAsync(TimeSpan.FromSeconds(30), TestContext.Current.CancellationToken);
+        Assert.Equal(_experts.Count, barrier.MostOutstanding);
+
+        using var plain = new CycleQDEngine(Options, _backend, _base, _experts, _problem, new InMemoryEliteStore());
+        await plain.InitializeAsync(TestContext.Current.CancellationToken);
+        for (int a = 0; a < Tasks.Length; a++)
+            Assert.Equal(plain.Archives[a].Cells.Select(c => (c.Key, c.Value.Id)), engine.Archives[a].Cells.Select(c => (c.Key, c.Value.Id)));
+    }
+
+    [Fact]
+    public async Task OneExpertFailing_FailsTheStartWithItsError_AfterAllWereAsked()
+    {
+        var failing = new FailingEvaluator(_problem, "b");
+        using var engine = new CycleQDEngine(Options, _backend, _base, _experts, failing, new InMemoryEliteStore());
+        var e = await Assert.ThrowsAsync<InvalidOperationException>(() => engine.InitializeAsync(TestContext.Current.CancellationToken));
+        Assert.Equal("worker lost on b", e.Message);
+        Assert.Equal(3, failing.Calls);
+    }
+}
