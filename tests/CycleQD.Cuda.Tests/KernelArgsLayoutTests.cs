@@ -21,6 +21,9 @@ public partial class KernelArgsLayoutTests
         { "mutate", "sv_rescale", typeof(RescaleArgs) },
         { "mutate", "scale_columns_f32", typeof(ScaleColumnsArgs) },
         { "mutate", "gaussian_fill_f32", typeof(GaussianArgs) },
+        { "mutate", "add_scaled_noise_f32", typeof(ScaledNoiseArgs) },
+        { "mutate", "add_scaled_noise_f16", typeof(ScaledNoiseArgs) },
+        { "mutate", "add_scaled_noise_bf16", typeof(ScaledNoiseArgs) },
     };
 
     [Theory]

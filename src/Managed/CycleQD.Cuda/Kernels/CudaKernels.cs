@@ -117,6 +117,13 @@ internal sealed class CudaKernels
     public void FillGaussian(ulong output, long n, ulong seed, uint streamId, uint generation, CudaStream stream) =>
         Launch("mutate", "gaussian_fill_f32", (n + 3) / 4, stream, new GaussianArgs { Out = output, N = n, Seed = seed, Stream = streamId, Generation = generation });
 
+    /// <summary>
+    /// The Gaussian mutation's update x = store(x + σ·z) on <paramref name="n"/> elements of <paramref name="dtype"/>
+    /// in place, z the float32 normals at <paramref name="noise"/>; σ·z and the sum rounded separately, as the CPU backend does.
+    /// </summary>
+    public void AddScaledNoise(DType dtype, ulong weights, ulong noise, float sigma, long n, CudaStream stream) =>
+        Launch("mutate", "add_scaled_noise_" + Suffix(dtype), n, stream, new ScaledNoiseArgs { X = weights, Noise = noise, N = n, Sigma = sigma });
+
     internal static string Suffix(DType dtype) => dtype switch
     {
         DType.F32 => "f32",

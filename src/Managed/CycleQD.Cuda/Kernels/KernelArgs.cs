@@ -73,6 +73,16 @@ internal struct ScaleColumnsArgs
     public int Batch;
 }
 
+/// <summary>mutate.cu ScaledNoiseArgs: x = x + sigma·noise, in place.</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal struct ScaledNoiseArgs
+{
+    public ulong X;
+    public ulong Noise;
+    public long N;
+    public float Sigma;
+}
+
 /// <summary>mutate.cu GaussianArgs.</summary>
 [StructLayout(LayoutKind.Sequential)]
 internal struct GaussianArgs
