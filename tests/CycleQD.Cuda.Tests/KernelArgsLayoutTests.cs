@@ -14,6 +14,9 @@ public partial class KernelArgsLayoutTests
     {
         { "merge", "merge_bf16", typeof(MergeArgs) },
         { "merge", "merge_f32", typeof(MergeArgs) },
+        { "merge", "merge_group_bf16", typeof(MergeGroupArgs) },
+        { "merge", "merge_group_f16", typeof(MergeGroupArgs) },
+        { "merge", "merge_group_f32", typeof(MergeGroupArgs) },
         { "taskvec", "task_vector_bf16", typeof(TaskVectorArgs) },
         { "taskvec", "apply_task_vector_f16", typeof(ApplyTaskVectorArgs) },
         { "convert", "convert_f32_to_bf16", typeof(ConvertArgs) },

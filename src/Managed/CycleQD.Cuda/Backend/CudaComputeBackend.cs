@@ -33,6 +33,7 @@ public sealed class CudaComputeBackend : IComputeBackend
     private readonly CudaKernels _kernels;
     private CublasHandle? _blas;
     private CusolverHandle? _solver;
+    private DeviceBuffer<MergeSegment>? _mergeSegments;
     private bool _disposed;
 
     private CudaComputeBackend(CudaContext context)
@@ -177,6 +178,12 @@ public sealed class CudaComputeBackend : IComputeBackend
         }
     }
 
+    /// <summary>
+    /// Tensors of at most this many elements are merged together, one launch per storage type
+    /// (<see cref="MergeGroupPlan"/>); 0 merges every tensor by its own launch. Results are identical either way.
+    /// </summary>
+    internal long GroupedMergeMaxElements { get; set; } = MergeGroupPlan.DefaultMaxGroupedElements;
+
     /// <inheritdoc/>
     public void MergeInto(IWeightSet destination, IWeightSet baseModel, IReadOnlyList<IWeightSet> parents, ReadOnlySpan<float> weights)
     {
@@ -189,17 +196,19 @@ public sealed class CudaComputeBackend : IComputeBackend
         var ps = parents.Select(Own).ToArray();
         foreach (var p in ps) CheckSameLayout(b, p);
         var coef = Coefficients(weights);
-        var pointers = new ulong[ps.Length];
         for (int t = 0; t < b.Tensors.Count; t++)
         {
-            var spec = b.Tensors[t];
-            CheckStorage(child, t, spec.DType, "destination");
-            for (int p = 0; p < ps.Length; p++)
-            {
-                CheckStorage(ps[p], t, spec.DType, $"parent {p}");
-                pointers[p] = ps[p].Pointer(t);
-            }
-            _kernels.MergeCoefficients(spec.DType, b.Pointer(t), pointers, coef, child.Pointer(t), spec.ElementCount, _stream);
+            CheckStorage(child, t, b.Tensors[t].DType, "destination");
+            for (int p = 0; p < ps.Length; p++) CheckStorage(ps[p], t, b.Tensors[t].DType, $"parent {p}");
+        }
+        // Small tensors one launch per storage type, large ones one launch each; the arithmetic is the same.
+        var plan = MergeGroupPlan.Create(b.Tensors.Select(s => (s.ElementCount, s.DType)).ToArray(), GroupedMergeMaxElements);
+        _kernels.MergeGroups(plan, b.Pointer, (t, p) => ps[p].Pointer(t), child.Pointer, coef, ref _mergeSegments, _stream);
+        var pointers = new ulong[ps.Length];
+        foreach (int t in plan.Single)
+        {
+            for (int p = 0; p < ps.Length; p++) pointers[p] = ps[p].Pointer(t);
+            _kernels.MergeCoefficients(b.Tensors[t].DType, b.Pointer(t), pointers, coef, child.Pointer(t), b.Tensors[t].ElementCount, _stream);
         }
         _stream.Synchronize();
     }
@@ -409,6 +418,7 @@ public sealed class CudaComputeBackend : IComputeBackend
         if (_disposed) return;
         _context.MakeCurrent();
         _disposed = true;
+        _mergeSegments?.Dispose();
         _solver?.Dispose();
         _blas?.Dispose();
         _stream.Dispose();

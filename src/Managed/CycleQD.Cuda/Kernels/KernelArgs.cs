@@ -93,3 +93,24 @@ internal struct GaussianArgs
     public uint Stream;
     public uint Generation;
 }
+
+/// <summary>merge_group.cuh MergeSegment: one tensor of a grouped merge (an array of them in device memory).</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal unsafe struct MergeSegment
+{
+    public ulong Base;
+    public fixed ulong Parents[MergeArgs.MaxParents];
+    public ulong Out;
+    public long N;
+    public long FirstBlock;
+}
+
+/// <summary>merge.cu MergeGroupArgs: the segments of one storage type and the coefficients they share.</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal unsafe struct MergeGroupArgs
+{
+    public ulong Segments;
+    public fixed float Coef[MergeArgs.MaxParents];
+    public int NumSegments;
+    public int NumParents;
+}
