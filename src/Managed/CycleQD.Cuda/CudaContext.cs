@@ -138,7 +138,8 @@ internal sealed class CudaContext : IDisposable, INativeHandleOwner
         if (_disposed) return true;
         try
         {
-            MakeCurrent();
+            // Not MakeCurrent: a failure in someone else's queued release must not keep this one from happening.
+            CudaStatus.Check(Interop.CudaDriver.cuCtxSetCurrent(_context), "cuCtxSetCurrent");
             Release(kind, handle);
             return true;
         }
