@@ -8,9 +8,16 @@
 // handled element by element, so any length works. The parent loop is unrolled to the maximum
 // with a guard, so parents[p] and coef[p] are read with constant offsets from the parameter
 // space instead of forcing the argument struct into local memory.
+//
+// Grouped merge (merge_group_*): the same arithmetic, element for element, over many small tensors
+// of one storage type in one launch (see merge_group.cuh for the block -> tensor mapping). On small
+// tensors the per-tensor launch is dominated by launch and tail costs; one launch over all of them
+// is not. Launch: grid = total blocks of the group, exactly kGroupThreads threads per block.
 #include "common.cuh"
+#include "merge_group.cuh"
 
 #define CQD_MAX_PARENTS 8
+static_assert(CQD_MAX_PARENTS == cqd::kGroupMaxParents, "the grouped merge takes as many parents as the merge");
 
 struct MergeArgs {
   const void* base;
@@ -70,3 +77,65 @@ __device__ __forceinline__ void merge_impl(const MergeArgs& a) {
 extern "C" __global__ void merge_f32(MergeArgs a) { merge_impl<float>(a); }
 extern "C" __global__ void merge_f16(MergeArgs a) { merge_impl<__half>(a); }
 extern "C" __global__ void merge_bf16(MergeArgs a) { merge_impl<__nv_bfloat16>(a); }
+
+struct MergeGroupArgs {
+  const cqd::MergeSegment* segments;  // [num_segments], first_block ascending
+  float coef[CQD_MAX_PARENTS];        // already normalised, shared by every segment
+  int num_segments;
+  int num_parents;
+};
+
+template <typename T>
+__device__ __forceinline__ void merge_group_impl(const MergeGroupArgs& a) {
+  using namespace cqd;
+  constexpr int V = Vec<T>::N;
+  __shared__ int seg_index;
+  if (threadIdx.x == 0) seg_index = find_segment(a.segments, a.num_segments, (long long)blockIdx.x);
+  __syncthreads();
+  const MergeSegment& s = a.segments[seg_index];
+  long long begin, end;
+  group_thread_range(s, (long long)blockIdx.x, (int)threadIdx.x, V, begin, end);
+  if (begin >= end) return;
+  const T* base = static_cast<const T*>(s.base) + begin;
+  T* out = static_cast<T*>(s.out) + begin;
+  const int np = a.num_parents;
+
+  bool vector = end - begin == V && aligned16(base) && aligned16(out);
+#pragma unroll
+  for (int p = 0; p < CQD_MAX_PARENTS; ++p)
+    if (p < np) vector = vector && aligned16(static_cast<const T*>(s.parents[p]) + begin);
+
+  if (vector) {
+    Pack16 pb, po;
+    pb.u = __ldg(reinterpret_cast<const uint4*>(base));
+    float acc[V], b[V];
+#pragma unroll
+    for (int k = 0; k < V; ++k) { b[k] = to_float(elems<T>(pb)[k]); acc[k] = b[k]; }
+#pragma unroll
+    for (int p = 0; p < CQD_MAX_PARENTS; ++p) {
+      if (p < np) {
+        Pack16 pp;
+        pp.u = __ldg(reinterpret_cast<const uint4*>(static_cast<const T*>(s.parents[p]) + begin));
+        const float c = a.coef[p];
+#pragma unroll
+        for (int k = 0; k < V; ++k) acc[k] = fmaf(c, to_float(elems<T>(pp)[k]) - b[k], acc[k]);
+      }
+    }
+#pragma unroll
+    for (int k = 0; k < V; ++k) elems<T>(po)[k] = from_float<T>(acc[k]);
+    *reinterpret_cast<uint4*>(out) = po.u;
+    return;
+  }
+  for (long long i = 0; i < end - begin; ++i) {
+    const float b = to_float(base[i]);
+    float acc = b;
+#pragma unroll
+    for (int p = 0; p < CQD_MAX_PARENTS; ++p)
+      if (p < np) acc = fmaf(a.coef[p], to_float(static_cast<const T*>(s.parents[p])[begin + i]) - b, acc);
+    out[i] = from_float<T>(acc);
+  }
+}
+
+extern "C" __global__ void __launch_bounds__(cqd::kGroupThreads) merge_group_f32(MergeGroupArgs a) { merge_group_impl<float>(a); }
+extern "C" __global__ void __launch_bounds__(cqd::kGroupThreads) merge_group_f16(MergeGroupArgs a) { merge_group_impl<__half>(a); }
+extern "C" __global__ void __launch_bounds__(cqd::kGroupThreads) merge_group_bf16(MergeGroupArgs a) { merge_group_impl<__nv_bfloat16>(a); }

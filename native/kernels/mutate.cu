@@ -7,6 +7,13 @@
 //                       layout): out[b][c][r] = in[b][c][r] * scale[b][c].
 //   gaussian_fill_f32   standard normal test matrix for the randomized range finder (Box-Muller
 //                       on a Philox stream; only needs to be random, not identical to the CPU).
+//                       Its normals are NOT the CPU backend's: float logf/sincospif, 1 - u instead
+//                       of (k + 1) 2^-24, both branches of a pair, four per block instead of two.
+//   add_scaled_noise_*  the Gaussian mutation x <- store(x + sigma * z) with z drawn on the host by
+//                       the CPU backend's code (Philox4x32.FillNormal: float64 Box-Muller through
+//                       .NET's Math.Log/Cos, which CUDA's log/cos are not guaranteed to reproduce
+//                       bit for bit) and uploaded; sigma * z and the sum are rounded separately
+//                       (__fmul_rn, __fadd_rn: no contraction into an FMA), as the CPU does.
 #include "common.cuh"
 #include "philox.cuh"
 
@@ -27,6 +34,13 @@ struct ScaleColumnsArgs {
   long long rows;
   int cols;
   int batch;
+};
+
+struct ScaledNoiseArgs {
+  void* x;                   // [n] weights in their storage type, updated in place
+  const float* noise;        // [n] standard normals
+  long long n;
+  float sigma;
 };
 
 struct GaussianArgs {
@@ -83,3 +97,15 @@ extern "C" __global__ void gaussian_fill_f32(GaussianArgs a) {
     }
   }
 }
+
+template <typename T>
+__device__ __forceinline__ void add_scaled_noise_impl(const ScaledNoiseArgs& a) {
+  T* x = static_cast<T*>(a.x);
+  const long long stride = (long long)gridDim.x * blockDim.x;
+  for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < a.n; i += stride)
+    x[i] = cqd::from_float<T>(__fadd_rn(__fmul_rn(a.noise[i], a.sigma), cqd::to_float(x[i])));
+}
+
+extern "C" __global__ void add_scaled_noise_f32(ScaledNoiseArgs a) { add_scaled_noise_impl<float>(a); }
+extern "C" __global__ void add_scaled_noise_f16(ScaledNoiseArgs a) { add_scaled_noise_impl<__half>(a); }
+extern "C" __global__ void add_scaled_noise_bf16(ScaledNoiseArgs a) { add_scaled_noise_impl<__nv_bfloat16>(a); }

@@ -6,9 +6,15 @@
 //   philox <c0> <c1> <c2> <c3> <k0> <k1> -> <x0> <x1> <x2> <x3>     (hex)
 //   block <seed> <stream> <generation> <block> -> <x0> <x1> <x2> <x3>
 //   bf16 <float32 bits> <bfloat16 bits>                              (hex)
+//   segment_layout <sizeof> <offsets of base parents out n first_block>  (MergeSegment, decimal)
+//   gseg <vec> <segment> <n> <first_block>                           (grouped merge plan, decimal)
+//   gblock <vec> <block> <segment>                                   (find_segment)
+//   grange <vec> <segment> <begin> <end>                             (group_thread_range, non-empty)
+#include <cstddef>
 #include <cstdio>
 #include <cstring>
 #include "../kernels/common.cuh"
+#include "../kernels/merge_group.cuh"
 #include "../kernels/philox.cuh"
 
 static void philox_line(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3, uint32_t k0, uint32_t k1) {
@@ -43,6 +49,34 @@ int main() {
     const uint32_t u = cqd::philox_block(0x5eedull, 0, 0, i).x[0];
     float f; std::memcpy(&f, &u, 4);
     std::printf("bf16 %08x %04x\n", u, cqd::f32_to_bf16_bits(f));
+  }
+
+  // The grouped merge's mapping on a mix of sizes (a single element, odd tails, exact multiples of a
+  // block's V * 256 elements and one past them), for 4-byte (V = 4) and 2-byte (V = 8) storage.
+  std::printf("segment_layout %zu %zu %zu %zu %zu %zu\n", sizeof(cqd::MergeSegment), offsetof(cqd::MergeSegment, base),
+              offsetof(cqd::MergeSegment, parents), offsetof(cqd::MergeSegment, out), offsetof(cqd::MergeSegment, n),
+              offsetof(cqd::MergeSegment, first_block));
+  const long long sizes[] = {1, 7, 1024, 1025, 2048, 4099, 3, 8197};
+  constexpr int count = sizeof(sizes) / sizeof(sizes[0]);
+  for (int vec : {4, 8}) {
+    cqd::MergeSegment segs[count] = {};
+    long long blocks = 0;
+    const long long per_block = (long long)vec * cqd::kGroupThreads;
+    for (int i = 0; i < count; ++i) {
+      segs[i].n = sizes[i];
+      segs[i].first_block = blocks;
+      blocks += (sizes[i] + per_block - 1) / per_block;
+      std::printf("gseg %d %d %lld %lld\n", vec, i, segs[i].n, segs[i].first_block);
+    }
+    for (long long b = 0; b < blocks; ++b) {
+      const int s = cqd::find_segment(segs, count, b);
+      std::printf("gblock %d %lld %d\n", vec, b, s);
+      for (int t = 0; t < cqd::kGroupThreads; ++t) {
+        long long begin, end;
+        cqd::group_thread_range(segs[s], b, t, vec, begin, end);
+        if (begin < end) std::printf("grange %d %d %lld %lld\n", vec, s, begin, end);
+      }
+    }
   }
   return 0;
 }

@@ -148,7 +148,7 @@ public class PaperTasksRunTests
         Assert.Contains("per stored elite", r.Out);
     }
 
-    private static string PlanExperiment(string dir)
+    private static string PlanExperiment(string dir, string extra = "")
     {
         string m = Path.Combine(TestPaths.RepoRoot, "models", "tinyskills");
         string path = Path.Combine(dir, "exp.yaml");
@@ -161,8 +161,19 @@ public class PaperTasksRunTests
                 tinyskills/code: {m}/expert-code
                 tinyskills/db: {m}/expert-db
             evaluation: {"{"} tinyskills: {m} {"}"}
+            {extra}
             """);
         return path;
+    }
+
+    [Fact]
+    public void DryRun_GaussianMutationOnAGpu_SaysTheNoiseIsDrawnOnTheHost()
+    {
+        using var dir = new TempDir();
+        var o = new StringWriter();
+        Assert.Equal(0, RunDryRun.Execute(PlanExperiment(dir.Path, "mutation: {kind: gaussian, sigma: 0.01}"), 3, null, o, device: ComputeDevice.Cuda, gpu: () => ("Test GPU", 1L << 40)));
+        Assert.Contains("gpu: Gaussian mutation draws its noise on the host (the CPU backend's code, 4 bytes uploaded per mutated weight) and adds it on the GPU: bit-identical to --device cpu", o.ToString());
+        Assert.DoesNotContain("CPU only", o.ToString());
     }
 
     [Theory]

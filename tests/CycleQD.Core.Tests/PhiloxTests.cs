@@ -49,4 +49,21 @@ public class PhiloxTests
         Assert.NotEqual(Philox4x32.Normal(42, 3, 5, 0, 0), Philox4x32.Normal(42, 3, 6, 0, 0));
         Assert.NotEqual(Philox4x32.Normal(42, 3, 5, 0, 0), Philox4x32.Normal(42, 4, 5, 0, 0));
     }
+
+    /// <summary>The block-pair fill both backends' Gaussian mutation use draws exactly <see cref="Philox4x32.Normal"/>, from even and odd starts.</summary>
+    [Theory]
+    [InlineData(0UL, 0)]
+    [InlineData(0UL, 1)]
+    [InlineData(1UL, 1)]
+    [InlineData(1UL, 2)]
+    [InlineData(7UL, 1000)]
+    [InlineData(0x1_0000_0001UL, 33)]
+    public void FillNormal_EqualsNormal_BitForBit(ulong start, int count)
+    {
+        var got = new float[count];
+        Philox4x32.FillNormal(got, 0xDEADBEEFCAFEUL, 9, 4, Streams.GaussianNoise, start);
+        for (int e = 0; e < count; e++)
+            Assert.Equal(BitConverter.SingleToInt32Bits(Philox4x32.Normal(0xDEADBEEFCAFEUL, 9, 4, Streams.GaussianNoise, start + (ulong)e)),
+                BitConverter.SingleToInt32Bits(got[e]));
+    }
 }

@@ -2,6 +2,7 @@ using CycleQD.Core.Compute;
 using CycleQD.Core.Synthetic;
 using CycleQD.Cpu;
 using CycleQD.Cuda.Backend;
+using CycleQD.Cuda.Kernels;
 using CycleQD.Tensors;
 
 namespace CycleQD.Cuda.Tests;
@@ -114,6 +115,69 @@ public sealed class GpuBackendTests : IDisposable
         finally
         {
             foreach (var s in cp.Concat(gp)) s.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// A weight set of mixed shapes and storage types merged with small tensors grouped (one launch per storage type)
+    /// and with every tensor alone: the two children are identical byte for byte, both written over poisoned destinations.
+    /// </summary>
+    [Fact]
+    public void MergeInto_GroupedSmallTensors_EqualsPerTensorMerge_BitForBit()
+    {
+        (string Name, DType DType, long[] Shape)[] layout =
+        [
+            ("a", DType.BF16, [37, 29]), ("b", DType.F32, [4099]), ("c", DType.F16, [64, 64]), ("d", DType.BF16, [1]),
+            ("e", DType.BF16, [300, 257]), ("f", DType.F32, [7]), ("g", DType.F16, [3, 5]), ("h", DType.F32, [250, 260]),
+        ];
+        InMemoryTensorSource Source(int seed)
+        {
+            var rnd = new Random(seed);
+            var src = new InMemoryTensorSource();
+            foreach (var (name, dtype, shape) in layout)
+                src.Add(name, dtype, shape, Enumerable.Range(0, (int)shape.Aggregate(1L, (x, y) => x * y)).Select(_ => (float)(rnd.NextDouble() * 2 - 1)).ToArray());
+            return src;
+        }
+        InMemoryTensorSource Poison()
+        {
+            var src = new InMemoryTensorSource();
+            foreach (var (name, dtype, shape) in layout)
+            {
+                var spec = new TensorSpec(name, dtype, shape);
+                var bytes = new byte[spec.ByteLength];
+                Array.Fill(bytes, (byte)0xFF);
+                src.Add(spec, bytes);
+            }
+            return src;
+        }
+        const long Limit = 50_000; // e (77100) and h (65000) stay single
+        var plan = MergeGroupPlan.Create(layout.Select(l => (l.Shape.Aggregate(1L, (x, y) => x * y), l.DType)).ToArray(), Limit);
+        Assert.Equal([4, 7], plan.Single);
+        Assert.Equal(3, plan.Groups.Count);
+        using var b = _gpu.Upload(Source(1));
+        var ps = Enumerable.Range(0, 3).Select(p => _gpu.Upload(Source(2 + p))).ToArray();
+        try
+        {
+            float[] w = [0.5f, 0.3f, 0.9f];
+            using var grouped = _gpu.Upload(Poison());
+            using var single = _gpu.Upload(Poison());
+            _gpu.GroupedMergeMaxElements = Limit;
+            _gpu.MergeInto(grouped, b, ps, w);
+            _gpu.GroupedMergeMaxElements = 0;
+            _gpu.MergeInto(single, b, ps, w);
+            for (int t = 0; t < layout.Length; t++)
+            {
+                var g = new byte[grouped.Tensors[t].ByteLength];
+                var s = new byte[g.Length];
+                _gpu.Download(grouped, t, g);
+                _gpu.Download(single, t, s);
+                Assert.True(g.AsSpan().SequenceEqual(s), $"tensor {layout[t].Name}: grouped and per-tensor merges differ");
+                Assert.DoesNotContain(Floats(_gpu, grouped, t), float.IsNaN);
+            }
+        }
+        finally
+        {
+            foreach (var p in ps) p.Dispose();
         }
     }
 
@@ -245,12 +309,48 @@ public sealed class GpuBackendTests : IDisposable
         }
     }
 
-    [Fact]
-    public void MutateGaussian_SaysItIsCpuOnly()
+    /// <summary>
+    /// Gaussian mutation of the same fresh random child on both backends is bit-identical in every storage type
+    /// (the noise is the CPU's, drawn on the host; the kernel must round σ·z and the sum as the CPU does), the
+    /// embeddings stay untouched, and a small noise chunk (odd tails, several uploads per tensor) changes nothing.
+    /// </summary>
+    [Theory]
+    [InlineData(DType.F32, 1 << 22)]
+    [InlineData(DType.F16, 1 << 22)]
+    [InlineData(DType.BF16, 1 << 22)]
+    [InlineData(DType.BF16, 1000)]
+    [InlineData(DType.F32, 7)]
+    public void MutateGaussian_MatchesCpuBackend_BitForBit(DType dtype, int chunkElements)
     {
-        using var c = _gpu.Upload(Model(DType.F32, 1, 8, 8));
-        var e = Assert.Throws<NotSupportedException>(() => _gpu.MutateGaussian(c, new MutationOptions(MutationKind.Gaussian, GaussianStd: 0.1), 1, 0));
-        Assert.StartsWith("Gaussian mutation is CPU-only for now", e.Message);
+        var src = Model(dtype, 41, 37, 29);
+        var rnd = new Random(42);
+        src.Add("model.embed_tokens.weight", dtype, [11, 5], Enumerable.Range(0, 55).Select(_ => (float)rnd.NextDouble()).ToArray());
+        var options = new MutationOptions(MutationKind.Gaussian, GaussianStd: 0.05);
+        using var cc = _cpu.Upload(src);
+        using var gc = _gpu.Upload(src);
+        _gpu.GaussianChunkElements = chunkElements;
+        _cpu.MutateGaussian(cc, options, seed: 4321, generation: 9);
+        _gpu.MutateGaussian(gc, options, seed: 4321, generation: 9);
+        for (int t = 0; t < cc.Tensors.Count; t++)
+        {
+            var spec = cc.Tensors[t];
+            var cpu = new byte[spec.ByteLength];
+            var gpu = new byte[spec.ByteLength];
+            Array.Fill(gpu, (byte)0xFF);
+            _cpu.Download(cc, t, cpu);
+            _gpu.Download(gc, t, gpu);
+            Assert.True(cpu.AsSpan().SequenceEqual(gpu), $"{spec.Name}: cuda and cpu bytes differ");
+            var before = src.GetBytes(spec.Name).ToArray();
+            if (spec.Name.Contains("embed_tokens", StringComparison.Ordinal)) Assert.Equal(before, gpu);
+            else
+            {
+                var orig = new float[spec.ElementCount];
+                DTypeConversion.ToSingle(before, dtype, orig);
+                var after = Floats(_gpu, gc, t);
+                int changed = after.Where((x, i) => x != orig[i]).Count();
+                Assert.True(changed > orig.Length / 2, $"{spec.Name}: only {changed} of {orig.Length} elements changed");
+            }
+        }
     }
 
     [Fact]

@@ -14,6 +14,9 @@ public partial class KernelArgsLayoutTests
     {
         { "merge", "merge_bf16", typeof(MergeArgs) },
         { "merge", "merge_f32", typeof(MergeArgs) },
+        { "merge", "merge_group_bf16", typeof(MergeGroupArgs) },
+        { "merge", "merge_group_f16", typeof(MergeGroupArgs) },
+        { "merge", "merge_group_f32", typeof(MergeGroupArgs) },
         { "taskvec", "task_vector_bf16", typeof(TaskVectorArgs) },
         { "taskvec", "apply_task_vector_f16", typeof(ApplyTaskVectorArgs) },
         { "convert", "convert_f32_to_bf16", typeof(ConvertArgs) },
@@ -21,6 +24,9 @@ public partial class KernelArgsLayoutTests
         { "mutate", "sv_rescale", typeof(RescaleArgs) },
         { "mutate", "scale_columns_f32", typeof(ScaleColumnsArgs) },
         { "mutate", "gaussian_fill_f32", typeof(GaussianArgs) },
+        { "mutate", "add_scaled_noise_f32", typeof(ScaledNoiseArgs) },
+        { "mutate", "add_scaled_noise_f16", typeof(ScaledNoiseArgs) },
+        { "mutate", "add_scaled_noise_bf16", typeof(ScaledNoiseArgs) },
     };
 
     [Theory]

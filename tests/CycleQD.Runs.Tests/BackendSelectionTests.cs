@@ -70,13 +70,21 @@ public class BackendSelectionTests
     }
 
     [Fact]
-    public void Auto_GaussianMutation_FallsBackBecauseItIsCpuOnly()
+    public void Auto_GaussianMutation_OpensTheGpu()
     {
         var notices = new List<string>();
         using var b = BackendSelection.Create(ComputeDevice.Auto, new MutationOptions(MutationKind.Gaussian, GaussianStd: 0.01), notices.Add,
             () => OneGpu, () => true, () => new FakeGpuBackend());
-        Assert.IsType<CpuComputeBackend>(b);
-        Assert.Equal(["notice: CUDA unavailable (Gaussian mutation is CPU-only for now); using the CPU backend"], notices);
+        Assert.IsType<FakeGpuBackend>(b);
+        Assert.Empty(notices);
+    }
+
+    [Fact]
+    public void UnknownMutationKind_IsRefusedForTheGpu()
+    {
+        Assert.Equal("mutation kind 99 is unknown to the CUDA backend",
+            BackendSelection.CudaUnusableReason(new MutationOptions((MutationKind)99), OneGpu, kernelsEmbedded: true));
+        Assert.Null(BackendSelection.CudaUnusableReason(new MutationOptions(MutationKind.Gaussian), OneGpu, kernelsEmbedded: true));
     }
 
     [Fact]

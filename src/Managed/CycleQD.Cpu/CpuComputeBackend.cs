@@ -250,9 +250,11 @@ public sealed unsafe class CpuComputeBackend : IComputeBackend
                 var x = buf.A.AsSpan(0, count);
                 var noise = buf.B.AsSpan(0, count);
                 Load(c, tensor, start, x);
-                for (int e = 0; e < count; e++)
-                    noise[e] = Philox4x32.Normal(seed, (uint)tensor, generation, Streams.GaussianNoise, (ulong)(start + e));
-                TensorPrimitives.MultiplyAdd(noise, sigma, x, x);
+                Philox4x32.FillNormal(noise, seed, (uint)tensor, generation, Streams.GaussianNoise, (ulong)start);
+                // Two roundings, σ·z then + θ, never a fused multiply-add: the CUDA backend's
+                // add_scaled_noise kernel does the same (__fmul_rn, __fadd_rn) and must match bit for bit.
+                TensorPrimitives.Multiply(noise, sigma, noise);
+                TensorPrimitives.Add(noise, x, x);
                 Store(c, tensor, start, x);
             });
         }

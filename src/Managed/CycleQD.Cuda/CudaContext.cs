@@ -1,17 +1,17 @@
-using System.Collections.Concurrent;
-using System.Runtime.InteropServices;
-
 namespace CycleQD.Cuda;
 
 /// <summary>
-/// One GPU's primary context, made current on the creating thread. Owns the device memory it
-/// hands out: buffers freed by <see cref="DeviceBuffer{T}.Dispose"/> go back at once; buffers that
-/// were only finalized are queued and freed here, on a thread that owns the context, never on
-/// the finalizer thread (whose context is unknown and where a driver call may deadlock).
+/// One GPU's primary context, made current on the creating thread. Owns the device memory and the
+/// native handles (streams, events, modules, cuBLAS and cuSOLVER handles) it hands out: those
+/// disposed go back at once, on the disposing thread; those only finalized are queued
+/// (<see cref="DeferredReleaseQueue"/>) and released here at the next context call
+/// (<see cref="MakeCurrent"/>, which every call goes through) or at <see cref="Dispose"/>, on a thread
+/// that owns the context, never on the finalizer thread (whose context is unknown and where a
+/// driver call may deadlock).
 /// </summary>
-internal sealed class CudaContext : IDisposable
+internal sealed class CudaContext : IDisposable, INativeHandleOwner
 {
-    private readonly ConcurrentQueue<ulong> _deferredFrees = new();
+    private readonly DeferredReleaseQueue _deferred = new();
     private readonly Dictionary<string, CudaModule> _modules = new(StringComparer.Ordinal);
     private nint _context;
     private bool _disposed;
@@ -51,19 +51,26 @@ internal sealed class CudaContext : IDisposable
         return new CudaContext(status.Devices[ordinal], ctx, major, minor, l2);
     }
 
-    /// <summary>Makes this context current on the calling thread (needed once per thread that uses it).</summary>
+    /// <summary>
+    /// Makes this context current on the calling thread (needed once per thread that uses it), then
+    /// releases whatever finalizers queued since the last call.
+    /// </summary>
     public void MakeCurrent()
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         CudaStatus.Check(Interop.CudaDriver.cuCtxSetCurrent(_context));
+        _deferred.Drain(Release);
     }
 
-    /// <summary>Waits for all work on every stream of the context, then frees memory queued by finalizers.</summary>
+    /// <summary>Objects finalized without Dispose that wait for their release on a thread owning the context.</summary>
+    internal int PendingReleases => _deferred.Count;
+
+    /// <summary>Waits for all work on every stream of the context, then releases what finalizers queued.</summary>
     public void Synchronize()
     {
         MakeCurrent();
         CudaStatus.Check(Interop.CudaDriver.cuCtxSynchronize());
-        DrainDeferredFrees();
+        _deferred.Drain(Release);
     }
 
     /// <summary>Free and total device memory in bytes, as the driver reports them now.</summary>
@@ -79,7 +86,6 @@ internal sealed class CudaContext : IDisposable
     {
         ArgumentOutOfRangeException.ThrowIfNegative(length);
         MakeCurrent();
-        DrainDeferredFrees();
         long bytes = checked(length * System.Runtime.CompilerServices.Unsafe.SizeOf<T>());
         ulong ptr = 0;
         if (bytes > 0)
@@ -107,24 +113,57 @@ internal sealed class CudaContext : IDisposable
         {
             if (_modules.TryGetValue(name, out var m)) return m;
             string ptxName = PtxCatalog.ModuleFor(name, ComputeCapabilityMajor * 10 + ComputeCapabilityMinor);
-            m = CudaModule.Load(ptxName, PtxCatalog.Read(ptxName));
+            m = CudaModule.Load(this, ptxName, PtxCatalog.Read(ptxName));
             _modules[name] = m;
             return m;
         }
     }
 
-    internal void DeferFree(ulong ptr) => _deferredFrees.Enqueue(ptr);
+    internal void DeferFree(ulong ptr) => _deferred.Enqueue(NativeHandleKind.Memory, ptr);
 
     internal void Free(ulong ptr)
     {
         if (_disposed) return; // the context is gone and took its memory with it
         MakeCurrent();
-        CudaStatus.Check(Interop.CudaDriver.cuMemFree(ptr));
+        Release(NativeHandleKind.Memory, ptr);
     }
 
-    private void DrainDeferredFrees()
+    /// <inheritdoc/>
+    void INativeHandleOwner.Defer(NativeHandleKind kind, ulong handle) => _deferred.Enqueue(kind, handle);
+
+    /// <inheritdoc/>
+    bool INativeHandleOwner.ReleaseNow(NativeHandleKind kind, ulong handle)
     {
-        while (_deferredFrees.TryDequeue(out ulong p)) CudaStatus.Check(Interop.CudaDriver.cuMemFree(p));
+        // Disposed after the context: its objects went with it (the primary context was released).
+        if (_disposed) return true;
+        try
+        {
+            // Not MakeCurrent: a failure in someone else's queued release must not keep this one from happening.
+            CudaStatus.Check(Interop.CudaDriver.cuCtxSetCurrent(_context), "cuCtxSetCurrent");
+            Release(kind, handle);
+            return true;
+        }
+        catch (CudaException)
+        {
+            // SafeHandle.Dispose must not throw; false reports the failure the way ReleaseHandle does.
+            return false;
+        }
+    }
+
+    /// <summary>Releases one native object; the context must be current on the calling thread.</summary>
+    /// <exception cref="CudaException">the driver or library reported a failure.</exception>
+    private static void Release(NativeHandleKind kind, ulong handle)
+    {
+        switch (kind)
+        {
+            case NativeHandleKind.Memory: CudaStatus.Check(Interop.CudaDriver.cuMemFree(handle), "cuMemFree"); break;
+            case NativeHandleKind.Stream: CudaStatus.Check(Interop.CudaDriver.cuStreamDestroy((nint)handle), "cuStreamDestroy"); break;
+            case NativeHandleKind.Event: CudaStatus.Check(Interop.CudaDriver.cuEventDestroy((nint)handle), "cuEventDestroy"); break;
+            case NativeHandleKind.Module: CudaStatus.Check(Interop.CudaDriver.cuModuleUnload((nint)handle), "cuModuleUnload"); break;
+            case NativeHandleKind.Cublas: CudaStatus.Check(Interop.Cublas.cublasDestroy((nint)handle), "cublasDestroy"); break;
+            case NativeHandleKind.Cusolver: CudaStatus.Check(Interop.Cusolver.cusolverDnDestroy((nint)handle), "cusolverDnDestroy"); break;
+            default: throw new ArgumentOutOfRangeException(nameof(kind), kind, "not a native object kind");
+        }
     }
 
     /// <summary>Unloads the modules, frees queued memory and releases the primary context.</summary>
@@ -133,10 +172,10 @@ internal sealed class CudaContext : IDisposable
         if (_disposed) return;
         try
         {
-            MakeCurrent();
-            DrainDeferredFrees();
+            MakeCurrent(); // releases what finalizers queued
             foreach (var m in _modules.Values) m.Dispose();
             _modules.Clear();
+            _deferred.Drain(Release);
         }
         finally
         {

@@ -3,19 +3,19 @@ using System.Text;
 
 namespace CycleQD.Cuda;
 
-/// <summary>A loaded PTX module (CUmodule); its functions stay valid while it is loaded.</summary>
-internal sealed class CudaModule : SafeHandle
+/// <summary>
+/// A loaded PTX module (CUmodule); its functions stay valid while it is loaded. Released as every
+/// <see cref="CudaHandle"/> (its context unloads it at the latest when the context is disposed).
+/// </summary>
+internal sealed class CudaModule : CudaHandle
 {
-    private CudaModule() : base(0, ownsHandle: true) { }
+    private CudaModule(INativeHandleOwner owner) : base(owner, NativeHandleKind.Module) { }
 
     /// <summary>Module name (the embedded PTX file it came from).</summary>
     public string Name { get; private set; } = "";
 
-    /// <inheritdoc/>
-    public override bool IsInvalid => handle == 0;
-
-    /// <summary>JIT-compiles <paramref name="ptx"/>; the driver's error log goes into the exception on failure.</summary>
-    internal static unsafe CudaModule Load(string name, string ptx)
+    /// <summary>JIT-compiles <paramref name="ptx"/> in the current context, owned by <paramref name="owner"/>; the driver's error log goes into the exception on failure.</summary>
+    internal static unsafe CudaModule Load(INativeHandleOwner owner, string name, string ptx)
     {
         const int LogBytes = 16 * 1024;
         byte[] image = Encoding.ASCII.GetBytes(ptx + "\0");
@@ -33,8 +33,8 @@ internal sealed class CudaModule : SafeHandle
             var e = CudaStatus.Failure("CUDA driver", $"cuModuleLoadDataEx({name})", rc.ToString(), log.Length == 0 ? "no JIT log" : "JIT log: " + log);
             throw e;
         }
-        var m = new CudaModule { Name = name };
-        m.SetHandle(module);
+        var m = new CudaModule(owner) { Name = name };
+        m.Attach(module);
         return m;
     }
 
@@ -47,9 +47,6 @@ internal sealed class CudaModule : SafeHandle
         CudaStatus.Check(rc, $"cuModuleGetFunction({Name}, {entry})");
         return new CudaFunction(f, entry);
     }
-
-    /// <inheritdoc/>
-    protected override bool ReleaseHandle() => Interop.CudaDriver.cuModuleUnload(handle) == Interop.CUresult.CUDA_SUCCESS;
 }
 
 /// <summary>A kernel entry point (CUfunction), valid while its module is loaded.</summary>

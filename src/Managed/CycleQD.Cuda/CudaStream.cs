@@ -1,14 +1,15 @@
-using System.Runtime.InteropServices;
-
 namespace CycleQD.Cuda;
 
-/// <summary>A CUDA stream (CUstream). <see cref="Default"/> is the legacy default stream and owns nothing.</summary>
-internal sealed class CudaStream : SafeHandle
+/// <summary>
+/// A CUDA stream (CUstream). <see cref="Default"/> is the legacy default stream and owns nothing.
+/// Released as every <see cref="CudaHandle"/>: at once by Dispose, by its context when only finalized.
+/// </summary>
+internal sealed class CudaStream : CudaHandle
 {
-    private CudaStream(bool owns) : base(0, owns) { }
+    private CudaStream(CudaContext? context) : base(context, NativeHandleKind.Stream) { }
 
     /// <summary>The legacy default stream (handle 0).</summary>
-    public static CudaStream Default { get; } = new(false);
+    public static CudaStream Default { get; } = new(null);
 
     /// <summary>The CUstream handle.</summary>
     public nint Handle => handle;
@@ -16,38 +17,33 @@ internal sealed class CudaStream : SafeHandle
     /// <inheritdoc/>
     public override bool IsInvalid => false;
 
-    /// <summary>A new blocking stream in the current context.</summary>
+    /// <summary>A new blocking stream in <paramref name="context"/>.</summary>
     public static CudaStream Create(CudaContext context)
     {
         context.MakeCurrent();
         CudaStatus.Check(Interop.CudaDriver.cuStreamCreate(out nint s, 0));
-        var stream = new CudaStream(true);
-        stream.SetHandle(s);
+        var stream = new CudaStream(context);
+        stream.Attach(s);
         return stream;
     }
 
     /// <summary>Waits until all work queued on this stream has finished.</summary>
     public void Synchronize() => CudaStatus.Check(Interop.CudaDriver.cuStreamSynchronize(handle));
 
-    /// <inheritdoc/>
-    protected override bool ReleaseHandle() => handle == 0 || Interop.CudaDriver.cuStreamDestroy(handle) == Interop.CUresult.CUDA_SUCCESS;
 }
 
-/// <summary>A CUDA event (CUevent) for timing work on a stream.</summary>
-internal sealed class CudaEvent : SafeHandle
+/// <summary>A CUDA event (CUevent) for timing work on a stream; released as every <see cref="CudaHandle"/>.</summary>
+internal sealed class CudaEvent : CudaHandle
 {
-    private CudaEvent() : base(0, true) { }
+    private CudaEvent(CudaContext context) : base(context, NativeHandleKind.Event) { }
 
-    /// <inheritdoc/>
-    public override bool IsInvalid => handle == 0;
-
-    /// <summary>A new timing event in the current context.</summary>
+    /// <summary>A new timing event in <paramref name="context"/>.</summary>
     public static CudaEvent Create(CudaContext context)
     {
         context.MakeCurrent();
         CudaStatus.Check(Interop.CudaDriver.cuEventCreate(out nint e, 0));
-        var ev = new CudaEvent();
-        ev.SetHandle(e);
+        var ev = new CudaEvent(context);
+        ev.Attach(e);
         return ev;
     }
 
@@ -61,7 +57,4 @@ internal sealed class CudaEvent : SafeHandle
         CudaStatus.Check(Interop.CudaDriver.cuEventElapsedTime(out float ms, start.handle, end.handle));
         return ms;
     }
-
-    /// <inheritdoc/>
-    protected override bool ReleaseHandle() => Interop.CudaDriver.cuEventDestroy(handle) == Interop.CUresult.CUDA_SUCCESS;
 }

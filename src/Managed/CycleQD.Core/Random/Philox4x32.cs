@@ -74,6 +74,43 @@ public static class Philox4x32
     }
 
     /// <summary>
+    /// Normals <paramref name="start"/> … <paramref name="start"/> + destination.Length − 1 of
+    /// (seed, stream, generation, purpose): element for element what <see cref="Normal"/> returns,
+    /// but one Philox block serves the two indices 2j and 2j + 1 that share it, and only the cosine
+    /// branch is evaluated. The CPU backend's Gaussian mutation draws its noise here, and so does the
+    /// CUDA backend's (on the host: see docs/cuda.md), which keeps the two bit-identical.
+    /// </summary>
+    public static void FillNormal(Span<float> destination, ulong seed, uint stream, uint generation, uint purpose, ulong start)
+    {
+        ulong hi = (ulong)purpose << 32;
+        int e = 0;
+        if ((start & 1) == 1 && destination.Length > 0)
+        {
+            var b = Block(seed, stream, generation, hi + (start >> 1));
+            destination[e++] = CosineBranch(b.X2, b.X3);
+        }
+        for (; e + 1 < destination.Length; e += 2)
+        {
+            var b = Block(seed, stream, generation, hi + ((start + (ulong)e) >> 1));
+            destination[e] = CosineBranch(b.X0, b.X1);
+            destination[e + 1] = CosineBranch(b.X2, b.X3);
+        }
+        if (e < destination.Length)
+        {
+            var b = Block(seed, stream, generation, hi + ((start + (ulong)e) >> 1));
+            destination[e] = CosineBranch(b.X0, b.X1);
+        }
+    }
+
+    /// <summary>Z0 of <see cref="BoxMuller"/>, the same float64 expressions without the sine.</summary>
+    private static float CosineBranch(uint a, uint b)
+    {
+        double r = Math.Sqrt(-2.0 * Math.Log(ToUniformOpenZero(a)));
+        double t = 2.0 * Math.PI * ToUniform(b);
+        return (float)(r * Math.Cos(t));
+    }
+
+    /// <summary>
     /// Uniform float in [0, 1), number <paramref name="index"/> of (seed, stream, generation, purpose):
     /// word index%4 of block (purpose·2^32 + index/4).
     /// </summary>

@@ -17,8 +17,8 @@ namespace CycleQD.Cuda.Backend;
 /// kernels of native/kernels; the SVD mutation is the batched randomized SVD
 /// (<see cref="RandomizedSvd"/>) followed by <see cref="SvdMutation"/>, whose scales r_j come from the
 /// same Philox draws as the CPU backend's (purpose <see cref="Streams.SvdScale"/>, stream = tensor
-/// index). Every call waits for its work before returning. Gaussian mutation is not available on
-/// the GPU yet (no kernel draws the CPU backend's normals).
+/// index). Every call waits for its work before returning. The Gaussian mutation adds normals drawn
+/// on the host by the CPU backend's code, so it is bit-identical to the CPU backend.
 /// </summary>
 public sealed class CudaComputeBackend : IComputeBackend
 {
@@ -33,6 +33,7 @@ public sealed class CudaComputeBackend : IComputeBackend
     private readonly CudaKernels _kernels;
     private CublasHandle? _blas;
     private CusolverHandle? _solver;
+    private DeviceBuffer<MergeSegment>? _mergeSegments;
     private bool _disposed;
 
     private CudaComputeBackend(CudaContext context)
@@ -177,6 +178,12 @@ public sealed class CudaComputeBackend : IComputeBackend
         }
     }
 
+    /// <summary>
+    /// Tensors of at most this many elements are merged together, one launch per storage type
+    /// (<see cref="MergeGroupPlan"/>); 0 merges every tensor by its own launch. Results are identical either way.
+    /// </summary>
+    internal long GroupedMergeMaxElements { get; set; } = MergeGroupPlan.DefaultMaxGroupedElements;
+
     /// <inheritdoc/>
     public void MergeInto(IWeightSet destination, IWeightSet baseModel, IReadOnlyList<IWeightSet> parents, ReadOnlySpan<float> weights)
     {
@@ -189,17 +196,19 @@ public sealed class CudaComputeBackend : IComputeBackend
         var ps = parents.Select(Own).ToArray();
         foreach (var p in ps) CheckSameLayout(b, p);
         var coef = Coefficients(weights);
-        var pointers = new ulong[ps.Length];
         for (int t = 0; t < b.Tensors.Count; t++)
         {
-            var spec = b.Tensors[t];
-            CheckStorage(child, t, spec.DType, "destination");
-            for (int p = 0; p < ps.Length; p++)
-            {
-                CheckStorage(ps[p], t, spec.DType, $"parent {p}");
-                pointers[p] = ps[p].Pointer(t);
-            }
-            _kernels.MergeCoefficients(spec.DType, b.Pointer(t), pointers, coef, child.Pointer(t), spec.ElementCount, _stream);
+            CheckStorage(child, t, b.Tensors[t].DType, "destination");
+            for (int p = 0; p < ps.Length; p++) CheckStorage(ps[p], t, b.Tensors[t].DType, $"parent {p}");
+        }
+        // Small tensors one launch per storage type, large ones one launch each; the arithmetic is the same.
+        var plan = MergeGroupPlan.Create(b.Tensors.Select(s => (s.ElementCount, s.DType)).ToArray(), GroupedMergeMaxElements);
+        _kernels.MergeGroups(plan, b.Pointer, (t, p) => ps[p].Pointer(t), child.Pointer, coef, ref _mergeSegments, _stream);
+        var pointers = new ulong[ps.Length];
+        foreach (int t in plan.Single)
+        {
+            for (int p = 0; p < ps.Length; p++) pointers[p] = ps[p].Pointer(t);
+            _kernels.MergeCoefficients(b.Tensors[t].DType, b.Pointer(t), pointers, coef, child.Pointer(t), b.Tensors[t].ElementCount, _stream);
         }
         _stream.Synchronize();
     }
@@ -350,11 +359,58 @@ public sealed class CudaComputeBackend : IComputeBackend
         return batch;
     }
 
+    /// <summary>
+    /// Elements per host-drawn noise chunk of the Gaussian mutation (16 MiB of float32); tests lower it
+    /// to run several chunks with odd tails on small tensors.
+    /// </summary>
+    internal int GaussianChunkElements { get; set; } = 1 << 22;
+
     /// <inheritdoc/>
-    /// <exception cref="NotSupportedException">always: no GPU kernel draws the CPU backend's normals yet.</exception>
-    public void MutateGaussian(IWeightSet child, MutationOptions options, ulong seed, uint generation) =>
-        throw new NotSupportedException(
-            "Gaussian mutation is CPU-only for now: the CUDA backend has no kernel drawing the CPU backend's Philox normals; use --device cpu or mutation kind svd");
+    /// <remarks>
+    /// Bit-identical to the CPU backend. The normals are drawn on the host by the CPU backend's own code
+    /// (<see cref="Philox4x32.FillNormal"/>, in parallel) and uploaded chunk by chunk; the kernel
+    /// add_scaled_noise then does θ = store(θ + σ·z) with the CPU's two roundings. A device-side draw
+    /// would need CUDA's float64 log and cos to equal .NET's (glibc's) to the last bit, which neither
+    /// promises, so the normals are not computed on the GPU; the host draw (about as costly as the CPU
+    /// backend's own Gaussian mutation) overlaps the previous chunk's kernel. See docs/cuda.md.
+    /// </remarks>
+    public void MutateGaussian(IWeightSet child, MutationOptions options, ulong seed, uint generation)
+    {
+        Enter();
+        var c = Own(child);
+        float sigma = (float)options.GaussianStd;
+        var members = Enumerable.Range(0, c.Tensors.Count).Where(i => options.Applies(c.Tensors[i]) && c.Tensors[i].ElementCount > 0).ToArray();
+        if (members.Length == 0) return;
+        int chunk = (int)Math.Min(Math.Max(1, GaussianChunkElements), members.Max(i => c.Tensors[i].ElementCount));
+        var host = new float[chunk];
+        using var noise = _context.Allocate<float>(chunk);
+        foreach (int t in members)
+        {
+            var spec = c.Tensors[t];
+            int size = DTypes.SizeOf(spec.DType);
+            for (long start = 0; start < spec.ElementCount; start += chunk)
+            {
+                int count = (int)Math.Min(chunk, spec.ElementCount - start);
+                DrawNormals(host, count, seed, (uint)t, generation, start);
+                // The previous chunk's kernel reads the device noise buffer until it finishes.
+                _stream.Synchronize();
+                noise.CopyFrom(host.AsSpan(0, count));
+                _kernels.AddScaledNoise(spec.DType, c.Pointer(t) + (ulong)(start * size), noise.Pointer, sigma, count, _stream);
+            }
+        }
+        _stream.Synchronize();
+    }
+
+    /// <summary>Normals start … start + count − 1 of the tensor's noise stream into destination[0, count), in parallel slices.</summary>
+    private static void DrawNormals(float[] destination, int count, ulong seed, uint tensor, uint generation, long start)
+    {
+        const int Slice = 1 << 16;
+        Parallel.For(0, (count + Slice - 1) / Slice, s =>
+        {
+            int offset = s * Slice;
+            Philox4x32.FillNormal(destination.AsSpan(offset, Math.Min(Slice, count - offset)), seed, tensor, generation, Streams.GaussianNoise, (ulong)(start + offset));
+        });
+    }
 
     /// <summary>Releases the cuBLAS/cuSOLVER handles, the stream and the context (weight sets must be disposed first).</summary>
     public void Dispose()
@@ -362,6 +418,7 @@ public sealed class CudaComputeBackend : IComputeBackend
         if (_disposed) return;
         _context.MakeCurrent();
         _disposed = true;
+        _mergeSegments?.Dispose();
         _solver?.Dispose();
         _blas?.Dispose();
         _stream.Dispose();

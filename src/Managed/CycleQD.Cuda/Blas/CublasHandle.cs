@@ -17,13 +17,11 @@ internal enum GemmType
 /// A cuBLAS handle bound to one stream. Matrices are column-major, as cuBLAS sees them (a
 /// row-major r×c tensor is a column-major c×r matrix). Computation is float32; TF32 tensor cores
 /// are used only when <see cref="AllowTf32"/> is set. Not thread-safe: one handle per thread.
+/// Released as every <see cref="CudaHandle"/> (by its context when only finalized).
 /// </summary>
-internal sealed class CublasHandle : SafeHandle
+internal sealed class CublasHandle : CudaHandle
 {
-    private CublasHandle() : base(0, true) { }
-
-    /// <inheritdoc/>
-    public override bool IsInvalid => handle == 0;
+    private CublasHandle(CudaContext context) : base(context, NativeHandleKind.Cublas) { }
 
     /// <summary>When true, float32 GEMMs may round inputs to TF32 (≈1e-3 relative); default false (exact float32).</summary>
     public bool AllowTf32 { get; set; }
@@ -40,8 +38,8 @@ internal sealed class CublasHandle : SafeHandle
         {
             throw new CudaUnavailableException("cuBLAS not found (searched " + string.Join(", ", Interop.Libraries.Sonames[Interop.Libraries.Cublas]) + " on the loader path, CUDA_HOME, /usr/local/cuda*/lib64 and LD_LIBRARY_PATH)");
         }
-        var blas = new CublasHandle();
-        blas.SetHandle(h);
+        var blas = new CublasHandle(context);
+        blas.Attach(h);
         CudaStatus.Check(Interop.Cublas.cublasSetStream(h, stream.Handle));
         CudaStatus.Check(Interop.Cublas.cublasSetMathMode(h, Interop.cublasMath_t.CUBLAS_DEFAULT_MATH));
         return blas;
@@ -78,7 +76,4 @@ internal sealed class CublasHandle : SafeHandle
         : Interop.cublasComputeType_t.CUBLAS_COMPUTE_32F;
 
     private static Interop.cublasOperation_t Op(bool t) => t ? Interop.cublasOperation_t.CUBLAS_OP_T : Interop.cublasOperation_t.CUBLAS_OP_N;
-
-    /// <inheritdoc/>
-    protected override bool ReleaseHandle() => Interop.Cublas.cublasDestroy(handle) == Interop.cublasStatus_t.CUBLAS_STATUS_SUCCESS;
 }

@@ -150,6 +150,8 @@ internal sealed class KernelCheck : IDisposable
         dOut.CopyTo(got16);
         double err = CpuReference.RelativeError(n, i => B(baseBits[i]) + c1 * (B(p1[i]) - B(baseBits[i])) + c2 * (B(p2[i]) - B(baseBits[i])), i => B(got16[i]));
         yield return Bandwidth("merge bf16 (2 parents)", shape, err, Time(Merge), 8.0 * n, copyGBs, "vs float64; includes bf16 output rounding", Bf16Tolerance);
+        if (n <= MergeGroupPlan.DefaultMaxGroupedElements)
+            foreach (var r in MergeSetOn(rows, cols, copyGBs)) yield return r;
 
         // task vector: tau = p1 − base (bf16 in, f32 out) and its inverse.
         void TaskVector() => _kernels.TaskVector(DType.BF16, dP1.Pointer, dBase.Pointer, dTau.Pointer, n, _stream);
@@ -214,6 +216,61 @@ internal sealed class KernelCheck : IDisposable
 
         foreach (var r in MutationOn(rows, cols, copyGBs)) yield return r;
     }
+
+    /// <summary>
+    /// A set of <see cref="MergeSetSize"/> bf16 rows×cols tensors (distinct buffers, so no tensor is served from L2)
+    /// merged with 2 parents one launch per tensor, then by one grouped launch (descriptors uploaded once, not timed):
+    /// the grouped output must equal the per-tensor one bit for bit.
+    /// </summary>
+    private IEnumerable<KernelCheckRow> MergeSetOn(int rows, int cols, double copyGBs)
+    {
+        const int Set = MergeSetSize;
+        long n = (long)rows * cols, all = n * Set;
+        string shape = $"{Set}x {rows}x{cols}";
+        var baseBits = new ushort[all];
+        var p1 = new ushort[all];
+        var p2 = new ushort[all];
+        CpuReference.FillBF16(baseBits, 11, -0.05f, 0.05f);
+        CpuReference.FillNear(baseBits, p1, 12, 0.01f);
+        CpuReference.FillNear(baseBits, p2, 13, 0.01f);
+        using var dBase = _ctx.Allocate<ushort>(all);
+        using var dP1 = _ctx.Allocate<ushort>(all);
+        using var dP2 = _ctx.Allocate<ushort>(all);
+        using var dSingle = _ctx.Allocate<ushort>(all);
+        using var dGrouped = _ctx.Allocate<ushort>(all);
+        dBase.CopyFrom(baseBits);
+        dP1.CopyFrom(p1);
+        dP2.CopyFrom(p2);
+        float[] coef = [0.55f, 0.45f];
+        var plan = MergeGroupPlan.Create(Enumerable.Repeat((n, DType.BF16), Set).ToArray());
+        var segments = CudaKernels.Segments(plan, t => dBase.At(t * n), (t, p) => (p == 0 ? dP1 : dP2).At(t * n), 2, t => dGrouped.At(t * n));
+        using var dSegments = _ctx.Allocate<MergeSegment>(segments.Length);
+        dSegments.CopyFrom(segments);
+
+        void PerTensor()
+        {
+            for (int t = 0; t < Set; t++)
+                _kernels.MergeCoefficients(DType.BF16, dBase.At(t * n), [dP1.At(t * n), dP2.At(t * n)], coef, dSingle.At(t * n), n, _stream);
+        }
+        void Grouped() => _kernels.LaunchGroups(plan, dSegments.Pointer, coef, _stream);
+        dSingle.FillBytes(0xFF, _stream);
+        dGrouped.FillBytes(0xFF, _stream);
+        PerTensor();
+        Grouped();
+        _stream.Synchronize();
+        var single = dSingle.ToArray();
+        var grouped = dGrouped.ToArray();
+        long differ = 0;
+        for (long i = 0; i < all; i++) if (single[i] != grouped[i]) differ++;
+        static double B(ushort x) => DTypeConversion.BF16ToSingle(x);
+        double err = CpuReference.RelativeError(all, i => B(baseBits[i]) + coef[0] * (B(p1[i]) - B(baseBits[i])) + coef[1] * (B(p2[i]) - B(baseBits[i])), i => B(single[i]));
+        yield return Bandwidth($"merge bf16 (2 parents), {Set} launches", shape, err, Time(PerTensor), 8.0 * all, copyGBs, "one launch per tensor; vs float64", Bf16Tolerance);
+        yield return Bandwidth($"merge bf16 (2 parents), 1 grouped launch", shape, differ == 0 ? 0 : double.PositiveInfinity, Time(Grouped), 8.0 * all, copyGBs,
+            differ == 0 ? "bits identical to the per-tensor launches" : $"{differ} elements differ from the per-tensor launches", 0);
+    }
+
+    /// <summary>Tensors per set in the grouped-merge rows: 8 × 4096×4096 bf16 is 256 MiB per operand, about one Llama-3-8B layer's attention.</summary>
+    private const int MergeSetSize = 8;
 
     private IEnumerable<KernelCheckRow> MutationOn(int rows, int cols, double copyGBs)
     {

@@ -70,6 +70,76 @@ internal sealed class CudaKernels
         Launch("merge", "merge_" + Suffix(dtype), n, stream, a);
     }
 
+    /// <summary>
+    /// The descriptors of every group of <paramref name="plan"/>, back to back in group order: per tensor its base,
+    /// parent and output pointers (from the callbacks), element count and first block.
+    /// </summary>
+    internal static unsafe MergeSegment[] Segments(MergeGroupPlan plan, Func<int, ulong> baseOf, Func<int, int, ulong> parentOf, int parents, Func<int, ulong> outOf)
+    {
+        if (parents is < 1 or > MergeArgs.MaxParents)
+            throw new ArgumentException($"merge takes 1 to {MergeArgs.MaxParents} parents, got {parents}", nameof(parents));
+        var segments = new MergeSegment[plan.Groups.Sum(g => g.Segments.Count)];
+        int k = 0;
+        foreach (var g in plan.Groups)
+            foreach (var s in g.Segments)
+            {
+                ref var d = ref segments[k++];
+                d.Base = baseOf(s.Tensor);
+                for (int p = 0; p < parents; p++) d.Parents[p] = parentOf(s.Tensor, p);
+                d.Out = outOf(s.Tensor);
+                d.N = s.Elements;
+                d.FirstBlock = s.FirstBlock;
+            }
+        return segments;
+    }
+
+    /// <summary>
+    /// Merges every group of <paramref name="plan"/>, one launch each: builds the descriptors, uploads them into
+    /// <paramref name="descriptors"/> (allocated or grown here, owned by the caller) and launches merge_group_*.
+    /// The stream is synchronized before the upload, so descriptors a previous call's kernels still read are not overwritten.
+    /// </summary>
+    public void MergeGroups(MergeGroupPlan plan, Func<int, ulong> baseOf, Func<int, int, ulong> parentOf, Func<int, ulong> outOf,
+        ReadOnlySpan<float> coefficients, ref DeviceBuffer<MergeSegment>? descriptors, CudaStream stream)
+    {
+        if (plan.Groups.Count == 0) return;
+        var segments = Segments(plan, baseOf, parentOf, coefficients.Length, outOf);
+        if (descriptors is null || descriptors.Length < segments.Length)
+        {
+            descriptors?.Dispose();
+            descriptors = _context.Allocate<MergeSegment>(segments.Length);
+        }
+        stream.Synchronize();
+        descriptors.CopyFrom(segments);
+        LaunchGroups(plan, descriptors.Pointer, coefficients, stream);
+    }
+
+    /// <summary>One merge_group_* launch per group of <paramref name="plan"/>, over descriptors already uploaded to <paramref name="descriptors"/> (as <see cref="Segments"/> lays them out).</summary>
+    public void LaunchGroups(MergeGroupPlan plan, ulong descriptors, ReadOnlySpan<float> coefficients, CudaStream stream)
+    {
+        long first = 0;
+        foreach (var g in plan.Groups)
+        {
+            MergeGroup(g.DType, descriptors + (ulong)(first * System.Runtime.CompilerServices.Unsafe.SizeOf<MergeSegment>()), g.Segments.Count, coefficients, g.Blocks, stream);
+            first += g.Segments.Count;
+        }
+    }
+
+    /// <summary>
+    /// One grouped merge launch: <paramref name="count"/> descriptors at <paramref name="segments"/> (device memory, first
+    /// blocks ascending from 0), <paramref name="blocks"/> blocks in all, the same coefficients for every tensor.
+    /// </summary>
+    /// <exception cref="ArgumentException">no parents, more than 8, no segments, or a block count the grid cannot take.</exception>
+    public unsafe void MergeGroup(DType dtype, ulong segments, int count, ReadOnlySpan<float> coefficients, long blocks, CudaStream stream)
+    {
+        if (coefficients.Length is 0 or > MergeArgs.MaxParents)
+            throw new ArgumentException($"merge takes 1 to {MergeArgs.MaxParents} parents, got {coefficients.Length}", nameof(coefficients));
+        if (count < 1) throw new ArgumentException($"a grouped merge needs at least one tensor, got {count}", nameof(count));
+        if (blocks is < 1 or > int.MaxValue) throw new ArgumentException($"a grouped merge of {blocks} blocks does not fit one grid (1 to {int.MaxValue})", nameof(blocks));
+        var a = new MergeGroupArgs { Segments = segments, NumSegments = count, NumParents = coefficients.Length };
+        for (int i = 0; i < coefficients.Length; i++) a.Coef[i] = coefficients[i];
+        Function("merge", "merge_group_" + Suffix(dtype)).Launch((uint)blocks, MergeGroupPlan.Threads, stream, a);
+    }
+
     /// <summary>tau = theta − base: <paramref name="n"/> elements of <paramref name="dtype"/> in, float32 out.</summary>
     public void TaskVector(DType dtype, ulong theta, ulong baseWeights, ulong tau, long n, CudaStream stream) =>
         Launch("taskvec", "task_vector_" + Suffix(dtype), n, stream, new TaskVectorArgs { Theta = theta, Base = baseWeights, Tau = tau, N = n });
@@ -117,6 +187,13 @@ internal sealed class CudaKernels
     public void FillGaussian(ulong output, long n, ulong seed, uint streamId, uint generation, CudaStream stream) =>
         Launch("mutate", "gaussian_fill_f32", (n + 3) / 4, stream, new GaussianArgs { Out = output, N = n, Seed = seed, Stream = streamId, Generation = generation });
 
+    /// <summary>
+    /// The Gaussian mutation's update x = store(x + σ·z) on <paramref name="n"/> elements of <paramref name="dtype"/>
+    /// in place, z the float32 normals at <paramref name="noise"/>; σ·z and the sum rounded separately, as the CPU backend does.
+    /// </summary>
+    public void AddScaledNoise(DType dtype, ulong weights, ulong noise, float sigma, long n, CudaStream stream) =>
+        Launch("mutate", "add_scaled_noise_" + Suffix(dtype), n, stream, new ScaledNoiseArgs { X = weights, Noise = noise, N = n, Sigma = sigma });
+
     internal static string Suffix(DType dtype) => dtype switch
     {
         DType.F32 => "f32",
@@ -131,10 +208,16 @@ internal sealed class CudaKernels
     private void Launch<TArgs>(string module, string entry, long work, CudaStream stream, in TArgs args) where TArgs : unmanaged
     {
         if (work <= 0) return;
-        CudaFunction f;
+        Function(module, entry).Launch(GridFor(work, _maxGrid), Block, stream, args);
+    }
+
+    private CudaFunction Function(string module, string entry)
+    {
         lock (_functions)
-            if (!_functions.TryGetValue(entry, out f))
+        {
+            if (!_functions.TryGetValue(entry, out var f))
                 _functions[entry] = f = _context.Module(module).Function(entry);
-        f.Launch(GridFor(work, _maxGrid), Block, stream, args);
+            return f;
+        }
     }
 }

@@ -73,6 +73,16 @@ internal struct ScaleColumnsArgs
     public int Batch;
 }
 
+/// <summary>mutate.cu ScaledNoiseArgs: x = x + sigma·noise, in place.</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal struct ScaledNoiseArgs
+{
+    public ulong X;
+    public ulong Noise;
+    public long N;
+    public float Sigma;
+}
+
 /// <summary>mutate.cu GaussianArgs.</summary>
 [StructLayout(LayoutKind.Sequential)]
 internal struct GaussianArgs
@@ -82,4 +92,25 @@ internal struct GaussianArgs
     public ulong Seed;
     public uint Stream;
     public uint Generation;
+}
+
+/// <summary>merge_group.cuh MergeSegment: one tensor of a grouped merge (an array of them in device memory).</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal unsafe struct MergeSegment
+{
+    public ulong Base;
+    public fixed ulong Parents[MergeArgs.MaxParents];
+    public ulong Out;
+    public long N;
+    public long FirstBlock;
+}
+
+/// <summary>merge.cu MergeGroupArgs: the segments of one storage type and the coefficients they share.</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal unsafe struct MergeGroupArgs
+{
+    public ulong Segments;
+    public fixed float Coef[MergeArgs.MaxParents];
+    public int NumSegments;
+    public int NumParents;
 }

@@ -34,8 +34,8 @@ internal sealed class CusolverHandle : IDisposable
         {
             throw new CudaUnavailableException("cuSOLVER not found (searched " + string.Join(", ", Interop.Libraries.Sonames[Interop.Libraries.Cusolver]) + " on the loader path, CUDA_HOME, /usr/local/cuda*/lib64 and LD_LIBRARY_PATH)");
         }
-        var sh = new SolverHandle();
-        sh.Set(h);
+        var sh = new SolverHandle(context);
+        sh.Attach(h);
         CudaStatus.Check(Interop.Cusolver.cusolverDnSetStream(h, stream.Handle));
         return new CusolverHandle(context, sh);
     }
@@ -192,13 +192,8 @@ internal sealed class CusolverHandle : IDisposable
         _handle.Dispose();
     }
 
-    private sealed class SolverHandle : SafeHandle
-    {
-        public SolverHandle() : base(0, true) { }
-        public override bool IsInvalid => handle == 0;
-        public void Set(nint h) => SetHandle(h);
-        protected override bool ReleaseHandle() => Interop.Cusolver.cusolverDnDestroy(handle) == Interop.cusolverStatus_t.CUSOLVER_STATUS_SUCCESS;
-    }
+    /// <summary>The cusolverDn handle, released as every <see cref="CudaHandle"/> (by its context when only finalized).</summary>
+    private sealed class SolverHandle(CudaContext context) : CudaHandle(context, NativeHandleKind.Cusolver);
 
     private sealed class GesvdjInfo(nint raw) : IDisposable
     {

@@ -20,7 +20,7 @@ public enum ComputeDevice
 /// <summary>
 /// Picks the compute backend for a run. Availability is decided before any weight is uploaded:
 /// the driver and a GPU (<see cref="CudaDeviceProbe"/>), the kernels embedded in this build
-/// (<see cref="PtxCatalog"/>) and a mutation the GPU implements.
+/// (<see cref="PtxCatalog"/>) and a mutation kind the GPU implements (all of them).
 /// </summary>
 public static class BackendSelection
 {
@@ -42,7 +42,8 @@ public static class BackendSelection
     {
         if (!driver.Available) return driver.Reason ?? "unknown reason";
         if (!kernelsEmbedded) return "this build has no CUDA kernels (nvcc was missing when it was built)";
-        if (mutation.Kind == MutationKind.Gaussian) return "Gaussian mutation is CPU-only for now";
+        // Every mutation kind runs on the GPU (the Gaussian one with host-drawn noise, bit-identical to the CPU).
+        if (!Enum.IsDefined(mutation.Kind)) return $"mutation kind {(int)mutation.Kind} is unknown to the CUDA backend";
         return null;
     }
 

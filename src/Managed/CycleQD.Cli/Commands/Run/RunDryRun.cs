@@ -82,7 +82,7 @@ internal static class RunDryRun
         else if (card is null)
             o.WriteLine("gpu: none usable here, so --device auto runs on the CPU; the GPU plan below is for an 80 GB card");
         if (mutation.Kind == MutationKind.Gaussian)
-            o.WriteLine("gpu: Gaussian mutation runs on the CPU only: --device cuda refuses it and auto uses the CPU");
+            o.WriteLine("gpu: Gaussian mutation draws its noise on the host (the CPU backend's code, 4 bytes uploaded per mutated weight) and adds it on the GPU: bit-identical to --device cpu");
         bool fits = need.TotalBytes <= room;
         o.WriteLine($"gpu memory: {need.Sets} weight sets resident (base, {experts} experts, child, two parents) {GiB(need.Sets * need.SetBytes)} + SVD mutation workspace {GiB(need.WorkspaceBytes)} " +
                     $"+ runtime reserve {GiB(need.ReserveBytes)} = {GiB(need.TotalBytes)} on {against}: {(fits ? "fits" : "DOES NOT FIT (the run refuses it before the first upload; use a larger card or --device cpu)")}");
