@@ -8,7 +8,7 @@ namespace CycleQD.Cpu;
 /// need no managed array). Owned by the <see cref="CpuComputeBackend"/> caller that received it;
 /// <see cref="Dispose"/> frees the blocks.
 /// </summary>
-public sealed unsafe class CpuWeightSet : IWeightSet
+public sealed unsafe class CpuWeightSet : IWeightSet, IWeightMemory
 {
     private readonly TensorSpec[] _specs;
     private byte*[] _data;
@@ -30,6 +30,15 @@ public sealed unsafe class CpuWeightSet : IWeightSet
 
     /// <inheritdoc/>
     public IReadOnlyList<TensorSpec> Tensors => _specs;
+
+    /// <inheritdoc/>
+    public WeightMemoryKind Kind => WeightMemoryKind.Host;
+
+    /// <inheritdoc/>
+    public int DeviceOrdinal => 0;
+
+    /// <inheritdoc/>
+    public nint TensorAddress(int index) => (nint)Pointer(index);
 
     /// <summary>Start of tensor <paramref name="index"/>'s storage bytes; valid until disposal.</summary>
     internal byte* Pointer(int index)

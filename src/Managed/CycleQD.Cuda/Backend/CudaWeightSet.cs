@@ -7,7 +7,7 @@ namespace CycleQD.Cuda.Backend;
 /// owned by the caller of the <see cref="CudaComputeBackend"/> method that returned it;
 /// <see cref="Dispose"/> frees the device memory.
 /// </summary>
-public sealed class CudaWeightSet : IWeightSet
+public sealed class CudaWeightSet : IWeightSet, IWeightMemory
 {
     private readonly TensorSpec[] _specs;
     private readonly DeviceBuffer<byte>[] _buffers;
@@ -38,6 +38,15 @@ public sealed class CudaWeightSet : IWeightSet
 
     /// <summary>Tensor <paramref name="index"/>'s storage bytes on the device.</summary>
     internal DeviceBuffer<byte> Buffer(int index) => _buffers[index];
+
+    /// <inheritdoc/>
+    public WeightMemoryKind Kind => WeightMemoryKind.Cuda;
+
+    /// <inheritdoc/>
+    public int DeviceOrdinal => Owner.Device.Ordinal;
+
+    /// <inheritdoc/>
+    public nint TensorAddress(int index) => (nint)Pointer(index);
 
     /// <summary>Device address of tensor <paramref name="index"/>.</summary>
     internal ulong Pointer(int index) => _buffers[index].Pointer;
