@@ -26,4 +26,11 @@ public interface IEvaluationStatisticsSource
     /// (a worker's name), and forgets it; null by default.
     /// </summary>
     string? TakeEvaluatedBy(IWeightSet candidate) => null;
+
+    /// <summary>
+    /// Seconds the last evaluation of <paramref name="candidate"/> spent handing its weights to the
+    /// model (binding them in place, or copying them out of the backend), and forgets them; null when
+    /// not measured.
+    /// </summary>
+    double? TakeBindSeconds(IWeightSet candidate) => null;
 }

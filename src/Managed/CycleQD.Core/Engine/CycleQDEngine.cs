@@ -257,6 +257,7 @@ public sealed class CycleQDEngine : IDisposable
         var source = job.Told == null ? _evaluator as IEvaluationStatisticsSource : null;
         var statistics = source?.TakeStatistics(job.Child);
         string? evaluatedBy = source?.TakeEvaluatedBy(job.Child);
+        double? bindSeconds = source?.TakeBindSeconds(job.Child);
 
         var plan = _plans[g];
         string? childId = null;
@@ -283,7 +284,7 @@ public sealed class CycleQDEngine : IDisposable
 
         var record = new GenerationRecord(g, plan.QualityTask, plan.Parents, plan.Weights, scores, childId, insertions,
             _archives.Select(a => new ArchiveSummary(a.Task, a.Cells.Count, a.QdScore, a.Coverage, a.BestQuality)).ToArray(),
-            new GenerationTiming(job.BreedSeconds, evalSeconds, Stopwatch.GetElapsedTime(t0).TotalSeconds, DateTime.UtcNow), nonFinite, statistics, evaluatedBy);
+            new GenerationTiming(job.BreedSeconds, evalSeconds, Stopwatch.GetElapsedTime(t0).TotalSeconds, DateTime.UtcNow), nonFinite, statistics, evaluatedBy, bindSeconds);
         _sink?.Commit(CaptureState(), record);
         _store.RemoveAllExcept(LiveIds());
         GenerationCompleted?.Invoke(record);

@@ -66,10 +66,11 @@ public sealed record GenerationTiming(double BreedSeconds, double EvaluateSecond
 /// the tensor and what was found; null for a finite child.</param>
 /// <param name="Evaluation">Per task, what scoring the child cost, when the evaluator reports it (<see cref="Candidates.IEvaluationStatisticsSource"/>).</param>
 /// <param name="EvaluatedBy">Who scored the child when it was not this process (a worker's name), else null.</param>
+/// <param name="BindSeconds">Seconds spent handing the child's weights to the evaluator's model, when the evaluator measures it.</param>
 public sealed record GenerationRecord(int Generation, int QualityTask, IReadOnlyList<string> Parents, IReadOnlyList<float> Weights,
     IReadOnlyList<double> Scores, string? ChildId, IReadOnlyList<Insertion> Insertions, IReadOnlyList<ArchiveSummary> Archives,
     GenerationTiming Timing, string? NonFinite = null, IReadOnlyList<Candidates.TaskEvaluationStatistics>? Evaluation = null,
-    string? EvaluatedBy = null);
+    string? EvaluatedBy = null, double? BindSeconds = null);
 
 /// <summary>Receives the state after initialisation (record null) and after every generation, before unreferenced elites are deleted.</summary>
 public interface ICheckpointSink

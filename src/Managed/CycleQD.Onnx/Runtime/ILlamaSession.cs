@@ -27,9 +27,9 @@ public interface ILlamaSession : IDisposable
     /// <summary>Builds the graph of kind <paramref name="graph"/> for <paramref name="config"/> and opens a session on <paramref name="device"/>.</summary>
     /// <exception cref="ArgumentException">the fused graph on a provider other than the CPU, or a BFloat16 graph on the CPU.</exception>
     static ILlamaSession Open(LlamaGraphKind graph, LlamaConfig config, LlamaGraphOptions options, InferenceDevice device = InferenceDevice.Cpu,
-        string configPath = "config.json", int intraOpThreads = 0) => graph switch
+        string configPath = "config.json", int intraOpThreads = 0, int cudaDevice = 0) => graph switch
         {
-            LlamaGraphKind.Plain => new LlamaSession(config, options, device, configPath, intraOpThreads),
+            LlamaGraphKind.Plain => new LlamaSession(config, options, device, configPath, intraOpThreads, cudaDevice),
             LlamaGraphKind.Fused => new FusedLlamaSession(config, options, device, configPath, intraOpThreads),
             _ => throw new ArgumentOutOfRangeException(nameof(graph)),
         };

@@ -63,8 +63,9 @@ public sealed class LlamaModel : IDisposable
     /// <param name="elementType">Graph and weight type (weights stored in another type are converted once).</param>
     /// <param name="graph">Plain or fused graph; null picks <see cref="ILlamaSession.DefaultGraph"/> for the device.</param>
     /// <param name="eos">Which ids end a sequence (default: the tokenizer's, as the reference).</param>
+    /// <param name="cudaDevice">The GPU (CUDA ordinal) of the CUDA provider.</param>
     public static LlamaModel Open(string directory, InferenceDevice device = InferenceDevice.Cpu, int maxBatch = 64, int intraOpThreads = 0,
-        OnnxElementType elementType = OnnxElementType.Float, LlamaGraphKind? graph = null, EosChoice eos = EosChoice.Tokenizer)
+        OnnxElementType elementType = OnnxElementType.Float, LlamaGraphKind? graph = null, EosChoice eos = EosChoice.Tokenizer, int cudaDevice = 0)
     {
         var folder = HfModelFolder.Open(directory);
         LlamaGraphBuilder.Validate(folder.Config, folder.ConfigPath);
@@ -77,7 +78,7 @@ public sealed class LlamaModel : IDisposable
             // NaN or ∞ weights make every logit NaN and the output silently blank: refuse them here.
             file.ThrowIfNonFinite();
             weights = LlamaWeights.FromSafetensors(file, folder.Config, elementType);
-            session = ILlamaSession.Open(graph ?? ILlamaSession.DefaultGraph(device, folder.Config), folder.Config, new LlamaGraphOptions(elementType, LastPositionLogitsOnly: true), device, folder.ConfigPath, intraOpThreads);
+            session = ILlamaSession.Open(graph ?? ILlamaSession.DefaultGraph(device, folder.Config), folder.Config, new LlamaGraphOptions(elementType, LastPositionLogitsOnly: true), device, folder.ConfigPath, intraOpThreads, cudaDevice);
             var generator = new LlamaGenerator(session, weights, tokenizer, EosIds(folder, tokenizer, eos), maxBatch);
             return new LlamaModel(folder, file, session, weights, tokenizer, generator);
         }
@@ -105,7 +106,7 @@ public sealed class LlamaModel : IDisposable
     /// <param name="weights">Weights of this architecture, e.g. a candidate's (null: <see cref="Weights"/>).</param>
     /// <param name="intraOpThreads">CPU threads per operator (0: ONNX Runtime's default).</param>
     public LlamaSequenceScorer CreateScorer(LlamaWeights? weights = null, int intraOpThreads = 0) =>
-        new(Folder.Config, weights ?? Weights, Session.Device, Folder.ConfigPath, intraOpThreads);
+        new(Folder.Config, weights ?? Weights, Session.Device, Folder.ConfigPath, intraOpThreads, (Session as LlamaSession)?.CudaDevice ?? 0);
 
     /// <summary>The chat format of the folder's template (chat_template.jinja or tokenizer_config.json), or null.</summary>
     public ChatFormat? ChatFormat

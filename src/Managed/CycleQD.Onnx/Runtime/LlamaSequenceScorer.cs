@@ -36,7 +36,7 @@ public sealed record SequenceLikelihood(long Tokens, double NegativeLogLikelihoo
 public sealed class LlamaSequenceScorer : IDisposable
 {
     private readonly LlamaSession _session;
-    private readonly LlamaWeights _weights;
+    private LlamaWeights _weights;
 
     /// <summary>The architecture.</summary>
     public LlamaConfig Config => _session.Config;
@@ -50,10 +50,21 @@ public sealed class LlamaSequenceScorer : IDisposable
     /// <param name="device">Execution provider.</param>
     /// <param name="configPath">Names config.json in errors.</param>
     /// <param name="intraOpThreads">CPU threads per operator (0: ONNX Runtime's default).</param>
-    public LlamaSequenceScorer(LlamaConfig config, LlamaWeights weights, InferenceDevice device = InferenceDevice.Cpu, string configPath = "config.json", int intraOpThreads = 0)
+    /// <param name="cudaDevice">The GPU (CUDA ordinal) of the CUDA provider.</param>
+    public LlamaSequenceScorer(LlamaConfig config, LlamaWeights weights, InferenceDevice device = InferenceDevice.Cpu, string configPath = "config.json", int intraOpThreads = 0,
+        int cudaDevice = 0)
     {
         _weights = weights;
-        _session = new LlamaSession(config, new LlamaGraphOptions(weights.ElementType, LastPositionLogitsOnly: false), device, configPath, intraOpThreads);
+        _session = new LlamaSession(config, new LlamaGraphOptions(weights.ElementType, LastPositionLogitsOnly: false), device, configPath, intraOpThreads, cudaDevice);
+    }
+
+    /// <summary>Scores with <paramref name="weights"/> (not owned; same architecture and element type) from the next call on.</summary>
+    /// <exception cref="ArgumentException">the weights' element type is not the session's.</exception>
+    public void Rebind(LlamaWeights weights)
+    {
+        if (weights.ElementType != _weights.ElementType)
+            throw new ArgumentException($"weights of {weights.ElementType} for a {_weights.ElementType} session", nameof(weights));
+        _weights = weights;
     }
 
     /// <summary>

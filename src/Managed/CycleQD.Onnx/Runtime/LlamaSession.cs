@@ -41,9 +41,13 @@ public sealed class LlamaSession : ILlamaSession
     /// <param name="configPath">Names config.json in errors.</param>
     /// <param name="intraOpThreads">CPU threads for one operator (0 = ONNX Runtime's default).</param>
     /// <exception cref="TensorFormatException">the config cannot be represented.</exception>
+    /// <param name="cudaDevice">The GPU (CUDA ordinal) of the CUDA provider.</param>
     /// <exception cref="ExecutionProviderUnavailableException">the CUDA provider cannot load.</exception>
-    public LlamaSession(LlamaConfig config, LlamaGraphOptions options, InferenceDevice device = InferenceDevice.Cpu, string configPath = "config.json", int intraOpThreads = 0)
+    public LlamaSession(LlamaConfig config, LlamaGraphOptions options, InferenceDevice device = InferenceDevice.Cpu, string configPath = "config.json", int intraOpThreads = 0,
+        int cudaDevice = 0)
     {
+        ArgumentOutOfRangeException.ThrowIfNegative(cudaDevice);
+        CudaDevice = cudaDevice;
         LlamaGraphBuilder.Validate(config, configPath);
         // ONNX Runtime's CPU provider runs a float16 graph by inserting casts around operators that lack
         // float16 kernels (slow, but it checks the graph); it has no such fallback for bfloat16.
@@ -61,10 +65,10 @@ public sealed class LlamaSession : ILlamaSession
         // Worker threads that spin between operators steal the cores the next operator needs when the
         // machine is shared or small: generation measured several times slower with spinning (docs/perf.md).
         so.AddSessionConfigEntry("session.intra_op.allow_spinning", "0");
-        if (device == InferenceDevice.Cuda) AppendCuda(so);
+        if (device == InferenceDevice.Cuda) AppendCuda(so, cudaDevice);
         _session = new InferenceSession(model, so);
         _cacheMemory = device == InferenceDevice.Cuda
-            ? new OrtMemoryInfo("Cuda", OrtAllocatorType.DeviceAllocator, 0, OrtMemType.Default)
+            ? new OrtMemoryInfo("Cuda", OrtAllocatorType.DeviceAllocator, cudaDevice, OrtMemType.Default)
             : OrtMemoryInfo.DefaultInstance;
     }
 
@@ -76,7 +80,10 @@ public sealed class LlamaSession : ILlamaSession
     public static readonly IReadOnlyList<string> CudaProviderLibraries =
         ["libcuda.so.1", "libcudart.so.13", "libcublas.so.13", "libcublasLt.so.13", "libcurand.so.10", "libcudnn.so.9"];
 
-    private static void AppendCuda(SessionOptions so)
+    /// <summary>The GPU (CUDA ordinal) the CUDA provider runs on; 0 on the CPU provider.</summary>
+    public int CudaDevice { get; }
+
+    private static void AppendCuda(SessionOptions so, int cudaDevice)
     {
         // Probe first: ONNX Runtime's own failure is a log line plus a generic "failed to load" error.
         var missing = CudaProviderLibraries.Where(lib =>
@@ -91,7 +98,7 @@ public sealed class LlamaSession : ILlamaSession
                 "(it needs an NVIDIA driver (libcuda.so.1), the CUDA 13 runtime and cuBLAS, and cuDNN 9 on the library path)");
         try
         {
-            so.AppendExecutionProvider_CUDA(0);
+            so.AppendExecutionProvider_CUDA(cudaDevice);
         }
         catch (OnnxRuntimeException e)
         {
@@ -272,7 +279,7 @@ public sealed class LlamaSession : ILlamaSession
             g.Output($"v{i}_out", $"v{i}_out", t, "n", Config.NumKeyValueHeads, "total", Config.HeadDim);
         }
         _rowSelectorOptions = new SessionOptions();
-        if (Device == InferenceDevice.Cuda) _rowSelectorOptions.AppendExecutionProvider_CUDA(0);
+        if (Device == InferenceDevice.Cuda) _rowSelectorOptions.AppendExecutionProvider_CUDA(CudaDevice);
         return new InferenceSession(g.ToModelBytes(), _rowSelectorOptions);
     }
 }

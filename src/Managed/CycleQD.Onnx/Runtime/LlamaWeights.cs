@@ -165,14 +165,30 @@ public sealed class LlamaWeights : IDisposable
     /// <param name="deviceId">CUDA device ordinal.</param>
     /// <param name="source">Names the weight set in errors.</param>
     /// <exception cref="TensorFormatException">a weight is missing or its byte length does not match its shape.</exception>
-    public static LlamaWeights FromCudaMemory(LlamaConfig config, IReadOnlyDictionary<string, (nint Pointer, long Bytes)> tensors, OnnxElementType elementType, int deviceId, string source)
+    public static LlamaWeights FromCudaMemory(LlamaConfig config, IReadOnlyDictionary<string, (nint Pointer, long Bytes)> tensors, OnnxElementType elementType, int deviceId, string source) =>
+        FromMemory(LlamaWeightLayout.For(config), tensors, elementType, new OrtMemoryInfo("Cuda", OrtAllocatorType.DeviceAllocator, deviceId, OrtMemType.Default), source);
+
+    /// <summary>
+    /// Binds tensors that live in host memory the caller owns (e.g. a CPU compute backend's weight
+    /// set), without a copy: the CPU twin of <see cref="FromCudaMemory"/>. The caller keeps the
+    /// memory alive and unchanged while runs use it.
+    /// </summary>
+    /// <param name="layout">The weights the graph reads.</param>
+    /// <param name="tensors">Host address and byte length per weight name, each tensor in <paramref name="elementType"/>.</param>
+    /// <param name="elementType">Element type of the tensors (the graph's).</param>
+    /// <param name="source">Names the weight set in errors.</param>
+    /// <exception cref="TensorFormatException">a weight is missing or its byte length does not match its shape.</exception>
+    public static LlamaWeights FromHostMemory(IReadOnlyList<LlamaWeightSpec> layout, IReadOnlyDictionary<string, (nint Pointer, long Bytes)> tensors, OnnxElementType elementType, string source) =>
+        FromMemory(layout, tensors, elementType, OrtMemoryInfo.DefaultInstance, source);
+
+    private static LlamaWeights FromMemory(IReadOnlyList<LlamaWeightSpec> layout, IReadOnlyDictionary<string, (nint Pointer, long Bytes)> tensors, OnnxElementType elementType,
+        OrtMemoryInfo memory, string source)
     {
         var values = new Dictionary<string, OrtValue>(StringComparer.Ordinal);
         int size = DTypes.SizeOf(StorageType(elementType));
-        var memory = new OrtMemoryInfo("Cuda", OrtAllocatorType.DeviceAllocator, deviceId, OrtMemType.Default);
         try
         {
-            foreach (var spec in LlamaWeightLayout.For(config))
+            foreach (var spec in layout)
             {
                 if (!tensors.TryGetValue(spec.Name, out var t))
                     throw new TensorFormatException(source, spec.Name, "missing");

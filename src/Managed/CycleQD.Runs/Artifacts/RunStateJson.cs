@@ -154,6 +154,8 @@ internal static class RunStateJson
             w.WriteStartObject("timing");
             w.WriteNumber("breed_s", Math.Round(g.Timing.BreedSeconds, 6));
             w.WriteNumber("evaluate_s", Math.Round(g.Timing.EvaluateSeconds, 6));
+            // Part of evaluate_s: handing the child's weights to the model (in place, or a copy out of the backend).
+            if (g.BindSeconds is double bind) w.WriteNumber("bind_s", Math.Round(bind, 6));
             w.WriteNumber("total_s", Math.Round(g.Timing.TotalSeconds, 6));
             w.WriteString("finished_utc", g.Timing.FinishedUtc.ToString("O", CultureInfo.InvariantCulture));
             // Which worker scored the child (runs with --workers); where, like when, is not part of the result.

@@ -67,7 +67,7 @@ public static class RunWorker
             return ExitMismatch;
         }
         using var models = family.LoadModels(config, backend);
-        using var evaluator = family.OpenEvaluator(config, splits);
+        using var evaluator = family.OpenEvaluator(config, splits, backend);
         var bases = config.Options.Mutation is { Kind: MutationKind.Svd, Basis: MutationBasis.Expert }
             ? ExpertSvdCache.LoadOrCompute(dir.Path, backend, models.Base, models.Experts, config.Options.Mutation)
             : null;

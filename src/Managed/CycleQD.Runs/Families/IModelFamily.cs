@@ -91,6 +91,14 @@ public interface IModelFamily
     IRunEvaluator OpenEvaluator(ExperimentConfig config, RunSplits splits);
 
     /// <summary>
+    /// Opens the evaluator of a run whose candidates live on <paramref name="backend"/>: a family whose
+    /// models can run where the backend keeps the candidates (e.g. on its GPU) opens its sessions
+    /// there and reads each candidate in place. By default the same as <see cref="OpenEvaluator(ExperimentConfig, RunSplits)"/>.
+    /// </summary>
+    /// <exception cref="Onnx.Runtime.ExecutionProviderUnavailableException">the backend's device cannot run the family's models (names what is missing).</exception>
+    IRunEvaluator OpenEvaluator(ExperimentConfig config, RunSplits splits, IComputeBackend backend) => OpenEvaluator(config, splits);
+
+    /// <summary>
     /// The environments the tasks' verdicts depend on (e.g. AgentBench OS's root file system), with
     /// their content hashes; the run directory records them so scores are compared only under the same ones.
     /// </summary>

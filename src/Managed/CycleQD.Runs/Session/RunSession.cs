@@ -128,7 +128,7 @@ public sealed class RunSession : IDisposable
         try
         {
             models = family.LoadModels(config, backend);
-            var evaluator = family.OpenEvaluator(config, splits);
+            var evaluator = family.OpenEvaluator(config, splits, backend);
             return new Opened(backend, models, evaluator);
         }
         catch

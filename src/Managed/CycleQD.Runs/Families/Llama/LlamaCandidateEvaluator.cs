@@ -11,18 +11,26 @@ namespace CycleQD.Runs.Families.Llama;
 
 /// <summary>
 /// Scores a candidate Llama weight set on one <see cref="IBenchmark"/> per task with the ONNX
-/// Runtime generator. The candidate's tensors are downloaded from the compute backend into
-/// float32 host arrays allocated once (one per graph weight, the model's size in all); those arrays
-/// are bound, pinned, to the model's one session as a <see cref="LlamaWeights"/>, so each
-/// evaluation only overwrites them and nothing is rebuilt or reallocated between candidates.
+/// Runtime generator, over the model's one session (nothing is rebuilt between candidates). The
+/// candidate's weights reach the session one of two ways:
+/// <list type="bullet">
+/// <item>in place: when the candidate says where its tensors live (<see cref="IWeightMemory"/>) in the
+/// session's memory (host memory for the CPU provider, the session's GPU for the CUDA provider) and
+/// stores every graph weight in the graph's element type, its tensors are bound as they are, with no
+/// copy (the CUDA backend's child on the GPU; the CPU backend's float32 sets);</item>
+/// <item>through host arrays: otherwise (another storage type, a stand-in responder), the tensors are
+/// downloaded into float32 host arrays allocated on first use and bound, pinned, to a float32 graph.</item>
+/// </list>
+/// The time either takes is measured per candidate (<see cref="IEvaluationStatisticsSource.TakeBindSeconds"/>).
+/// A CUDA session has no host-array path (it would copy the whole model to the GPU at every step):
+/// a candidate it cannot bind in place is an error naming the tensor.
 /// </summary>
 /// <remarks>
 /// Each benchmark batches its prompts itself (all samples of a round in one generation call), and
 /// the tasks of one candidate run concurrently with their generation calls serialised, so harness
 /// work of one task overlaps generation for another. The evaluator times the generator's calls, so
 /// every task's cost splits into generation and harness time (<see cref="IEvaluationStatisticsSource"/>;
-/// harness time excludes waiting for the model). Evaluations are serialised: the host arrays are
-/// shared, and ONNX Runtime already uses every core for one batch.
+/// harness time excludes waiting for the model). Evaluations are serialised: one session serves them.
 /// Owns the model, the host arrays and the generator; not the benchmarks' data.
 /// </remarks>
 public sealed class LlamaCandidateEvaluator : IRunEvaluator, IEvaluationStatisticsSource, IRetentionEvaluator
@@ -38,14 +46,25 @@ public sealed class LlamaCandidateEvaluator : IRunEvaluator, IEvaluationStatisti
     private readonly LlamaModel _model;
     private readonly IReadOnlyList<IBenchmark> _search;
     private readonly IReadOnlyList<IBenchmark> _report;
-    private readonly CandidateHostWeights _host;
-    private readonly LlamaWeights _weights;
-    private readonly ITextGenerator _generator;
+    private readonly Func<ITextGenerator, IReadOnlyDictionary<string, float[]>, ITextGenerator>? _generatorFor;
+    private readonly IReadOnlyList<LlamaWeightSpec> _layout;
+    private readonly OnnxElementType _elementType;
+    private readonly InferenceDevice _device;
+    private readonly int _cudaDevice;
+    private CandidateHostWeights? _host;
+    private LlamaWeights? _hostWeights;
+    private ITextGenerator? _hostGenerator;
+    private LlamaWeights? _inPlace;
+    private ITextGenerator _generator = null!;
     private readonly SemaphoreSlim _gate = new(1, 1);
     private readonly ConcurrentDictionary<IWeightSet, TaskEvaluationStatistics[]> _statistics = new(ReferenceEqualityComparer.Instance);
+    private readonly ConcurrentDictionary<IWeightSet, double> _bindSeconds = new(ReferenceEqualityComparer.Instance);
 
     /// <inheritdoc/>
     public IReadOnlyList<string> TaskNames { get; }
+
+    /// <summary>How the last candidate reached the session: "in place" or "host arrays" (null before the first).</summary>
+    public string? LastBinding { get; private set; }
 
     /// <param name="model">The base model folder opened for generation (its session and tokenizer serve every candidate); owned from here on.</param>
     /// <param name="taskNames">Task names, in score order.</param>
@@ -53,7 +72,8 @@ public sealed class LlamaCandidateEvaluator : IRunEvaluator, IEvaluationStatisti
     /// <param name="report">One benchmark per task on its report split, same order (may be the search ones when the family has no held-out split).</param>
     /// <param name="generatorFor">
     /// Makes the text generator from the model's generator and the candidate host arrays (null: the
-    /// model's generator). A stand-in responder (<see cref="WeightKeyedResponder"/>) is plugged in here.
+    /// model's generator). A stand-in responder (<see cref="WeightKeyedResponder"/>) is plugged in here;
+    /// it reads the host arrays, so every candidate then goes through them.
     /// </param>
     public LlamaCandidateEvaluator(LlamaModel model, IReadOnlyList<string> taskNames, IReadOnlyList<IBenchmark> search, IReadOnlyList<IBenchmark> report,
         Func<ITextGenerator, IReadOnlyDictionary<string, float[]>, ITextGenerator>? generatorFor = null)
@@ -64,12 +84,13 @@ public sealed class LlamaCandidateEvaluator : IRunEvaluator, IEvaluationStatisti
         TaskNames = taskNames;
         _search = search;
         _report = report;
-        _host = new CandidateHostWeights(LlamaWeightLayout.For(model.Folder.Config), "the model's graph");
-        // Float graph: FromArrays pins the arrays instead of copying them, so writing into them
-        // rebinds the candidate for the next run.
-        _weights = LlamaWeights.FromArrays(model.Folder.Config, _host.Arrays, "candidate", OnnxElementType.Float);
-        var modelGenerator = model.CreateGenerator(_weights);
-        _generator = generatorFor is null ? modelGenerator : generatorFor(modelGenerator, _host.Arrays);
+        _generatorFor = generatorFor;
+        _layout = LlamaWeightLayout.For(model.Folder.Config);
+        _elementType = model.Weights.ElementType;
+        _device = model.Session.Device;
+        _cudaDevice = (model.Session as LlamaSession)?.CudaDevice ?? 0;
+        if (_device == InferenceDevice.Cuda && generatorFor != null)
+            throw new ArgumentException("a stand-in responder reads host arrays; it runs with the CPU provider only");
     }
 
     /// <inheritdoc/>
@@ -83,7 +104,7 @@ public sealed class LlamaCandidateEvaluator : IRunEvaluator, IEvaluationStatisti
         await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            _host.Load(backend, candidate);
+            double bind = Bind(backend, candidate);
             // The tasks run side by side and share the one model through a gate: while one task's
             // harness runs code, SQL or shell, another task's prompts are generated.
             using var modelGate = new SemaphoreSlim(1, 1);
@@ -98,7 +119,11 @@ public sealed class LlamaCandidateEvaluator : IRunEvaluator, IEvaluationStatisti
             var done = await Task.WhenAll(runs).ConfigureAwait(false);
             var scores = done.Select(d => d.Score).ToArray();
             var statistics = done.Select(d => d.Item2).ToArray();
-            if (purpose == EvaluationPurpose.Search) _statistics[candidate] = statistics;
+            if (purpose == EvaluationPurpose.Search)
+            {
+                _statistics[candidate] = statistics;
+                _bindSeconds[candidate] = bind;
+            }
             return scores;
         }
         finally
@@ -107,6 +132,81 @@ public sealed class LlamaCandidateEvaluator : IRunEvaluator, IEvaluationStatisti
         }
     }
 
+    /// <summary>Hands <paramref name="candidate"/>'s weights to the session (in place when it can) and returns the seconds it took.</summary>
+    private double Bind(IComputeBackend backend, IWeightSet candidate)
+    {
+        long start = Stopwatch.GetTimestamp();
+        _inPlace?.Dispose();
+        _inPlace = null;
+        if (_generatorFor is null && InPlaceTensors(candidate) is { } tensors)
+        {
+            _inPlace = _device == InferenceDevice.Cuda
+                ? LlamaWeights.FromCudaMemory(_model.Folder.Config, tensors, _elementType, _cudaDevice, "candidate")
+                : LlamaWeights.FromHostMemory(_layout, tensors, _elementType, "candidate");
+            _generator = _model.CreateGenerator(_inPlace);
+            _scorer?.Rebind(_inPlace);
+            LastBinding = "in place";
+        }
+        else
+        {
+            if (_device == InferenceDevice.Cuda || _elementType != OnnxElementType.Float)
+                throw new InvalidOperationException(WhyNotInPlace(candidate));
+            if (_host is null)
+            {
+                _host = new CandidateHostWeights(_layout, "the model's graph");
+                // Float graph: FromArrays pins the arrays instead of copying them, so writing into them
+                // rebinds the candidate for the next run.
+                _hostWeights = LlamaWeights.FromArrays(_model.Folder.Config, _host.Arrays, "candidate", OnnxElementType.Float);
+                var modelGenerator = _model.CreateGenerator(_hostWeights);
+                _hostGenerator = _generatorFor is null ? modelGenerator : _generatorFor(modelGenerator, _host.Arrays);
+            }
+            _host.Load(backend, candidate);
+            _generator = _hostGenerator!;
+            _scorer?.Rebind(_hostWeights!);
+            LastBinding = "host arrays";
+        }
+        return Stopwatch.GetElapsedTime(start).TotalSeconds;
+    }
+
+    /// <summary>The graph weights' addresses when the candidate can be bound where it lies, else null.</summary>
+    private Dictionary<string, (nint Pointer, long Bytes)>? InPlaceTensors(IWeightSet candidate)
+    {
+        if (candidate is not IWeightMemory memory) return null;
+        var wanted = _device == InferenceDevice.Cuda ? WeightMemoryKind.Cuda : WeightMemoryKind.Host;
+        if (memory.Kind != wanted || (wanted == WeightMemoryKind.Cuda && memory.DeviceOrdinal != _cudaDevice)) return null;
+        var storage = StorageOf(_elementType);
+        var graph = _layout.Select(s => s.Name).ToHashSet(StringComparer.Ordinal);
+        var tensors = new Dictionary<string, (nint, long)>(StringComparer.Ordinal);
+        var specs = candidate.Tensors;
+        for (int i = 0; i < specs.Count; i++)
+        {
+            if (!graph.Contains(specs[i].Name)) continue;
+            if (specs[i].DType != storage) return null;
+            tensors[specs[i].Name] = (memory.TensorAddress(i), specs[i].ByteLength);
+        }
+        return tensors.Count == graph.Count ? tensors : null;
+    }
+
+    private string WhyNotInPlace(IWeightSet candidate)
+    {
+        string where = _device == InferenceDevice.Cuda ? $"on GPU {_cudaDevice}" : "in host memory";
+        if (candidate is not IWeightMemory memory || memory.Kind != (_device == InferenceDevice.Cuda ? WeightMemoryKind.Cuda : WeightMemoryKind.Host)
+            || (_device == InferenceDevice.Cuda && memory.DeviceOrdinal != _cudaDevice))
+            return $"the {(_device == InferenceDevice.Cuda ? "CUDA" : "CPU")} evaluator binds each candidate where it lies, and this one is not {where} (use the same device for the compute backend and the evaluator)";
+        var storage = StorageOf(_elementType);
+        var odd = candidate.Tensors.FirstOrDefault(t => _layout.Any(s => s.Name == t.Name) && t.DType != storage);
+        return odd is not null
+            ? $"the evaluator's {_elementType} graph binds each candidate in place, and tensor '{odd.Name}' is stored as {DTypes.Name(odd.DType)}: store every weight of the base and experts as {DTypes.Name(storage)}"
+            : $"the candidate lacks a weight the model's graph reads ({string.Join(", ", _layout.Select(s => s.Name).Except(candidate.Tensors.Select(t => t.Name)).Take(3))})";
+    }
+
+    private static DType StorageOf(OnnxElementType t) => t switch
+    {
+        OnnxElementType.Float16 => DType.F16,
+        OnnxElementType.BFloat16 => DType.BF16,
+        _ => DType.F32,
+    };
+
     /// <inheritdoc/>
     async Task<double[]> IRetentionEvaluator.EvaluateRetentionAsync(IComputeBackend backend, IWeightSet candidate, CancellationToken cancellationToken)
     {
@@ -114,14 +214,14 @@ public sealed class LlamaCandidateEvaluator : IRunEvaluator, IEvaluationStatisti
         await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            _host.Load(backend, candidate);
+            Bind(backend, candidate);
             var scores = new double[Retention.Count];
             for (int i = 0; i < scores.Length; i++)
             {
                 if (Retention[i] is PerplexityBenchmark perplexity)
                 {
-                    // Opened on first use: the scorer's session (full-window logits) reads the same bound host arrays.
-                    _scorer ??= _model.CreateScorer(_weights, ScorerThreads);
+                    // Opened on first use (full-window logits); it reads the candidate bound last, and Bind rebinds it after.
+                    _scorer ??= _model.CreateScorer(_inPlace ?? _hostWeights, ScorerThreads);
                     scores[i] = (await perplexity.ScoreAsync(_scorer, _model.Tokenizer, cancellationToken).ConfigureAwait(false)).Score;
                 }
                 else
@@ -141,12 +241,16 @@ public sealed class LlamaCandidateEvaluator : IRunEvaluator, IEvaluationStatisti
     public IReadOnlyList<TaskEvaluationStatistics>? TakeStatistics(IWeightSet candidate) =>
         _statistics.TryRemove(candidate, out var s) ? s : null;
 
+    /// <inheritdoc/>
+    public double? TakeBindSeconds(IWeightSet candidate) => _bindSeconds.TryRemove(candidate, out double s) ? s : null;
+
     /// <summary>Releases the bound weights, the session and the model.</summary>
     public void Dispose()
     {
-        (_generator as IDisposable)?.Dispose();
+        (_hostGenerator as IDisposable)?.Dispose();
         _scorer?.Dispose();
-        _weights.Dispose();
+        _inPlace?.Dispose();
+        _hostWeights?.Dispose();
         _model.Dispose();
         _gate.Dispose();
     }

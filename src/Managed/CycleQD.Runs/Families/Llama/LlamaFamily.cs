@@ -3,6 +3,7 @@ using CycleQD.Core.Compute;
 using CycleQD.Core.Evaluation;
 using CycleQD.Onnx.Graph;
 using CycleQD.Onnx.Runtime;
+using CycleQD.Tensors;
 
 namespace CycleQD.Runs.Families.Llama;
 
@@ -149,7 +150,40 @@ public sealed class LlamaFamily : IModelFamily
     }
 
     /// <inheritdoc/>
-    public IRunEvaluator OpenEvaluator(ExperimentConfig config, RunSplits splits)
+    public IRunEvaluator OpenEvaluator(ExperimentConfig config, RunSplits splits) => Open(config, splits, InferenceDevice.Cpu, 0, OnnxElementType.Float);
+
+    /// <inheritdoc/>
+    /// <remarks>
+    /// On a backend that keeps its weight sets on a GPU (the CUDA backend), the model runs on ONNX
+    /// Runtime's CUDA provider on that GPU, in the base's storage type (bfloat16 for Llama-3), and each
+    /// candidate is bound where the backend wrote it. Elsewhere it runs on the CPU provider in float32.
+    /// </remarks>
+    public IRunEvaluator OpenEvaluator(ExperimentConfig config, RunSplits splits, IComputeBackend backend)
+    {
+        if (backend is not Cuda.Backend.CudaComputeBackend cuda) return OpenEvaluator(config, splits);
+        if (config.Evaluation.Responder == WeightKeyedResponder.Name)
+            throw new ConfigurationException($"evaluation.responder: {WeightKeyedResponder.Name} reads the candidates from host memory; run it with --device cpu");
+        return Open(config, splits, InferenceDevice.Cuda, cuda.Device.Ordinal, GraphTypeOf(config));
+    }
+
+    /// <summary>The graph element type of a GPU evaluator: the base's storage type when every weight has it, else an error naming a tensor.</summary>
+    private static OnnxElementType GraphTypeOf(ExperimentConfig config)
+    {
+        string folder = SafetensorsModels.Folder(config);
+        using var weights = SafetensorsModel.Open(folder);
+        var types = weights.Tensors.Select(t => t.DType).Where(DTypes.IsWeightType).Distinct().ToList();
+        if (types.Count != 1)
+            throw new ConfigurationException($"model.base: {folder} stores its weights as {string.Join(" and ", types.Select(DTypes.Name))}; " +
+                                             "the GPU evaluator binds each candidate in place and needs one storage type (convert the base and experts to one)");
+        return types[0] switch
+        {
+            DType.BF16 => OnnxElementType.BFloat16,
+            DType.F16 => OnnxElementType.Float16,
+            _ => OnnxElementType.Float,
+        };
+    }
+
+    private static IRunEvaluator Open(ExperimentConfig config, RunSplits splits, InferenceDevice device, int cudaDevice, OnnxElementType elementType)
     {
         var search = Benchmarks(config, splits, EvaluationPurpose.Search);
         var report = Benchmarks(config, splits, EvaluationPurpose.Report);
@@ -162,8 +196,8 @@ public sealed class LlamaFamily : IModelFamily
                 .Select((b, i) => (ITextGenerator)TextTasks.Find(b.Name)!.GoldResponder(b)).ToList();
             standIn = (_, arrays) => new WeightKeyedResponder(gold, arrays);
         }
-        var model = LlamaModel.Open(SafetensorsModels.Folder(config), InferenceDevice.Cpu, intraOpThreads: config.Evaluation.Threads,
-            elementType: OnnxElementType.Float, eos: EosChoice.Tokenizer);
+        var model = LlamaModel.Open(SafetensorsModels.Folder(config), device, intraOpThreads: device == InferenceDevice.Cpu ? config.Evaluation.Threads : 0,
+            elementType: elementType, eos: EosChoice.Tokenizer, cudaDevice: cudaDevice);
         try
         {
             return new LlamaCandidateEvaluator(model, config.Options.Tasks, search, report, standIn)

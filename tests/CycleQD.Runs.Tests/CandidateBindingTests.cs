@@ -1,0 +1,155 @@
+using System.Text.Json.Nodes;
+using CycleQD.Core.Compute;
+using CycleQD.Cpu;
+using CycleQD.Cuda;
+using CycleQD.Runs.Families;
+using CycleQD.Runs.Families.Llama;
+using CycleQD.Tensors;
+using CycleQD.Testing;
+
+namespace CycleQD.Runs.Tests;
+
+/// <summary>
+/// How a candidate reaches the evaluator's session: bound where the backend keeps it (no copy), or
+/// downloaded into host arrays; both give the same scores, and the time is measured per candidate.
+/// </summary>
+public sealed class CandidateBindingTests
+{
+    /// <summary>The CPU backend with its weight sets' addresses hidden: the evaluator must download them.</summary>
+    private sealed class AddressHidingBackend(CpuComputeBackend inner) : IComputeBackend
+    {
+        public sealed class HiddenSet(IWeightSet set) : IWeightSet
+        {
+            public IWeightSet Inner { get; } = set;
+            public IReadOnlyList<TensorSpec> Tensors => Inner.Tensors;
+            public void Dispose() => Inner.Dispose();
+        }
+
+        public string Name => inner.Name;
+        public IWeightSet Upload(IHostTensorSource source) => new HiddenSet(inner.Upload(source));
+        public void Download(IWeightSet set, int index, Span<byte> destination) => inner.Download(((HiddenSet)set).Inner, index, destination);
+        public IWeightSet Merge(IWeightSet baseModel, IReadOnlyList<IWeightSet> parents, ReadOnlySpan<float> weights) => throw new NotSupportedException();
+        public void MergeInto(IWeightSet destination, IWeightSet baseModel, IReadOnlyList<IWeightSet> parents, ReadOnlySpan<float> weights) => throw new NotSupportedException();
+        public IWeightSet TaskVector(IWeightSet model, IWeightSet baseModel) => throw new NotSupportedException();
+        public void MutateSvd(IWeightSet child, IWeightSet baseModel, MutationOptions options, ulong seed, uint generation) => throw new NotSupportedException();
+        public void MutateSvdExpertBasis(IWeightSet child, IWeightSet baseModel, ExpertSvdBasis basis, MutationOptions options, ulong seed, uint generation) => throw new NotSupportedException();
+        public void MutateGaussian(IWeightSet child, MutationOptions options, ulong seed, uint generation) => throw new NotSupportedException();
+        public void Dispose() { }
+    }
+
+    private static IWeightSet Load(IComputeBackend backend, string folder)
+    {
+        using var model = SafetensorsModel.Open(folder);
+        return backend.Upload(new SafetensorsHostSource(model));
+    }
+
+    [Fact]
+    public async Task CpuBackendFloat32Candidates_AreBoundInPlace_AndScoreAsDownloadedOnes()
+    {
+        using var dir = new TempDir();
+        var config = ExperimentConfig.Load(Experiments.Write(dir, "exp.yaml", FinalStageTests.TinyExperiment(1)));
+        var family = ModelFamilies.Of(config);
+        var splits = family.MakeSplits(config);
+        using var cpu = new CpuComputeBackend();
+        var hiding = new AddressHidingBackend(cpu);
+        string models = Path.Combine(TestPaths.RepoRoot, "models", "tinyskills");
+        var ct = TestContext.Current.CancellationToken;
+
+        using var evaluator = (LlamaCandidateEvaluator)family.OpenEvaluator(config, splits, cpu);
+        foreach (var expert in new[] { "expert-code", "expert-os" })
+        {
+            using var direct = Load(cpu, Path.Combine(models, expert));
+            using var hidden = Load(hiding, Path.Combine(models, expert));
+            double[] inPlace = await evaluator.EvaluateAsync(cpu, direct, ct);
+            Assert.Equal("in place", evaluator.LastBinding);
+            Assert.NotNull(evaluator.TakeBindSeconds(direct));
+            double[] copied = await evaluator.EvaluateAsync(hiding, hidden, ct);
+            Assert.Equal("host arrays", evaluator.LastBinding);
+            Assert.NotNull(evaluator.TakeBindSeconds(hidden));
+            Assert.Equal(copied, inPlace);
+            Assert.Contains(inPlace, s => s > 0); // the experts score: the binding is not blank
+        }
+    }
+
+    [Fact]
+    public async Task Bf16Candidates_OnTheCpu_GoThroughHostArrays()
+    {
+        using var dir = new TempDir();
+        // A synthesized bf16 set on the float32 CPU graph: the candidate's storage is not the graph's type.
+        string set = dir.File("set");
+        Onnx.Synthesis.LlamaSynthesizer.Write(set, new Onnx.Synthesis.SynthesisOptions { Shape = "tiny", Experts = 1, Threads = 2 },
+            cancellationToken: TestContext.Current.CancellationToken);
+        string models = Path.Combine(TestPaths.RepoRoot, "models", "tinyskills");
+        var config = ExperimentConfig.Load(Experiments.Write(dir, "exp.yaml", $"""
+            name: bf16
+            seed: 1
+            generations: 1
+            tasks: [tinyskills/code]
+            model: {"{"} base: {set}/base, experts: {"{"} tinyskills/code: {set}/expert-1 {"}"} {"}"}
+            evaluation: {"{"} split: valid, limit: 2, tinyskills: {models} {"}"}
+            archive: {"{"} bins: 4, bounds: {"{"} tinyskills/code: [0, 1] {"}"} {"}"}
+            final_merge: {"{"} enabled: false {"}"}
+            """));
+        var family = ModelFamilies.Of(config);
+        using var cpu = new CpuComputeBackend();
+        using var evaluator = (LlamaCandidateEvaluator)family.OpenEvaluator(config, family.MakeSplits(config), cpu);
+        using var expert = Load(cpu, Path.Combine(set, "expert-1"));
+        Assert.Equal(DType.BF16, expert.Tensors[0].DType);
+        var scores = await evaluator.EvaluateAsync(cpu, expert, TestContext.Current.CancellationToken);
+        Assert.Single(scores);
+        Assert.Equal("host arrays", evaluator.LastBinding);
+    }
+
+    [Fact]
+    public async Task RunMetrics_RecordTheBindTimeOfEveryChild()
+    {
+        using var dir = new TempDir();
+        string exp = Experiments.Write(dir, "exp.yaml", FinalStageTests.TinyExperiment(2).Replace("final_merge: { grid: [0.5, 1.0], rounds: 1 }", "final_merge: { enabled: false }"));
+        using (var s = RunSession.Start(exp, dir.File("run"), null, null, ComputeDevice.Cpu))
+        {
+            await s.InitializeAsync(TestContext.Current.CancellationToken);
+            Assert.True(await s.RunAsync(TestContext.Current.CancellationToken));
+        }
+        var lines = File.ReadAllLines(Path.Combine(dir.File("run"), "metrics.jsonl"));
+        Assert.Equal(2, lines.Length);
+        foreach (var line in lines)
+        {
+            var timing = JsonNode.Parse(line)!["timing"]!;
+            double bind = timing["bind_s"]!.GetValue<double>();
+            Assert.InRange(bind, 0, timing["evaluate_s"]!.GetValue<double>());
+        }
+    }
+
+    /// <summary>On a GPU: the CUDA backend's bf16 child is bound to ONNX Runtime's CUDA provider in place.</summary>
+    [Fact]
+    public async Task CudaRun_BindsTheChildOnTheGpu_WithoutACopy()
+    {
+        var status = CudaDeviceProbe.Probe();
+        if (!status.Available) Assert.Skip("needs a GPU: " + status.Reason);
+        if (PtxCatalog.List().Count == 0) Assert.Skip("no PTX embedded in this build (no nvcc at build time)");
+        using var dir = new TempDir();
+        string set = dir.File("set");
+        Onnx.Synthesis.LlamaSynthesizer.Write(set, new Onnx.Synthesis.SynthesisOptions { Shape = "tiny", Experts = 3 },
+            cancellationToken: TestContext.Current.CancellationToken);
+        string models = Path.Combine(TestPaths.RepoRoot, "models", "tinyskills");
+        string exp = Experiments.Write(dir, "exp.yaml", $"""
+            name: gpu-bind
+            seed: 1
+            generations: 2
+            tasks: [tinyskills/code, tinyskills/db, tinyskills/os]
+            model:
+              base: {set}/base
+              experts: {"{"} tinyskills/code: {set}/expert-1, tinyskills/db: {set}/expert-2, tinyskills/os: {set}/expert-3 {"}"}
+            evaluation: {"{"} split: valid, limit: 4, tinyskills: {models} {"}"}
+            archive: {"{"} bins: 4, bounds: {"{"} tinyskills/code: [0, 1], tinyskills/db: [0, 1], tinyskills/os: [0, 1] {"}"} {"}"}
+            final_merge: {"{"} enabled: false {"}"}
+            """);
+        using (var s = RunSession.Start(exp, dir.File("run"), null, null, ComputeDevice.Cuda))
+        {
+            await s.InitializeAsync(TestContext.Current.CancellationToken);
+            Assert.True(await s.RunAsync(TestContext.Current.CancellationToken));
+        }
+        foreach (var line in File.ReadAllLines(Path.Combine(dir.File("run"), "metrics.jsonl")))
+            Assert.NotNull(JsonNode.Parse(line)!["timing"]!["bind_s"]);
+    }
+}
