@@ -189,6 +189,23 @@ public sealed class SynthesizerTests
     }
 
     [Fact]
+    public void ExpertsWrittenApart_EqualTheOnesWrittenWithTheBase()
+    {
+        using var dir = new TempDir();
+        var ct = TestContext.Current.CancellationToken;
+        var whole = LlamaSynthesizer.Write(Path.Combine(dir.Path, "whole"), Tiny(2), cancellationToken: ct);
+        var apart = LlamaSynthesizer.Write(Path.Combine(dir.Path, "experts"), Tiny(2) with { WriteBase = false }, cancellationToken: ct);
+        var baseOnly = LlamaSynthesizer.Write(Path.Combine(dir.Path, "base"), Tiny(0), cancellationToken: ct);
+        Assert.Equal(["expert-1", "expert-2"], apart.Models.Select(Path.GetFileName).ToArray());
+        Assert.False(Directory.Exists(Path.Combine(dir.Path, "experts", "base")));
+        Assert.Equal(2 * LlamaSynthesizer.PlannedBytes(Tiny(0)), apart.BytesWritten);
+        byte[] Bytes(string folder) => File.ReadAllBytes(Path.Combine(folder, "model.safetensors"));
+        Assert.Equal(Bytes(whole.Models[1]), Bytes(apart.Models[0]));
+        Assert.Equal(Bytes(whole.Models[2]), Bytes(apart.Models[1]));
+        Assert.Equal(Bytes(whole.Models[0]), Bytes(baseOnly.Models[0]));
+    }
+
+    [Fact]
     public void SmallShards_WriteAnIndexAndStillLoad()
     {
         using var dir = new TempDir();

@@ -33,6 +33,13 @@ public sealed record SynthesisOptions
     public long MaxShardBytes { get; init; } = SafetensorsWriter.DefaultMaxShardBytes;
     /// <summary>Threads that draw the weights; 0 for one per processor.</summary>
     public int Threads { get; init; }
+
+    /// <summary>
+    /// Whether base/ is written. The base's bytes depend only on the shape and the seed, and expert k's
+    /// only on those and k, so a set can be split over two file systems: the experts here, the base
+    /// elsewhere with <see cref="Experts"/> 0.
+    /// </summary>
+    public bool WriteBase { get; init; } = true;
 }
 
 /// <summary>Bytes of weights written so far, for a progress display.</summary>
@@ -88,7 +95,7 @@ public static class LlamaSynthesizer
     public static long PlannedBytes(SynthesisOptions options)
     {
         var config = SyntheticShapes.Get(options.Shape, options.Layers);
-        return (options.Experts + 1) * config.ParameterCount * DTypes.SizeOf(options.DType);
+        return (options.Experts + (options.WriteBase ? 1 : 0)) * config.ParameterCount * DTypes.SizeOf(options.DType);
     }
 
     /// <summary>Writes the base and the experts into <paramref name="directory"/> (absent or empty).</summary>
@@ -111,7 +118,7 @@ public static class LlamaSynthesizer
         long written = 0;
         var specs = LlamaWeightLayout.For(config);
         (int? Bos, int[] Eos)? ids = null;
-        for (int m = 0; m <= options.Experts; m++)
+        for (int m = options.WriteBase ? 0 : 1; m <= options.Experts; m++)
         {
             cancellationToken.ThrowIfCancellationRequested();
             string name = m == 0 ? BaseFolder : ExpertFolder(m);
@@ -142,6 +149,7 @@ public static class LlamaSynthesizer
         if (o.Rank < 0) throw new ArgumentException($"rank must be 0 or more, not {o.Rank}");
         if (!(o.LowRankScale >= 0) || !(o.DenseScale >= 0) || double.IsInfinity(o.LowRankScale) || double.IsInfinity(o.DenseScale))
             throw new ArgumentException("perturbation scales must be finite and 0 or more");
+        if (!o.WriteBase && o.Experts == 0) throw new ArgumentException("nothing to write: no base and no experts");
         if (o.Threads < 0) throw new ArgumentException($"threads must be 0 (one per processor) or more, not {o.Threads}");
         if (o.MaxShardBytes < 1) throw new ArgumentException("the largest shard must be at least one byte");
     }
@@ -417,6 +425,7 @@ public static class LlamaSynthesizer
             w.WriteString("dtype", DTypes.Name(o.DType));
             w.WriteNumber("seed", o.Seed);
             w.WriteNumber("experts", o.Experts);
+            w.WriteBoolean("base_written", o.WriteBase);
             w.WriteNumber("init_std", InitStd);
             w.WriteNumber("low_rank", o.Rank);
             w.WriteNumber("low_rank_scale", o.LowRankScale);
