@@ -16,7 +16,7 @@ namespace CycleQD.Cli.Commands.Generate;
 internal static class GenerateBenchCommand
 {
     private static readonly Option<string> Batches = new("--batches") { Description = "Comma-separated batch sizes.", DefaultValueFactory = _ => "1,64" };
-    private static readonly Option<int> NewTokens = NumericOptions.Whole("--new-tokens", "Tokens generated per sequence (EOS ignored).", 128, NumericRange.AtLeast(1));
+    private static readonly Option<int> NewTokens = NumericOptions.Whole("--new-tokens", "Most tokens generated per sequence (a sequence that reaches EOS stops; tokens/s counts the tokens produced).", 128, NumericRange.AtLeast(1));
     private static readonly Option<int> Repeats = NumericOptions.Whole("--repeats", "Timed repetitions per measurement (the best is reported).", 3, NumericRange.AtLeast(1));
     private static readonly Option<int> Threads = NumericOptions.Whole("--threads", "ONNX Runtime intra-op threads (0 = its default).", 0, NumericRange.AtLeast(0));
 
@@ -29,13 +29,13 @@ internal static class GenerateBenchCommand
     public static Command Create()
     {
         var cmd = new Command("bench", "Measure generation tokens/s per batch size and weight-binding vs session-building time.");
-        foreach (var o in new Option[] { GenerateCommand.Model, GenerateCommand.Device, GenerateCommand.Graph, Batches, NewTokens, Repeats, Threads }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { GenerateCommand.Model, GenerateCommand.Device, GenerateCommand.DType, GenerateCommand.Graph, Batches, NewTokens, Repeats, Threads }) cmd.Options.Add(o);
         cmd.SetAction(parse => Run(parse.GetValue(GenerateCommand.Model), parse.GetValue(GenerateCommand.Device)!, parse.GetValue(GenerateCommand.Graph), parse.GetValue(Batches)!,
-            parse.GetValue(NewTokens), parse.GetValue(Repeats), parse.GetValue(Threads), parse.InvocationConfiguration.Output));
+            parse.GetValue(NewTokens), parse.GetValue(Repeats), parse.GetValue(Threads), parse.InvocationConfiguration.Output, parse.GetValue(GenerateCommand.DType) ?? "float32"));
         return cmd;
     }
 
-    internal static int Run(string? model, string device, string? graph, string batches, int newTokens, int repeats, int threads, TextWriter o)
+    internal static int Run(string? model, string device, string? graph, string batches, int newTokens, int repeats, int threads, TextWriter o, string dtype = "float32")
     {
         if (string.IsNullOrEmpty(model)) throw new CliUsageException("--model is required");
         if (newTokens < 1 || repeats < 1) throw new CliUsageException("--new-tokens and --repeats must be ≥ 1");
@@ -43,10 +43,13 @@ internal static class GenerateBenchCommand
             .Select(s => int.TryParse(s, out int b) && b > 0 ? b : throw new CliUsageException($"--batches: '{s}' is not a positive integer")).ToArray();
         var dev = GenerateCommand.ParseDevice(device);
         var graphKind = GenerateCommand.ParseGraph(graph, dev);
+        var elementType = GenerateCommand.ParseDType(dtype);
+        if (elementType == OnnxElementType.BFloat16 && dev == InferenceDevice.Cpu)
+            throw new CliUsageException("--dtype bfloat16 needs --device cuda (the CPU provider has no bfloat16 kernels)");
         var inv = CultureInfo.InvariantCulture;
         ModelKindCheck.Require(model, ModelFamilies.Llama, "generate bench");
-        using var llm = LlamaModel.Open(model, dev, maxBatch: sizes.Max(), intraOpThreads: threads, graph: graphKind);
-        o.WriteLine($"model {llm.Folder.Directory}, device {dev}, graph {llm.Session.Graph.ToString().ToLowerInvariant()}, {newTokens} new tokens per sequence, best of {repeats}, threads {(threads == 0 ? "default" : threads.ToString(inv))}");
+        using var llm = LlamaModel.Open(model, dev, maxBatch: sizes.Max(), intraOpThreads: threads, elementType: elementType, graph: graphKind);
+        o.WriteLine($"model {llm.Folder.Directory}, device {dev}, {elementType}, graph {llm.Session.Graph.ToString().ToLowerInvariant()}, {newTokens} new tokens per sequence, best of {repeats}, threads {(threads == 0 ? "default" : threads.ToString(inv))}");
         o.WriteLine("batch  prompt_tokens  generated  seconds  tokens/s");
         foreach (int b in sizes)
         {
@@ -69,10 +72,10 @@ internal static class GenerateBenchCommand
         for (int r = 0; r < Math.Max(repeats, 5); r++)
         {
             sw.Restart();
-            using (var w = LlamaWeights.FromSafetensors(file, llm.Folder.Config)) { }
+            using (var w = LlamaWeights.FromSafetensors(file, llm.Folder.Config, elementType)) { }
             bindBest = Math.Min(bindBest, sw.Elapsed.TotalMilliseconds);
             sw.Restart();
-            using (var s = ILlamaSession.Open(llm.Session.Graph, llm.Folder.Config, new LlamaGraphOptions(LastPositionLogitsOnly: true), dev, llm.Folder.ConfigPath, threads)) { }
+            using (var s = ILlamaSession.Open(llm.Session.Graph, llm.Folder.Config, new LlamaGraphOptions(elementType, LastPositionLogitsOnly: true), dev, llm.Folder.ConfigPath, threads)) { }
             sessionBest = Math.Min(sessionBest, sw.Elapsed.TotalMilliseconds);
         }
         o.WriteLine(string.Create(inv, $"bind a weight set to the existing session: {bindBest:F3} ms (best); build a new session: {sessionBest:F3} ms (best)"));
