@@ -106,6 +106,21 @@ public interface IModelFamily
 
     /// <summary>What one candidate's evaluation costs, for <c>run --dry-run</c>: per task, prompts (or images) and the most tokens generated.</summary>
     IReadOnlyList<TaskCost> Costs(ExperimentConfig config, RunSplits splits);
+
+    /// <summary>
+    /// The final table's columns for the experiment's report.retention tasks (name, unit, direction),
+    /// in order. By default a family has none and refuses any.
+    /// </summary>
+    /// <exception cref="Core.ConfigurationException">a retention task this family cannot score.</exception>
+    IReadOnlyList<Final.RetentionColumn> RetentionColumns(ExperimentConfig config) =>
+        config.Report.Retention.Count == 0 ? []
+            : throw new Core.ConfigurationException($"report.retention: {ModelKind} runs have no retention tasks ({string.Join(", ", config.Report.Retention)})");
+
+    /// <summary>
+    /// What the retention scores depend on besides the task names (e.g. a text file's content hash), appended
+    /// to the final stage's evaluation key so cached scores go stale when it changes; "" by default.
+    /// </summary>
+    string RetentionKey(ExperimentConfig config) => "";
 }
 
 /// <summary>One task's cost per candidate.</summary>

@@ -6,7 +6,6 @@ using CycleQD.Core.Compute;
 using CycleQD.Core.Engine;
 using CycleQD.Core.Evaluation;
 using CycleQD.Runs.Families;
-using CycleQD.Runs.Families.Llama;
 using CycleQD.Tensors;
 
 namespace CycleQD.Runs.Final;
@@ -58,10 +57,8 @@ internal sealed class FinalStage
     /// <summary>report.retention's tasks, in column order.</summary>
     private IReadOnlyList<string> RetentionTasks => _config.Report.Retention;
 
-    /// <summary>The final table's retention columns of <paramref name="config"/> (report.retention; Llama-family text tasks).</summary>
-    public static IReadOnlyList<RetentionColumn> RetentionColumns(ExperimentConfig config) =>
-        config.Report.Retention.Select(t => TextTasks.Find(t) is { } task ? new RetentionColumn(t, task.Unit, task.LowerIsBetter)
-            : throw new Core.ConfigurationException($"report.retention: '{t}' is not a text task")).ToArray();
+    /// <summary>The final table's retention columns of <paramref name="config"/> (report.retention), from its model family.</summary>
+    public static IReadOnlyList<RetentionColumn> RetentionColumns(ExperimentConfig config) => ModelFamilies.Of(config).RetentionColumns(config);
 
     /// <summary>The search split's name in messages ("valid", "train", or "search" when tasks differ).</summary>
     private string SearchSplitName => ModelFamilies.SearchSplitName(_config);
@@ -76,22 +73,10 @@ internal sealed class FinalStage
             key += $";benchmarks={e.DataDir};split_seed={e.SplitSeed.ToString(CultureInfo.InvariantCulture)};responder={e.Responder ?? "model"}";
         // Only runs with retention tasks carry them: the keys (and cached rows) of other runs stay as they were.
         if (config.Report.Retention.Count > 0)
-            key += $";retention={string.Join(",", config.Report.Retention)}{PerplexityKey(config)}";
+            key += $";retention={string.Join(",", config.Report.Retention)}{ModelFamilies.Of(config).RetentionKey(config)}";
         return key;
     }
 
-
-    /// <summary>
-    /// The perplexity text's identity when perplexity is a retention task: its path, its content's sha256
-    /// (a changed text makes the cached scores stale) and the window setting.
-    /// </summary>
-    private static string PerplexityKey(ExperimentConfig config)
-    {
-        if (!config.Report.Retention.Contains(PerplexityBenchmark.TaskName) || config.Evaluation.PerplexityFile is not { } file) return "";
-        string hash = File.Exists(file) ? Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(file))) : "missing";
-        string window = config.Evaluation.PerplexityWindow?.ToString(CultureInfo.InvariantCulture) ?? "max";
-        return $";perplexity={file};sha256={hash};window={window}";
-    }
 
     /// <summary>The finished report of this run at <paramref name="generations"/>, or null when the final stage still has to run.</summary>
     public static RunReport? Finished(ExperimentConfig config, RunDirectory dir, int generations)

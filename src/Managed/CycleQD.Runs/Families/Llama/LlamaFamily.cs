@@ -214,6 +214,24 @@ public sealed class LlamaFamily : IModelFamily
     }
 
     /// <inheritdoc/>
+    public IReadOnlyList<Final.RetentionColumn> RetentionColumns(ExperimentConfig config) =>
+        config.Report.Retention.Select(t => TextTasks.Find(t) is { } task ? new Final.RetentionColumn(t, task.Unit, task.LowerIsBetter)
+            : throw new ConfigurationException($"report.retention: '{t}' is not a text task")).ToArray();
+
+    /// <inheritdoc/>
+    /// <remarks>
+    /// With perplexity among the retention tasks: the text's path, its content's sha256 (a changed text
+    /// makes the cached scores stale) and the window setting.
+    /// </remarks>
+    public string RetentionKey(ExperimentConfig config)
+    {
+        if (!config.Report.Retention.Contains(PerplexityBenchmark.TaskName) || config.Evaluation.PerplexityFile is not { } file) return "";
+        string hash = File.Exists(file) ? Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(file))) : "missing";
+        string window = config.Evaluation.PerplexityWindow?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "max";
+        return $";perplexity={file};sha256={hash};window={window}";
+    }
+
+    /// <inheritdoc/>
     public IReadOnlyList<PinnedEnvironmentRecord> PinnedEnvironments(ExperimentConfig config, RunSplits splits) =>
         Benchmarks(config, splits, EvaluationPurpose.Search).OfType<IPinnedEnvironment>()
             .Select(b => new PinnedEnvironmentRecord(((IBenchmark)b).Name, b.EnvironmentName, b.EnvironmentFingerprint)).ToList();
