@@ -225,6 +225,18 @@ public sealed class GpuStreamedBackendTests : IDisposable
     }
 
     [Fact]
+    public void DeviceBytesInUse_CountsAResidentUpload_AndItsRelease()
+    {
+        var src = Model(DType.F32, 95);
+        long before = _resident.DeviceBytesInUse;
+        var set = _resident.Upload(src);
+        Assert.Equal(before + set.Tensors.Sum(t => t.ByteLength), _resident.DeviceBytesInUse);
+        Assert.True(_resident.PeakDeviceBytes >= _resident.DeviceBytesInUse);
+        set.Dispose();
+        Assert.Equal(before, _resident.DeviceBytesInUse);
+    }
+
+    [Fact]
     public void MergeInto_AHostDestination_IsRejectedNamingIt()
     {
         var src = Model(DType.BF16, 90);
