@@ -91,6 +91,19 @@ public class StreamingMemoryPlanTests
     }
 
     [Fact]
+    public void TwoChildrenInFlight_CountTwoWeightSets_AndTheMessageSaysSo()
+    {
+        var evaluator = EvaluatorMemory.ForLlama(Llama3_8B, DType.BF16, 64, 2048);
+        var one = StreamingMemoryPlan.Create(Llama3_8B, DType.BF16, 40L * GiB, evaluator);
+        var two = StreamingMemoryPlan.Create(Llama3_8B, DType.BF16, 40L * GiB, evaluator, new StreamingPlanOptions(Children: 2));
+        Assert.Equal(2 * one.ChildBytes, two.ChildBytes);
+        Assert.Equal(one.ChildBytes + two.StagingBytes, two.MergePeakBytes - one.ChildBytes);
+        var e = Assert.Throws<DeviceMemoryException>(() => two.EnsureFits("card"));
+        Assert.Contains("2 children 29.92 GiB", e.Message);
+        Assert.Throws<ArgumentOutOfRangeException>(() => StreamingMemoryPlan.Create(Llama3_8B, DType.BF16, H100, evaluator, new StreamingPlanOptions(Children: 0)));
+    }
+
+    [Fact]
     public void ParentsOutOfRange_AreRejected()
     {
         var ex = Assert.Throws<ArgumentOutOfRangeException>(() =>

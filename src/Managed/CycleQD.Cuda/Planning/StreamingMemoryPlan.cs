@@ -54,12 +54,14 @@ public sealed record EvaluatorMemory(long KvCacheBytes, long ActivationBytes)
 /// <param name="Rank">Rank of the truncated SVD (k).</param>
 /// <param name="Oversampling">Randomized-SVD oversampling (p).</param>
 /// <param name="RuntimeReserveBytes">CUDA context, cuBLAS/cuSOLVER workspaces and JIT-compiled modules (not in the backend's own count).</param>
+/// <param name="Children">Children on the device at once (the engine's candidates in flight, each a whole weight set).</param>
 public sealed record StreamingPlanOptions(
     int Parents = 2,
     long ChunkBytes = TensorStreamer.DefaultChunkBytes,
     int Rank = 256,
     int Oversampling = 16,
-    long RuntimeReserveBytes = 1L << 30);
+    long RuntimeReserveBytes = 1L << 30,
+    int Children = 1);
 
 /// <summary>
 /// Where the bytes go in the CUDA backend's streamed mode (<see cref="Backend.WeightResidency.Streamed"/>):
@@ -81,8 +83,10 @@ public sealed class StreamingMemoryPlan
 
     /// <summary>What the plan is for ("BF16 weights", "12 tensors").</summary>
     public string Model { get; private init; } = "";
-    /// <summary>The child: one whole weight set on the device.</summary>
+    /// <summary>The children on the device: <see cref="Children"/> whole weight sets.</summary>
     public long ChildBytes { get; private init; }
+    /// <summary>Children on the device at once.</summary>
+    public int Children { get; private init; }
     /// <summary>Staging lanes: the base and each parent.</summary>
     public int Lanes { get; private init; }
     /// <summary>Bytes of one staging buffer.</summary>
@@ -102,7 +106,7 @@ public sealed class StreamingMemoryPlan
     /// <summary>The 2-D weight shapes, with the batch chosen for each.</summary>
     public IReadOnlyList<ShapeGroup> Groups { get; private init; } = [];
 
-    /// <summary>Device bytes the backend itself holds while it merges (child + staging): the high-water mark of a streamed merge.</summary>
+    /// <summary>Device bytes the backend itself holds while it merges (children + staging): the high-water mark of a streamed merge.</summary>
     public long MergePeakBytes => ChildBytes + StagingBytes;
 
     /// <summary>Peak device bytes of the whole plan.</summary>
@@ -144,6 +148,9 @@ public sealed class StreamingMemoryPlan
         ArgumentNullException.ThrowIfNull(evaluator);
         if (options.Parents is < 1 or > 8)
             throw new ArgumentOutOfRangeException(nameof(options), options.Parents, "a merge takes 1 to 8 parents");
+        if (options.Children < 1)
+            throw new ArgumentOutOfRangeException(nameof(options), options.Children, "at least one child is on the device");
+        child = checked(child * options.Children);
         if (options.ChunkBytes <= 0 || options.ChunkBytes % TensorStreamer.ChunkAlignment != 0)
             throw new ArgumentOutOfRangeException(nameof(options), options.ChunkBytes, $"the staging chunk must be a positive multiple of {TensorStreamer.ChunkAlignment} bytes");
         int lanes = 1 + options.Parents;
@@ -161,6 +168,7 @@ public sealed class StreamingMemoryPlan
         {
             Model = model,
             ChildBytes = child,
+            Children = options.Children,
             Lanes = lanes,
             ChunkBytes = options.ChunkBytes,
             StagingBytes = staging,
@@ -180,7 +188,7 @@ public sealed class StreamingMemoryPlan
         if (Fits) return;
         throw new DeviceMemoryException(
             $"{deviceName} has {GiB(DeviceBytes)} GiB free but streaming this model ({Model}) needs {GiB(PeakBytes)} GiB at peak " +
-            $"(child {GiB(ChildBytes)} GiB, staging {GiB(StagingBytes)} GiB = 2 x {Lanes} lanes x {GiB(ChunkBytes)} GiB, " +
+            $"({ChildrenText} {GiB(ChildBytes)} GiB, staging {GiB(StagingBytes)} GiB = 2 x {Lanes} lanes x {GiB(ChunkBytes)} GiB, " +
             $"mutation workspace {GiB(PeakWorkspaceBytes)} GiB at the smallest batches, evaluator KV cache {GiB(EvaluatorKvCacheBytes)} GiB, " +
             $"evaluator activations {GiB(EvaluatorActivationBytes)} GiB, runtime reserve {GiB(RuntimeReserveBytes)} GiB); " +
             "use a smaller evaluation batch or length, a larger card or the CPU backend");
@@ -191,7 +199,7 @@ public sealed class StreamingMemoryPlan
     {
         var sb = new StringBuilder();
         sb.AppendLine(CultureInfo.InvariantCulture, $"streaming memory plan ({Model}, {GiB(DeviceBytes)} GiB on the device):");
-        sb.AppendLine(CultureInfo.InvariantCulture, $"  device    child                  {GiB(ChildBytes),8} GiB");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"  device    {ChildrenText,-28} {GiB(ChildBytes),8} GiB");
         sb.AppendLine(CultureInfo.InvariantCulture, $"  staging   2 x {Lanes} lanes x chunk     {GiB(StagingBytes),8} GiB");
         sb.AppendLine(CultureInfo.InvariantCulture, $"  mutation  largest batch          {GiB(PeakWorkspaceBytes),8} GiB");
         sb.AppendLine(CultureInfo.InvariantCulture, $"  evaluator KV cache               {GiB(EvaluatorKvCacheBytes),8} GiB");
@@ -202,6 +210,8 @@ public sealed class StreamingMemoryPlan
             sb.AppendLine(CultureInfo.InvariantCulture, $"  {g.Rows}x{g.Cols} x{g.Count} ({g.Names}): batch {g.Batch}, {GiB(g.WorkspaceBytes)} GiB");
         return sb.ToString();
     }
+
+    private string ChildrenText => Children == 1 ? "child" : $"{Children} children";
 
     private static string GiB(long bytes) => (bytes / (double)(1L << 30)).ToString("F2", CultureInfo.InvariantCulture);
 }
