@@ -13,6 +13,7 @@ internal sealed class CudaContext : IDisposable, INativeHandleOwner
 {
     private readonly DeferredReleaseQueue _deferred = new();
     private readonly Dictionary<string, CudaModule> _modules = new(StringComparer.Ordinal);
+    private readonly Dictionary<ulong, long> _allocationBytes = [];
     private nint _context;
     private bool _disposed;
 
@@ -33,6 +34,13 @@ internal sealed class CudaContext : IDisposable, INativeHandleOwner
     public int ComputeCapabilityMinor { get; }
     /// <summary>L2 cache size in bytes (benchmarks flush it between repeats).</summary>
     public int L2CacheBytes { get; }
+
+    /// <summary>
+    /// Every device allocation made through <see cref="Allocate{T}"/> and not yet freed, with the
+    /// high-water mark. Memory the CUDA runtime, cuBLAS and cuSOLVER allocate on their own (their
+    /// workspaces, the context itself) is not in it: that is what the runtime reserve stands for.
+    /// </summary>
+    public Streaming.DeviceMemoryLedger Ledger { get; } = new();
 
     /// <summary>Initialises the driver and retains device <paramref name="ordinal"/>'s primary context.</summary>
     /// <exception cref="CudaUnavailableException">no driver, no GPU, or no such ordinal; the message says which.</exception>
@@ -97,6 +105,8 @@ internal sealed class CudaContext : IDisposable, INativeHandleOwner
                 throw new DeviceMemoryException($"out of device memory allocating {bytes / 1048576.0:F1} MiB on {Device.Name}: {free / 1048576.0:F1} MiB free of {total / 1048576.0:F1} MiB");
             }
             CudaStatus.Check(rc, "cuMemAlloc");
+            Ledger.Add(bytes, "a device buffer");
+            lock (_allocationBytes) _allocationBytes[ptr] = bytes;
         }
         return new DeviceBuffer<T>(this, ptr, length);
     }
@@ -152,11 +162,17 @@ internal sealed class CudaContext : IDisposable, INativeHandleOwner
 
     /// <summary>Releases one native object; the context must be current on the calling thread.</summary>
     /// <exception cref="CudaException">the driver or library reported a failure.</exception>
-    private static void Release(NativeHandleKind kind, ulong handle)
+    private void Release(NativeHandleKind kind, ulong handle)
     {
         switch (kind)
         {
-            case NativeHandleKind.Memory: CudaStatus.Check(Interop.CudaDriver.cuMemFree(handle), "cuMemFree"); break;
+            case NativeHandleKind.Memory:
+                CudaStatus.Check(Interop.CudaDriver.cuMemFree(handle), "cuMemFree");
+                long bytes;
+                lock (_allocationBytes)
+                    if (!_allocationBytes.Remove(handle, out bytes)) bytes = 0;
+                Ledger.Remove(bytes);
+                break;
             case NativeHandleKind.Stream: CudaStatus.Check(Interop.CudaDriver.cuStreamDestroy((nint)handle), "cuStreamDestroy"); break;
             case NativeHandleKind.Event: CudaStatus.Check(Interop.CudaDriver.cuEventDestroy((nint)handle), "cuEventDestroy"); break;
             case NativeHandleKind.Module: CudaStatus.Check(Interop.CudaDriver.cuModuleUnload((nint)handle), "cuModuleUnload"); break;

@@ -30,6 +30,9 @@ internal sealed class CudaStream : CudaHandle
     /// <summary>Waits until all work queued on this stream has finished.</summary>
     public void Synchronize() => CudaStatus.Check(Interop.CudaDriver.cuStreamSynchronize(handle));
 
+    /// <summary>Makes work queued on this stream from now on wait for <paramref name="evt"/>'s last record (the host does not wait).</summary>
+    public void Wait(CudaEvent evt) => CudaStatus.Check(Interop.CudaDriver.cuStreamWaitEvent(handle, evt.Handle, 0), "cuStreamWaitEvent");
+
 }
 
 /// <summary>A CUDA event (CUevent) for timing work on a stream; released as every <see cref="CudaHandle"/>.</summary>
@@ -37,15 +40,29 @@ internal sealed class CudaEvent : CudaHandle
 {
     private CudaEvent(CudaContext context) : base(context, NativeHandleKind.Event) { }
 
+    /// <summary>CU_EVENT_DISABLE_TIMING: an event only for ordering, cheaper to record and wait on.</summary>
+    private const uint DisableTiming = 0x2;
+
     /// <summary>A new timing event in <paramref name="context"/>.</summary>
-    public static CudaEvent Create(CudaContext context)
+    public static CudaEvent Create(CudaContext context) => Create(context, 0);
+
+    /// <summary>A new event for ordering streams and the host (no timing) in <paramref name="context"/>.</summary>
+    public static CudaEvent CreateForOrdering(CudaContext context) => Create(context, DisableTiming);
+
+    private static CudaEvent Create(CudaContext context, uint flags)
     {
         context.MakeCurrent();
-        CudaStatus.Check(Interop.CudaDriver.cuEventCreate(out nint e, 0));
+        CudaStatus.Check(Interop.CudaDriver.cuEventCreate(out nint e, flags));
         var ev = new CudaEvent(context);
         ev.Attach(e);
         return ev;
     }
+
+    /// <summary>The CUevent handle.</summary>
+    public nint Handle => handle;
+
+    /// <summary>Blocks the host until the work before the event's last record has finished (at once when never recorded).</summary>
+    public void Synchronize() => CudaStatus.Check(Interop.CudaDriver.cuEventSynchronize(handle), "cuEventSynchronize");
 
     /// <summary>Records the event on <paramref name="stream"/>.</summary>
     public void Record(CudaStream stream) => CudaStatus.Check(Interop.CudaDriver.cuEventRecord(handle, stream.Handle));

@@ -6,6 +6,7 @@ using CycleQD.Cuda.Blas;
 using CycleQD.Cuda.Kernels;
 using CycleQD.Cuda.Planning;
 using CycleQD.Cuda.Solver;
+using CycleQD.Cuda.Streaming;
 using CycleQD.Cuda.Svd;
 using CycleQD.Tensors;
 
@@ -19,6 +20,11 @@ namespace CycleQD.Cuda.Backend;
 /// same Philox draws as the CPU backend's (purpose <see cref="Streams.SvdScale"/>, stream = tensor
 /// index). Every call waits for its work before returning. The Gaussian mutation adds normals drawn
 /// on the host by the CPU backend's code, so it is bit-identical to the CPU backend.
+/// In <see cref="WeightResidency.Streamed"/> mode (<see cref="Create(int, CudaBackendOptions)"/>) uploaded
+/// sets stay in host memory (<see cref="CudaHostWeightSet"/>) and every operation that reads one streams its
+/// tensors to the device through double-buffered pinned staging (<see cref="TensorStreamer"/>) into the same
+/// kernels, so results equal Resident mode's bit for bit; only the sets the backend creates live on the device.
+/// Every device allocation is counted (<see cref="DeviceBytesInUse"/>, <see cref="PeakDeviceBytes"/>).
 /// </summary>
 public sealed class CudaComputeBackend : IComputeBackend
 {
@@ -31,26 +37,39 @@ public sealed class CudaComputeBackend : IComputeBackend
     private readonly CudaContext _context;
     private readonly CudaStream _stream;
     private readonly CudaKernels _kernels;
+    private readonly CudaBackendOptions _options;
+    private CudaStreamingDevice? _streaming;
+    private TensorStreamer? _streamer;
     private CublasHandle? _blas;
     private CusolverHandle? _solver;
     private DeviceBuffer<MergeSegment>? _mergeSegments;
     private bool _disposed;
 
-    private CudaComputeBackend(CudaContext context)
+    private CudaComputeBackend(CudaContext context, CudaBackendOptions options)
     {
         _context = context;
+        _options = options;
         _stream = CudaStream.Create(context);
         _kernels = new CudaKernels(context);
     }
 
-    /// <summary>Opens GPU <paramref name="ordinal"/>.</summary>
+    /// <summary>Opens GPU <paramref name="ordinal"/> in <see cref="WeightResidency.Resident"/> mode.</summary>
     /// <exception cref="CudaUnavailableException">no driver, no GPU or no such ordinal; the message says which.</exception>
-    public static CudaComputeBackend Create(int ordinal = 0)
+#pragma warning disable RS0027 // kept as it shipped (optional ordinal) so existing callers and binaries keep working
+    public static CudaComputeBackend Create(int ordinal = 0) => Create(ordinal, new CudaBackendOptions());
+#pragma warning restore RS0027
+
+    /// <summary>Opens GPU <paramref name="ordinal"/> with <paramref name="options"/> (e.g. <see cref="WeightResidency.Streamed"/>).</summary>
+    /// <exception cref="ArgumentOutOfRangeException">an option is out of range; the message names it.</exception>
+    /// <exception cref="CudaUnavailableException">no driver, no GPU or no such ordinal; the message says which.</exception>
+    public static CudaComputeBackend Create(int ordinal, CudaBackendOptions options)
     {
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
         var context = CudaContext.Create(ordinal);
         try
         {
-            return new CudaComputeBackend(context);
+            return new CudaComputeBackend(context, options);
         }
         catch
         {
@@ -64,6 +83,35 @@ public sealed class CudaComputeBackend : IComputeBackend
 
     /// <summary>The GPU.</summary>
     public CudaDeviceInfo Device => _context.Device;
+
+    /// <summary>Where uploaded weight sets live.</summary>
+    public WeightResidency Residency => _options.Residency;
+
+    /// <summary>
+    /// Device bytes this backend has allocated and not freed: weight sets, staging buffers, mutation
+    /// workspaces. cuBLAS/cuSOLVER's own workspaces and the CUDA context are not counted (the runtime reserve covers them).
+    /// </summary>
+    public long DeviceBytesInUse => _context.Ledger.InUseBytes;
+
+    /// <summary>The most device bytes in use at once (as <see cref="DeviceBytesInUse"/> counts them) since the backend was created or <see cref="ResetPeakDeviceBytes"/> was last called.</summary>
+    public long PeakDeviceBytes => _context.Ledger.PeakBytes;
+
+    /// <summary>Starts a new high-water mark at the bytes in use now (call it at the start of a generation, read <see cref="PeakDeviceBytes"/> at its end).</summary>
+    public void ResetPeakDeviceBytes() => _context.Ledger.ResetPeak();
+
+    /// <summary>
+    /// Refuses a model that cannot run in <see cref="WeightResidency.Streamed"/> mode on this card next to
+    /// the evaluator, before anything is uploaded: the streaming plan for <paramref name="config"/> stored as
+    /// <paramref name="storage"/> against the free memory now.
+    /// </summary>
+    /// <exception cref="DeviceMemoryException">the plan's peak exceeds the free memory; the message gives every number.</exception>
+    public StreamingMemoryPlan CheckStreamingPlan(LlamaConfig config, DType storage, EvaluatorMemory evaluator, StreamingPlanOptions? options = null)
+    {
+        options ??= new StreamingPlanOptions(ChunkBytes: _options.StagingChunkBytes);
+        var plan = StreamingMemoryPlan.Create(config, storage, _context.MemoryInfo().Free, evaluator, options);
+        plan.EnsureFits(_context.Device.Name);
+        return plan;
+    }
 
     /// <summary>
     /// Refuses a model that cannot be merged and mutated on this card, before any weight is uploaded:
@@ -119,12 +167,18 @@ public sealed class CudaComputeBackend : IComputeBackend
         EnsureResidentFits(tensors, sets, mutation.SvdRank, mutation.Oversampling, _context.MemoryInfo().Free, _context.Device.Name);
 
     /// <inheritdoc/>
+    /// <remarks>
+    /// In <see cref="WeightResidency.Streamed"/> mode the set stays in host memory (<see cref="CudaHostWeightSet"/>):
+    /// an <see cref="IMappedTensorSource"/> hands over a mapping that stays open for the set's life, any
+    /// other source is copied into native host memory. Nothing is allocated on the device.
+    /// </remarks>
     public IWeightSet Upload(IHostTensorSource source)
     {
         Enter();
         foreach (var t in source.Tensors)
             if (!DTypes.IsWeightType(t.DType))
                 throw new ConfigurationException($"tensor '{t.Name}': {DTypes.Name(t.DType)} is not a weight type (F32, F16, BF16)");
+        if (_options.Residency == WeightResidency.Streamed) return CudaHostWeightSet.Create(this, source);
         long bytes = source.Tensors.Sum(t => t.ByteLength);
         long free = _context.MemoryInfo().Free;
         if (bytes > free - RuntimeReserveBytes)
@@ -154,18 +208,23 @@ public sealed class CudaComputeBackend : IComputeBackend
     public void Download(IWeightSet set, int index, Span<byte> destination)
     {
         Enter();
-        var s = Own(set);
+        var s = OwnAny(set);
         long len = s.Tensors[index].ByteLength;
         if (destination.Length != len)
             throw new ArgumentException($"tensor '{s.Tensors[index].Name}': destination has {destination.Length} bytes, needs {len}");
+        if (s is CudaHostWeightSet host)
+        {
+            host.Bytes(index).CopyTo(destination);
+            return;
+        }
         _stream.Synchronize();
-        s.Buffer(index).CopyTo(destination);
+        ((CudaWeightSet)s).Buffer(index).CopyTo(destination);
     }
 
     /// <inheritdoc/>
     public IWeightSet Merge(IWeightSet baseModel, IReadOnlyList<IWeightSet> parents, ReadOnlySpan<float> weights)
     {
-        var child = new CudaWeightSet(this, _context, Own(baseModel).Tensors);
+        var child = new CudaWeightSet(this, _context, OwnAny(baseModel).Tensors);
         try
         {
             MergeInto(child, baseModel, parents, weights);
@@ -188,19 +247,29 @@ public sealed class CudaComputeBackend : IComputeBackend
     public void MergeInto(IWeightSet destination, IWeightSet baseModel, IReadOnlyList<IWeightSet> parents, ReadOnlySpan<float> weights)
     {
         Enter();
-        var b = Own(baseModel);
-        var child = Own(destination);
-        CheckSameLayout(b, child);
+        var bAny = OwnAny(baseModel);
+        var child = Own(destination, "the merge's destination");
+        CheckSameLayout(bAny, child);
         if (parents.Count < 1 || parents.Count > MergeArgs.MaxParents) throw new ArgumentException($"merge takes 1 to {MergeArgs.MaxParents} parents, got {parents.Count}");
         if (weights.Length != parents.Count) throw new ArgumentException($"{weights.Length} weights for {parents.Count} parents");
-        var ps = parents.Select(Own).ToArray();
-        foreach (var p in ps) CheckSameLayout(b, p);
+        var psAny = parents.Select(OwnAny).ToArray();
+        foreach (var p in psAny) CheckSameLayout(bAny, p);
         var coef = Coefficients(weights);
-        for (int t = 0; t < b.Tensors.Count; t++)
+        for (int t = 0; t < bAny.Tensors.Count; t++)
         {
-            CheckStorage(child, t, b.Tensors[t].DType, "destination");
-            for (int p = 0; p < ps.Length; p++) CheckStorage(ps[p], t, b.Tensors[t].DType, $"parent {p}");
+            CheckStorage(child, t, bAny.Tensors[t].DType, "destination");
+            for (int p = 0; p < psAny.Length; p++) CheckStorage(psAny[p], t, bAny.Tensors[t].DType, $"parent {p}");
         }
+        if (bAny is not CudaWeightSet b || psAny.Any(p => p is not CudaWeightSet))
+        {
+            // Some input is in host memory: stream it through the staging buffers into the per-tensor merge kernel.
+            var streamer = Streamer(psAny.Prepend(bAny).Count(s => s is CudaHostWeightSet));
+            StreamedTensorOps.Merge(streamer, bAny.Tensors, t => Operand(bAny, t), psAny.Select(p => (Func<int, StreamOperand>)(t => Operand(p, t))).ToArray(),
+                weights.ToArray(), child.Pointer);
+            _streaming!.Synchronize();
+            return;
+        }
+        var ps = psAny.Cast<CudaWeightSet>().ToArray();
         // Small tensors one launch per storage type, large ones one launch each; the arithmetic is the same.
         var plan = MergeGroupPlan.Create(b.Tensors.Select(s => (s.ElementCount, s.DType)).ToArray(), GroupedMergeMaxElements);
         _kernels.MergeGroups(plan, b.Pointer, (t, p) => ps[p].Pointer(t), child.Pointer, coef, ref _mergeSegments, _stream);
@@ -232,16 +301,24 @@ public sealed class CudaComputeBackend : IComputeBackend
     public IWeightSet TaskVector(IWeightSet model, IWeightSet baseModel)
     {
         Enter();
-        var m = Own(model);
-        var b = Own(baseModel);
+        var m = OwnAny(model);
+        var b = OwnAny(baseModel);
         CheckSameLayout(b, m);
         for (int t = 0; t < b.Tensors.Count; t++) CheckStorage(m, t, b.Tensors[t].DType, "model");
         var tv = new CudaWeightSet(this, _context, b.Tensors.Select(s => s with { DType = DType.F32 }).ToArray());
         try
         {
+            if (m is CudaWeightSet md && b is CudaWeightSet bd)
+            {
+                for (int t = 0; t < b.Tensors.Count; t++)
+                    _kernels.TaskVector(b.Tensors[t].DType, md.Pointer(t), bd.Pointer(t), tv.Pointer(t), b.Tensors[t].ElementCount, _stream);
+                _stream.Synchronize();
+                return tv;
+            }
+            var streamer = Streamer((m is CudaHostWeightSet ? 1 : 0) + (b is CudaHostWeightSet ? 1 : 0));
             for (int t = 0; t < b.Tensors.Count; t++)
-                _kernels.TaskVector(b.Tensors[t].DType, m.Pointer(t), b.Pointer(t), tv.Pointer(t), b.Tensors[t].ElementCount, _stream);
-            _stream.Synchronize();
+                StreamedTensorOps.TaskVector(streamer, b.Tensors[t].DType, b.Tensors[t].ElementCount, Operand(m, t), Operand(b, t), tv.Pointer(t));
+            _streaming!.Synchronize();
             return tv;
         }
         catch
@@ -263,8 +340,8 @@ public sealed class CudaComputeBackend : IComputeBackend
     public void MutateSvd(IWeightSet child, IWeightSet baseModel, MutationOptions options, ulong seed, uint generation)
     {
         Enter();
-        var c = Own(child);
-        var b = Own(baseModel);
+        var c = Own(child, "the mutated child");
+        var b = OwnAny(baseModel);
         CheckSameLayout(b, c);
         var groups = Enumerable.Range(0, c.Tensors.Count).Where(i => options.Applies(c.Tensors[i]))
             .GroupBy(i => (c.Tensors[i].Shape[0], c.Tensors[i].Shape[1]));
@@ -292,14 +369,14 @@ public sealed class CudaComputeBackend : IComputeBackend
                 {
                     int t = members[start + j];
                     indices[j] = (uint)t;
-                    _kernels.TaskVector(b.Tensors[t].DType, c.Pointer(t), b.Pointer(t), tau.At(j * mn), mn, _stream);
+                    SubtractBase(c, b, t, tau.At(j * mn));
                 }
                 using (var svd = RandomizedSvd.Compute(_context, _blas, _solver, _kernels, _stream, tau.Pointer, count, m, n, svdOptions))
                     SvdMutation.Apply(_context, _blas, _kernels, _stream, svd, tau.Pointer, indices, seed, generation, (float)options.SvdScaleMax);
                 for (int j = 0; j < count; j++)
                 {
                     int t = members[start + j];
-                    _kernels.ApplyTaskVector(b.Tensors[t].DType, b.Pointer(t), tau.At(j * mn), c.Pointer(t), mn, _stream);
+                    AddBase(c, b, t, tau.At(j * mn));
                 }
             }
             _stream.Synchronize();
@@ -317,8 +394,8 @@ public sealed class CudaComputeBackend : IComputeBackend
     public void MutateSvdExpertBasis(IWeightSet child, IWeightSet baseModel, ExpertSvdBasis basis, MutationOptions options, ulong seed, uint generation)
     {
         Enter();
-        var c = Own(child);
-        var b = Own(baseModel);
+        var c = Own(child, "the mutated child");
+        var b = OwnAny(baseModel);
         CheckSameLayout(b, c);
         basis.CheckLayout(c.Tensors);
         var members = Enumerable.Range(0, c.Tensors.Count).Where(i => options.Applies(c.Tensors[i])).ToArray();
@@ -337,14 +414,14 @@ public sealed class CudaComputeBackend : IComputeBackend
             u.CopyFrom(f.U);
             v.CopyFrom(f.Vt);
             s.CopyFrom(f.S);
-            _kernels.TaskVector(b.Tensors[t].DType, c.Pointer(t), b.Pointer(t), tau.Pointer, mn, _stream);
+            SubtractBase(c, b, t, tau.Pointer);
             _kernels.RescaleSingularValues(s.Pointer, delta.Pointer, f.Rank, seed, (uint)t, generation, (float)options.SvdScaleMax, _stream);
             // Vt (row-major k×n) is column-major V (n×k): scale its k columns by δ.
             _kernels.ScaleColumns(v.Pointer, delta.Pointer, scaledV.Pointer, f.Cols, f.Rank, 1, _stream);
             // Column-major τᵀ (n×m) += (V diag(δ)) (n×k) · Uᵀ (k×m, the row-major U buffer with leading dimension k).
             _blas.Gemm(false, false, f.Cols, f.Rows, f.Rank, 1f, scaledV.Pointer, GemmType.F32, f.Cols,
                 u.Pointer, GemmType.F32, f.Rank, 1f, tau.Pointer, GemmType.F32, f.Cols);
-            _kernels.ApplyTaskVector(b.Tensors[t].DType, b.Pointer(t), tau.Pointer, c.Pointer(t), mn, _stream);
+            AddBase(c, b, t, tau.Pointer);
             _stream.Synchronize();
         }
     }
@@ -353,9 +430,11 @@ public sealed class CudaComputeBackend : IComputeBackend
     private int BatchFor(int rows, int cols, int count, RandomizedSvdOptions svd)
     {
         long free = _context.MemoryInfo().Free - RuntimeReserveBytes;
+        long limit = free * 9 / 10;
+        if (_options.WorkspaceLimitBytes > 0) limit = Math.Min(limit, _options.WorkspaceLimitBytes);
         var plan = new DeviceMemoryPlanOptions(svd.Rank, svd.Oversampling);
         int batch = count;
-        while (batch > 1 && DeviceMemoryPlan.BatchWorkspaceBytes(rows, cols, batch, plan) > free * 9 / 10) batch--;
+        while (batch > 1 && DeviceMemoryPlan.BatchWorkspaceBytes(rows, cols, batch, plan) > limit) batch--;
         return batch;
     }
 
@@ -377,7 +456,7 @@ public sealed class CudaComputeBackend : IComputeBackend
     public void MutateGaussian(IWeightSet child, MutationOptions options, ulong seed, uint generation)
     {
         Enter();
-        var c = Own(child);
+        var c = Own(child, "the mutated child");
         float sigma = (float)options.GaussianStd;
         var members = Enumerable.Range(0, c.Tensors.Count).Where(i => options.Applies(c.Tensors[i]) && c.Tensors[i].ElementCount > 0).ToArray();
         if (members.Length == 0) return;
@@ -418,6 +497,8 @@ public sealed class CudaComputeBackend : IComputeBackend
         if (_disposed) return;
         _context.MakeCurrent();
         _disposed = true;
+        _streamer?.Dispose();
+        _streaming?.Dispose();
         _mergeSegments?.Dispose();
         _solver?.Dispose();
         _blas?.Dispose();
@@ -435,12 +516,60 @@ public sealed class CudaComputeBackend : IComputeBackend
         _context.MakeCurrent();
     }
 
-    private CudaWeightSet Own(IWeightSet set) =>
-        set is CudaWeightSet s && ReferenceEquals(s.Owner, this)
-            ? s
-            : throw new ArgumentException($"weight set {set.GetType().Name} does not belong to this CUDA backend ({Name})");
+    /// <summary>A device set of this backend; <paramref name="role"/> names it when it is a host set.</summary>
+    private CudaWeightSet Own(IWeightSet set, string role) => OwnAny(set) switch
+    {
+        CudaWeightSet s => s,
+        _ => throw new ArgumentException($"{role} is a host weight set (uploaded in streamed mode); the backend writes only device weight sets (those Merge or TaskVector returned)"),
+    };
 
-    private static void CheckStorage(CudaWeightSet s, int tensor, DType expected, string role)
+    /// <summary>A device or host set of this backend.</summary>
+    private IWeightSet OwnAny(IWeightSet set) => set switch
+    {
+        CudaWeightSet s when ReferenceEquals(s.Owner, this) => s,
+        CudaHostWeightSet h when ReferenceEquals(h.Owner, this) => h,
+        _ => throw new ArgumentException($"weight set {set.GetType().Name} does not belong to this CUDA backend ({Name})"),
+    };
+
+    /// <summary>Tensor <paramref name="t"/> of a set of this backend as a streamed kernel's input.</summary>
+    private static StreamOperand Operand(IWeightSet set, int t) => set is CudaWeightSet d
+        ? StreamOperand.OnDevice(d.Pointer(t))
+        : StreamOperand.InHost(((CudaHostWeightSet)set).TensorAddress(t));
+
+    /// <summary>
+    /// The staging buffers for up to <paramref name="lanes"/> host inputs per kernel, kept between calls
+    /// (pinning host memory is slow) and grown when an operation needs more lanes.
+    /// </summary>
+    private TensorStreamer Streamer(int lanes)
+    {
+        _streaming ??= new CudaStreamingDevice(_context, _stream, _kernels);
+        if (_streamer is null || _streamer.Lanes < lanes)
+        {
+            int keep = Math.Max(lanes, _streamer?.Lanes ?? 0);
+            _streamer?.Dispose();
+            _streamer = null;
+            _streamer = new TensorStreamer(_streaming, keep, _options.StagingChunkBytes);
+        }
+        return _streamer;
+    }
+
+    /// <summary>tau = child − base for tensor <paramref name="t"/> on the compute stream, the base read in place or streamed.</summary>
+    private void SubtractBase(CudaWeightSet child, IWeightSet baseModel, int t, ulong tau)
+    {
+        var spec = child.Tensors[t];
+        if (baseModel is CudaWeightSet b) _kernels.TaskVector(spec.DType, child.Pointer(t), b.Pointer(t), tau, spec.ElementCount, _stream);
+        else StreamedTensorOps.TaskVector(Streamer(1), spec.DType, spec.ElementCount, StreamOperand.OnDevice(child.Pointer(t)), Operand(baseModel, t), tau);
+    }
+
+    /// <summary>child = base + tau for tensor <paramref name="t"/> on the compute stream, the base read in place or streamed.</summary>
+    private void AddBase(CudaWeightSet child, IWeightSet baseModel, int t, ulong tau)
+    {
+        var spec = child.Tensors[t];
+        if (baseModel is CudaWeightSet b) _kernels.ApplyTaskVector(spec.DType, b.Pointer(t), tau, child.Pointer(t), spec.ElementCount, _stream);
+        else StreamedTensorOps.ApplyTaskVector(Streamer(1), spec.DType, spec.ElementCount, Operand(baseModel, t), tau, child.Pointer(t));
+    }
+
+    private static void CheckStorage(IWeightSet s, int tensor, DType expected, string role)
     {
         var dt = s.Tensors[tensor].DType;
         if (dt != expected)
@@ -448,7 +577,7 @@ public sealed class CudaComputeBackend : IComputeBackend
                 $"tensor '{s.Tensors[tensor].Name}': {role} stores {DTypes.Name(dt)}, the base {DTypes.Name(expected)}; the CUDA kernels need one storage type per tensor (use --device cpu for mixed storage)");
     }
 
-    private static void CheckSameLayout(CudaWeightSet b, CudaWeightSet p)
+    private static void CheckSameLayout(IWeightSet b, IWeightSet p)
     {
         if (p.Tensors.Count != b.Tensors.Count) throw new ArgumentException($"weight sets differ: {p.Tensors.Count} tensors vs {b.Tensors.Count}");
         for (int i = 0; i < b.Tensors.Count; i++)

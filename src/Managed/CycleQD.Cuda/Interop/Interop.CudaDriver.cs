@@ -92,6 +92,15 @@ internal static partial class Interop
         [LibraryImport(Libraries.CudaDriver, EntryPoint = "cuMemsetD8Async")]
         internal static partial CUresult cuMemsetD8Async(ulong dst, byte value, nuint count, nint stream);
 
+        [LibraryImport(Libraries.CudaDriver, EntryPoint = "cuMemHostAlloc")]
+        internal static partial CUresult cuMemHostAlloc(out nint hostPtr, nuint bytes, uint flags);
+
+        [LibraryImport(Libraries.CudaDriver, EntryPoint = "cuMemFreeHost")]
+        internal static partial CUresult cuMemFreeHost(nint hostPtr);
+
+        [LibraryImport(Libraries.CudaDriver, EntryPoint = "cuStreamWaitEvent")]
+        internal static partial CUresult cuStreamWaitEvent(nint stream, nint evt, uint flags);
+
         [LibraryImport(Libraries.CudaDriver, EntryPoint = "cuStreamCreate")]
         internal static partial CUresult cuStreamCreate(out nint stream, uint flags);
 

@@ -81,7 +81,12 @@ public sealed class SafetensorsEliteStore(string directory) : IEliteStore
 /// Tensors come in file order, or sorted by name (ordinal) when <paramref name="sortByName"/> is set,
 /// which is how base and expert models from different writers are put in one order.
 /// </summary>
-public sealed class SafetensorsHostSource(SafetensorsModel model, bool sortByName = false) : IHostTensorSource
+/// <remarks>
+/// It is an <see cref="IMappedTensorSource"/>: a backend that keeps weights in host memory (the CUDA
+/// backend's streamed mode) opens the same file a second time and keeps that mapping for the weight
+/// set's life, so the caller may dispose <paramref name="model"/> right after the upload as before.
+/// </remarks>
+public sealed class SafetensorsHostSource(SafetensorsModel model, bool sortByName = false) : IMappedTensorSource
 {
     /// <inheritdoc/>
     public IReadOnlyList<TensorSpec> Tensors { get; } = (sortByName ? model.Tensors.OrderBy(t => t.Name, StringComparer.Ordinal) : model.Tensors.AsEnumerable())
@@ -89,4 +94,17 @@ public sealed class SafetensorsHostSource(SafetensorsModel model, bool sortByNam
 
     /// <inheritdoc/>
     public ReadOnlySpan<byte> GetBytes(string name) => model.GetBytes(name);
+
+    /// <inheritdoc/>
+    public IMappedTensors OpenMapping() => new Mapping(SafetensorsModel.Open(model.Source), Tensors);
+
+    /// <summary>A second, independently owned mapping of the model's files.</summary>
+    private sealed class Mapping(SafetensorsModel mapped, IReadOnlyList<TensorSpec> tensors) : IMappedTensors
+    {
+        public IReadOnlyList<TensorSpec> Tensors => tensors;
+
+        public ReadOnlySpan<byte> GetBytes(string name) => mapped.GetBytes(name);
+
+        public void Dispose() => mapped.Dispose();
+    }
 }
