@@ -150,6 +150,11 @@ public sealed class CandidateBindingTests
             Assert.True(await s.RunAsync(TestContext.Current.CancellationToken));
         }
         foreach (var line in File.ReadAllLines(Path.Combine(dir.File("run"), "metrics.jsonl")))
-            Assert.NotNull(JsonNode.Parse(line)!["timing"]!["bind_s"]);
+        {
+            var timing = JsonNode.Parse(line)!["timing"]!;
+            Assert.NotNull(timing["bind_s"]);
+            // The backend's device high-water mark: at least the child it built.
+            Assert.True(timing["peak_device_bytes"]!.GetValue<long>() > 0);
+        }
     }
 }

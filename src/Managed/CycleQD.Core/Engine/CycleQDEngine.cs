@@ -176,6 +176,8 @@ public sealed class CycleQDEngine : IDisposable
         NextGeneration = 0;
         _initialised = true;
         _sink?.Commit(CaptureState(), null);
+        // Generation 0's peak then covers its own work, not the experts' upload and scoring.
+        (_backend as IDeviceMemoryGauge)?.ResetPeak();
     }
 
     /// <summary>Continues from a committed state (same options, base and experts as the run that wrote it).</summary>
@@ -258,6 +260,7 @@ public sealed class CycleQDEngine : IDisposable
         var statistics = source?.TakeStatistics(job.Child);
         string? evaluatedBy = source?.TakeEvaluatedBy(job.Child);
         double? bindSeconds = source?.TakeBindSeconds(job.Child);
+        long? peakDevice = (_backend as IDeviceMemoryGauge)?.PeakBytes;
 
         var plan = _plans[g];
         string? childId = null;
@@ -284,8 +287,9 @@ public sealed class CycleQDEngine : IDisposable
 
         var record = new GenerationRecord(g, plan.QualityTask, plan.Parents, plan.Weights, scores, childId, insertions,
             _archives.Select(a => new ArchiveSummary(a.Task, a.Cells.Count, a.QdScore, a.Coverage, a.BestQuality)).ToArray(),
-            new GenerationTiming(job.BreedSeconds, evalSeconds, Stopwatch.GetElapsedTime(t0).TotalSeconds, DateTime.UtcNow), nonFinite, statistics, evaluatedBy, bindSeconds);
+            new GenerationTiming(job.BreedSeconds, evalSeconds, Stopwatch.GetElapsedTime(t0).TotalSeconds, DateTime.UtcNow), nonFinite, statistics, evaluatedBy, bindSeconds, peakDevice);
         _sink?.Commit(CaptureState(), record);
+        (_backend as IDeviceMemoryGauge)?.ResetPeak();
         _store.RemoveAllExcept(LiveIds());
         GenerationCompleted?.Invoke(record);
         return record;

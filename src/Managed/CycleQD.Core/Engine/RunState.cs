@@ -67,10 +67,12 @@ public sealed record GenerationTiming(double BreedSeconds, double EvaluateSecond
 /// <param name="Evaluation">Per task, what scoring the child cost, when the evaluator reports it (<see cref="Candidates.IEvaluationStatisticsSource"/>).</param>
 /// <param name="EvaluatedBy">Who scored the child when it was not this process (a worker's name), else null.</param>
 /// <param name="BindSeconds">Seconds spent handing the child's weights to the evaluator's model, when the evaluator measures it.</param>
+/// <param name="PeakDeviceBytes">The most device memory the compute backend held at once since the previous generation was applied
+/// (its own allocations: weight sets, staging, mutation workspace; not the evaluator's), when it counts them (<see cref="Compute.IDeviceMemoryGauge"/>).</param>
 public sealed record GenerationRecord(int Generation, int QualityTask, IReadOnlyList<string> Parents, IReadOnlyList<float> Weights,
     IReadOnlyList<double> Scores, string? ChildId, IReadOnlyList<Insertion> Insertions, IReadOnlyList<ArchiveSummary> Archives,
     GenerationTiming Timing, string? NonFinite = null, IReadOnlyList<Candidates.TaskEvaluationStatistics>? Evaluation = null,
-    string? EvaluatedBy = null, double? BindSeconds = null);
+    string? EvaluatedBy = null, double? BindSeconds = null, long? PeakDeviceBytes = null);
 
 /// <summary>Receives the state after initialisation (record null) and after every generation, before unreferenced elites are deleted.</summary>
 public interface ICheckpointSink

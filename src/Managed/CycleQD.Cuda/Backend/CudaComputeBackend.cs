@@ -26,7 +26,7 @@ namespace CycleQD.Cuda.Backend;
 /// kernels, so results equal Resident mode's bit for bit; only the sets the backend creates live on the device.
 /// Every device allocation is counted (<see cref="DeviceBytesInUse"/>, <see cref="PeakDeviceBytes"/>).
 /// </summary>
-public sealed class CudaComputeBackend : IComputeBackend
+public sealed class CudaComputeBackend : IComputeBackend, IDeviceMemoryGauge
 {
     /// <summary>Weight sets a run keeps on the GPU besides its experts: the base, the child being built and its two parents.</summary>
     public const int RunSetsBesidesExperts = 4;
@@ -87,6 +87,9 @@ public sealed class CudaComputeBackend : IComputeBackend
     /// <summary>Where uploaded weight sets live.</summary>
     public WeightResidency Residency => _options.Residency;
 
+    /// <summary>Free device memory now, as the driver reports it.</summary>
+    public long FreeDeviceBytes => _context.MemoryInfo().Free;
+
     /// <summary>
     /// Device bytes this backend has allocated and not freed: weight sets, staging buffers, mutation
     /// workspaces. cuBLAS/cuSOLVER's own workspaces and the CUDA context are not counted (the runtime reserve covers them).
@@ -98,6 +101,10 @@ public sealed class CudaComputeBackend : IComputeBackend
 
     /// <summary>Starts a new high-water mark at the bytes in use now (call it at the start of a generation, read <see cref="PeakDeviceBytes"/> at its end).</summary>
     public void ResetPeakDeviceBytes() => _context.Ledger.ResetPeak();
+
+    long IDeviceMemoryGauge.PeakBytes => PeakDeviceBytes;
+
+    void IDeviceMemoryGauge.ResetPeak() => ResetPeakDeviceBytes();
 
     /// <summary>
     /// Refuses a model that cannot run in <see cref="WeightResidency.Streamed"/> mode on this card next to

@@ -156,6 +156,8 @@ internal static class RunStateJson
             w.WriteNumber("evaluate_s", Math.Round(g.Timing.EvaluateSeconds, 6));
             // Part of evaluate_s: handing the child's weights to the model (in place, or a copy out of the backend).
             if (g.BindSeconds is double bind) w.WriteNumber("bind_s", Math.Round(bind, 6));
+            // The compute backend's device high-water mark since the previous generation (GPU runs); memory, not time, but as machine-dependent.
+            if (g.PeakDeviceBytes is long peak) w.WriteNumber("peak_device_bytes", peak);
             w.WriteNumber("total_s", Math.Round(g.Timing.TotalSeconds, 6));
             w.WriteString("finished_utc", g.Timing.FinishedUtc.ToString("O", CultureInfo.InvariantCulture));
             // Which worker scored the child (runs with --workers); where, like when, is not part of the result.

@@ -57,7 +57,7 @@ public static class RunWorker
         var splits = File.Exists(dir.SplitsPath) ? RunSplits.Read(dir.SplitsPath, config.Options.Tasks) : family.MakeSplits(config);
 
         using var backend = BackendSelection.Create(options.Device, config.Options.Mutation, log,
-            openCuda: () => Cuda.Backend.CudaComputeBackend.Create(options.GpuOrdinal));
+            openCuda: () => RunResidency.Open(config, options.GpuOrdinal));
         string kind = WorkerIdentity.BackendKind(backend);
         string name = options.Name ?? $"{Environment.MachineName}-{Environment.ProcessId}-{backend.Name.Replace(":", "", StringComparison.Ordinal)}";
         if (file.Build != WorkerIdentity.Build || file.Backend != kind)

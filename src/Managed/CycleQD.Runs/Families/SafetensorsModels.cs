@@ -32,8 +32,10 @@ internal static class SafetensorsModels
 
     /// <summary>
     /// Uploads the base and the experts (tensors in name order) to <paramref name="backend"/>. On a
-    /// GPU every weight set of the run stays resident (base, experts, child, two parents): a card
-    /// too small for that is refused before the first upload, with the numbers.
+    /// GPU in resident mode every weight set of the run stays on the device (base, experts, child, two
+    /// parents); in streamed mode only the children, staging, the mutation's workspace and the
+    /// evaluator's memory are (<see cref="RunResidency.StreamingPlan"/>). A card too small for its mode is refused
+    /// before the first upload, with the numbers.
     /// </summary>
     /// <exception cref="Cuda.DeviceMemoryException">the run's weight sets do not fit the GPU's free memory.</exception>
     public static RunModels Load(ExperimentConfig config, IComputeBackend backend)
@@ -42,7 +44,13 @@ internal static class SafetensorsModels
         using (var baseFile = SafetensorsModel.Open(config.Model.BasePath!))
         {
             if (backend is Cuda.Backend.CudaComputeBackend gpu)
-                gpu.EnsureResidentFits(baseFile.Tensors.Select(t => new TensorSpec(t.Name, t.DType, t.Shape)).ToArray(), config.Model.ExpertPaths.Count + Cuda.Backend.CudaComputeBackend.RunSetsBesidesExperts, config.Options.Mutation);
+            {
+                var specs = baseFile.Tensors.Select(t => new TensorSpec(t.Name, t.DType, t.Shape)).ToArray();
+                if (gpu.Residency == Cuda.Backend.WeightResidency.Resident)
+                    gpu.EnsureResidentFits(specs, config.Model.ExpertPaths.Count + Cuda.Backend.CudaComputeBackend.RunSetsBesidesExperts, config.Options.Mutation);
+                else
+                    RunResidency.StreamingPlan(config, specs, gpu.FreeDeviceBytes).EnsureFits(gpu.Device.Name);
+            }
             baseWeights = backend.Upload(new SafetensorsHostSource(baseFile, sortByName: true));
         }
         var experts = new List<KeyValuePair<string, IWeightSet>>();

@@ -123,7 +123,7 @@ public sealed class RunSession : IDisposable
 
     private static Opened Open(ExperimentConfig config, IModelFamily family, RunSplits splits, ComputeDevice device, Action<string>? notice)
     {
-        var backend = BackendSelection.Create(device, config.Options.Mutation, notice);
+        var backend = BackendSelection.Create(device, config.Options.Mutation, notice, openCuda: () => RunResidency.Open(config));
         RunModels? models = null;
         try
         {

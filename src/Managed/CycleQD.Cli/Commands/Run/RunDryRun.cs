@@ -84,8 +84,17 @@ internal static class RunDryRun
         if (mutation.Kind == MutationKind.Gaussian)
             o.WriteLine("gpu: Gaussian mutation draws its noise on the host (the CPU backend's code, 4 bytes uploaded per mutated weight) and adds it on the GPU: bit-identical to --device cpu");
         bool fits = need.TotalBytes <= room;
-        o.WriteLine($"gpu memory: {need.Sets} weight sets resident (base, {experts} experts, child, two parents) {GiB(need.Sets * need.SetBytes)} + SVD mutation workspace {GiB(need.WorkspaceBytes)} " +
-                    $"+ runtime reserve {GiB(need.ReserveBytes)} = {GiB(need.TotalBytes)} on {against}: {(fits ? "fits" : "DOES NOT FIT (the run refuses it before the first upload; use a larger card or --device cpu)")}");
+        var residency = RunResidency.Choose(config, room);
+        o.WriteLine($"gpu memory, resident (base, experts and parents on the device): {need.Sets} weight sets (base, {experts} experts, child, two parents) {GiB(need.Sets * need.SetBytes)} + SVD mutation workspace {GiB(need.WorkspaceBytes)} " +
+                    $"+ runtime reserve {GiB(need.ReserveBytes)} = {GiB(need.TotalBytes)} on {against}: {(fits ? "fits" : "does not fit")}");
+        var plan = RunResidency.StreamingPlan(config, specs, room);
+        o.WriteLine($"gpu memory, streamed (base, experts and parents on the host, streamed tensor by tensor): {plan.Children} child(ren) {GiB(plan.ChildBytes)} + staging {GiB(plan.StagingBytes)} " +
+                    $"+ SVD mutation workspace {GiB(plan.PeakWorkspaceBytes)} + evaluator (KV cache {GiB(plan.EvaluatorKvCacheBytes)} for {RunResidency.PlannedBatch} x {RunResidency.PlannedTokens} tokens, activations {GiB(plan.EvaluatorActivationBytes)}) " +
+                    $"+ runtime reserve {GiB(plan.RuntimeReserveBytes)} = {GiB(plan.PeakBytes)} on {against}: {(plan.Fits ? "fits" : "does not fit")}");
+        o.WriteLine(residency == Cuda.Backend.WeightResidency.Resident
+            ? $"gpu: the run keeps its weight sets resident (they take at most {RunResidency.ResidentShare:P0} of the card, leaving the rest to the evaluator)"
+            : plan.Fits ? "gpu: the run streams (resident would not leave the evaluator room)"
+            : "gpu: DOES NOT FIT in either mode (the run refuses it before the first upload; use a larger card or --device cpu)");
         if (config.FinalMerge.Enabled)
         {
             int candidates = experts * config.FinalMerge.Top + config.FinalMerge.Generalists;

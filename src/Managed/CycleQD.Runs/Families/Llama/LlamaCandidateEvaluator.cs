@@ -22,8 +22,9 @@ namespace CycleQD.Runs.Families.Llama;
 /// downloaded into float32 host arrays allocated on first use and bound, pinned, to a float32 graph.</item>
 /// </list>
 /// The time either takes is measured per candidate (<see cref="IEvaluationStatisticsSource.TakeBindSeconds"/>).
-/// A CUDA session has no host-array path (it would copy the whole model to the GPU at every step):
-/// a candidate it cannot bind in place is an error naming the tensor.
+/// A CUDA session has no host-array path (it would copy the whole model to the GPU at every step): a
+/// set the backend keeps in host memory (streamed runs' experts and elites) is first copied to the
+/// device by the backend, and a candidate it still cannot bind in place is an error naming the tensor.
 /// </summary>
 /// <remarks>
 /// Each benchmark batches its prompts itself (all samples of a round in one generation call), and
@@ -55,6 +56,7 @@ public sealed class LlamaCandidateEvaluator : IRunEvaluator, IEvaluationStatisti
     private LlamaWeights? _hostWeights;
     private ITextGenerator? _hostGenerator;
     private LlamaWeights? _inPlace;
+    private IWeightSet? _deviceCopy;
     private ITextGenerator _generator = null!;
     private readonly SemaphoreSlim _gate = new(1, 1);
     private readonly ConcurrentDictionary<IWeightSet, TaskEvaluationStatistics[]> _statistics = new(ReferenceEqualityComparer.Instance);
@@ -138,6 +140,15 @@ public sealed class LlamaCandidateEvaluator : IRunEvaluator, IEvaluationStatisti
         long start = Stopwatch.GetTimestamp();
         _inPlace?.Dispose();
         _inPlace = null;
+        _deviceCopy?.Dispose();
+        _deviceCopy = null;
+        // A set the backend keeps in host memory (a streamed run's experts and stored elites) is copied
+        // to the device for the CUDA session: a merge with itself as the only parent is that set exactly.
+        if (_device == InferenceDevice.Cuda && candidate is IWeightMemory { Kind: WeightMemoryKind.Host })
+        {
+            _deviceCopy = backend.Merge(candidate, [candidate], [1f]);
+            candidate = _deviceCopy;
+        }
         if (_generatorFor is null && InPlaceTensors(candidate) is { } tensors)
         {
             _inPlace = _device == InferenceDevice.Cuda
@@ -250,6 +261,7 @@ public sealed class LlamaCandidateEvaluator : IRunEvaluator, IEvaluationStatisti
         (_hostGenerator as IDisposable)?.Dispose();
         _scorer?.Dispose();
         _inPlace?.Dispose();
+        _deviceCopy?.Dispose();
         _hostWeights?.Dispose();
         _model.Dispose();
         _gate.Dispose();

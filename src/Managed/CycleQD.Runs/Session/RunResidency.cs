@@ -1,0 +1,74 @@
+using CycleQD.Core.Compute;
+using CycleQD.Cuda;
+using CycleQD.Cuda.Backend;
+using CycleQD.Runs.Families;
+using CycleQD.Tensors;
+
+namespace CycleQD.Runs;
+
+/// <summary>
+/// Where a run on the CUDA backend keeps its base, experts and parents: on the device when every
+/// weight set of the run fits there next to the mutation's workspace (fastest), else on the host,
+/// streamed to the device tensor by tensor (<see cref="WeightResidency.Streamed"/>: only the child,
+/// staging buffers, the mutation's workspace and the evaluator's memory are on the device).
+/// </summary>
+public static class RunResidency
+{
+    /// <summary>Share of the card's memory the resident sets may take: the rest is the evaluator's (KV cache, activations).</summary>
+    public const double ResidentShare = 0.75;
+
+    /// <summary>The residency for <paramref name="config"/> on a card of <paramref name="deviceBytes"/>: resident when the run's sets fit its <see cref="ResidentShare"/>.</summary>
+    public static WeightResidency Choose(ExperimentConfig config, long deviceBytes)
+    {
+        if (config.Model.BasePath is null) return WeightResidency.Resident;
+        var specs = BaseTensors(config);
+        var need = CudaComputeBackend.ResidentNeed(specs, config.Model.ExpertPaths.Count + CudaComputeBackend.RunSetsBesidesExperts,
+            config.Options.Mutation.SvdRank, config.Options.Mutation.Oversampling);
+        return need.TotalBytes <= deviceBytes * ResidentShare ? WeightResidency.Resident : WeightResidency.Streamed;
+    }
+
+    /// <summary>Opens GPU 0 with the residency <see cref="Choose"/> picks for <paramref name="config"/> (its total memory as the card's size).</summary>
+    /// <exception cref="CudaUnavailableException">no usable GPU.</exception>
+    public static CudaComputeBackend Open(ExperimentConfig config, int ordinal = 0)
+    {
+        var devices = CudaDeviceProbe.Probe().Devices;
+        long total = devices.FirstOrDefault(d => d.Ordinal == ordinal)?.TotalMemoryBytes ?? 0;
+        var residency = total > 0 ? Choose(config, total) : WeightResidency.Resident;
+        return CudaComputeBackend.Create(ordinal, new CudaBackendOptions(residency));
+    }
+
+    /// <summary>Generation batch and sequence length the streaming plan reserves the evaluator's KV cache for.</summary>
+    public const int PlannedBatch = 64, PlannedTokens = 2048;
+
+    /// <summary>
+    /// The device memory of a streamed run of <paramref name="config"/> on a card with
+    /// <paramref name="deviceBytes"/> free: the children in flight, staging for the base and two parents,
+    /// the mutation's workspace and, for a Llama-family model, ONNX Runtime's KV cache and activations for
+    /// <see cref="PlannedBatch"/> sequences of up to <see cref="PlannedTokens"/> tokens in the storage type.
+    /// </summary>
+    public static Cuda.Planning.StreamingMemoryPlan StreamingPlan(ExperimentConfig config, IReadOnlyList<TensorSpec> specs, long deviceBytes)
+    {
+        var evaluator = Cuda.Planning.EvaluatorMemory.None;
+        if (Families.ModelFamilies.Of(config) == Families.ModelFamilies.Llama)
+        {
+            var llama = HfModelFolder.Open(SafetensorsModels.Folder(config)).Config;
+            var storage = specs.Select(t => t.DType).Where(DTypes.IsWeightType).DefaultIfEmpty(DType.F32).First();
+            evaluator = Cuda.Planning.EvaluatorMemory.ForLlama(llama, storage, PlannedBatch, Math.Min(PlannedTokens, llama.MaxPositionEmbeddings));
+        }
+        var mutation = config.Options.Mutation;
+        // svd_rank 0 is full rank: the plan clips the rank to each shape's smaller side.
+        var options = new Cuda.Planning.StreamingPlanOptions(Parents: 2, Children: config.Options.InFlight) with
+        {
+            Rank = mutation.SvdRank == 0 ? int.MaxValue : mutation.SvdRank,
+            Oversampling = mutation.Oversampling >= 0 ? mutation.Oversampling : new Cuda.Planning.StreamingPlanOptions().Oversampling,
+        };
+        return Cuda.Planning.StreamingMemoryPlan.ForTensors(specs, deviceBytes, evaluator, options);
+    }
+
+    /// <summary>The base's tensors (name, storage type, shape) from its safetensors header.</summary>
+    internal static TensorSpec[] BaseTensors(ExperimentConfig config)
+    {
+        using var file = SafetensorsModel.Open(config.Model.BasePath!);
+        return file.Tensors.Select(t => new TensorSpec(t.Name, t.DType, t.Shape)).ToArray();
+    }
+}
