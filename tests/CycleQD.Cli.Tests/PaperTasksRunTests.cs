@@ -177,9 +177,9 @@ public class PaperTasksRunTests
     }
 
     [Theory]
-    [InlineData(1L << 20, "DOES NOT FIT")]
-    [InlineData(1L << 40, ": fits")]
-    public void DryRun_OnAGpu_ShowsEveryResidentWeightSet_AgainstTheCardsFreeMemory(long free, string verdict)
+    [InlineData(1L << 20, "does not fit", "does not fit", "gpu: DOES NOT FIT in either mode")]
+    [InlineData(1L << 40, "fits", "fits", "gpu: the run keeps its weight sets resident")]
+    public void DryRun_OnAGpu_ShowsBothPlans_AgainstTheCardsFreeMemory_AndTheChoice(long free, string resident, string streamed, string choice)
     {
         using var dir = new TempDir();
         var o = new StringWriter();
@@ -189,10 +189,16 @@ public class PaperTasksRunTests
         using (var m = CycleQD.Tensors.SafetensorsModel.Open(Path.Combine(TestPaths.RepoRoot, "models", "tinyskills", "base")))
             set = m.Tensors.Sum(t => t.ByteLength);
         string sets = (6 * set / (double)(1L << 20)).ToString("0.#", CultureInfo.InvariantCulture);
-        var line = text.Split('\n').Single(l => l.StartsWith("gpu memory: ", StringComparison.Ordinal));
-        Assert.Contains($"gpu memory: 6 weight sets resident (base, 2 experts, child, two parents) {sets} MiB", line);
-        Assert.Contains("on Test GPU with ", line);
-        Assert.Contains(verdict, line);
+        var lines = text.Split('\n');
+        var r = lines.Single(l => l.StartsWith("gpu memory, resident ", StringComparison.Ordinal));
+        Assert.Contains($"6 weight sets (base, 2 experts, child, two parents) {sets} MiB", r);
+        Assert.Contains("on Test GPU with ", r);
+        Assert.EndsWith(": " + resident, r.TrimEnd());
+        var st = lines.Single(l => l.StartsWith("gpu memory, streamed ", StringComparison.Ordinal));
+        string child = (set / (double)(1L << 20)).ToString("0.#", CultureInfo.InvariantCulture);
+        Assert.Contains($"1 child(ren) {child} MiB", st);
+        Assert.EndsWith(": " + streamed, st.TrimEnd());
+        Assert.Contains(lines, l => l.StartsWith(choice, StringComparison.Ordinal));
         Assert.Contains("gpu memory, final stage: base, 2 experts, up to ", text);
     }
 
