@@ -17,7 +17,8 @@
 # CUDA provider onto a GPU machine"); this script joins them from $CQD_ORT_PARTS and checks their sha256.
 # Environment: WORK (default /tmp/cqd-loop), SHM (default /dev/shm/cqd-loop: the base goes there, the
 # experts to WORK, so 64 GB fit beside a 64 GiB disk), CQD_ORT_PARTS, REPO (default $PWD: models/tinyskills
-# and examples/ come from there), LAYERS (default: the shape's 32), STEP_LIMIT_<name> (seconds).
+# and examples/ come from there), SHAPE (default llama3-8b; tiny for a rehearsal anywhere), LAYERS (default:
+# the shape's own), STEP_LIMIT_<name> (seconds).
 set -uo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="${REPO:-$PWD}"
@@ -83,9 +84,10 @@ rm -rf "$SHM" "$WORK/experts" "$WORK/run" "$WORK/synthetic-"*
 mkdir -p "$(dirname "$SHM")"
 TOK=(); [ -f "$HERE/tokenizer-llama3/tokenizer.json" ] && TOK=(--tokenizer "$HERE/tokenizer-llama3")
 LAY=(); [ -n "${LAYERS:-}" ] && LAY=(--layers "$LAYERS")
+SHAPE="${SHAPE:-llama3-8b}"
 t0=$SECONDS
-step "${STEP_LIMIT_synth:-240}" "synthesize llama3-8b base" "$CLI" synthesize --shape llama3-8b "${LAY[@]}" --experts 0 --out "$SHM" "${TOK[@]}" \
-  && step "${STEP_LIMIT_synth:-240}" "synthesize llama3-8b experts" "$CLI" synthesize --shape llama3-8b "${LAY[@]}" --experts 3 --skip-base --out "$WORK/experts" "${TOK[@]}"
+step "${STEP_LIMIT_synth:-240}" "synthesize $SHAPE base" "$CLI" synthesize --shape "$SHAPE" "${LAY[@]}" --experts 0 --out "$SHM" "${TOK[@]}" \
+  && step "${STEP_LIMIT_synth:-240}" "synthesize $SHAPE experts" "$CLI" synthesize --shape "$SHAPE" "${LAY[@]}" --experts 3 --skip-base --out "$WORK/experts" "${TOK[@]}"
 row synth "$((SECONDS - t0)) s for base + 3 experts ($(du -sh "$SHM" "$WORK/experts" 2>/dev/null | awk '{print $1}' | paste -sd+))"
 BASE="$SHM/base"
 
@@ -113,7 +115,8 @@ nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 200 > "$WO
 SMI=$!
 step "${STEP_LIMIT_run:-300}" "cycleqd run, 3 generations, --device cuda" "$CLI" run "$WORK/loop.yaml" --out "$WORK/run" --device cuda
 kill "$SMI" 2>/dev/null
-row peak "$(sort -n "$WORK/gpu-memory.csv" 2>/dev/null | tail -1) MiB (nvidia-smi memory.used, 200 ms samples)"
+peak=$(sort -n "$WORK/gpu-memory.csv" 2>/dev/null | tail -1)
+[ -n "$peak" ] && row peak "$peak MiB (nvidia-smi memory.used, 200 ms samples)"
 if [ -f "$WORK/run/metrics.jsonl" ]; then
   row children "$(python3 - "$WORK/run/metrics.jsonl" <<'PY'
 import json, sys
@@ -128,7 +131,10 @@ for dev in cuda cpu; do
   step "${STEP_LIMIT_synthetic:-90}" "synthetic.yaml --device $dev" "$CLI" run "$EXAMPLES/synthetic.yaml" --out "$WORK/synthetic-$dev" --device "$dev"
 done
 row compare "$(python3 - "$WORK/synthetic-cpu/archive.json" "$WORK/synthetic-cuda/archive.json" <<'PY' 2>&1
-import json, sys
+import json, os, sys
+missing = [p for p in sys.argv[1:] if not os.path.exists(p)]
+if missing:
+    print("not compared: no " + ", ".join(missing)); sys.exit(0)
 def cells(p):
     d = json.load(open(p))
     return {(a["task"], json.dumps(c["cell"])): c["quality"] for a in d["archives"] for c in a["cells"]}
@@ -145,7 +151,7 @@ PY
   echo "|---|---|"
   echo "| GPU | $(nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null) |"
   echo "| copy bandwidth | ${ROW[copy]:-not measured} |"
-  echo "| synthesize llama3-8b${LAYERS:+ ($LAYERS layers)} | ${ROW[synth]:-not measured} |"
+  echo "| synthesize $SHAPE${LAYERS:+ ($LAYERS layers)} | ${ROW[synth]:-not measured} |"
   echo "| generate tokens/s, cycleqd vs transformers | see the two tables above (batch 1, 16, 64; 64 new tokens; bfloat16) |"
   echo "| per child (3 generations) | ${ROW[children]:-the run did not finish (see its step)} |"
   echo "| peak GPU memory during the run | ${ROW[peak]:-not measured} |"
