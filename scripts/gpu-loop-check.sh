@@ -121,7 +121,7 @@ if [ -f "$WORK/run/metrics.jsonl" ]; then
   row children "$(python3 - "$WORK/run/metrics.jsonl" <<'PY'
 import json, sys
 rows = [json.loads(l)["timing"] for l in open(sys.argv[1])]
-print("; ".join(f"gen {i}: breed {t['breed_s']:.2f} s, bind {t.get('bind_s', float('nan')):.3f} s, evaluate {t['evaluate_s']:.2f} s" for i, t in enumerate(rows)))
+print("; ".join(f"gen {i}: breed {t['breed_s']:.2f} s, bind {t.get('bind_s', float('nan')):.3f} s, evaluate {t['evaluate_s']:.2f} s, backend peak {t.get('peak_device_bytes', 0) / 2**30:.2f} GiB" for i, t in enumerate(rows)))
 PY
 )"
 fi
