@@ -31,6 +31,13 @@ public static class LlamaGraphBuilder
     /// <summary>Input names.</summary>
     public const string InputIds = "input_ids", RopeCos = "rope_cos", RopeSin = "rope_sin", AttentionBias = "attention_bias", Logits = "logits";
 
+    /// <summary>
+    /// Output of a last-position-only graph: the greedy next token of each sequence (int64 [batch, 1], the
+    /// first index of the largest logit, as a host argmax picks), so a greedy decoder can leave the
+    /// logits where they were computed and fetch a few bytes per step.
+    /// </summary>
+    public const string NextTokens = "next_tokens";
+
     /// <summary>Name of layer <paramref name="layer"/>'s past key (<paramref name="value"/> false) or value cache input.</summary>
     public static string PastName(int layer, bool value) => $"past_key_values.{layer}.{(value ? "value" : "key")}";
 
@@ -125,6 +132,8 @@ public static class LlamaGraphBuilder
         string batchOnly = g.Node("Slice", [bs, g.ConstInt64([0]), g.ConstInt64([1]), g.ConstInt64([0])]);
         string logits = g.Node("Reshape", [logits2, g.Node("Concat", [batchOnly, g.ConstInt64([-1, v])], ("axis", 0L))]);
         g.Output(logits, Logits, OnnxElementType.Float, "batch", options.LastPositionLogitsOnly ? 1 : "seq", v);
+        if (options.LastPositionLogitsOnly)
+            g.Output(g.Node("ArgMax", [logits], ("axis", -1L), ("keepdims", 0L), ("select_last_index", 0L)), NextTokens, OnnxElementType.Int64, "batch", 1);
         for (int i = 0; i < config.NumHiddenLayers; i++)
         {
             g.Output(PresentName(i, false), PresentName(i, false), t, "batch", kvh, d, "total");

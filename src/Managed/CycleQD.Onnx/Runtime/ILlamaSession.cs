@@ -60,4 +60,15 @@ public interface IBatchDecoder : IDisposable
 
     /// <summary>Keeps only the rows at <paramref name="rows"/> (indices into the current rows, in the new order).</summary>
     void KeepRows(IReadOnlyList<int> rows);
+
+    /// <summary>Whether <see cref="PrefillGreedy"/> and <see cref="DecodeGreedy"/> pick the greedy tokens where the logits are computed.</summary>
+    bool PicksGreedyTokens => false;
+
+    /// <summary>As <see cref="Prefill"/>, returning each row's greedy next token instead of its logits.</summary>
+    /// <exception cref="NotSupportedException">the decoder does not pick tokens (<see cref="PicksGreedyTokens"/> is false).</exception>
+    int[] PrefillGreedy(IReadOnlyList<int[]> prompts) => throw new NotSupportedException("this decoder returns logits only");
+
+    /// <summary>As <see cref="Decode"/>, returning each row's greedy next token instead of its logits.</summary>
+    /// <exception cref="NotSupportedException">the decoder does not pick tokens (<see cref="PicksGreedyTokens"/> is false).</exception>
+    int[] DecodeGreedy(ReadOnlySpan<int> tokens) => throw new NotSupportedException("this decoder returns logits only");
 }

@@ -36,7 +36,8 @@ public sealed class KvCache : IDisposable
 }
 
 /// <summary>Logits of one forward step and the cache that follows it.</summary>
-/// <param name="Logits">float32 [batch, positions, vocab], row-major (positions is 1 for a last-position-only session).</param>
+/// <param name="Logits">float32 [batch, positions, vocab], row-major (positions is 1 for a last-position-only session); empty when only the greedy tokens were fetched.</param>
 /// <param name="Positions">Positions per sequence in <paramref name="Logits"/>.</param>
 /// <param name="Cache">The cache to pass to the next step (caller owns it).</param>
-public sealed record LlamaStepResult(float[] Logits, int Positions, KvCache Cache);
+/// <param name="NextTokens">The greedy next token of each sequence when the step fetched only those (<see cref="Graph.LlamaGraphBuilder.NextTokens"/>), else null.</param>
+public sealed record LlamaStepResult(float[] Logits, int Positions, KvCache Cache, long[]? NextTokens = null);

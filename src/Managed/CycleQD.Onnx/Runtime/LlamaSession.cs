@@ -133,8 +133,20 @@ public sealed class LlamaSession : ILlamaSession
     /// <param name="keyMask">1/0 per cached+new slot, row-major [batch, past.Length + seq].</param>
     /// <param name="batch">Batch size (must equal past.Batch).</param>
     /// <param name="past">The cache from the previous step; not disposed here.</param>
-    public LlamaStepResult Run(LlamaWeights weights, ReadOnlySpan<long> inputIds, ReadOnlySpan<long> positions, ReadOnlySpan<byte> keyMask, int batch, KvCache past)
+    public LlamaStepResult Run(LlamaWeights weights, ReadOnlySpan<long> inputIds, ReadOnlySpan<long> positions, ReadOnlySpan<byte> keyMask, int batch, KvCache past) =>
+        Run(weights, inputIds, positions, keyMask, batch, past, greedyTokensOnly: false);
+
+    /// <summary>
+    /// As <see cref="Run(LlamaWeights, ReadOnlySpan{long}, ReadOnlySpan{long}, ReadOnlySpan{byte}, int, KvCache)"/>; with
+    /// <paramref name="greedyTokensOnly"/> (last-position-only graphs) the logits stay where they were computed (on the
+    /// GPU with the CUDA provider) and only each sequence's greedy next token comes back (<see cref="LlamaStepResult.NextTokens"/>).
+    /// </summary>
+    /// <exception cref="InvalidOperationException">greedy tokens asked of a graph that returns every position's logits.</exception>
+    public LlamaStepResult Run(LlamaWeights weights, ReadOnlySpan<long> inputIds, ReadOnlySpan<long> positions, ReadOnlySpan<byte> keyMask, int batch, KvCache past,
+        bool greedyTokensOnly)
     {
+        if (greedyTokensOnly && !Options.LastPositionLogitsOnly)
+            throw new InvalidOperationException("greedy tokens come from a last-position-only graph; this one returns every position's logits");
         if (batch <= 0 || inputIds.Length % batch != 0) throw new ArgumentException("inputIds is not [batch, seq]");
         int seq = inputIds.Length / batch, total = past.Length + seq, d = Config.HeadDim;
         if (past.Batch != batch) throw new ArgumentException($"cache holds {past.Batch} sequences, batch is {batch}");
@@ -175,12 +187,14 @@ public sealed class LlamaSession : ILlamaSession
                 binding.BindInput(LlamaGraphBuilder.PastName(i, true), past.Values[i]);
             }
             foreach (var w in _weights) binding.BindInput(w.Name, weights[w.Name]);
-            binding.BindOutputToDevice(LlamaGraphBuilder.Logits, OrtMemoryInfo.DefaultInstance);
+            // Greedy steps leave the logits on the device that computed them and fetch the argmax only.
+            binding.BindOutputToDevice(LlamaGraphBuilder.Logits, greedyTokensOnly ? _cacheMemory : OrtMemoryInfo.DefaultInstance);
             for (int i = 0; i < layers; i++)
             {
                 binding.BindOutputToDevice(LlamaGraphBuilder.PresentName(i, false), _cacheMemory);
                 binding.BindOutputToDevice(LlamaGraphBuilder.PresentName(i, true), _cacheMemory);
             }
+            if (greedyTokensOnly) binding.BindOutputToDevice(LlamaGraphBuilder.NextTokens, OrtMemoryInfo.DefaultInstance);
             lock (_runLock)
             {
                 using var runOptions = new RunOptions();
@@ -188,12 +202,18 @@ public sealed class LlamaSession : ILlamaSession
             }
             // Not disposed as a collection: the cache tensors move into the KvCache, which owns them.
             var outList = binding.GetOutputValues().ToList();
-            float[] logits = outList[0].GetTensorDataAsSpan<float>().ToArray();
+            float[] logits = greedyTokensOnly ? [] : outList[0].GetTensorDataAsSpan<float>().ToArray();
             outList[0].Dispose();
+            long[]? next = null;
+            if (greedyTokensOnly)
+            {
+                next = outList[^1].GetTensorDataAsSpan<long>().ToArray();
+                outList[^1].Dispose();
+            }
             var keys = new OrtValue[layers];
             var values = new OrtValue[layers];
             for (int i = 0; i < layers; i++) { keys[i] = outList[1 + 2 * i]; values[i] = outList[2 + 2 * i]; }
-            return new LlamaStepResult(logits, Options.LastPositionLogitsOnly ? 1 : seq, new KvCache(keys, values, batch, total));
+            return new LlamaStepResult(logits, Options.LastPositionLogitsOnly ? 1 : seq, new KvCache(keys, values, batch, total), next);
         }
         finally
         {

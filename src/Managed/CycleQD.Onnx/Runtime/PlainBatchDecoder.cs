@@ -24,7 +24,19 @@ internal sealed class PlainBatchDecoder : IBatchDecoder
 
     public int Rows => _lengths.Length;
 
-    public float[] Prefill(IReadOnlyList<int[]> prompts)
+    public bool PicksGreedyTokens => _session.Options.LastPositionLogitsOnly;
+
+    public float[] Prefill(IReadOnlyList<int[]> prompts) => PrefillInputs(prompts, greedy: false).Logits;
+
+    public int[] PrefillGreedy(IReadOnlyList<int[]> prompts) => Tokens(PrefillInputs(prompts, greedy: true));
+
+    public float[] Decode(ReadOnlySpan<int> tokens) => DecodeInputs(tokens, greedy: false).Logits;
+
+    public int[] DecodeGreedy(ReadOnlySpan<int> tokens) => Tokens(DecodeInputs(tokens, greedy: true));
+
+    private static int[] Tokens(LlamaStepResult step) => step.NextTokens!.Select(t => checked((int)t)).ToArray();
+
+    private LlamaStepResult PrefillInputs(IReadOnlyList<int[]> prompts, bool greedy)
     {
         int batch = Rows;
         if (prompts.Count != batch) throw new ArgumentException($"{prompts.Count} prompts for a batch of {batch}");
@@ -47,10 +59,10 @@ internal sealed class PlainBatchDecoder : IBatchDecoder
             }
             _lengths[b] = prompts[b].Length;
         }
-        return Step(ids, pos, mask);
+        return Step(ids, pos, mask, greedy);
     }
 
-    public float[] Decode(ReadOnlySpan<int> tokens)
+    private LlamaStepResult DecodeInputs(ReadOnlySpan<int> tokens, bool greedy)
     {
         int rows = Rows;
         if (tokens.Length != rows) throw new ArgumentException($"{tokens.Length} tokens for {rows} rows");
@@ -65,20 +77,21 @@ internal sealed class PlainBatchDecoder : IBatchDecoder
         int width = _masks[0].Count;
         var mask = new byte[rows * width];
         for (int r = 0; r < rows; r++) _masks[r].CopyTo(mask, r * width);
-        return Step(ids, pos, mask);
+        return Step(ids, pos, mask, greedy);
     }
 
-    private float[] Step(long[] ids, long[] pos, byte[] mask)
+    /// <summary>One forward step; the result's logits are each row's last position only.</summary>
+    private LlamaStepResult Step(long[] ids, long[] pos, byte[] mask, bool greedy)
     {
-        var step = _session.Run(_weights, ids, pos, mask, Rows, _cache);
+        var step = _session.Run(_weights, ids, pos, mask, Rows, _cache, greedy);
         _cache.Dispose();
         _cache = step.Cache;
-        if (step.Positions == 1) return step.Logits;
+        if (step.Positions == 1 || greedy) return step;
         int vocab = _session.Config.VocabSize, rows = Rows;
         var last = new float[rows * vocab];
         for (int r = 0; r < rows; r++)
             step.Logits.AsSpan((r * step.Positions + step.Positions - 1) * vocab, vocab).CopyTo(last.AsSpan(r * vocab));
-        return last;
+        return step with { Logits = last, Positions = 1 };
     }
 
     public void KeepRows(IReadOnlyList<int> rows)
