@@ -1,9 +1,7 @@
 using System.Diagnostics;
-using System.Globalization;
-using System.Net;
-using System.Net.Sockets;
 using CycleQD.Core;
 using CycleQD.Cuda;
+using CycleQD.Runs.Distributed;
 
 namespace CycleQD.Cli.Commands.Worker;
 
@@ -14,56 +12,34 @@ namespace CycleQD.Cli.Commands.Worker;
 /// </summary>
 internal sealed class LocalCluster : IDisposable
 {
-    private readonly Process _redis;
+    private readonly PrivateRedisServer _redis;
     private readonly List<Process> _workers = [];
     private readonly Action<string> _notice;
 
-    public string Url { get; }
+    public string Url => _redis.Url;
 
-    private LocalCluster(Process redis, string url, Action<string> notice)
+    private LocalCluster(PrivateRedisServer redis, Action<string> notice)
     {
         _redis = redis;
-        Url = url;
         _notice = notice;
     }
 
     /// <exception cref="ConfigurationException">redis-server is not installed or does not start.</exception>
     public static LocalCluster StartRedis(Action<string> notice)
     {
-        string? server = FindOnPath("redis-server")
+        string server = PrivateRedisServer.FindBinary()
             ?? throw new ConfigurationException("--workers local needs redis-server (apt-get install redis-server; ./build.sh setup installs it)");
-        int port = FreePort();
-        var psi = new ProcessStartInfo(server)
+        PrivateRedisServer redis;
+        try
         {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
-        foreach (var a in new[] { "--port", port.ToString(CultureInfo.InvariantCulture), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no" })
-            psi.ArgumentList.Add(a);
-        var p = Process.Start(psi) ?? throw new ConfigurationException("could not start redis-server");
-        p.OutputDataReceived += (_, _) => { };
-        p.ErrorDataReceived += (_, _) => { };
-        p.BeginOutputReadLine();
-        p.BeginErrorReadLine();
-        string url = $"redis://127.0.0.1:{port}";
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
-        while (true)
-        {
-            if (p.HasExited) throw new ConfigurationException($"redis-server exited ({p.ExitCode}) on port {port}");
-            try
-            {
-                using var c = new TcpClient();
-                c.Connect(IPAddress.Loopback, port);
-                break;
-            }
-            catch (SocketException) when (DateTime.UtcNow < deadline)
-            {
-                Thread.Sleep(50);
-            }
+            redis = PrivateRedisServer.Start(server);
         }
-        notice($"workers: a private redis-server at {url}");
-        return new LocalCluster(p, url, notice);
+        catch (InvalidOperationException e)
+        {
+            throw new ConfigurationException("--workers local: " + e.Message);
+        }
+        notice($"workers: a private redis-server at {redis.Url}");
+        return new LocalCluster(redis, notice);
     }
 
     /// <summary>Starts <paramref name="count"/> workers (null: one per GPU on a GPU backend, else 1) for the run in <paramref name="run"/>.</summary>
@@ -100,7 +76,7 @@ internal sealed class LocalCluster : IDisposable
 
     public void Dispose()
     {
-        foreach (var p in _workers.Append(_redis))
+        foreach (var p in _workers)
         {
             try
             {
@@ -110,16 +86,6 @@ internal sealed class LocalCluster : IDisposable
             catch (InvalidOperationException) { }
             p.Dispose();
         }
+        _redis.Dispose();
     }
-
-    private static int FreePort()
-    {
-        using var l = new TcpListener(IPAddress.Loopback, 0);
-        l.Start();
-        return ((IPEndPoint)l.LocalEndpoint).Port;
-    }
-
-    private static string? FindOnPath(string tool) =>
-        (Environment.GetEnvironmentVariable("PATH") ?? "/usr/bin:/bin").Split(':').Concat(["/usr/sbin", "/usr/bin"])
-            .Select(d => Path.Combine(d, tool)).FirstOrDefault(File.Exists);
 }
