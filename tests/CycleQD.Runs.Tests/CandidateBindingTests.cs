@@ -72,6 +72,30 @@ public sealed class CandidateBindingTests
     }
 
     [Fact]
+    public async Task SamCandidates_AreBoundInPlaceOnTheCpu_AndScoreAsDownloadedOnes()
+    {
+        using var dir = new TempDir();
+        var config = ExperimentConfig.Load(SamRunTests.Setup(dir, 1));
+        var family = ModelFamilies.Of(config);
+        using var cpu = new CpuComputeBackend();
+        var hiding = new AddressHidingBackend(cpu);
+        var ct = TestContext.Current.CancellationToken;
+        using var evaluator = (Families.Sam.SamCandidateEvaluator)family.OpenEvaluator(config, family.MakeSplits(config), cpu);
+        foreach (var expert in new[] { "expert-a", "expert-b" })
+        {
+            using var direct = Load(cpu, dir.File(expert));
+            using var hidden = Load(hiding, dir.File(expert));
+            double[] inPlace = await evaluator.EvaluateAsync(cpu, direct, ct);
+            Assert.Equal("in place", evaluator.LastBinding);
+            Assert.NotNull(evaluator.TakeBindSeconds(direct));
+            double[] copied = await evaluator.EvaluateAsync(hiding, hidden, ct);
+            Assert.Equal("host arrays", evaluator.LastBinding);
+            Assert.Equal(copied, inPlace);
+            Assert.Contains(inPlace, s => s > 0);
+        }
+    }
+
+    [Fact]
     public async Task Bf16Candidates_OnTheCpu_GoThroughHostArrays()
     {
         using var dir = new TempDir();
@@ -156,5 +180,23 @@ public sealed class CandidateBindingTests
             // The backend's device high-water mark: at least the child it built.
             Assert.True(timing["peak_device_bytes"]!.GetValue<long>() > 0);
         }
+    }
+
+    /// <summary>On a GPU: a SAM run's encoder and decoder run on the CUDA provider, reading each child in place.</summary>
+    [Fact]
+    public async Task CudaSamRun_BindsTheChildOnTheGpu()
+    {
+        var status = CudaDeviceProbe.Probe();
+        if (!status.Available) Assert.Skip("needs a GPU: " + status.Reason);
+        if (PtxCatalog.List().Count == 0) Assert.Skip("no PTX embedded in this build (no nvcc at build time)");
+        using var dir = new TempDir();
+        string exp = SamRunTests.Setup(dir, 2);
+        using (var s = RunSession.Start(exp, dir.File("run"), null, null, ComputeDevice.Cuda))
+        {
+            await s.InitializeAsync(TestContext.Current.CancellationToken);
+            Assert.True(await s.RunAsync(TestContext.Current.CancellationToken));
+        }
+        foreach (var line in File.ReadAllLines(Path.Combine(dir.File("run"), "metrics.jsonl")))
+            Assert.NotNull(JsonNode.Parse(line)!["timing"]!["bind_s"]);
     }
 }

@@ -65,46 +65,22 @@ public sealed class LlamaSession : ILlamaSession
         // Worker threads that spin between operators steal the cores the next operator needs when the
         // machine is shared or small: generation measured several times slower with spinning (docs/perf.md).
         so.AddSessionConfigEntry("session.intra_op.allow_spinning", "0");
-        if (device == InferenceDevice.Cuda) AppendCuda(so, cudaDevice);
+        if (device == InferenceDevice.Cuda) CudaProvider.Append(so, cudaDevice);
         _session = new InferenceSession(model, so);
         _cacheMemory = device == InferenceDevice.Cuda
             ? new OrtMemoryInfo("Cuda", OrtAllocatorType.DeviceAllocator, cudaDevice, OrtMemType.Default)
             : OrtMemoryInfo.DefaultInstance;
     }
 
+    /// <summary>The GPU (CUDA ordinal) the CUDA provider runs on; 0 on the CPU provider.</summary>
+    public int CudaDevice { get; }
+
     // Where present key/values are written: on the device that computes them, so the cache never
     // round-trips through host memory between steps on CUDA.
     private readonly OrtMemoryInfo _cacheMemory;
 
     /// <summary>Shared libraries ONNX Runtime's CUDA provider loads (its NEEDED entries, plus cuDNN which it opens at run time).</summary>
-    public static readonly IReadOnlyList<string> CudaProviderLibraries =
-        ["libcuda.so.1", "libcudart.so.13", "libcublas.so.13", "libcublasLt.so.13", "libcurand.so.10", "libcudnn.so.9"];
-
-    /// <summary>The GPU (CUDA ordinal) the CUDA provider runs on; 0 on the CPU provider.</summary>
-    public int CudaDevice { get; }
-
-    private static void AppendCuda(SessionOptions so, int cudaDevice)
-    {
-        // Probe first: ONNX Runtime's own failure is a log line plus a generic "failed to load" error.
-        var missing = CudaProviderLibraries.Where(lib =>
-        {
-            if (!System.Runtime.InteropServices.NativeLibrary.TryLoad(lib, out nint h)) return true;
-            System.Runtime.InteropServices.NativeLibrary.Free(h);
-            return false;
-        }).ToList();
-        if (missing.Count > 0)
-            throw new ExecutionProviderUnavailableException(
-                $"--device cuda: ONNX Runtime's CUDA provider cannot load: {string.Join(", ", missing)} not found " +
-                "(it needs an NVIDIA driver (libcuda.so.1), the CUDA 13 runtime and cuBLAS, and cuDNN 9 on the library path)");
-        try
-        {
-            so.AppendExecutionProvider_CUDA(cudaDevice);
-        }
-        catch (OnnxRuntimeException e)
-        {
-            throw new ExecutionProviderUnavailableException("--device cuda: ONNX Runtime's CUDA provider cannot be loaded: " + e.Message.Trim(), e);
-        }
-    }
+    public static IReadOnlyList<string> CudaProviderLibraries => CudaProvider.Libraries;
 
     /// <summary>An empty cache (no positions) for <paramref name="batch"/> sequences, to start a prefill.</summary>
     public KvCache EmptyCache(int batch)

@@ -168,9 +168,14 @@ public sealed class LlamaWeights : IDisposable
     public static LlamaWeights FromCudaMemory(LlamaConfig config, IReadOnlyDictionary<string, (nint Pointer, long Bytes)> tensors, OnnxElementType elementType, int deviceId, string source) =>
         FromMemory(LlamaWeightLayout.For(config), tensors, elementType, new OrtMemoryInfo("Cuda", OrtAllocatorType.DeviceAllocator, deviceId, OrtMemType.Default), source);
 
+    /// <summary>As <see cref="FromCudaMemory(LlamaConfig, IReadOnlyDictionary{string, ValueTuple{nint, long}}, OnnxElementType, int, string)"/> for the weights of <paramref name="layout"/> (e.g. SAM's graphs).</summary>
+    /// <exception cref="TensorFormatException">a weight is missing or its byte length does not match its shape.</exception>
+    public static LlamaWeights FromCudaMemory(IReadOnlyList<LlamaWeightSpec> layout, IReadOnlyDictionary<string, (nint Pointer, long Bytes)> tensors, OnnxElementType elementType, int deviceId, string source) =>
+        FromMemory(layout, tensors, elementType, new OrtMemoryInfo("Cuda", OrtAllocatorType.DeviceAllocator, deviceId, OrtMemType.Default), source);
+
     /// <summary>
     /// Binds tensors that live in host memory the caller owns (e.g. a CPU compute backend's weight
-    /// set), without a copy: the CPU twin of <see cref="FromCudaMemory"/>. The caller keeps the
+    /// set), without a copy: the CPU twin of <c>FromCudaMemory</c>. The caller keeps the
     /// memory alive and unchanged while runs use it.
     /// </summary>
     /// <param name="layout">The weights the graph reads.</param>

@@ -41,8 +41,11 @@ public sealed class SamModel : ISamPredictor
     /// <summary>Opens <paramref name="directory"/>: config.json and model.safetensors (or shards), every tensor checked before the sessions are built.</summary>
     /// <param name="directory">The SamModel folder.</param>
     /// <param name="intraOpThreads">CPU threads per operator (0 = ONNX Runtime's default).</param>
+    /// <param name="device">Execution provider of the sessions.</param>
+    /// <param name="cudaDevice">The GPU (CUDA ordinal) of the CUDA provider.</param>
     /// <exception cref="TensorFormatException">missing or invalid config.json (the field named), missing weights file, a missing, misshapen or unexpected tensor (named with its file).</exception>
-    public static SamModel Open(string directory, int intraOpThreads = 0)
+    /// <exception cref="ExecutionProviderUnavailableException">the CUDA provider cannot load (names what is missing).</exception>
+    public static SamModel Open(string directory, int intraOpThreads = 0, InferenceDevice device = InferenceDevice.Cpu, int cudaDevice = 0)
     {
         if (!System.IO.Directory.Exists(directory)) throw new TensorFormatException(directory, null, "model folder not found");
         var config = SamConfig.Load(Path.Combine(directory, "config.json"));
@@ -52,7 +55,7 @@ public sealed class SamModel : ISamPredictor
         try
         {
             weights = BindWeights(file, config);
-            sessions = new SamSessions(config, intraOpThreads);
+            sessions = new SamSessions(config, intraOpThreads, device, cudaDevice);
             return new SamModel(directory, sessions, file, weights);
         }
         catch
@@ -87,6 +90,28 @@ public sealed class SamModel : ISamPredictor
         return new SamPredictor(_sessions, LlamaWeights.FromArrays(layout, tensors, source), ownsWeights: true);
     }
 
+    /// <summary>
+    /// A predictor over these sessions for a float32 weight set that lives where the sessions run
+    /// (host memory on the CPU provider, device memory of the session's GPU on the CUDA provider):
+    /// address and byte length per tensor name, bound in place. The caller keeps the memory alive and
+    /// unchanged while the predictor runs. Dispose the predictor before this model.
+    /// </summary>
+    /// <exception cref="TensorFormatException">a tensor is missing or has the wrong byte length.</exception>
+    public ISamPredictor WithWeightsInMemory(IReadOnlyDictionary<string, (nint Pointer, long Bytes)> tensors, string source)
+    {
+        var layout = SamWeightLayout.Encoder(Config).Concat(SamWeightLayout.Decoder(Config)).ToList();
+        var weights = _sessions.Device == InferenceDevice.Cuda
+            ? LlamaWeights.FromCudaMemory(layout, tensors, OnnxElementType.Float, _sessions.CudaDevice, source)
+            : LlamaWeights.FromHostMemory(layout, tensors, OnnxElementType.Float, source);
+        return new SamPredictor(_sessions, weights, ownsWeights: true);
+    }
+
+    /// <summary>Execution provider of the sessions.</summary>
+    public InferenceDevice Device => _sessions.Device;
+
+    /// <summary>The GPU (CUDA ordinal) of the CUDA provider; 0 on the CPU.</summary>
+    public int CudaDevice => _sessions.CudaDevice;
+
     /// <inheritdoc />
     public float[] EncodeImage(float[] pixels) => _own.EncodeImage(pixels);
 
@@ -118,7 +143,7 @@ internal sealed class SamPredictor(SamSessions sessions, LlamaWeights weights, b
 }
 
 /// <summary>
-/// The image-encoder and mask-decoder sessions of one SAM architecture, on the CPU provider. The
+/// The image-encoder and mask-decoder sessions of one SAM architecture, on the CPU or the CUDA provider. The
 /// weights are graph inputs bound per call, so any <see cref="LlamaWeights"/> holding the
 /// <see cref="SamWeightLayout.Encoder"/> and <see cref="SamWeightLayout.Decoder"/> tensors runs here.
 /// Runs of one session are serialized.
@@ -137,19 +162,32 @@ public sealed class SamSessions : IDisposable
     /// <summary>Builds both graphs for <paramref name="config"/> and opens their sessions.</summary>
     /// <param name="config">The architecture (validated here).</param>
     /// <param name="intraOpThreads">CPU threads per operator (0 = ONNX Runtime's default).</param>
+    /// <param name="device">Execution provider.</param>
+    /// <param name="cudaDevice">The GPU (CUDA ordinal) of the CUDA provider.</param>
     /// <exception cref="TensorFormatException">the config cannot be represented.</exception>
-    public SamSessions(SamConfig config, int intraOpThreads = 0)
+    /// <exception cref="ExecutionProviderUnavailableException">the CUDA provider cannot load (names what is missing).</exception>
+    public SamSessions(SamConfig config, int intraOpThreads = 0, InferenceDevice device = InferenceDevice.Cpu, int cudaDevice = 0)
     {
         config.Validate("config.json");
+        ArgumentOutOfRangeException.ThrowIfNegative(cudaDevice);
         Config = config;
+        Device = device;
+        CudaDevice = device == InferenceDevice.Cuda ? cudaDevice : 0;
         _encoderWeights = SamWeightLayout.Encoder(config);
         _decoderWeights = SamWeightLayout.Decoder(config);
         using var so = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL };
         if (intraOpThreads > 0) so.IntraOpNumThreads = intraOpThreads;
+        if (device == InferenceDevice.Cuda) CudaProvider.Append(so, cudaDevice);
         _encoder = new InferenceSession(SamGraphBuilder.BuildEncoder(config).ToModelBytes(), so);
         try { _decoder = new InferenceSession(SamGraphBuilder.BuildDecoder(config).ToModelBytes(), so); }
         catch { _encoder.Dispose(); throw; }
     }
+
+    /// <summary>Execution provider.</summary>
+    public InferenceDevice Device { get; }
+
+    /// <summary>The GPU (CUDA ordinal) of the CUDA provider; 0 on the CPU.</summary>
+    public int CudaDevice { get; }
 
     /// <summary>Floats in one image embedding: output_channels × grid × grid.</summary>
     public int EmbeddingLength => Config.Vision.OutputChannels * Config.Vision.GridSize * Config.Vision.GridSize;

@@ -142,14 +142,10 @@ public sealed class LlamaCandidateEvaluator : IRunEvaluator, IEvaluationStatisti
         _inPlace = null;
         _deviceCopy?.Dispose();
         _deviceCopy = null;
-        // A set the backend keeps in host memory (a streamed run's experts and stored elites) is copied
-        // to the device for the CUDA session: a merge with itself as the only parent is that set exactly.
-        if (_device == InferenceDevice.Cuda && candidate is IWeightMemory { Kind: WeightMemoryKind.Host })
-        {
-            _deviceCopy = backend.Merge(candidate, [candidate], [1f]);
-            candidate = _deviceCopy;
-        }
-        if (_generatorFor is null && InPlaceTensors(candidate) is { } tensors)
+        bool cuda = _device == InferenceDevice.Cuda;
+        _deviceCopy = InPlaceCandidate.DeviceCopy(backend, candidate, cuda);
+        candidate = _deviceCopy ?? candidate;
+        if (_generatorFor is null && InPlaceCandidate.Tensors(candidate, _layout, StorageOf(_elementType), cuda, _cudaDevice) is { } tensors)
         {
             _inPlace = _device == InferenceDevice.Cuda
                 ? LlamaWeights.FromCudaMemory(_model.Folder.Config, tensors, _elementType, _cudaDevice, "candidate")
@@ -161,7 +157,7 @@ public sealed class LlamaCandidateEvaluator : IRunEvaluator, IEvaluationStatisti
         else
         {
             if (_device == InferenceDevice.Cuda || _elementType != OnnxElementType.Float)
-                throw new InvalidOperationException(WhyNotInPlace(candidate));
+                throw new InvalidOperationException(InPlaceCandidate.WhyNot(candidate, _layout, StorageOf(_elementType), cuda, _cudaDevice, $"{(cuda ? "CUDA" : "CPU")} evaluator's {_elementType} graph"));
             if (_host is null)
             {
                 _host = new CandidateHostWeights(_layout, "the model's graph");
@@ -177,38 +173,6 @@ public sealed class LlamaCandidateEvaluator : IRunEvaluator, IEvaluationStatisti
             LastBinding = "host arrays";
         }
         return Stopwatch.GetElapsedTime(start).TotalSeconds;
-    }
-
-    /// <summary>The graph weights' addresses when the candidate can be bound where it lies, else null.</summary>
-    private Dictionary<string, (nint Pointer, long Bytes)>? InPlaceTensors(IWeightSet candidate)
-    {
-        if (candidate is not IWeightMemory memory) return null;
-        var wanted = _device == InferenceDevice.Cuda ? WeightMemoryKind.Cuda : WeightMemoryKind.Host;
-        if (memory.Kind != wanted || (wanted == WeightMemoryKind.Cuda && memory.DeviceOrdinal != _cudaDevice)) return null;
-        var storage = StorageOf(_elementType);
-        var graph = _layout.Select(s => s.Name).ToHashSet(StringComparer.Ordinal);
-        var tensors = new Dictionary<string, (nint, long)>(StringComparer.Ordinal);
-        var specs = candidate.Tensors;
-        for (int i = 0; i < specs.Count; i++)
-        {
-            if (!graph.Contains(specs[i].Name)) continue;
-            if (specs[i].DType != storage) return null;
-            tensors[specs[i].Name] = (memory.TensorAddress(i), specs[i].ByteLength);
-        }
-        return tensors.Count == graph.Count ? tensors : null;
-    }
-
-    private string WhyNotInPlace(IWeightSet candidate)
-    {
-        string where = _device == InferenceDevice.Cuda ? $"on GPU {_cudaDevice}" : "in host memory";
-        if (candidate is not IWeightMemory memory || memory.Kind != (_device == InferenceDevice.Cuda ? WeightMemoryKind.Cuda : WeightMemoryKind.Host)
-            || (_device == InferenceDevice.Cuda && memory.DeviceOrdinal != _cudaDevice))
-            return $"the {(_device == InferenceDevice.Cuda ? "CUDA" : "CPU")} evaluator binds each candidate where it lies, and this one is not {where} (use the same device for the compute backend and the evaluator)";
-        var storage = StorageOf(_elementType);
-        var odd = candidate.Tensors.FirstOrDefault(t => _layout.Any(s => s.Name == t.Name) && t.DType != storage);
-        return odd is not null
-            ? $"the evaluator's {_elementType} graph binds each candidate in place, and tensor '{odd.Name}' is stored as {DTypes.Name(odd.DType)}: store every weight of the base and experts as {DTypes.Name(storage)}"
-            : $"the candidate lacks a weight the model's graph reads ({string.Join(", ", _layout.Select(s => s.Name).Except(candidate.Tensors.Select(t => t.Name)).Take(3))})";
     }
 
     private static DType StorageOf(OnnxElementType t) => t switch

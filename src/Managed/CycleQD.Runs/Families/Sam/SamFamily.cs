@@ -1,5 +1,6 @@
 using CycleQD.Core;
 using CycleQD.Core.Compute;
+using CycleQD.Onnx.Runtime;
 using CycleQD.Onnx.Sam;
 using CycleQD.Segmentation.Sam;
 
@@ -87,16 +88,24 @@ public sealed class SamFamily : IModelFamily
             ? r : config.Evaluation.Sam![t])).ToList();
 
     /// <inheritdoc/>
-    public IRunEvaluator OpenEvaluator(ExperimentConfig config, RunSplits splits)
+    public IRunEvaluator OpenEvaluator(ExperimentConfig config, RunSplits splits) => Open(config, InferenceDevice.Cpu, 0);
+
+    /// <inheritdoc/>
+    /// <remarks>On the CUDA backend the encoder and decoder run on ONNX Runtime's CUDA provider on the backend's GPU and read each (float32) candidate in place.</remarks>
+    public IRunEvaluator OpenEvaluator(ExperimentConfig config, RunSplits splits, IComputeBackend backend) =>
+        backend is Cuda.Backend.CudaComputeBackend cuda ? Open(config, InferenceDevice.Cuda, cuda.Device.Ordinal) : OpenEvaluator(config, splits);
+
+    private IRunEvaluator Open(ExperimentConfig config, InferenceDevice device, int cudaDevice)
     {
         var search = Benchmarks(config, EvaluationPurpose.Search);
         var report = Benchmarks(config, EvaluationPurpose.Report);
         foreach (var b in search.Concat(report)) _ = b.Dataset;
-        var model = SamModel.Open(SafetensorsModels.Folder(config), config.Evaluation.Threads);
+        var model = SamModel.Open(SafetensorsModels.Folder(config), device == InferenceDevice.Cpu ? config.Evaluation.Threads : 0, device, cudaDevice);
         try
         {
             var graph = SamWeightLayout.Encoder(model.Config).Concat(SamWeightLayout.Decoder(model.Config)).ToList();
-            return new SamCandidateEvaluator(graph, host => model.WithWeights(host, "candidate"), model, config.Options.Tasks, search, report);
+            return new SamCandidateEvaluator(graph, host => model.WithWeights(host, "candidate"), model, config.Options.Tasks, search, report,
+                tensors => model.WithWeightsInMemory(tensors, "candidate"), device == InferenceDevice.Cuda ? cudaDevice : null);
         }
         catch
         {
