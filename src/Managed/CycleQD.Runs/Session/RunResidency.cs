@@ -27,14 +27,22 @@ public static class RunResidency
         return need.TotalBytes <= deviceBytes * ResidentShare ? WeightResidency.Resident : WeightResidency.Streamed;
     }
 
-    /// <summary>Opens GPU 0 with the residency <see cref="Choose"/> picks for <paramref name="config"/> (its total memory as the card's size).</summary>
+    /// <summary>
+    /// Opens GPU <paramref name="ordinal"/> with the residency <see cref="Choose"/> picks for <paramref name="config"/> (its total
+    /// memory as the card's size); streamed, with the mutation's workspace capped at the streaming plan's.
+    /// </summary>
     /// <exception cref="CudaUnavailableException">no usable GPU.</exception>
     public static CudaComputeBackend Open(ExperimentConfig config, int ordinal = 0)
     {
         var devices = CudaDeviceProbe.Probe().Devices;
         long total = devices.FirstOrDefault(d => d.Ordinal == ordinal)?.TotalMemoryBytes ?? 0;
         var residency = total > 0 ? Choose(config, total) : WeightResidency.Resident;
-        return CudaComputeBackend.Create(ordinal, new CudaBackendOptions(residency));
+        // Streamed: the mutation's batches stay within the plan's workspace, so the evaluator's share
+        // (KV cache, activations) is left free even before ONNX Runtime has allocated it.
+        long workspace = residency == WeightResidency.Streamed && config.Model.BasePath is not null
+            ? StreamingPlan(config, BaseTensors(config), total).PeakWorkspaceBytes
+            : 0;
+        return CudaComputeBackend.Create(ordinal, new CudaBackendOptions(residency, WorkspaceLimitBytes: workspace));
     }
 
     /// <summary>Generation batch and sequence length the streaming plan reserves the evaluator's KV cache for.</summary>
