@@ -28,6 +28,47 @@ struct MergeArgs {
   int num_parents;
 };
 
+// The merge of one 16-byte vector (V elements starting at element e of every operand, all 16-byte
+// aligned there) and of one element: the arithmetic both kernels below share, so the grouped merge
+// equals the per-tensor one bit for bit by construction. Parents and coefficients are indexed with
+// constants (the loops unroll to the maximum with a guard), so arrays in the parameter space stay there.
+template <typename T>
+__device__ __forceinline__ void merge_vector(const T* base, const void* const (&parents)[CQD_MAX_PARENTS],
+                                             const float (&coef)[CQD_MAX_PARENTS], int np, T* out, long long e) {
+  using namespace cqd;
+  constexpr int V = Vec<T>::N;
+  Pack16 pb, po;
+  pb.u = __ldg(reinterpret_cast<const uint4*>(base + e));
+  float acc[V], b[V];
+#pragma unroll
+  for (int k = 0; k < V; ++k) { b[k] = to_float(elems<T>(pb)[k]); acc[k] = b[k]; }
+#pragma unroll
+  for (int p = 0; p < CQD_MAX_PARENTS; ++p) {
+    if (p < np) {
+      Pack16 pp;
+      pp.u = __ldg(reinterpret_cast<const uint4*>(static_cast<const T*>(parents[p]) + e));
+      const float c = coef[p];
+#pragma unroll
+      for (int k = 0; k < V; ++k) acc[k] = fmaf(c, to_float(elems<T>(pp)[k]) - b[k], acc[k]);
+    }
+  }
+#pragma unroll
+  for (int k = 0; k < V; ++k) elems<T>(po)[k] = from_float<T>(acc[k]);
+  *reinterpret_cast<uint4*>(out + e) = po.u;
+}
+
+template <typename T>
+__device__ __forceinline__ void merge_element(const T* base, const void* const (&parents)[CQD_MAX_PARENTS],
+                                              const float (&coef)[CQD_MAX_PARENTS], int np, T* out, long long i) {
+  using namespace cqd;
+  const float b = to_float(base[i]);
+  float acc = b;
+#pragma unroll
+  for (int p = 0; p < CQD_MAX_PARENTS; ++p)
+    if (p < np) acc = fmaf(coef[p], to_float(static_cast<const T*>(parents[p])[i]) - b, acc);
+  out[i] = from_float<T>(acc);
+}
+
 template <typename T>
 __device__ __forceinline__ void merge_impl(const MergeArgs& a) {
   using namespace cqd;
@@ -44,34 +85,8 @@ __device__ __forceinline__ void merge_impl(const MergeArgs& a) {
 
   constexpr int V = Vec<T>::N;
   const long long nvec = aligned ? a.n / V : 0;
-  for (long long v = tid; v < nvec; v += stride) {
-    Pack16 pb, po;
-    pb.u = __ldg(reinterpret_cast<const uint4*>(base) + v);
-    float acc[V], b[V];
-#pragma unroll
-    for (int k = 0; k < V; ++k) { b[k] = to_float(elems<T>(pb)[k]); acc[k] = b[k]; }
-#pragma unroll
-    for (int p = 0; p < CQD_MAX_PARENTS; ++p) {
-      if (p < np) {
-        Pack16 pp;
-        pp.u = __ldg(reinterpret_cast<const uint4*>(a.parents[p]) + v);
-        const float c = a.coef[p];
-#pragma unroll
-        for (int k = 0; k < V; ++k) acc[k] = fmaf(c, to_float(elems<T>(pp)[k]) - b[k], acc[k]);
-      }
-    }
-#pragma unroll
-    for (int k = 0; k < V; ++k) elems<T>(po)[k] = from_float<T>(acc[k]);
-    reinterpret_cast<uint4*>(out)[v] = po.u;
-  }
-  for (long long i = nvec * V + tid; i < a.n; i += stride) {
-    const float b = to_float(base[i]);
-    float acc = b;
-#pragma unroll
-    for (int p = 0; p < CQD_MAX_PARENTS; ++p)
-      if (p < np) acc = fmaf(a.coef[p], to_float(static_cast<const T*>(a.parents[p])[i]) - b, acc);
-    out[i] = from_float<T>(acc);
-  }
+  for (long long v = tid; v < nvec; v += stride) merge_vector<T>(base, a.parents, a.coef, np, out, v * V);
+  for (long long i = nvec * V + tid; i < a.n; i += stride) merge_element<T>(base, a.parents, a.coef, np, out, i);
 }
 
 extern "C" __global__ void merge_f32(MergeArgs a) { merge_impl<float>(a); }
@@ -96,44 +111,19 @@ __device__ __forceinline__ void merge_group_impl(const MergeGroupArgs& a) {
   long long begin, end;
   group_thread_range(s, (long long)blockIdx.x, (int)threadIdx.x, V, begin, end);
   if (begin >= end) return;
-  const T* base = static_cast<const T*>(s.base) + begin;
-  T* out = static_cast<T*>(s.out) + begin;
+  const T* base = static_cast<const T*>(s.base);
+  T* out = static_cast<T*>(s.out);
   const int np = a.num_parents;
 
-  bool vector = end - begin == V && aligned16(base) && aligned16(out);
+  bool vector = end - begin == V && aligned16(base + begin) && aligned16(out + begin);
 #pragma unroll
   for (int p = 0; p < CQD_MAX_PARENTS; ++p)
     if (p < np) vector = vector && aligned16(static_cast<const T*>(s.parents[p]) + begin);
-
   if (vector) {
-    Pack16 pb, po;
-    pb.u = __ldg(reinterpret_cast<const uint4*>(base));
-    float acc[V], b[V];
-#pragma unroll
-    for (int k = 0; k < V; ++k) { b[k] = to_float(elems<T>(pb)[k]); acc[k] = b[k]; }
-#pragma unroll
-    for (int p = 0; p < CQD_MAX_PARENTS; ++p) {
-      if (p < np) {
-        Pack16 pp;
-        pp.u = __ldg(reinterpret_cast<const uint4*>(static_cast<const T*>(s.parents[p]) + begin));
-        const float c = a.coef[p];
-#pragma unroll
-        for (int k = 0; k < V; ++k) acc[k] = fmaf(c, to_float(elems<T>(pp)[k]) - b[k], acc[k]);
-      }
-    }
-#pragma unroll
-    for (int k = 0; k < V; ++k) elems<T>(po)[k] = from_float<T>(acc[k]);
-    *reinterpret_cast<uint4*>(out) = po.u;
+    merge_vector<T>(base, s.parents, a.coef, np, out, begin);
     return;
   }
-  for (long long i = 0; i < end - begin; ++i) {
-    const float b = to_float(base[i]);
-    float acc = b;
-#pragma unroll
-    for (int p = 0; p < CQD_MAX_PARENTS; ++p)
-      if (p < np) acc = fmaf(a.coef[p], to_float(static_cast<const T*>(s.parents[p])[begin + i]) - b, acc);
-    out[i] = from_float<T>(acc);
-  }
+  for (long long i = begin; i < end; ++i) merge_element<T>(base, s.parents, a.coef, np, out, i);
 }
 
 extern "C" __global__ void __launch_bounds__(cqd::kGroupThreads) merge_group_f32(MergeGroupArgs a) { merge_group_impl<float>(a); }
