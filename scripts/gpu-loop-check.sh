@@ -29,17 +29,8 @@ CLI="$HERE/bin/cycleqd"
 mkdir -p "$WORK"
 LOG="$WORK/loop-check.log"
 : > "$LOG"
-say() { echo "$*" | tee -a "$LOG"; }
-step() { # step LIMIT NAME CMD...
-  local limit="$1" name="$2"; shift 2
-  say ""
-  say "## $name (limit ${limit}s) $(date -u +%H:%M:%S)"
-  local t0=$SECONDS
-  timeout --kill-after=10 "$limit" "$@" 2>&1 | tee -a "$LOG"
-  local rc=${PIPESTATUS[0]}
-  say "## $name: exit $rc after $((SECONDS - t0)) s"
-  return "$rc"
-}
+# shellcheck source=device-steps.sh
+source "$HERE/device-steps.sh"
 declare -A ROW
 row() { ROW["$1"]="$2"; }
 

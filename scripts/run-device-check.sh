@@ -17,17 +17,8 @@ DIR="${DEVICE_CHECK_DIR:-$HERE}"
 mkdir -p "$DIR"
 LOG="$DIR/device-check.log"
 : > "$LOG"
-say() { echo "$*" | tee -a "$LOG"; }
-step() { # step LIMIT NAME CMD...
-  local limit="$1" name="$2"; shift 2
-  say ""
-  say "## $name (limit ${limit}s) $(date -u +%H:%M:%S)"
-  local t0=$SECONDS
-  timeout --kill-after=10 "$limit" "$@" 2>&1 | tee -a "$LOG"
-  local rc=${PIPESTATUS[0]}
-  say "## $name: exit $rc after $((SECONDS - t0)) s"
-  return "$rc"
-}
+# shellcheck source=device-steps.sh
+source "$HERE/device-steps.sh"
 
 export LD_LIBRARY_PATH="$HERE/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 # cuBLAS/cuSOLVER: the CUDA toolkit's, else the ones a pip-installed PyTorch brings.
