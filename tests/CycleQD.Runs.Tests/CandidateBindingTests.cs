@@ -152,22 +152,7 @@ public sealed class CandidateBindingTests
         if (!status.Available) Assert.Skip("needs a GPU: " + status.Reason);
         if (PtxCatalog.List().Count == 0) Assert.Skip("no PTX embedded in this build (no nvcc at build time)");
         using var dir = new TempDir();
-        string set = dir.File("set");
-        Onnx.Synthesis.LlamaSynthesizer.Write(set, new Onnx.Synthesis.SynthesisOptions { Shape = "tiny", Experts = 3 },
-            cancellationToken: TestContext.Current.CancellationToken);
-        string models = Path.Combine(TestPaths.RepoRoot, "models", "tinyskills");
-        string exp = Experiments.Write(dir, "exp.yaml", $"""
-            name: gpu-bind
-            seed: 1
-            generations: 2
-            tasks: [tinyskills/code, tinyskills/db, tinyskills/os]
-            model:
-              base: {set}/base
-              experts: {"{"} tinyskills/code: {set}/expert-1, tinyskills/db: {set}/expert-2, tinyskills/os: {set}/expert-3 {"}"}
-            evaluation: {"{"} split: valid, limit: 4, tinyskills: {models} {"}"}
-            archive: {"{"} bins: 4, bounds: {"{"} tinyskills/code: [0, 1], tinyskills/db: [0, 1], tinyskills/os: [0, 1] {"}"} {"}"}
-            final_merge: {"{"} enabled: false {"}"}
-            """);
+        string exp = Experiments.Synthesized(dir, generations: 2, limit: 4);
         using (var s = RunSession.Start(exp, dir.File("run"), null, null, ComputeDevice.Cuda))
         {
             await s.InitializeAsync(TestContext.Current.CancellationToken);

@@ -17,6 +17,31 @@ internal static class Experiments
         in_flight: {inFlight}
         """;
 
+    /// <summary>
+    /// Synthesizes a tiny bf16 base and three experts in dir/set and writes dir/NAME: CycleQD on the three
+    /// TinySkills skills with them, <paramref name="limit"/> prompts per task, explicit bounds (random
+    /// models score 0, which leaves the paper's bounds empty), no final stage. Returns the file's path.
+    /// </summary>
+    public static string Synthesized(TempDir dir, int generations, int limit, string name = "exp.yaml")
+    {
+        string set = dir.File("set");
+        Onnx.Synthesis.LlamaSynthesizer.Write(set, new Onnx.Synthesis.SynthesisOptions { Shape = "tiny", Experts = 3, Threads = 2 },
+            cancellationToken: TestContext.Current.CancellationToken);
+        string models = Path.Combine(TestPaths.RepoRoot, "models", "tinyskills");
+        return Write(dir, name, $"""
+            name: synthesized
+            seed: 1
+            generations: {generations}
+            tasks: [tinyskills/code, tinyskills/db, tinyskills/os]
+            model:
+              base: {set}/base
+              experts: {"{"} tinyskills/code: {set}/expert-1, tinyskills/db: {set}/expert-2, tinyskills/os: {set}/expert-3 {"}"}
+            evaluation: {"{"} split: valid, limit: {limit}, tinyskills: {models} {"}"}
+            archive: {"{"} bins: 4, bounds: {"{"} tinyskills/code: [0, 1], tinyskills/db: [0, 1], tinyskills/os: [0, 1] {"}"} {"}"}
+            final_merge: {"{"} enabled: false {"}"}
+            """);
+    }
+
     public static string Write(TempDir dir, string name, string text)
     {
         string p = dir.File(name);

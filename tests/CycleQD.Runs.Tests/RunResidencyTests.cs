@@ -1,5 +1,4 @@
 using CycleQD.Cuda.Backend;
-using CycleQD.Onnx.Synthesis;
 using CycleQD.Testing;
 
 namespace CycleQD.Runs.Tests;
@@ -7,24 +6,7 @@ namespace CycleQD.Runs.Tests;
 /// <summary>A GPU run keeps its weight sets on the device when they fit beside the evaluator, else streams them from the host.</summary>
 public sealed class RunResidencyTests
 {
-    private static ExperimentConfig Tiny(TempDir dir)
-    {
-        string set = dir.File("set");
-        LlamaSynthesizer.Write(set, new SynthesisOptions { Shape = "tiny", Experts = 3, Threads = 2 }, cancellationToken: TestContext.Current.CancellationToken);
-        string models = Path.Combine(TestPaths.RepoRoot, "models", "tinyskills");
-        return ExperimentConfig.Load(Experiments.Write(dir, "exp.yaml", $"""
-            name: residency
-            seed: 1
-            generations: 1
-            tasks: [tinyskills/code, tinyskills/db, tinyskills/os]
-            model:
-              base: {set}/base
-              experts: {"{"} tinyskills/code: {set}/expert-1, tinyskills/db: {set}/expert-2, tinyskills/os: {set}/expert-3 {"}"}
-            evaluation: {"{"} split: valid, limit: 2, tinyskills: {models} {"}"}
-            archive: {"{"} bins: 4, bounds: {"{"} tinyskills/code: [0, 1], tinyskills/db: [0, 1], tinyskills/os: [0, 1] {"}"} {"}"}
-            final_merge: {"{"} enabled: false {"}"}
-            """));
-    }
+    private static ExperimentConfig Tiny(TempDir dir) => ExperimentConfig.Load(Experiments.Synthesized(dir, generations: 1, limit: 2));
 
     [Fact]
     public void Choose_ResidentWhenTheSetsFitTheirShare_StreamedOtherwise()
