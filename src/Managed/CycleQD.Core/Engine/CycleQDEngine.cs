@@ -198,6 +198,8 @@ public sealed class CycleQDEngine : IDisposable
         foreach (var p in state.InFlight) _plans[p.Generation] = p;
         NextGeneration = state.NextGeneration;
         _initialised = true;
+        // As after a fresh start: the first generation's peak covers its own work, not the uploads before it.
+        (_backend as IDeviceMemoryGauge)?.ResetPeak();
     }
 
     /// <summary>The state as it would be committed now (plans in flight included; running evaluations are redone on resume).</summary>

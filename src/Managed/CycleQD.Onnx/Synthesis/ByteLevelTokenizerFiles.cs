@@ -41,9 +41,6 @@ public static class ByteLevelTokenizerFiles
         "{{ message['content'] | trim }}<|eot_id|>{% endfor %}" +
         "{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}";
 
-    /// <summary>The highest token id the files use (the vocabulary must be larger).</summary>
-    public static int MaxId => Specials.Max(s => s.Id);
-
     /// <summary>Writes tokenizer.json and tokenizer_config.json (with the chat template) into <paramref name="directory"/>.</summary>
     public static void Write(string directory)
     {
