@@ -56,6 +56,10 @@ public sealed class SynthesizeCommandTests
         Assert.Equal(1, dtype.ExitCode);
         Assert.Contains("--dtype", dtype.Err);
 
+        var nothing = CliRunner.Run("synthesize", "--shape", "tiny", "--experts", "0", "--skip-base", "--out", dir.File("d"));
+        Assert.Equal(1, nothing.ExitCode);
+        Assert.Contains("--skip-base with --experts 0 writes nothing", nothing.Err);
+
         File.WriteAllText(dir.File("c.txt"), "x");
         var full = CliRunner.Run("synthesize", "--shape", "tiny", "--out", dir.Path);
         Assert.Equal(1, full.ExitCode);
