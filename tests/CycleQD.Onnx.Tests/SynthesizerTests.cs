@@ -236,6 +236,7 @@ public sealed class SynthesizerTests
         var tok = Assert.Throws<TensorFormatException>(() => LlamaSynthesizer.Write(dir.File("c"), Tiny() with { TokenizerFrom = noTokenizer }, cancellationToken: ct));
         Assert.Contains("neither tokenizer.json nor tokenizer.model", tok.Message);
         Assert.Contains(noTokenizer, tok.Message);
+        Assert.False(Directory.Exists(dir.File("c")));
     }
 
     [Fact]

@@ -109,6 +109,7 @@ public static class LlamaSynthesizer
         directory = Path.GetFullPath(directory);
         if (Directory.Exists(directory) && Directory.EnumerateFileSystemEntries(directory).Any())
             throw new SynthesisTargetException($"{directory}: the output folder is not empty (choose a new folder)");
+        if (options.TokenizerFrom is { } from) CheckTokenizerFolder(from);
         long total = PlannedBytes(options);
         Directory.CreateDirectory(directory);
         CheckFreeSpace(directory, total);
@@ -333,6 +334,13 @@ public static class LlamaSynthesizer
         return (tokenizer.BosId, tokenizer.EosId is int e ? [e] : []);
     }
 
+    private static void CheckTokenizerFolder(string from)
+    {
+        if (!Directory.Exists(from)) throw new DirectoryNotFoundException($"tokenizer folder not found: {Path.GetFullPath(from)}");
+        if (!File.Exists(Path.Combine(from, "tokenizer.json")) && !File.Exists(Path.Combine(from, "tokenizer.model")))
+            throw new TensorFormatException(Path.GetFullPath(from), null, "no tokenizer to copy: the folder has neither tokenizer.json nor tokenizer.model");
+    }
+
     private static void WriteTokenizerFiles(string folder, string? from)
     {
         if (from is null)
@@ -340,9 +348,7 @@ public static class LlamaSynthesizer
             ByteLevelTokenizerFiles.Write(folder);
             return;
         }
-        if (!Directory.Exists(from)) throw new DirectoryNotFoundException($"tokenizer folder not found: {Path.GetFullPath(from)}");
-        if (!File.Exists(Path.Combine(from, "tokenizer.json")) && !File.Exists(Path.Combine(from, "tokenizer.model")))
-            throw new TensorFormatException(Path.GetFullPath(from), null, "no tokenizer to copy: the folder has neither tokenizer.json nor tokenizer.model");
+        CheckTokenizerFolder(from);
         foreach (var f in new[] { "tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja" })
         {
             string source = Path.Combine(from, f);
