@@ -40,4 +40,34 @@ public class ArchiveTests
         Assert.Equal(1, a.CellCount);
         Assert.Equal(0, a.CellOf([0.42]));
     }
+
+    [Fact]
+    public void MeanArchive_QualityIsTheMeanAndEveryTaskIsABehaviourAxis()
+    {
+        var a = Archive.Mean(Bins);
+        Assert.True(a.IsMean);
+        Assert.Equal(Archive.MeanTask, a.Task);
+        Assert.Equal([0, 1, 2], a.BcTasks);
+        Assert.Equal(4 * 4 * 5, a.CellCount);
+        Assert.Equal((0.2 + 0.4 + 0.9) / 3, a.QualityOf([0.2, 0.4, 0.9]), 15);
+        Assert.True(double.IsNaN(a.QualityOf([0.2, double.NaN, 0.9])));
+        Assert.False(a.WouldAccept([0.2, double.NaN, 0.9]));
+    }
+
+    [Fact]
+    public void MeanArchive_ReplacesOnAStrictlyHigherMeanOnly()
+    {
+        var a = Archive.Mean(Bins);
+        // All three in one cell (bins [0.25, 0.5) on tasks 0 and 1, [0.2, 0.4) on task 2).
+        double[] first = [0.30, 0.30, 0.30], higherMean = [0.26, 0.49, 0.21], lowerMeanHigherTask0 = [0.49, 0.26, 0.21];
+        Assert.Equal(a.CellOf(first), a.CellOf(higherMean));
+        Assert.Equal(a.CellOf(first), a.CellOf(lowerMeanHigherTask0));
+        Assert.True(a.TryInsert(new Elite("first", first, 0)));
+        Assert.True(a.TryInsert(new Elite("higher", higherMean, 1)));            // mean 0.3200 > 0.3000
+        Assert.False(a.TryInsert(new Elite("task0", [0.49, 0.26, 0.205], 2)));   // mean 0.3183: a better task-0 score does not count
+        Assert.False(a.TryInsert(new Elite("equal", [0.49, 0.26, 0.21], 3)));    // the same mean as the incumbent: kept
+        Assert.Equal("higher", Assert.Single(a.Cells).Value.Id);
+        Assert.Equal(higherMean.Average(), a.QdScore, 15);
+        Assert.Equal(higherMean.Average(), a.BestQuality, 15);
+    }
 }

@@ -78,6 +78,7 @@ public partial class GuideDefaultsTests
             ["evaluation.agentbench_os"] = Num(e.OsRepeats),
             ["evaluation.mbpp"] = Word(e.MbppSanitize),
             ["archive.bins"] = Num(o.Bins),
+            ["archive.cycle"] = Word(o.Cycle),
             ["quality_task_interval"] = Num(o.QualityTaskInterval),
             ["sampling.kind"] = Word(o.Sampling.Kind),
             ["sampling.alpha_low"] = Num(o.Sampling.AlphaLow),

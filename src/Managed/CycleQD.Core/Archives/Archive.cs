@@ -4,15 +4,23 @@ namespace CycleQD.Core.Archives;
 /// The MAP-Elites grid of one task: quality = that task's score; the behaviour characteristics are
 /// the other tasks' scores, in task order, each binned by its <see cref="BinSpec"/>. One elite per
 /// cell; a newcomer takes the cell when it is empty or its quality is strictly higher.
+/// The archive of a run without the cycle (<see cref="Mean"/>) differs in two ways only: its quality
+/// is the mean of all tasks' scores and every task is a behaviour characteristic.
 /// </summary>
 public sealed class Archive
 {
+    /// <summary>The <see cref="Task"/> of the mean-quality archive, which has no single quality task.</summary>
+    public const int MeanTask = -1;
+
     private readonly SortedDictionary<int, Elite> _cells = new();
 
-    /// <summary>Index of the quality task.</summary>
+    /// <summary>Index of the quality task, or <see cref="MeanTask"/> for the mean-quality archive.</summary>
     public int Task { get; }
 
-    /// <summary>Tasks used as behaviour characteristics (all but <see cref="Task"/>), in order.</summary>
+    /// <summary>Whether the quality is the mean of all tasks' scores (a run without the cycle) rather than one task's score.</summary>
+    public bool IsMean => Task == MeanTask;
+
+    /// <summary>Tasks used as behaviour characteristics (all but <see cref="Task"/>; every task for the mean archive), in order.</summary>
     public IReadOnlyList<int> BcTasks { get; }
 
     /// <summary>Bins of each BC dimension, parallel to <see cref="BcTasks"/>.</summary>
@@ -25,6 +33,9 @@ public sealed class Archive
     /// <param name="binsPerTask">One <see cref="BinSpec"/> per task (the entry for <paramref name="task"/> itself is ignored).</param>
     public Archive(int task, IReadOnlyList<BinSpec> binsPerTask)
     {
+        ArgumentNullException.ThrowIfNull(binsPerTask);
+        if (task != MeanTask && (task < 0 || task >= binsPerTask.Count))
+            throw new ArgumentOutOfRangeException(nameof(task), task, $"the quality task must be one of the {binsPerTask.Count} tasks (0–{binsPerTask.Count - 1}) or {nameof(MeanTask)}");
         Task = task;
         var bc = new List<int>();
         for (int t = 0; t < binsPerTask.Count; t++) if (t != task) bc.Add(t);
@@ -33,6 +44,23 @@ public sealed class Archive
         long cells = 1;
         foreach (var b in Bins) cells = checked(cells * b.Count);
         CellCount = checked((int)cells);
+    }
+
+    /// <summary>The single archive of a run without the cycle: quality = mean of all tasks' scores, every task a behaviour characteristic.</summary>
+    /// <param name="binsPerTask">One <see cref="BinSpec"/> per task.</param>
+    public static Archive Mean(IReadOnlyList<BinSpec> binsPerTask) => new(MeanTask, binsPerTask);
+
+    /// <summary>
+    /// The quality of a score vector in this archive: the quality task's score, or for the mean archive
+    /// the mean of all scores (summed in task order; NaN when any is NaN).
+    /// </summary>
+    public double QualityOf(IReadOnlyList<double> scores)
+    {
+        ArgumentNullException.ThrowIfNull(scores);
+        if (!IsMean) return scores[Task];
+        double sum = 0;
+        for (int t = 0; t < scores.Count; t++) sum += scores[t];
+        return sum / scores.Count;
     }
 
     /// <summary>Occupied cells, by flat cell index (row-major over the BC dimensions), ascending.</summary>
@@ -68,8 +96,9 @@ public sealed class Archive
     /// <summary>Whether a model with <paramref name="scores"/> would take its cell: the cell is empty or its quality is strictly higher.</summary>
     public bool WouldAccept(IReadOnlyList<double> scores)
     {
-        if (double.IsNaN(scores[Task])) return false;
-        return !_cells.TryGetValue(CellOf(scores), out var cur) || scores[Task] > cur.Scores[Task];
+        double q = QualityOf(scores);
+        if (double.IsNaN(q)) return false;
+        return !_cells.TryGetValue(CellOf(scores), out var cur) || q > QualityOf(cur.Scores);
     }
 
     /// <summary>Puts <paramref name="elite"/> in its cell if <see cref="WouldAccept"/>; returns whether it did.</summary>
@@ -83,16 +112,16 @@ public sealed class Archive
     /// <summary>Restores a cell from a checkpoint without comparison.</summary>
     internal void Restore(int cell, Elite elite)
     {
-        if (cell < 0 || cell >= CellCount) throw new ConfigurationException($"archive of task {Task}: checkpoint cell {cell} is outside 0..{CellCount - 1}");
+        if (cell < 0 || cell >= CellCount) throw new ConfigurationException($"archive of {(IsMean ? "the mean quality" : $"task {Task}")}: checkpoint cell {cell} is outside 0..{CellCount - 1}");
         _cells[cell] = elite;
     }
 
     /// <summary>Sum of the elites' qualities.</summary>
-    public double QdScore => _cells.Values.Sum(e => e.Scores[Task]);
+    public double QdScore => _cells.Values.Sum(e => QualityOf(e.Scores));
 
     /// <summary>Fraction of cells occupied.</summary>
     public double Coverage => (double)_cells.Count / CellCount;
 
     /// <summary>Highest quality in the archive, or NaN when empty.</summary>
-    public double BestQuality => _cells.Count == 0 ? double.NaN : _cells.Values.Max(e => e.Scores[Task]);
+    public double BestQuality => _cells.Count == 0 ? double.NaN : _cells.Values.Max(e => QualityOf(e.Scores));
 }

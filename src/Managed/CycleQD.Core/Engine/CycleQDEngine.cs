@@ -107,7 +107,7 @@ public sealed class CycleQDEngine : IDisposable
     /// <summary>The options in force.</summary>
     public CycleQDOptions Options => _options;
 
-    /// <summary>Read-only view of the archives, one per task (valid after initialisation).</summary>
+    /// <summary>Read-only view of the archives, one per task in task order, or the one mean-quality archive without the cycle (valid after initialisation).</summary>
     public IReadOnlyList<Archive> Archives => _archives;
 
     /// <summary>
@@ -170,7 +170,7 @@ public sealed class CycleQDEngine : IDisposable
             if (!_options.Bounds.ContainsKey(task) && !(_bins[t].Lower < _bins[t].Upper))
                 throw new ConfigurationException($"archive.bounds.{task}: the experts' scores give the empty range [{_bins[t].Lower}, {_bins[t].Upper}]; set explicit bounds for this task");
         }
-        _archives = Enumerable.Range(0, n).Select(t => new Archive(t, _bins)).ToArray();
+        _archives = _options.NewArchives(_bins);
         foreach (var e in _expertStates)
             foreach (var a in _archives) a.TryInsert(new Elite(ExpertId(e.Name), e.Scores, -1));
         NextGeneration = 0;
@@ -186,15 +186,23 @@ public sealed class CycleQDEngine : IDisposable
         if (_initialised) throw new InvalidOperationException("already initialised");
         int n = _options.Tasks.Count;
         if (state.Seed != _options.Seed) throw new ConfigurationException($"checkpoint: seed {state.Seed} differs from the experiment's {_options.Seed}");
-        if (state.Bins.Count != n || state.Archives.Count != n)
-            throw new ConfigurationException($"checkpoint: {state.Archives.Count} archives, the experiment has {n} tasks");
+        if (state.Bins.Count != n)
+            throw new ConfigurationException($"checkpoint: bins for {state.Bins.Count} tasks, the experiment has {n} tasks");
+        var fresh = _options.NewArchives(state.Bins);
+        if (state.Archives.Count != fresh.Length || state.Archives.Any(a => !fresh.Any(f => f.Task == a.Task)))
+            throw new ConfigurationException(_options.Cycle
+                ? $"checkpoint: {state.Archives.Count} archive(s) [{string.Join(", ", state.Archives.Select(a => a.Task))}], the experiment has one per task ({n}); was the run started with archive.cycle: false?"
+                : $"checkpoint: {state.Archives.Count} archive(s), the experiment (archive.cycle: false) has the one mean-quality archive; was the run started with the cycle?");
         foreach (var e in state.Experts)
             if (!_expertList.Any(x => x.Name == e.Name)) throw new ConfigurationException($"checkpoint: expert '{e.Name}' is not in the experiment");
         _bins = [.. state.Bins];
         _expertStates = [.. state.Experts];
-        _archives = Enumerable.Range(0, n).Select(t => new Archive(t, _bins)).ToArray();
+        _archives = fresh;
         foreach (var a in state.Archives)
-            foreach (var c in a.Cells) _archives[a.Task].Restore(c.Cell, c.Elite);
+        {
+            var archive = _archives.First(x => x.Task == a.Task);
+            foreach (var c in a.Cells) archive.Restore(c.Cell, c.Elite);
+        }
         foreach (var p in state.InFlight) _plans[p.Generation] = p;
         NextGeneration = state.NextGeneration;
         _initialised = true;
@@ -421,7 +429,7 @@ public sealed class CycleQDEngine : IDisposable
     private BreedingPlan Plan(int g)
     {
         int k = _options.QualityTaskOf(g);
-        var (a, b) = ParentSampler.Draw(_archives[k], _options.Sampling, _options.Seed, (uint)g);
+        var (a, b) = ParentSampler.Draw(_options.Cycle ? _archives[k] : _archives[0], _options.Sampling, _options.Seed, (uint)g);
         var c = _options.Crossover;
         float w0 = (float)(c.Mean + c.Std * Philox4x32.Normal(_options.Seed, Streams.Crossover, (uint)g, 0, 0));
         float w1 = (float)(c.Mean + c.Std * Philox4x32.Normal(_options.Seed, Streams.Crossover, (uint)g, 0, 1));

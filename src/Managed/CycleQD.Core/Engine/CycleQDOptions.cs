@@ -31,6 +31,22 @@ public sealed record CycleQDOptions
     /// <summary>Task names; one archive per task, in this order.</summary>
     public required IReadOnlyList<string> Tasks { get; init; }
 
+    /// <summary>
+    /// True (the default, CycleQD): one archive per task, the quality task cycling over them. False:
+    /// the paper's "without the cycle" ablation: one archive whose quality is the mean of all tasks'
+    /// scores and whose behaviour characteristics are all the tasks' scores (G to the power N cells).
+    /// </summary>
+    public bool Cycle { get; init; } = true;
+
+    /// <summary>What the archive of quality index <paramref name="task"/> is called: the task's name, or "mean" for <see cref="Archive.MeanTask"/>.</summary>
+    public string QualityName(int task) => task == Archive.MeanTask ? MeanQualityName : Tasks[task];
+
+    /// <summary>The archives' names in <see cref="NewArchives"/> order: the task names, or just "mean" without the cycle.</summary>
+    public IReadOnlyList<string> ArchiveNames => Cycle ? Tasks : [MeanQualityName];
+
+    /// <summary>The name of the mean-quality archive of a run without the cycle.</summary>
+    public const string MeanQualityName = "mean";
+
     /// <summary>Most cells one archive may have (G to the power N − 1): the elite-map plots hold a dense G × G grid.</summary>
     public const int MaxCellsPerArchive = 1_000_000;
 
@@ -73,10 +89,13 @@ public sealed record CycleQDOptions
             if (!seen.Add(t)) throw new ConfigurationException($"tasks: '{t}' is listed twice");
         }
         if (Bins < 1) throw new ConfigurationException($"archive.bins = {Bins}, must be at least 1");
-        double cells = Math.Pow(Bins, Tasks.Count - 1);
+        int axes = Cycle ? Tasks.Count - 1 : Tasks.Count;
+        double cells = Math.Pow(Bins, axes);
         if (cells > MaxCellsPerArchive)
             throw new ConfigurationException(string.Create(CultureInfo.InvariantCulture,
-                $"archive.bins: {Bins} bins on each of {Tasks.Count - 1} behaviour axes ({Tasks.Count} tasks) make {cells:G4} cells per archive, too many: at most {MaxCellsPerArchive:N0} are supported (the paper uses 15)"));
+                $"archive.bins: {Bins} bins on each of {axes} behaviour axes ({Tasks.Count} tasks{(Cycle ? "" : ", without the cycle")}) make {cells:G4} cells per archive, too many: at most {MaxCellsPerArchive:N0} are supported (the paper uses 15)"));
+        if (Tasks.Contains(MeanQualityName) && !Cycle)
+            throw new ConfigurationException($"tasks: a task named '{MeanQualityName}' clashes with the mean-quality archive of archive.cycle: false");
         foreach (var (task, b) in Bounds)
         {
             if (!seen.Contains(task)) throw new ConfigurationException($"archive.bounds: unknown task '{task}' (tasks: {string.Join(", ", Tasks)})");
@@ -87,8 +106,14 @@ public sealed record CycleQDOptions
         Sampling.Validate();
         Crossover.Validate();
         Mutation.Validate();
+        if (!Cycle && Mutation.Kind == MutationKind.Svd && Mutation.Basis == MutationBasis.Expert)
+            throw new ConfigurationException("mutation.basis: expert adds the quality task's expert direction, and a run without the cycle (archive.cycle: false) has no quality task: use basis child");
     }
 
-    /// <summary>Quality task of generation <paramref name="generation"/>.</summary>
-    public int QualityTaskOf(int generation) => generation / QualityTaskInterval % Tasks.Count;
+    /// <summary>Quality task of generation <paramref name="generation"/>: (g / interval) mod N, or <see cref="Archive.MeanTask"/> without the cycle.</summary>
+    public int QualityTaskOf(int generation) => Cycle ? generation / QualityTaskInterval % Tasks.Count : Archive.MeanTask;
+
+    /// <summary>The archives this run keeps: one per task in task order, or the one mean-quality archive without the cycle.</summary>
+    public Archive[] NewArchives(IReadOnlyList<BinSpec> binsPerTask) =>
+        Cycle ? Enumerable.Range(0, Tasks.Count).Select(t => new Archive(t, binsPerTask)).ToArray() : [Archive.Mean(binsPerTask)];
 }

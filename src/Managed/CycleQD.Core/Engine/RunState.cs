@@ -4,7 +4,7 @@ namespace CycleQD.Core.Engine;
 
 /// <summary>The decisions that define a child: its parents and crossover weights (mutation draws follow from seed and generation).</summary>
 /// <param name="Generation">Generation number.</param>
-/// <param name="QualityTask">Index of the archive the parents came from.</param>
+/// <param name="QualityTask">Quality task of the archive the parents came from (<see cref="Archive.MeanTask"/> without the cycle).</param>
 /// <param name="Parents">Parent elite ids.</param>
 /// <param name="Weights">Crossover weights wᵢ, parallel to <paramref name="Parents"/>.</param>
 public sealed record BreedingPlan(int Generation, int QualityTask, IReadOnlyList<string> Parents, IReadOnlyList<float> Weights);
@@ -27,18 +27,18 @@ public sealed record ExpertState(string Name, IReadOnlyList<double> Scores);
 /// <param name="NextGeneration">First generation not yet applied.</param>
 /// <param name="Bins">BC bins per task.</param>
 /// <param name="Experts">Seed experts and their scores.</param>
-/// <param name="Archives">One per task.</param>
+/// <param name="Archives">One per task, or the one mean-quality archive (task <see cref="Archive.MeanTask"/>) without the cycle.</param>
 /// <param name="InFlight">Plans drawn but not applied yet, ascending by generation.</param>
 public sealed record RunState(ulong Seed, int NextGeneration, IReadOnlyList<BinSpec> Bins, IReadOnlyList<ExpertState> Experts,
     IReadOnlyList<ArchiveState> Archives, IReadOnlyList<BreedingPlan> InFlight);
 
 /// <summary>Where a child was inserted.</summary>
-/// <param name="Task">Archive (quality task) index.</param>
+/// <param name="Task">Archive (quality task) index, <see cref="Archive.MeanTask"/> for the mean-quality archive.</param>
 /// <param name="Cell">Flat cell index.</param>
 public sealed record Insertion(int Task, int Cell);
 
 /// <summary>One archive's summary after a generation.</summary>
-/// <param name="Task">Quality task index.</param>
+/// <param name="Task">Quality task index, <see cref="Archive.MeanTask"/> for the mean-quality archive.</param>
 /// <param name="Elites">Occupied cells.</param>
 /// <param name="QdScore">Sum of qualities.</param>
 /// <param name="Coverage">Occupied fraction of cells.</param>
@@ -54,7 +54,7 @@ public sealed record GenerationTiming(double BreedSeconds, double EvaluateSecond
 
 /// <summary>What one generation did.</summary>
 /// <param name="Generation">Generation number.</param>
-/// <param name="QualityTask">Quality task index.</param>
+/// <param name="QualityTask">Quality task index (<see cref="Archive.MeanTask"/> without the cycle).</param>
 /// <param name="Parents">Parent ids.</param>
 /// <param name="Weights">Crossover weights.</param>
 /// <param name="Scores">Child's score per task.</param>

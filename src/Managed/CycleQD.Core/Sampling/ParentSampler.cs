@@ -57,7 +57,7 @@ public static class ParentSampler
             return p;
         }
         Array.Fill(p, 1.0);
-        Multiply(p, elites.Select(e => e.Value.Scores[archive.Task]).ToArray(), options);
+        Multiply(p, elites.Select(e => archive.QualityOf(e.Value.Scores)).ToArray(), options);
         var coords = elites.Select(e => archive.Unflatten(e.Key)).ToArray();
         for (int d = 0; d < archive.BcTasks.Count; d++)
             Multiply(p, coords.Select(c => (double)c[d]).ToArray(), options);
@@ -89,7 +89,7 @@ public static class ParentSampler
     public static (Elite First, Elite Second) Draw(Archive archive, SamplingOptions options, ulong seed, uint generation)
     {
         var elites = archive.Cells.Values.ToArray();
-        if (elites.Length == 0) throw new InvalidOperationException($"archive of task {archive.Task} is empty");
+        if (elites.Length == 0) throw new InvalidOperationException($"archive of {(archive.IsMean ? "the mean quality" : $"task {archive.Task}")} is empty");
         if (elites.Length == 1) return (elites[0], elites[0]);
         double[] p = Probabilities(archive, options);
         int a = Pick(p, Philox4x32.Uniform(seed, Streams.ParentSampling, generation, 0, 0), -1);

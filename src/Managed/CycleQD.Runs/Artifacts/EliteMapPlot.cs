@@ -56,7 +56,7 @@ public static class EliteMapPlot
                     label.OffsetY = -4;
                 }
                 plot.Axes.SetLimits(xLo, xHi, yLo, yHi);
-                plot.Title($"archive {tasks[a.Task]}: {a.Cells.Count} elites, gen {generation}");
+                plot.Title($"archive {RunStateJson.NameOf(a.Task, tasks)}: {a.Cells.Count} elites, gen {generation}");
                 plot.XLabel(x < 0 ? "" : $"{tasks[a.BcTasks[x]]} score ({a.Bins[x].Count} bins)");
                 plot.YLabel(y < 0 ? "" : $"{tasks[a.BcTasks[y]]} score ({a.Bins[y].Count} bins)");
                 if (y < 0) plot.Axes.Left.TickGenerator = new ScottPlot.TickGenerators.NumericManual();
@@ -72,7 +72,7 @@ public static class EliteMapPlot
     /// <summary>The colour scale every panel shares: the lowest to the highest quality over all archives (widened when they are equal).</summary>
     internal static ScottPlot.Range ColourRange(IReadOnlyList<Archive> archives)
     {
-        var q = archives.SelectMany(a => a.Cells.Values.Select(e => e.Scores[a.Task])).Where(double.IsFinite).ToList();
+        var q = archives.SelectMany(a => a.Cells.Values.Select(e => a.QualityOf(e.Scores))).Where(double.IsFinite).ToList();
         if (q.Count == 0) return new ScottPlot.Range(0, 1);
         double lo = q.Min(), hi = q.Max();
         return hi > lo ? new ScottPlot.Range(lo, hi) : new ScottPlot.Range(lo - 0.5, hi + 0.5);
@@ -100,7 +100,7 @@ public static class EliteMapPlot
             foreach (var (cell, e) in a.Cells)
             {
                 int x = d == 0 ? 0 : a.Unflatten(cell)[0];
-                data[0, x] = Math.Max(Nan0(data[0, x]), e.Scores[a.Task]);
+                data[0, x] = Math.Max(Nan0(data[0, x]), a.QualityOf(e.Scores));
             }
             yield return (d == 0 ? -1 : 0, -1, data);
             yield break;
@@ -114,7 +114,7 @@ public static class EliteMapPlot
                 {
                     var c = a.Unflatten(cell);
                     int row = gy - 1 - c[j];
-                    data[row, c[i]] = Math.Max(Nan0(data[row, c[i]]), e.Scores[a.Task]);
+                    data[row, c[i]] = Math.Max(Nan0(data[row, c[i]]), a.QualityOf(e.Scores));
                 }
                 yield return (i, j, data);
             }

@@ -114,7 +114,7 @@ internal static class RunStateJson
         {
             w.WriteStartObject();
             w.WriteNumber("generation", g.Generation);
-            w.WriteString("quality_task", tasks[g.QualityTask]);
+            w.WriteString("quality_task", NameOf(g.QualityTask, tasks));
             w.WriteStartArray("parents");
             foreach (var p in g.Parents) w.WriteStringValue(p);
             w.WriteEndArray();
@@ -129,15 +129,16 @@ internal static class RunStateJson
             foreach (var ins in g.Insertions)
             {
                 w.WriteStartObject();
-                w.WriteString("archive", tasks[ins.Task]);
-                Ints(w, "cell", archives[ins.Task].Unflatten(ins.Cell));
+                w.WriteString("archive", NameOf(ins.Task, tasks));
+                Ints(w, "cell", archives.First(a => a.Task == ins.Task).Unflatten(ins.Cell));
                 w.WriteEndObject();
             }
             w.WriteEndArray();
-            PerTask(w, "qd_score", tasks, t => g.Archives[t].QdScore);
-            PerTask(w, "coverage", tasks, t => g.Archives[t].Coverage);
-            PerTask(w, "best", tasks, t => g.Archives[t].Best);
-            PerTask(w, "elites", tasks, t => g.Archives[t].Elites);
+            // Keyed by archive: the task names, or "mean" for the one archive of a run without the cycle.
+            PerArchive(w, "qd_score", g.Archives, tasks, a => a.QdScore);
+            PerArchive(w, "coverage", g.Archives, tasks, a => a.Coverage);
+            PerArchive(w, "best", g.Archives, tasks, a => a.Best);
+            PerArchive(w, "elites", g.Archives, tasks, a => a.Elites);
             if (g.Evaluation is { } ev)
             {
                 // Counts are a function of the child's weights (greedy decoding), so they stay outside "timing".
@@ -195,7 +196,7 @@ internal static class RunStateJson
             foreach (var a in archives)
             {
                 w.WriteStartObject();
-                w.WriteString("task", tasks[a.Task]);
+                w.WriteString("task", NameOf(a.Task, tasks));
                 w.WriteStartArray("bc");
                 for (int d = 0; d < a.BcTasks.Count; d++)
                 {
@@ -212,7 +213,7 @@ internal static class RunStateJson
                 {
                     w.WriteStartObject();
                     Ints(w, "cell", a.Unflatten(cell));
-                    w.WriteNumber("quality", e.Scores[a.Task]);
+                    w.WriteNumber("quality", a.QualityOf(e.Scores));
                     PerTask(w, "scores", tasks, t => e.Scores[t]);
                     w.WriteString("elite", e.Id);
                     w.WriteNumber("generation", e.Generation);
@@ -226,6 +227,21 @@ internal static class RunStateJson
         }
         ms.WriteByte((byte)'\n');
         return ms.ToArray();
+    }
+
+    /// <summary>An archive's name: its quality task's, or "mean" for the mean-quality archive.</summary>
+    internal static string NameOf(int archiveTask, IReadOnlyList<string> tasks) =>
+        archiveTask == Archive.MeanTask ? CycleQDOptions.MeanQualityName : tasks[archiveTask];
+
+    private static void PerArchive(Utf8JsonWriter w, string name, IReadOnlyList<ArchiveSummary> archives, IReadOnlyList<string> tasks, Func<ArchiveSummary, double> value)
+    {
+        w.WriteStartObject(name);
+        foreach (var a in archives)
+        {
+            double v = value(a);
+            if (double.IsFinite(v)) w.WriteNumber(NameOf(a.Task, tasks), v); else w.WriteNull(NameOf(a.Task, tasks));
+        }
+        w.WriteEndObject();
     }
 
     private static void PerTask(Utf8JsonWriter w, string name, IReadOnlyList<string> tasks, Func<int, double> value)

@@ -207,11 +207,13 @@ public sealed record ExperimentConfig(string Name, CycleQDOptions Options, int G
         var tasks = r.StringList(top, "tasks") ?? throw new ConfigurationException($"{source}: 'tasks' is required (a list of task names)");
 
         int bins = d.Bins;
+        bool cycle = d.Cycle;
         var bounds = new Dictionary<string, ScoreBounds>(StringComparer.Ordinal);
         if (top.TryGetValue("archive", out var archiveNode))
         {
-            var a = r.Map(archiveNode!, "archive", "bins", "bounds");
+            var a = r.Map(archiveNode!, "archive", "bins", "bounds", "cycle");
             bins = r.Int(a, "bins", d.Bins, "archive.");
+            cycle = r.Bool(a, "cycle", d.Cycle, "archive.");
             if (a.TryGetValue("bounds", out var bNode))
             {
                 var bm = r.Map(bNode!, "archive.bounds", null);
@@ -268,6 +270,7 @@ public sealed record ExperimentConfig(string Name, CycleQDOptions Options, int G
         var options = new CycleQDOptions
         {
             Tasks = tasks,
+            Cycle = cycle,
             Bins = bins,
             Bounds = bounds,
             QualityTaskInterval = r.Int(top, "quality_task_interval", d.QualityTaskInterval),

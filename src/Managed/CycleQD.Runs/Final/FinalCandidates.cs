@@ -12,6 +12,9 @@ internal enum FinalCandidateReason
     Generalist,
 }
 
+/// <summary>A task and the archive its best elites are taken from (its own, or the mean-quality archive of a run without the cycle).</summary>
+internal sealed record TaskArchive(int Task, Archive Archive);
+
 /// <summary>One elite the final merge searches weights for.</summary>
 /// <param name="Archive">Position of the archive it was taken from in the list given to <see cref="FinalCandidates.Select"/>.</param>
 /// <param name="Cell">Its flat cell in that archive.</param>
@@ -74,7 +77,16 @@ internal static class FinalCandidates
             .OrderByDescending(x => x.Value.Scores[archive.Task]).ThenBy(x => x.Value.Generation)
             .ThenBy(x => x.Value.Id, StringComparer.Ordinal).ThenBy(x => x.Key);
 
-    /// <summary>The engine's archives in the form <see cref="Select"/> takes.</summary>
-    public static IReadOnlyList<(int Task, IReadOnlyDictionary<int, Elite> Cells)> Of(IReadOnlyList<Archive> archives) =>
-        archives.Select(a => (a.Task, a.Cells)).ToArray();
+    /// <summary>The archives in the form <see cref="Select"/> takes.</summary>
+    public static IReadOnlyList<(int Task, IReadOnlyDictionary<int, Elite> Cells)> Of(IReadOnlyList<TaskArchive> views) =>
+        views.Select(v => (v.Task, v.Archive.Cells)).ToArray();
+
+    /// <summary>
+    /// The archive each task's best elites come from: with the cycle, task t's own archive; without it
+    /// (one mean-quality archive), that archive for every task, ranked by the task's own score.
+    /// </summary>
+    public static IReadOnlyList<TaskArchive> PerTask(IReadOnlyList<Archive> archives, int taskCount) =>
+        archives.Count == 1 && archives[0].IsMean
+            ? Enumerable.Range(0, taskCount).Select(t => new TaskArchive(t, archives[0])).ToArray()
+            : archives.Select(a => new TaskArchive(a.Task, a)).ToArray();
 }

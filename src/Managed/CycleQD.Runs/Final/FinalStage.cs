@@ -138,15 +138,16 @@ internal sealed class FinalStage
         }
 
         // CycleQD: the best elite of each archive, and the per-task combination of them.
-        var archives = _engine.Archives;
+        var archives = FinalCandidates.PerTask(_engine.Archives, Tasks.Count);
         var bestRows = new List<ReportRow>();
-        foreach (var a in archives)
+        foreach (var v in archives)
         {
-            var (cell, elite) = FinalCandidates.RankedByQuality((a.Task, a.Cells)).First();
-            var details = EliteDetails(a, cell, elite);
+            var (cell, elite) = FinalCandidates.RankedByQuality((v.Task, v.Archive.Cells)).First();
+            var details = EliteDetails(v, cell, elite);
             var (test, retention) = await TestScores(elite.Id, cancellationToken).ConfigureAwait(false);
-            var row = new ReportRow("elite:" + Tasks[a.Task], $"CycleQD best elite, {Short(Tasks[a.Task])} archive", elite.Scores.ToArray(), test,
-                $"{Describe(elite.Id)}, cell ({string.Join(",", a.Unflatten(cell))})", details) { Retention = retention };
+            string label = v.Archive.IsMean ? $"CycleQD best {Short(Tasks[v.Task])} elite, mean archive" : $"CycleQD best elite, {Short(Tasks[v.Task])} archive";
+            var row = new ReportRow("elite:" + Tasks[v.Task], label, elite.Scores.ToArray(), test,
+                $"{Describe(elite.Id)}, cell ({string.Join(",", v.Archive.Unflatten(cell))})", details) { Retention = retention };
             report.Set(row);
             bestRows.Add(row);
             Save(report);
@@ -175,11 +176,12 @@ internal sealed class FinalStage
 
     private static string Describe(string id) => EliteIds.TryGetExpertTask(id, out string task) ? "expert " + Short(task) : "elite " + id[..12];
 
-    private JsonObject EliteDetails(Archive a, int cell, Elite e) => new()
+    private JsonObject EliteDetails(TaskArchive v, int cell, Elite e) => new()
     {
-        ["task"] = Tasks[a.Task],
-        ["cell"] = new JsonArray(a.Unflatten(cell).Select(c => (JsonNode)c).ToArray()),
-        ["bc_tasks"] = new JsonArray(a.BcTasks.Select(t => (JsonNode)Tasks[t]).ToArray()),
+        ["task"] = Tasks[v.Task],
+        ["archive"] = RunStateJson.NameOf(v.Archive.Task, Tasks),
+        ["cell"] = new JsonArray(v.Archive.Unflatten(cell).Select(c => (JsonNode)c).ToArray()),
+        ["bc_tasks"] = new JsonArray(v.Archive.BcTasks.Select(t => (JsonNode)Tasks[t]).ToArray()),
         ["id"] = e.Id,
         ["generation"] = e.Generation,
     };
@@ -332,11 +334,11 @@ internal sealed class FinalStage
     /// archive's task (search split) at temperature <see cref="FinalMergeSettings.SoftmaxTemperature"/>. Scored on both splits;
     /// written to final/model.safetensors when final_merge.method is softmax.
     /// </summary>
-    private async Task<FinalSoftmax> SoftmaxMerge(IReadOnlyList<Archive> archives, List<IWeightSet> opened, bool write, CancellationToken ct)
+    private async Task<FinalSoftmax> SoftmaxMerge(IReadOnlyList<TaskArchive> archives, List<IWeightSet> opened, bool write, CancellationToken ct)
     {
-        var bests = archives.Select(a => (Archive: a, Best: FinalCandidates.RankedByQuality((a.Task, a.Cells)).First())).ToArray();
+        var bests = archives.Select(v => (v.Task, Best: FinalCandidates.RankedByQuality((v.Task, v.Archive.Cells)).First())).ToArray();
         var ids = bests.Select(b => b.Best.Elite.Id).ToArray();
-        var q = bests.Select(b => b.Best.Elite.Scores[b.Archive.Task]).ToArray();
+        var q = bests.Select(b => b.Best.Elite.Scores[b.Task]).ToArray();
         double t = FinalMergeSettings.SoftmaxTemperature;
         var beta = SoftmaxMergeWeights.Of(q, t);
         var models = ids.Select(id => Resolve(id, opened)).ToArray();
@@ -354,7 +356,7 @@ internal sealed class FinalStage
         {
             Formula = "base + sum_k beta_k * (best_k - base), beta = softmax(quality_k / temperature)",
             Temperature = t,
-            Elites = bests.Select((b, i) => new FinalSoftmaxElite(Tasks[b.Archive.Task], ids[i], q[i], beta[i])).ToArray(),
+            Elites = bests.Select((b, i) => new FinalSoftmaxElite(Tasks[b.Task], ids[i], q[i], beta[i])).ToArray(),
             Weights = beta,
             SearchScores = FinalRecord.ByTask(Tasks, search),
             SearchAverage = search.Average(),
@@ -364,7 +366,7 @@ internal sealed class FinalStage
         };
     }
 
-    private async Task<(ReportRow Softmax, ReportRow Search)> FinalRows(int generations, IReadOnlyList<Archive> archives, CancellationToken ct)
+    private async Task<(ReportRow Softmax, ReportRow Search)> FinalRows(int generations, IReadOnlyList<TaskArchive> archives, CancellationToken ct)
     {
         var fm = _config.FinalMerge;
         bool softmaxFile = fm.Method == FinalMergeSettings.SoftmaxMethod;
@@ -464,24 +466,25 @@ internal sealed class FinalStage
     }
 
     /// <summary>Why a candidate was taken, in words: "best of archive tinyskills/db" or "generalist rank 2 (mean search score 0.353)".</summary>
-    private string Reason(IReadOnlyList<Archive> archives, FinalCandidate c) => c.Reason switch
+    private string Reason(IReadOnlyList<TaskArchive> archives, FinalCandidate c) => c.Reason switch
     {
-        FinalCandidateReason.ArchiveBest => (c.Rank == 1 ? "best" : $"rank {c.Rank}") + $" of archive {Tasks[archives[c.Archive].Task]}",
+        FinalCandidateReason.ArchiveBest => (c.Rank == 1 ? "best" : $"rank {c.Rank}") + (archives[c.Archive].Archive.IsMean
+            ? $" on {Tasks[archives[c.Archive].Task]} of the mean archive" : $" of archive {Tasks[archives[c.Archive].Task]}"),
         _ => $"generalist rank {c.Rank} (mean {SearchSplitName} score {c.MeanScore.ToString("0.###", CultureInfo.InvariantCulture)})",
     };
 
-    private FinalRecord FinalJson(int generations, IReadOnlyList<Archive> archives, IReadOnlyList<FinalCandidate> chosen, MergeSearchResult result,
+    private FinalRecord FinalJson(int generations, IReadOnlyList<TaskArchive> archives, IReadOnlyList<FinalCandidate> chosen, MergeSearchResult result,
         double[] test, int evaluations, double seconds)
     {
         var fm = _config.FinalMerge;
         var elites = chosen.Select((c, i) =>
         {
-            var (a, e) = (archives[c.Archive], c.Elite);
+            var (v, e) = (archives[c.Archive], c.Elite);
             return new FinalElite
             {
-                Task = Tasks[a.Task],
-                Cell = a.Unflatten(c.Cell),
-                BcTasks = a.BcTasks.Select(t => Tasks[t]).ToArray(),
+                Task = Tasks[v.Task],
+                Cell = v.Archive.Unflatten(c.Cell),
+                BcTasks = v.Archive.BcTasks.Select(t => Tasks[t]).ToArray(),
                 Id = e.Id,
                 Generation = e.Generation,
                 SelectedAs = c.Reason == FinalCandidateReason.ArchiveBest ? "archive_best" : "generalist",

@@ -363,7 +363,7 @@ public sealed class RunSession : IDisposable
         try
         {
             EliteMapPlot.Write(Directory.PlotPath(generations), Engine.Archives, Config.Options.Tasks, generations);
-            ProgressPlot.Write(Directory.ProgressPlotPath, ProgressSeries.Read(Directory.MetricsPath, Config.Options.Tasks));
+            ProgressPlot.Write(Directory.ProgressPlotPath, ProgressSeries.Read(Directory.MetricsPath, Config.Options.ArchiveNames));
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
@@ -385,7 +385,7 @@ public sealed class RunSession : IDisposable
         sb.AppendLine(ci, $"- tasks: {string.Join(", ", tasks)}");
         sb.AppendLine(ci, $"- model: {(Config.Model.Synthetic != null ? "synthetic test problem" : Config.Model.BasePath)}");
         if (Family is LlamaFamily) sb.AppendLine(ci, $"- precision: {LlamaFamily.PrecisionNote}");
-        sb.AppendLine(ci, $"- sampling: {Config.Options.Sampling.Kind.ToString().ToLowerInvariant()}, crossover N({Config.Options.Crossover.Mean}, {Config.Options.Crossover.Std}²), mutation {Config.Options.Mutation.Kind.ToString().ToLowerInvariant()}");
+        sb.AppendLine(ci, $"- sampling: {Config.Options.Sampling.Kind.ToString().ToLowerInvariant()}, crossover N({Config.Options.Crossover.Mean}, {Config.Options.Crossover.Std}²), mutation {Config.Options.Mutation.Kind.ToString().ToLowerInvariant()}{(Config.Options.Cycle ? "" : "; without the cycle: one archive, quality = mean of the tasks")}");
         sb.AppendLine(ci, $"- elites stored: {Directory.Elites.Ids().Count}").AppendLine();
         sb.AppendLine("## Experts").AppendLine();
         sb.AppendLine("| expert | " + string.Join(" | ", tasks) + " |");
@@ -396,8 +396,8 @@ public sealed class RunSession : IDisposable
         sb.AppendLine("|---|---|---|---|---|---|---|");
         foreach (var a in Engine.Archives)
         {
-            var best = a.Cells.Values.MaxBy(e => e.Scores[a.Task])!;
-            sb.AppendLine(ci, $"| {tasks[a.Task]} | {a.Cells.Count} | {a.Coverage:P1} | {a.QdScore:F4} | {a.BestQuality:F4} | {best.Id} (gen {best.Generation}) | {string.Join(", ", best.Scores.Select(s => s.ToString("F4", ci)))} |");
+            var best = a.Cells.Values.MaxBy(e => a.QualityOf(e.Scores))!;
+            sb.AppendLine(ci, $"| {Config.Options.QualityName(a.Task)} | {a.Cells.Count} | {a.Coverage:P1} | {a.QdScore:F4} | {a.BestQuality:F4} | {best.Id} (gen {best.Generation}) | {string.Join(", ", best.Scores.Select(s => s.ToString("F4", ci)))} |");
         }
         AppendPlots(sb);
         if (_report != null)

@@ -35,7 +35,7 @@ internal static class RunLoop
             int start = session.Engine.NextGeneration;
             if (start == 0 && session.Engine.Archives.Count > 0)
                 foreach (var a in session.Engine.Archives)
-                    o.WriteLine($"  archive {tasks[a.Task]}: {a.Cells.Count} expert elite(s), best {a.BestQuality.ToString("F4", CultureInfo.InvariantCulture)}");
+                    o.WriteLine($"  archive {ProgressLine.Label(a.Task, tasks)}: {a.Cells.Count} expert elite(s), best {a.BestQuality.ToString("F4", CultureInfo.InvariantCulture)}");
             var clock = Stopwatch.StartNew();
             bool finished;
             if (ReferenceEquals(o, Console.Out) && !Console.IsOutputRedirected)
@@ -51,7 +51,7 @@ internal static class RunLoop
                         session.Engine.GenerationCompleted += r =>
                         {
                             bar.Value = r.Generation + 1;
-                            bar.Description = Markup.Escape($"gen {r.Generation + 1}/{target}  quality {labels[r.QualityTask]}  child {ProgressLine.Child(r, labels)}");
+                            bar.Description = Markup.Escape($"gen {r.Generation + 1}/{target}  quality {ProgressLine.Label(r.QualityTask, labels)}  child {ProgressLine.Child(r, labels)}");
                         };
                         ok = session.RunAsync(cts.Token).GetAwaiter().GetResult();
                     });
@@ -115,8 +115,8 @@ internal static class RunLoop
         var table = new TextTable("archive", "elites", "coverage", "QD score", "best", "best elite").AlignRight(1, 2, 3, 4);
         foreach (var a in session.Engine.Archives)
         {
-            var best = a.Cells.Values.MaxBy(e => e.Scores[a.Task]);
-            table.Add(tasks[a.Task], a.Cells.Count.ToString(inv), a.Coverage.ToString("P1", inv), a.QdScore.ToString("F4", inv),
+            var best = a.Cells.Values.MaxBy(e => a.QualityOf(e.Scores));
+            table.Add(ProgressLine.Label(a.Task, tasks), a.Cells.Count.ToString(inv), a.Coverage.ToString("P1", inv), a.QdScore.ToString("F4", inv),
                 a.BestQuality.ToString("F4", inv), best is null ? "-" : best.Generation < 0 ? best.Id : $"{best.Id} (gen {best.Generation})");
         }
         o.WriteLine();
