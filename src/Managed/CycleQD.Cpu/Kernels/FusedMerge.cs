@@ -1,4 +1,5 @@
 using System.Numerics;
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 
 namespace CycleQD.Cpu.Kernels;
@@ -35,31 +36,37 @@ internal static unsafe class FusedMerge
     }
 
     /// <summary>BF16 (raw bits): <paramref name="count"/> elements; <paramref name="parents"/> holds each parent's ushort* for the same element range.</summary>
+    /// <remarks>
+    /// Reads the bf16 data as 32-bit words, each holding an even element (low half) and the next odd
+    /// element (high half): the even one widens by a left shift, the odd one by masking off the low half,
+    /// and the rounded results go back with a right shift and a mask, so no instruction crosses lanes
+    /// (no widen/narrow permutes). Rounding is <see cref="Tensors.DTypeConversion.SingleToBF16(float)"/>'s
+    /// to the bit: nearest even, a NaN kept a quiet NaN.
+    /// </remarks>
     public static void BF16(ushort* b, nint[] parents, float[] coef, ushort* dst, int count)
     {
         int i = 0;
-        int w = Vector<ushort>.Count;
+        int words = Vector<uint>.Count;
+        int w = 2 * words;
         int np = parents.Length;
-        var absMask = new Vector<uint>(0x7FFF_FFFFu);
-        var inf = new Vector<uint>(0x7F80_0000u);
-        var bias = new Vector<uint>(0x7FFFu);
-        var one = Vector<uint>.One;
-        var quiet = new Vector<uint>(0x0040u);
+        var high = new Vector<uint>(0xFFFF_0000u);
         for (; i <= count - w; i += w)
         {
-            Vector.Widen(Vector.Load(b + i), out Vector<uint> bl, out Vector<uint> bh);
-            var vbl = Vector.AsVectorSingle(bl << 16);
-            var vbh = Vector.AsVectorSingle(bh << 16);
-            var accl = vbl;
-            var acch = vbh;
+            var ub = Vector.Load((uint*)(b + i));
+            var be = Vector.AsVectorSingle(ub << 16);
+            var bo = Vector.AsVectorSingle(ub & high);
+            var acce = be;
+            var acco = bo;
             for (int p = 0; p < np; p++)
             {
-                Vector.Widen(Vector.Load((ushort*)parents[p] + i), out Vector<uint> pl, out Vector<uint> ph);
+                var up = Vector.Load((uint*)((ushort*)parents[p] + i));
                 var c = new Vector<float>(coef[p]);
-                accl = Vector.FusedMultiplyAdd(Vector.AsVectorSingle(pl << 16) - vbl, c, accl);
-                acch = Vector.FusedMultiplyAdd(Vector.AsVectorSingle(ph << 16) - vbh, c, acch);
+                acce = Vector.FusedMultiplyAdd(Vector.AsVectorSingle(up << 16) - be, c, acce);
+                acco = Vector.FusedMultiplyAdd(Vector.AsVectorSingle(up & high) - bo, c, acco);
             }
-            Vector.Narrow(Round(Vector.AsVectorUInt32(accl)), Round(Vector.AsVectorUInt32(acch))).Store(dst + i);
+            var even = RoundedHigh(Vector.AsVectorUInt32(acce)) >> 16;
+            var odd = RoundedHigh(Vector.AsVectorUInt32(acco)) & high;
+            (even | odd).Store((uint*)(dst + i));
         }
         for (; i < count; i++)
         {
@@ -67,12 +74,15 @@ internal static unsafe class FusedMerge
             for (int p = 0; p < np; p++) acc = MathF.FusedMultiplyAdd(Tensors.DTypeConversion.BF16ToSingle(((ushort*)parents[p])[i]) - vb, coef[p], acc);
             dst[i] = Tensors.DTypeConversion.SingleToBF16(acc);
         }
+    }
 
-        Vector<uint> Round(Vector<uint> u)
-        {
-            var isNaN = Vector.GreaterThan(u & absMask, inf);
-            var rounded = (u + bias + ((u >> 16) & one)) >> 16;
-            return Vector.ConditionalSelect(isNaN, (u >> 16) | quiet, rounded);
-        }
+    // The float32 bits u rounded to bf16 in their high half (the low half is left over and masked or shifted off by the caller):
+    // nearest even, or for a NaN its top bits with the quiet bit set.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector<uint> RoundedHigh(Vector<uint> u)
+    {
+        var isNaN = Vector.GreaterThan(u & new Vector<uint>(0x7FFF_FFFFu), new Vector<uint>(0x7F80_0000u));
+        var rounded = u + new Vector<uint>(0x7FFFu) + ((u >> 16) & Vector<uint>.One);
+        return Vector.ConditionalSelect(isNaN, u | new Vector<uint>(0x0040_0000u), rounded);
     }
 }
