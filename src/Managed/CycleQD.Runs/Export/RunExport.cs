@@ -140,7 +140,13 @@ public static class RunExport
         var tasks = root.GetProperty("tasks").EnumerateArray().Select(t => t.GetString()!).ToArray();
         var archive = root.GetProperty("archives").EnumerateArray().FirstOrDefault(a => a.GetProperty("task").GetString() == selection.Task);
         if (archive.ValueKind == JsonValueKind.Undefined)
-            throw new RunDirectoryException($"--task {selection.Task}: no such task in {run.Path} (its tasks: {string.Join(", ", tasks)})");
+        {
+            var names = root.GetProperty("archives").EnumerateArray().Select(a => a.GetProperty("task").GetString()!).ToArray();
+            throw new RunDirectoryException(names.SequenceEqual(tasks)
+                ? $"--task {selection.Task}: no such task in {run.Path} (its tasks: {string.Join(", ", tasks)})"
+                : $"--task {selection.Task}: {run.Path} has no archive of that name; its archives: {string.Join(", ", names)}" +
+                  (names.Contains(Core.Engine.CycleQDOptions.MeanQualityName) ? " (it ran without the cycle: one archive, quality = mean of the tasks)" : ""));
+        }
         var bc = archive.GetProperty("bc").EnumerateArray().Select(b => new BcInfo(b.GetProperty("task").GetString()!,
             b.GetProperty("lower").GetDouble(), b.GetProperty("upper").GetDouble(), b.GetProperty("bins").GetInt32())).ToArray();
         var cells = archive.GetProperty("cells").EnumerateArray().ToArray();

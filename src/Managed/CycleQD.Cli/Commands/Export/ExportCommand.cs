@@ -10,7 +10,7 @@ internal static class ExportCommand
 
     private static readonly Option<string> Out = new("--out", "-o") { Description = "Output model folder (absent or empty).", Required = true };
 
-    private static readonly Option<string?> Task = new("--task") { Description = "The archive (task) whose elite to export; without --cell, its best elite." };
+    private static readonly Option<string?> Task = new("--task") { Description = "The archive (task) whose elite to export; without --cell, its best elite. A run without the cycle has one archive, mean." };
 
     private static readonly Option<string?> Cell = new("--cell") { Description = "The elite's cell: 0-based bin indices, one per behaviour characteristic, as in archive.json (e.g. 3,7)." };
 

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
+using CycleQD.Core.Engine;
 using CycleQD.Runs;
 
 namespace CycleQD.Cli.Commands.Show;
@@ -25,8 +26,12 @@ internal static class ShowCommand
         using var run = RunDirectory.Open(runDir);
         var listing = ArchiveListing.Read(run);
         var tasks = listing.Tasks;
-        if (task != null && !tasks.Contains(task))
-            throw new CliUsageException($"--task {task}: no such task in {run.Path} (its tasks: {string.Join(", ", tasks)})");
+        // A run without the cycle has one archive, "mean", instead of one per task.
+        bool noCycle = !tasks.Contains(CycleQDOptions.MeanQualityName) && listing.Rows.Any(r => r.Archive == CycleQDOptions.MeanQualityName);
+        if (task != null && (noCycle ? task != CycleQDOptions.MeanQualityName : !tasks.Contains(task)))
+            throw new CliUsageException(noCycle
+                ? $"--task {task}: {run.Path} ran without the cycle: its one archive is {CycleQDOptions.MeanQualityName} (quality = mean of {string.Join(", ", tasks)})"
+                : $"--task {task}: no such task in {run.Path} (its tasks: {string.Join(", ", tasks)})");
         int sortTask = tasks.ToList().IndexOf(sort);
         if (sort is not ("quality" or "generation") && sortTask < 0)
             throw new CliUsageException($"--sort {sort}: sort by quality, generation or one of the run's tasks ({string.Join(", ", tasks)})");

@@ -7,7 +7,7 @@ internal static class ShowOptions
 {
     public static readonly Argument<string> RunDir = new("RUN") { Description = "Run directory made by cycleqd run (finished or still running; it is only read)." };
 
-    public static readonly Option<string?> Task = new("--task") { Description = "Show only this task's archive (default: every archive)." };
+    public static readonly Option<string?> Task = new("--task") { Description = "Show only this task's archive (default: every archive; a run without the cycle has one, mean)." };
 
     public static readonly Option<string> Sort = new("--sort")
     {
