@@ -26,6 +26,9 @@ public sealed class NoCycleCommandTests : IDisposable
             archive: {"{"} bins: 15, cycle: false {"}"}
             final_merge: {"{"} enabled: false {"}"}
             """);
+        var dry = CliRunner.Run("run", _dir.File("exp.yaml"), "--dry-run");
+        Assert.True(dry.ExitCode == 0, dry.Err + dry.Out);
+        Assert.Contains("archives: one (without the cycle), quality = mean of the 3 tasks, 3,375 cells (15 bins on 3 behaviour axes)", dry.Out);
         string runDir = _dir.File("run");
         var r = CliRunner.Run("run", _dir.File("exp.yaml"), "--out", runDir, "--device", "cpu");
         Assert.True(r.ExitCode == 0, r.Err + r.Out);

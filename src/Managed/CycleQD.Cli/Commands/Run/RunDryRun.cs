@@ -27,6 +27,10 @@ internal static class RunDryRun
         int gens = generations ?? config.Generations;
         o.WriteLine($"dry run of {Path.GetFullPath(experimentPath)}: experiment, models and task environments checked; nothing written");
         o.WriteLine($"family {family.Name}; tasks {string.Join(", ", config.Options.Tasks)}; seed {config.Options.Seed}; {gens} generations");
+        int bins = config.Options.Bins;
+        o.WriteLine(config.Options.Cycle
+            ? $"archives: one per task, the quality task cycling, {Math.Pow(bins, n - 1).ToString("N0", inv)} cells each ({bins} bins on {n - 1} behaviour axes)"
+            : $"archives: one (without the cycle), quality = mean of the {n} tasks, {Math.Pow(bins, n).ToString("N0", inv)} cells ({bins} bins on {n} behaviour axes)");
 
         var costs = family.Costs(config, splits);
         var table = new TextTable("task", "search split", "samples", "report split", "model calls ≤", "generated tokens ≤", "counted as");
@@ -55,8 +59,8 @@ internal static class RunDryRun
                 elite = m.Tensors.Sum(t => t.ByteLength);
                 specs = m.Tensors.Select(t => new TensorSpec(t.Name, t.DType, t.Shape)).ToArray();
             }
-            long cells = 0;
-            for (int t = 0; t < n; t++) cells += (long)Math.Pow(config.Options.Bins, n - 1);
+            // One archive of G^(N−1) cells per task, or without the cycle one archive of G^N cells.
+            long cells = config.Options.Cycle ? n * (long)Math.Pow(config.Options.Bins, n - 1) : (long)Math.Pow(config.Options.Bins, n);
             long stored = Math.Min(gens, cells);
             o.WriteLine($"storage: {Gb(elite)} per stored elite; at most {stored:N0} stored at once (generations and archive cells bound it): {Gb(elite * stored)}, plus {Gb(elite)} for the final model");
             o.WriteLine($"host memory: base and {n} experts resident ({Gb(elite * (n + 1))}) plus the child and two parents ({Gb(elite * 3)}) on the backend");
