@@ -44,6 +44,12 @@ text = re.sub(r'(?m)^  tinyskills: \S+', f'  tinyskills: {data}', text)
 # The generic retention task ships only with the instruct set (models/tinyskills/tasks/generic).
 if not os.path.isdir(os.path.join(data, 'tasks', 'generic')):
     text = re.sub(r'(?m)^  retention: .*\n', '', text)
+# The multitask baseline is fine-tuned from the instruct base: a row of the instruct set only.
+multitask = os.path.join(os.path.dirname(base), 'multitask')
+if os.path.isdir(multitask):
+    text = re.sub(r'(?m)^    multitask: \S+', f'    multitask: {multitask}', text)
+else:
+    text = re.sub(r'(?m)^  baselines:.*\n(    .*\n)*', '', text)
 open(dst, 'w').write(text)
 PY
     if [ -f "$run/run.json" ]; then
