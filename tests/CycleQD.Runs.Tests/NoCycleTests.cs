@@ -179,6 +179,34 @@ public sealed class NoCycleTests : IDisposable
     }
 
     [Fact]
+    public async Task AttachedLogger_WithoutTheCycle_NamesTheMeanArchiveAsTheQuality()
+    {
+        using var dir = new TempDir();
+        string exp = Experiments.Write(dir, "exp.yaml",
+            Experiments.Synthetic(generations: 3).Replace("archive: { bins: 6 }", "archive: { bins: 6, cycle: false }", StringComparison.Ordinal));
+        var messages = new List<string>();
+        using (var s = RunSession.Start(exp, dir.File("run"), 3, null))
+        {
+            using var attached = RunLogging.Attach(s, new ListLogger(messages));
+            await s.InitializeAsync(TestContext.Current.CancellationToken);
+            Assert.True(await s.RunAsync(TestContext.Current.CancellationToken));
+        }
+        var generations = messages.Where(m => m.StartsWith("generation ", StringComparison.Ordinal)).ToList();
+        Assert.Equal(3, generations.Count);
+        Assert.All(generations, m => Assert.Contains("quality task mean,", m));
+    }
+
+    private sealed class ListLogger(List<string> messages) : Microsoft.Extensions.Logging.ILogger
+    {
+        public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
+
+        public bool IsEnabled(Microsoft.Extensions.Logging.LogLevel logLevel) => true;
+
+        public void Log<TState>(Microsoft.Extensions.Logging.LogLevel logLevel, Microsoft.Extensions.Logging.EventId eventId, TState state, Exception? exception,
+            Func<TState, Exception?, string> formatter) => messages.Add(formatter(state, exception));
+    }
+
+    [Fact]
     public void FinalCandidates_WithoutTheCycle_TakeEachTasksBestFromTheMeanArchive()
     {
         BinSpec[] bins = [new(0, 1, 2), new(0, 1, 2), new(0, 1, 2)];
