@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Text;
 using CycleQD.Testing;
 
 namespace CycleQD.Cli.Tests;
@@ -93,15 +94,20 @@ public class ExitCodeTests
     {
         string data = TestPaths.RequireSharedData();
         using var dir = new TempDir();
-        var output = new StringWriter();
+        // What the action writes on this thread while InvokeAsync has not returned yet, i.e. before its
+        // first yield. After the yield it continues on another thread, which may write at any moment
+        // (even before InvokeAsync's return is seen here), so those writes do not count.
+        var output = new SynchronousWriteRecorder(Environment.CurrentManagedThreadId);
         var parse = CliApp.BuildRoot().Parse(["eval", "--task", "tinyskills/code", "--split", "test", "--data", data,
             "--responder", "scripted:gold", "--output", dir.File("out.jsonl")]);
         // No termination timeout: this test host's own signal handling stays as it is.
         var config = new System.CommandLine.InvocationConfiguration { Output = output, Error = new StringWriter(), ProcessTerminationTimeout = null };
         using var cts = new CancellationTokenSource();
         cts.Cancel(); // only what runs before the first yield matters here, so the evaluation may stop early
+        output.Invoking = true;
         Task<int> running = parse.InvokeAsync(config, cts.Token);
-        Assert.Equal("", output.ToString());
+        output.Invoking = false;
+        Assert.Equal("", output.BeforeReturn.ToString());
         try
         {
             await running;
@@ -111,6 +117,32 @@ public class ExitCodeTests
             // Where a cancelled evaluation stops is not what this test checks.
         }
         Assert.StartsWith("task: tinyskills/code", output.ToString()); // the action did run, after its yield
+    }
+
+    /// <summary>A writer that also keeps, apart, what its owner thread wrote while <see cref="Invoking"/> was set.</summary>
+    private sealed class SynchronousWriteRecorder(int ownerThread) : StringWriter
+    {
+        public volatile bool Invoking;
+
+        public StringBuilder BeforeReturn { get; } = new();
+
+        private void Note(ReadOnlySpan<char> text)
+        {
+            if (Invoking && Environment.CurrentManagedThreadId == ownerThread)
+                lock (BeforeReturn) BeforeReturn.Append(text);
+        }
+
+        public override void Write(char value) { Note([value]); base.Write(value); }
+
+        public override void Write(char[] buffer, int index, int count) { Note(buffer.AsSpan(index, count)); base.Write(buffer, index, count); }
+
+        public override void Write(ReadOnlySpan<char> buffer) { Note(buffer); base.Write(buffer); }
+
+        public override void Write(string? value) { Note(value); base.Write(value); }
+
+        public override void WriteLine(ReadOnlySpan<char> buffer) { Note(buffer); base.WriteLine(buffer); }
+
+        public override void WriteLine(string? value) { Note(value); base.WriteLine(value); }
     }
 
     [Theory]
