@@ -15,23 +15,9 @@ namespace CycleQD.Runs.Tests;
 public sealed class AskTellTests : IDisposable
 {
     private static readonly string[] Tasks = ["a", "b", "c"];
-    private readonly SyntheticProblem _problem = new(Tasks, new SyntheticProblemOptions(Layers: 2, Rows: 24, Cols: 16, DType: DType.BF16, Seed: 11));
-    private readonly CpuComputeBackend _backend = new();
-    private readonly IWeightSet _base;
-    private readonly List<Expert> _experts;
+    private readonly SyntheticEngineInputs _inputs = new(Tasks, new SyntheticProblemOptions(Layers: 2, Rows: 24, Cols: 16, DType: DType.BF16, Seed: 11));
 
-    public AskTellTests()
-    {
-        _base = _backend.Upload(_problem.BaseModel());
-        _experts = Tasks.Select((t, k) => new Expert(t, _backend.Upload(_problem.Expert(k)))).ToList();
-    }
-
-    public void Dispose()
-    {
-        foreach (var e in _experts) e.Weights.Dispose();
-        _base.Dispose();
-        _backend.Dispose();
-    }
+    public void Dispose() => _inputs.Dispose();
 
     private static CycleQDOptions Options(int inFlight) => new()
     {
@@ -43,37 +29,25 @@ public sealed class AskTellTests : IDisposable
         Mutation = new MutationOptions(MutationKind.Svd, SvdScaleMax: 0.5),
     };
 
-    private sealed class StateLog : ICheckpointSink
-    {
-        public List<RunState> States { get; } = [];
-        public List<GenerationRecord> Records { get; } = [];
-
-        public void Commit(RunState state, GenerationRecord? record)
-        {
-            States.Add(state);
-            if (record != null) Records.Add(record);
-        }
-    }
-
     private static string Json(RunState state) => JsonSerializer.Serialize(state);
 
     // The decisions of a record, without its wall-clock timing.
     private static string Decisions(GenerationRecord r) =>
         JsonSerializer.Serialize(new { r.Generation, r.QualityTask, r.Parents, r.Weights, r.Scores, r.ChildId, r.Insertions, r.Archives, r.NonFinite });
 
-    private StateLog PushRun(CycleQDOptions options, int generations)
+    private RecordingSink PushRun(CycleQDOptions options, int generations)
     {
-        var log = new StateLog();
-        using var engine = new CycleQDEngine(options, _backend, _base, _experts, _problem, new InMemoryEliteStore(), log);
+        var log = new RecordingSink();
+        using var engine = new CycleQDEngine(options, _inputs.Backend, _inputs.Base, _inputs.Experts, _inputs.Problem, new InMemoryEliteStore(), log);
         engine.InitializeAsync(TestContext.Current.CancellationToken).GetAwaiter().GetResult();
         engine.RunAsync(generations, TestContext.Current.CancellationToken).GetAwaiter().GetResult();
         return log;
     }
 
-    private double[] Score(IWeightSet w) => _problem.EvaluateAsync(_backend, w, TestContext.Current.CancellationToken).GetAwaiter().GetResult();
+    private double[] Score(IWeightSet w) => _inputs.Problem.EvaluateAsync(_inputs.Backend, w, TestContext.Current.CancellationToken).GetAwaiter().GetResult();
 
-    private CycleQDEngine AskTellEngine(CycleQDOptions options, IEliteStore store, StateLog log) =>
-        new(options, _backend, _base, _experts, store, log);
+    private CycleQDEngine AskTellEngine(CycleQDOptions options, IEliteStore store, RecordingSink log) =>
+        new(options, _inputs.Backend, _inputs.Base, _inputs.Experts, store, log);
 
     [Theory]
     [InlineData(1)]
@@ -83,9 +57,9 @@ public sealed class AskTellTests : IDisposable
         const int generations = 9;
         var push = PushRun(Options(inFlight), generations);
 
-        var log = new StateLog();
+        var log = new RecordingSink();
         using var engine = AskTellEngine(Options(inFlight), new InMemoryEliteStore(), log);
-        engine.Initialize(_experts.Select(e => (IReadOnlyList<double>)Score(e.Weights)).ToList());
+        engine.Initialize(_inputs.Experts.Select(e => (IReadOnlyList<double>)Score(e.Weights)).ToList());
         while (engine.NextGeneration < generations)
         {
             var c = engine.Ask();
@@ -105,9 +79,9 @@ public sealed class AskTellTests : IDisposable
     [Fact]
     public void AskTell_CandidateRecipe_IsThePlanTheRecordReports()
     {
-        var log = new StateLog();
+        var log = new RecordingSink();
         using var engine = AskTellEngine(Options(1), new InMemoryEliteStore(), log);
-        engine.Initialize(_experts.Select(e => (IReadOnlyList<double>)Score(e.Weights)).ToList());
+        engine.Initialize(_inputs.Experts.Select(e => (IReadOnlyList<double>)Score(e.Weights)).ToList());
         var c = engine.Ask();
         var planned = engine.CaptureState().InFlight.Single(p => p.Generation == c.Generation);
         Assert.Equal(planned.Parents, c.Parents);
@@ -122,9 +96,9 @@ public sealed class AskTellTests : IDisposable
     public void AskTell_ToldOutOfOrder_CommitsOnlyWhenTheEarlierGenerationIsTold()
     {
         var push = PushRun(Options(2), 2);
-        var log = new StateLog();
+        var log = new RecordingSink();
         using var engine = AskTellEngine(Options(2), new InMemoryEliteStore(), log);
-        engine.Initialize(_experts.Select(e => (IReadOnlyList<double>)Score(e.Weights)).ToList());
+        engine.Initialize(_inputs.Experts.Select(e => (IReadOnlyList<double>)Score(e.Weights)).ToList());
         var first = engine.Ask();
         var second = engine.Ask();
         Assert.Equal(first.Generation + 1, second.Generation);
@@ -145,8 +119,8 @@ public sealed class AskTellTests : IDisposable
         var whole = PushRun(Options(2), generations);
 
         var store = new InMemoryEliteStore();
-        var first = new StateLog();
-        using (var engine = new CycleQDEngine(Options(2), _backend, _base, _experts, _problem, store, first))
+        var first = new RecordingSink();
+        using (var engine = new CycleQDEngine(Options(2), _inputs.Backend, _inputs.Base, _inputs.Experts, _inputs.Problem, store, first))
         {
             await engine.InitializeAsync(TestContext.Current.CancellationToken);
             await engine.RunAsync(half, TestContext.Current.CancellationToken);
@@ -154,7 +128,7 @@ public sealed class AskTellTests : IDisposable
         var checkpoint = first.States[^1];
         Assert.Equal(half, checkpoint.NextGeneration);
 
-        var second = new StateLog();
+        var second = new RecordingSink();
         using (var engine = AskTellEngine(Options(2), store, second))
         {
             engine.Restore(checkpoint);
@@ -175,11 +149,11 @@ public sealed class AskTellTests : IDisposable
         var whole = PushRun(Options(1), generations);
 
         var store = new InMemoryEliteStore();
-        var first = new StateLog();
+        var first = new RecordingSink();
         RunState checkpoint;
         using (var engine = AskTellEngine(Options(1), store, first))
         {
-            engine.Initialize(_experts.Select(e => (IReadOnlyList<double>)Score(e.Weights)).ToList());
+            engine.Initialize(_inputs.Experts.Select(e => (IReadOnlyList<double>)Score(e.Weights)).ToList());
             while (engine.NextGeneration < half)
             {
                 var c = engine.Ask();
@@ -190,8 +164,8 @@ public sealed class AskTellTests : IDisposable
             checkpoint = first.States[^1];
         }
 
-        var second = new StateLog();
-        using (var engine = new CycleQDEngine(Options(1), _backend, _base, _experts, _problem, store, second))
+        var second = new RecordingSink();
+        using (var engine = new CycleQDEngine(Options(1), _inputs.Backend, _inputs.Base, _inputs.Experts, _inputs.Problem, store, second))
         {
             engine.Restore(checkpoint);
             await engine.RunAsync(generations, TestContext.Current.CancellationToken);
@@ -202,8 +176,8 @@ public sealed class AskTellTests : IDisposable
     [Fact]
     public void Tell_BadScoresOrUnknownId_IsRefusedAndTheCandidateStaysOut()
     {
-        using var engine = AskTellEngine(Options(1), new InMemoryEliteStore(), new StateLog());
-        engine.Initialize(_experts.Select(e => (IReadOnlyList<double>)Score(e.Weights)).ToList());
+        using var engine = AskTellEngine(Options(1), new InMemoryEliteStore(), new RecordingSink());
+        engine.Initialize(_inputs.Experts.Select(e => (IReadOnlyList<double>)Score(e.Weights)).ToList());
         var c = engine.Ask();
         var nan = Assert.Throws<ArgumentException>(() => engine.Tell(c.Id, [0.1, double.NaN, 0.2]));
         Assert.Contains("'b'", nan.Message);
@@ -212,14 +186,14 @@ public sealed class AskTellTests : IDisposable
         var unknown = Assert.Throws<ArgumentException>(() => engine.Tell("gen-99", [0.1, 0.2, 0.3]));
         Assert.Contains("gen-99", unknown.Message);
         Assert.Single(engine.Tell(c.Id, Score(c.Weights)));
-        Assert.Throws<ArgumentException>(() => engine.Tell(c.Id, Score(_base)));
+        Assert.Throws<ArgumentException>(() => engine.Tell(c.Id, Score(_inputs.Base)));
     }
 
     [Fact]
     public void TellNonFinite_ScoresZeroAndKeepsTheChildOutOfTheArchives()
     {
-        using var engine = AskTellEngine(Options(1), new InMemoryEliteStore(), new StateLog());
-        engine.Initialize(_experts.Select(e => (IReadOnlyList<double>)Score(e.Weights)).ToList());
+        using var engine = AskTellEngine(Options(1), new InMemoryEliteStore(), new RecordingSink());
+        engine.Initialize(_inputs.Experts.Select(e => (IReadOnlyList<double>)Score(e.Weights)).ToList());
         var c = engine.Ask();
         var r = Assert.Single(engine.TellNonFinite(c.Id, "layers.0.weight: 1 NaN"));
         Assert.Equal("layers.0.weight: 1 NaN", r.NonFinite);
@@ -230,10 +204,10 @@ public sealed class AskTellTests : IDisposable
     [Fact]
     public async Task PushMethods_OnAnEngineWithoutEvaluator_SayToUseAskTell()
     {
-        using var engine = AskTellEngine(Options(1), new InMemoryEliteStore(), new StateLog());
+        using var engine = AskTellEngine(Options(1), new InMemoryEliteStore(), new RecordingSink());
         var init = await Assert.ThrowsAsync<InvalidOperationException>(() => engine.InitializeAsync(TestContext.Current.CancellationToken));
         Assert.Contains("without an evaluator", init.Message);
-        engine.Initialize(_experts.Select(e => (IReadOnlyList<double>)Score(e.Weights)).ToList());
+        engine.Initialize(_inputs.Experts.Select(e => (IReadOnlyList<double>)Score(e.Weights)).ToList());
         var c = engine.Ask();
         var run = await Assert.ThrowsAsync<InvalidOperationException>(() => engine.RunAsync(5, TestContext.Current.CancellationToken));
         Assert.Contains("without an evaluator", run.Message);

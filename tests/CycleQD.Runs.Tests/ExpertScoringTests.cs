@@ -11,23 +11,9 @@ namespace CycleQD.Runs.Tests;
 public sealed class ExpertScoringTests : IDisposable
 {
     private static readonly string[] Tasks = ["a", "b", "c"];
-    private readonly SyntheticProblem _problem = new(Tasks, new SyntheticProblemOptions(Layers: 1, Rows: 8, Cols: 8, DType: DType.F32, Seed: 5));
-    private readonly CpuComputeBackend _backend = new();
-    private readonly IWeightSet _base;
-    private readonly List<Expert> _experts;
+    private readonly SyntheticEngineInputs _inputs = new(Tasks, new SyntheticProblemOptions(Layers: 1, Rows: 8, Cols: 8, DType: DType.F32, Seed: 5));
 
-    public ExpertScoringTests()
-    {
-        _base = _backend.Upload(_problem.BaseModel());
-        _experts = Tasks.Select((t, k) => new Expert(t, _backend.Upload(_problem.Expert(k)))).ToList();
-    }
-
-    public void Dispose()
-    {
-        foreach (var e in _experts) e.Weights.Dispose();
-        _base.Dispose();
-        _backend.Dispose();
-    }
+    public void Dispose() => _inputs.Dispose();
 
     /// <summary>Answers nothing until every expert has been asked for: a sequential caller never gets past the first.</summary>
     private sealed class BarrierEvaluator(SyntheticProblem inner, int experts) : ICandidateEvaluator
@@ -70,12 +56,12 @@ public sealed class ExpertScoringTests : IDisposable
     [Fact]
     public async Task Experts_AreAllOutstandingAtOnce_AndScoreAsOneByOne()
     {
-        var barrier = new BarrierEvaluator(_problem, _experts.Count);
-        using var engine = new CycleQDEngine(Options, _backend, _base, _experts, barrier, new InMemoryEliteStore());
+        var barrier = new BarrierEvaluator(_inputs.Problem, _inputs.Experts.Count);
+        using var engine = new CycleQDEngine(Options, _inputs.Backend, _inputs.Base, _inputs.Experts, barrier, new InMemoryEliteStore());
         await engine.InitializeAsync(TestContext.Current.CancellationToken).WaitAsync(TimeSpan.FromSeconds(30), TestContext.Current.CancellationToken);
-        Assert.Equal(_experts.Count, barrier.MostOutstanding);
+        Assert.Equal(_inputs.Experts.Count, barrier.MostOutstanding);
 
-        using var plain = new CycleQDEngine(Options, _backend, _base, _experts, _problem, new InMemoryEliteStore());
+        using var plain = new CycleQDEngine(Options, _inputs.Backend, _inputs.Base, _inputs.Experts, _inputs.Problem, new InMemoryEliteStore());
         await plain.InitializeAsync(TestContext.Current.CancellationToken);
         for (int a = 0; a < Tasks.Length; a++)
             Assert.Equal(plain.Archives[a].Cells.Select(c => (c.Key, c.Value.Id)), engine.Archives[a].Cells.Select(c => (c.Key, c.Value.Id)));
@@ -84,8 +70,8 @@ public sealed class ExpertScoringTests : IDisposable
     [Fact]
     public async Task OneExpertFailing_FailsTheStartWithItsError_AfterAllWereAsked()
     {
-        var failing = new FailingEvaluator(_problem, "b");
-        using var engine = new CycleQDEngine(Options, _backend, _base, _experts, failing, new InMemoryEliteStore());
+        var failing = new FailingEvaluator(_inputs.Problem, "b");
+        using var engine = new CycleQDEngine(Options, _inputs.Backend, _inputs.Base, _inputs.Experts, failing, new InMemoryEliteStore());
         var e = await Assert.ThrowsAsync<InvalidOperationException>(() => engine.InitializeAsync(TestContext.Current.CancellationToken));
         Assert.Equal("worker lost on b", e.Message);
         Assert.Equal(3, failing.Calls);

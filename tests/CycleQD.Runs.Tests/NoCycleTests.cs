@@ -18,23 +18,9 @@ namespace CycleQD.Runs.Tests;
 public sealed class NoCycleTests : IDisposable
 {
     private static readonly string[] Tasks = ["a", "b", "c"];
-    private readonly SyntheticProblem _problem = new(Tasks, new SyntheticProblemOptions(Layers: 2, Rows: 24, Cols: 16, DType: DType.BF16, Seed: 11));
-    private readonly CpuComputeBackend _backend = new();
-    private readonly IWeightSet _base;
-    private readonly List<Expert> _experts;
+    private readonly SyntheticEngineInputs _inputs = new(Tasks, new SyntheticProblemOptions(Layers: 2, Rows: 24, Cols: 16, DType: DType.BF16, Seed: 11));
 
-    public NoCycleTests()
-    {
-        _base = _backend.Upload(_problem.BaseModel());
-        _experts = Tasks.Select((t, k) => new Expert(t, _backend.Upload(_problem.Expert(k)))).ToList();
-    }
-
-    public void Dispose()
-    {
-        foreach (var e in _experts) e.Weights.Dispose();
-        _base.Dispose();
-        _backend.Dispose();
-    }
+    public void Dispose() => _inputs.Dispose();
 
     private static CycleQDOptions Options(bool cycle) => new()
     {
@@ -46,23 +32,11 @@ public sealed class NoCycleTests : IDisposable
         Mutation = new MutationOptions(MutationKind.Svd, SvdScaleMax: 0.5),
     };
 
-    private sealed class StateLog : ICheckpointSink
-    {
-        public List<RunState> States { get; } = [];
-        public List<GenerationRecord> Records { get; } = [];
-
-        public void Commit(RunState state, GenerationRecord? record)
-        {
-            States.Add(state);
-            if (record != null) Records.Add(record);
-        }
-    }
-
     [Fact]
     public async Task Engine_WithoutTheCycle_KeepsOneMeanArchiveAndDrawsEveryParentFromIt()
     {
-        var log = new StateLog();
-        using (var engine = new CycleQDEngine(Options(cycle: false), _backend, _base, _experts, _problem, new InMemoryEliteStore(), log))
+        var log = new RecordingSink();
+        using (var engine = new CycleQDEngine(Options(cycle: false), _inputs.Backend, _inputs.Base, _inputs.Experts, _inputs.Problem, new InMemoryEliteStore(), log))
         {
             await engine.InitializeAsync(TestContext.Current.CancellationToken);
             await engine.RunAsync(20, TestContext.Current.CancellationToken);
@@ -94,11 +68,11 @@ public sealed class NoCycleTests : IDisposable
     [Fact]
     public async Task Engine_WithoutTheCycle_DiffersFromTheCycledRunOfTheSameSeed()
     {
-        var cycled = new StateLog();
-        var flat = new StateLog();
+        var cycled = new RecordingSink();
+        var flat = new RecordingSink();
         foreach (var (cycle, log) in new[] { (true, cycled), (false, flat) })
         {
-            using var engine = new CycleQDEngine(Options(cycle), _backend, _base, _experts, _problem, new InMemoryEliteStore(), log);
+            using var engine = new CycleQDEngine(Options(cycle), _inputs.Backend, _inputs.Base, _inputs.Experts, _inputs.Problem, new InMemoryEliteStore(), log);
             await engine.InitializeAsync(TestContext.Current.CancellationToken);
             await engine.RunAsync(12, TestContext.Current.CancellationToken);
         }
@@ -110,19 +84,19 @@ public sealed class NoCycleTests : IDisposable
     [Fact]
     public async Task Restore_ACheckpointOfTheOtherKind_IsRefusedNamingTheSetting()
     {
-        var cycled = new StateLog();
-        using (var engine = new CycleQDEngine(Options(cycle: true), _backend, _base, _experts, _problem, new InMemoryEliteStore(), cycled))
+        var cycled = new RecordingSink();
+        using (var engine = new CycleQDEngine(Options(cycle: true), _inputs.Backend, _inputs.Base, _inputs.Experts, _inputs.Problem, new InMemoryEliteStore(), cycled))
             await engine.InitializeAsync(TestContext.Current.CancellationToken);
-        var flat = new StateLog();
-        using (var engine = new CycleQDEngine(Options(cycle: false), _backend, _base, _experts, _problem, new InMemoryEliteStore(), flat))
+        var flat = new RecordingSink();
+        using (var engine = new CycleQDEngine(Options(cycle: false), _inputs.Backend, _inputs.Base, _inputs.Experts, _inputs.Problem, new InMemoryEliteStore(), flat))
             await engine.InitializeAsync(TestContext.Current.CancellationToken);
 
-        using (var engine = new CycleQDEngine(Options(cycle: false), _backend, _base, _experts, _problem, new InMemoryEliteStore()))
+        using (var engine = new CycleQDEngine(Options(cycle: false), _inputs.Backend, _inputs.Base, _inputs.Experts, _inputs.Problem, new InMemoryEliteStore()))
         {
             var e = Assert.Throws<ConfigurationException>(() => engine.Restore(cycled.States[0]));
             Assert.Contains("archive.cycle: false", e.Message);
         }
-        using (var engine = new CycleQDEngine(Options(cycle: true), _backend, _base, _experts, _problem, new InMemoryEliteStore()))
+        using (var engine = new CycleQDEngine(Options(cycle: true), _inputs.Backend, _inputs.Base, _inputs.Experts, _inputs.Problem, new InMemoryEliteStore()))
         {
             var e = Assert.Throws<ConfigurationException>(() => engine.Restore(flat.States[0]));
             Assert.Contains("archive.cycle: false", e.Message);
