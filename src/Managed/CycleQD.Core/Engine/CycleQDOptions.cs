@@ -38,8 +38,11 @@ public sealed record CycleQDOptions
     /// </summary>
     public bool Cycle { get; init; } = true;
 
-    /// <summary>What the archive of quality index <paramref name="task"/> is called: the task's name, or "mean" for <see cref="Archive.MeanTask"/>.</summary>
-    public string QualityName(int task) => task == Archive.MeanTask ? MeanQualityName : Tasks[task];
+    /// <summary>
+    /// What the archive of quality index <paramref name="task"/> is called: <paramref name="names"/>[task]
+    /// (the task's name, or any per-task label), or "mean" for <see cref="Archive.MeanTask"/>.
+    /// </summary>
+    public static string QualityName(int task, IReadOnlyList<string> names) => task == Archive.MeanTask ? MeanQualityName : names[task];
 
     /// <summary>The archives' names in <see cref="NewArchives"/> order: the task names, or just "mean" without the cycle.</summary>
     public IReadOnlyList<string> ArchiveNames => Cycle ? Tasks : [MeanQualityName];

@@ -1,4 +1,5 @@
 using CycleQD.Core.Archives;
+using CycleQD.Core.Engine;
 using ScottPlot;
 
 namespace CycleQD.Runs;
@@ -56,7 +57,7 @@ public static class EliteMapPlot
                     label.OffsetY = -4;
                 }
                 plot.Axes.SetLimits(xLo, xHi, yLo, yHi);
-                plot.Title($"archive {RunStateJson.NameOf(a.Task, tasks)}: {a.Cells.Count} elites, gen {generation}");
+                plot.Title($"archive {CycleQDOptions.QualityName(a.Task, tasks)}: {a.Cells.Count} elites, gen {generation}");
                 plot.XLabel(x < 0 ? "" : $"{tasks[a.BcTasks[x]]} score ({a.Bins[x].Count} bins)");
                 plot.YLabel(y < 0 ? "" : $"{tasks[a.BcTasks[y]]} score ({a.Bins[y].Count} bins)");
                 if (y < 0) plot.Axes.Left.TickGenerator = new ScottPlot.TickGenerators.NumericManual();

@@ -114,7 +114,7 @@ internal static class RunStateJson
         {
             w.WriteStartObject();
             w.WriteNumber("generation", g.Generation);
-            w.WriteString("quality_task", NameOf(g.QualityTask, tasks));
+            w.WriteString("quality_task", CycleQDOptions.QualityName(g.QualityTask, tasks));
             w.WriteStartArray("parents");
             foreach (var p in g.Parents) w.WriteStringValue(p);
             w.WriteEndArray();
@@ -129,7 +129,7 @@ internal static class RunStateJson
             foreach (var ins in g.Insertions)
             {
                 w.WriteStartObject();
-                w.WriteString("archive", NameOf(ins.Task, tasks));
+                w.WriteString("archive", CycleQDOptions.QualityName(ins.Task, tasks));
                 Ints(w, "cell", archives.First(a => a.Task == ins.Task).Unflatten(ins.Cell));
                 w.WriteEndObject();
             }
@@ -196,7 +196,7 @@ internal static class RunStateJson
             foreach (var a in archives)
             {
                 w.WriteStartObject();
-                w.WriteString("task", NameOf(a.Task, tasks));
+                w.WriteString("task", CycleQDOptions.QualityName(a.Task, tasks));
                 w.WriteStartArray("bc");
                 for (int d = 0; d < a.BcTasks.Count; d++)
                 {
@@ -229,17 +229,13 @@ internal static class RunStateJson
         return ms.ToArray();
     }
 
-    /// <summary>An archive's name: its quality task's, or "mean" for the mean-quality archive.</summary>
-    internal static string NameOf(int archiveTask, IReadOnlyList<string> tasks) =>
-        archiveTask == Archive.MeanTask ? CycleQDOptions.MeanQualityName : tasks[archiveTask];
-
     private static void PerArchive(Utf8JsonWriter w, string name, IReadOnlyList<ArchiveSummary> archives, IReadOnlyList<string> tasks, Func<ArchiveSummary, double> value)
     {
         w.WriteStartObject(name);
         foreach (var a in archives)
         {
             double v = value(a);
-            if (double.IsFinite(v)) w.WriteNumber(NameOf(a.Task, tasks), v); else w.WriteNull(NameOf(a.Task, tasks));
+            if (double.IsFinite(v)) w.WriteNumber(CycleQDOptions.QualityName(a.Task, tasks), v); else w.WriteNull(CycleQDOptions.QualityName(a.Task, tasks));
         }
         w.WriteEndObject();
     }

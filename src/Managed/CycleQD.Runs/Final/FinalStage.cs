@@ -179,7 +179,7 @@ internal sealed class FinalStage
     private JsonObject EliteDetails(TaskArchive v, int cell, Elite e) => new()
     {
         ["task"] = Tasks[v.Task],
-        ["archive"] = RunStateJson.NameOf(v.Archive.Task, Tasks),
+        ["archive"] = CycleQDOptions.QualityName(v.Archive.Task, Tasks),
         ["cell"] = new JsonArray(v.Archive.Unflatten(cell).Select(c => (JsonNode)c).ToArray()),
         ["bc_tasks"] = new JsonArray(v.Archive.BcTasks.Select(t => (JsonNode)Tasks[t]).ToArray()),
         ["id"] = e.Id,

@@ -44,7 +44,7 @@ public static class RunLogging
                 return;
             }
             logger.LogInformation("generation {Generation}: quality task {QualityTask}, scores {Scores}, {Insertions} cell(s) taken, evaluated in {EvaluateSeconds:0.###} s{Worker}",
-                r.Generation, session.Config.Options.QualityName(r.QualityTask), string.Join(", ", tasks.Select((t, i) => $"{t} {r.Scores[i]:0.####}")), r.Insertions.Count,
+                r.Generation, CycleQDOptions.QualityName(r.QualityTask, tasks), string.Join(", ", tasks.Select((t, i) => $"{t} {r.Scores[i]:0.####}")), r.Insertions.Count,
                 r.Timing.EvaluateSeconds, r.EvaluatedBy is { } w ? " by " + w : "");
         }
         session.Engine.GenerationCompleted += OnGeneration;

@@ -397,7 +397,7 @@ public sealed class RunSession : IDisposable
         foreach (var a in Engine.Archives)
         {
             var best = a.Cells.Values.MaxBy(e => a.QualityOf(e.Scores))!;
-            sb.AppendLine(ci, $"| {Config.Options.QualityName(a.Task)} | {a.Cells.Count} | {a.Coverage:P1} | {a.QdScore:F4} | {a.BestQuality:F4} | {best.Id} (gen {best.Generation}) | {string.Join(", ", best.Scores.Select(s => s.ToString("F4", ci)))} |");
+            sb.AppendLine(ci, $"| {CycleQDOptions.QualityName(a.Task, tasks)} | {a.Cells.Count} | {a.Coverage:P1} | {a.QdScore:F4} | {a.BestQuality:F4} | {best.Id} (gen {best.Generation}) | {string.Join(", ", best.Scores.Select(s => s.ToString("F4", ci)))} |");
         }
         AppendPlots(sb);
         if (_report != null)

@@ -14,12 +14,8 @@ internal static class ProgressLine
     /// <param name="labels">Short task name per task (<see cref="Runs.Families.TaskLabels.ShortAll"/>).</param>
     /// <param name="eta">Estimated time to the target.</param>
     public static string Format(GenerationRecord r, int target, IReadOnlyList<string> labels, TimeSpan eta) =>
-        $"gen {r.Generation + 1}/{target}  quality {Label(r.QualityTask, labels)}  child {Child(r, labels)}  improved {r.Insertions.Count}  " +
-        $"qd {string.Join(" ", r.Archives.Select(a => $"{Label(a.Task, labels)} {a.QdScore.ToString("F2", CultureInfo.InvariantCulture)}"))}  eta {eta:hh\\:mm\\:ss}";
-
-    /// <summary>An archive's (quality task's) label: the task's short name, or "mean" for the one archive of a run without the cycle.</summary>
-    public static string Label(int task, IReadOnlyList<string> labels) =>
-        task == Core.Archives.Archive.MeanTask ? CycleQDOptions.MeanQualityName : labels[task];
+        $"gen {r.Generation + 1}/{target}  quality {CycleQDOptions.QualityName(r.QualityTask, labels)}  child {Child(r, labels)}  improved {r.Insertions.Count}  " +
+        $"qd {string.Join(" ", r.Archives.Select(a => $"{CycleQDOptions.QualityName(a.Task, labels)} {a.QdScore.ToString("F2", CultureInfo.InvariantCulture)}"))}  eta {eta:hh\\:mm\\:ss}";
 
     /// <summary>The child's score per task, labelled: "code 0.310 db 0.250 os 0.400".</summary>
     public static string Child(GenerationRecord r, IReadOnlyList<string> labels) =>

@@ -35,7 +35,7 @@ internal static class RunLoop
             int start = session.Engine.NextGeneration;
             if (start == 0 && session.Engine.Archives.Count > 0)
                 foreach (var a in session.Engine.Archives)
-                    o.WriteLine($"  archive {ProgressLine.Label(a.Task, tasks)}: {a.Cells.Count} expert elite(s), best {a.BestQuality.ToString("F4", CultureInfo.InvariantCulture)}");
+                    o.WriteLine($"  archive {CycleQDOptions.QualityName(a.Task, tasks)}: {a.Cells.Count} expert elite(s), best {a.BestQuality.ToString("F4", CultureInfo.InvariantCulture)}");
             var clock = Stopwatch.StartNew();
             bool finished;
             if (ReferenceEquals(o, Console.Out) && !Console.IsOutputRedirected)
@@ -51,7 +51,7 @@ internal static class RunLoop
                         session.Engine.GenerationCompleted += r =>
                         {
                             bar.Value = r.Generation + 1;
-                            bar.Description = Markup.Escape($"gen {r.Generation + 1}/{target}  quality {ProgressLine.Label(r.QualityTask, labels)}  child {ProgressLine.Child(r, labels)}");
+                            bar.Description = Markup.Escape($"gen {r.Generation + 1}/{target}  quality {CycleQDOptions.QualityName(r.QualityTask, labels)}  child {ProgressLine.Child(r, labels)}");
                         };
                         ok = session.RunAsync(cts.Token).GetAwaiter().GetResult();
                     });
@@ -116,7 +116,7 @@ internal static class RunLoop
         foreach (var a in session.Engine.Archives)
         {
             var best = a.Cells.Values.MaxBy(e => a.QualityOf(e.Scores));
-            table.Add(ProgressLine.Label(a.Task, tasks), a.Cells.Count.ToString(inv), a.Coverage.ToString("P1", inv), a.QdScore.ToString("F4", inv),
+            table.Add(CycleQDOptions.QualityName(a.Task, tasks), a.Cells.Count.ToString(inv), a.Coverage.ToString("P1", inv), a.QdScore.ToString("F4", inv),
                 a.BestQuality.ToString("F4", inv), best is null ? "-" : best.Generation < 0 ? best.Id : $"{best.Id} (gen {best.Generation})");
         }
         o.WriteLine();

@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using System.Text;
 using System.Text.Json.Nodes;
+using CycleQD.Core.Engine;
 using CycleQD.Runs;
 using CycleQD.Runs.Families;
 using CycleQD.Tensors;
@@ -60,7 +61,7 @@ internal static class RunOutput
         var inv = CultureInfo.InvariantCulture;
         var labels = TaskLabels.ShortAll(session.Config.Options.Tasks);
         var sb = new StringBuilder($"done: {session.Directory.Path}: {session.Engine.NextGeneration} generations; best ");
-        sb.Append(string.Join(" ", session.Engine.Archives.Select(a => $"{ProgressLine.Label(a.Task, labels)} {a.BestQuality.ToString("0.###", inv)}")));
+        sb.Append(string.Join(" ", session.Engine.Archives.Select(a => $"{CycleQDOptions.QualityName(a.Task, labels)} {a.BestQuality.ToString("0.###", inv)}")));
         if (session.Report?.Find("final")?.Test is { } test)
             sb.Append($"; final model test average {(100 * test.Average()).ToString("F1", inv)} %");
         return sb.ToString();
@@ -72,7 +73,7 @@ internal static class RunOutput
         var tasks = session.Config.Options.Tasks;
         var archives = new JsonArray(session.Engine.Archives.Select(a => (JsonNode)new JsonObject
         {
-            ["task"] = ProgressLine.Label(a.Task, tasks),
+            ["task"] = CycleQDOptions.QualityName(a.Task, tasks),
             ["elites"] = a.Cells.Count,
             ["coverage"] = a.Coverage,
             ["qd_score"] = a.QdScore,
