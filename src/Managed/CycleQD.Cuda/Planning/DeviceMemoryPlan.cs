@@ -82,13 +82,7 @@ public sealed class DeviceMemoryPlan
         long reserve = options.EvaluationReserveBytes + options.RuntimeReserveBytes;
         long available = deviceBytes - resident - staging - reserve;
 
-        var groups = new List<ShapeGroup>();
-        foreach (var (rows, cols, count, names) in shapes)
-        {
-            int batch = count;
-            while (batch > 1 && BatchWorkspaceBytes(rows, cols, batch, options) > available) batch--;
-            groups.Add(new ShapeGroup(rows, cols, count, names, batch, BatchWorkspaceBytes(rows, cols, batch, options)));
-        }
+        var groups = FitBatches(shapes, available, options);
         return new DeviceMemoryPlan
         {
             Storage = storage,
@@ -100,6 +94,22 @@ public sealed class DeviceMemoryPlan
             DeviceBytes = deviceBytes,
             Groups = groups,
         };
+    }
+
+    /// <summary>
+    /// Per shape, the largest mutation batch (at most the shape's count, at least 1) whose workspace
+    /// fits in <paramref name="available"/> bytes, with that workspace.
+    /// </summary>
+    internal static List<ShapeGroup> FitBatches(List<(int Rows, int Cols, int Count, string Names)> shapes, long available, DeviceMemoryPlanOptions options)
+    {
+        var groups = new List<ShapeGroup>(shapes.Count);
+        foreach (var (rows, cols, count, names) in shapes)
+        {
+            int batch = count;
+            while (batch > 1 && BatchWorkspaceBytes(rows, cols, batch, options) > available) batch--;
+            groups.Add(new ShapeGroup(rows, cols, count, names, batch, BatchWorkspaceBytes(rows, cols, batch, options)));
+        }
+        return groups;
     }
 
     /// <summary>

@@ -156,14 +156,7 @@ public sealed class StreamingMemoryPlan
         int lanes = 1 + options.Parents;
         long staging = TensorStreamer.StagingBytes(lanes, options.ChunkBytes);
         long available = deviceBytes - child - staging - evaluator.TotalBytes - options.RuntimeReserveBytes;
-        var svd = new DeviceMemoryPlanOptions(options.Rank, options.Oversampling);
-        var groups = new List<ShapeGroup>();
-        foreach (var (rows, cols, count, names) in shapes)
-        {
-            int batch = count;
-            while (batch > 1 && DeviceMemoryPlan.BatchWorkspaceBytes(rows, cols, batch, svd) > available) batch--;
-            groups.Add(new ShapeGroup(rows, cols, count, names, batch, DeviceMemoryPlan.BatchWorkspaceBytes(rows, cols, batch, svd)));
-        }
+        var groups = DeviceMemoryPlan.FitBatches(shapes, available, new DeviceMemoryPlanOptions(options.Rank, options.Oversampling));
         return new StreamingMemoryPlan
         {
             Model = model,

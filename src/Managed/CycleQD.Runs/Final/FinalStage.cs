@@ -77,7 +77,6 @@ internal sealed class FinalStage
         return key;
     }
 
-
     /// <summary>The finished report of this run at <paramref name="generations"/>, or null when the final stage still has to run.</summary>
     public static RunReport? Finished(ExperimentConfig config, RunDirectory dir, int generations)
     {
