@@ -4,8 +4,10 @@
 # and no network. It prints one table at the end (and writes it to $WORK/loop-check.md):
 #   - host→device copy bandwidth (bench kernels), the reference for the decode target;
 #   - `cycleqd synthesize` of Llama-3-8B (base + 3 experts, bf16): seconds;
+#   - the fused and the plain graph's greedy text on a TinySkills model in float16, on CUDA and the CPU;
 #   - generation tokens/s at batch 1, 16 and 64: `cycleqd generate bench --device cuda --dtype bfloat16`
-#     beside transformers' generate (scripts/hf-generate-bench.py) on the same model, dtype and batches;
+#     with the fused graph (and the plain graph at 1 and 64) beside transformers' generate
+#     (scripts/hf-generate-bench.py) on the same model, dtype and batches;
 #   - 3 generations of CycleQD with --device cuda on the synthesized set, scored on TinySkills prompts
 #     (scores of random weights mean nothing: this is a pipeline and cost check): per child merge+mutation
 #     (breed_s), bind_s and evaluate_s from metrics.jsonl, and the GPU's peak memory (nvidia-smi, sampled
@@ -67,6 +69,33 @@ if [ ! -f "$HERE/bin/libonnxruntime_providers_cuda.so" ]; then
 fi
 
 step "${STEP_LIMIT_doctor:-30}" "cycleqd doctor" "$CLI" doctor
+
+# The fused graph (GroupQueryAttention with one in-place KV buffer) against the plain graph on the GPU,
+# and against the fused graph on the CPU, all float16, greedy, on the trained stories260K model: same text
+# expected (a late difference can be a near tie between two tokens).
+STORIES="$REPO/models/stories260K"
+if [ -f "$STORIES/config.json" ]; then
+  for g in "cuda plain" "cuda fused" "cpu fused"; do
+    read -r dev graph <<< "$g"
+    step "${STEP_LIMIT_graphs:-60}" "generate $dev float16 --graph $graph (stories260K)" \
+      bash -c "'$CLI' generate --model '$STORIES' --device $dev --dtype float16 --graph $graph --prompt 'Once upon a time' --max-new-tokens 96 > '$WORK/graph-$dev-$graph.txt'"
+    say "text: $(cat "$WORK/graph-$dev-$graph.txt" 2>/dev/null)"
+  done
+  row graphs "$(python3 - "$WORK" <<'PY'
+import os, sys
+texts = {}
+for k in ("cuda-plain", "cuda-fused", "cpu-fused"):
+    p = os.path.join(sys.argv[1], f"graph-{k}.txt")
+    texts[k] = open(p).read() if os.path.exists(p) and os.path.getsize(p) > 0 else None
+def cmp(a, b):
+    if texts[a] is None or texts[b] is None: return f"{a} vs {b}: not compared (a run failed)"
+    if texts[a] == texts[b]: return f"{a} = {b} ({len(texts[a])} chars)"
+    i = next((i for i, (x, y) in enumerate(zip(texts[a], texts[b])) if x != y), min(len(texts[a]), len(texts[b])))
+    return f"{a} vs {b}: differ from char {i}"
+print("; ".join([cmp("cuda-fused", "cuda-plain"), cmp("cuda-fused", "cpu-fused")]))
+PY
+)"
+fi
 step "${STEP_LIMIT_copy:-60}" "copy bandwidth (bench kernels 4096x4096)" "$CLI" bench kernels --shapes 4096x4096 --no-svd
 row copy "$(grep -m1 -o 'device-to-device copy: [0-9]* GB/s' "$LOG")"
 
@@ -82,7 +111,8 @@ step "${STEP_LIMIT_synth:-240}" "synthesize $SHAPE base" "$CLI" synthesize --sha
 row synth "$((SECONDS - t0)) s for base + 3 experts ($(du -sh "$SHM" "$WORK/experts" 2>/dev/null | awk '{print $1}' | paste -sd+))"
 BASE="$SHM/base"
 
-step "${STEP_LIMIT_ours:-150}" "cycleqd generate bench (CUDA, bfloat16)" "$CLI" generate bench --model "$BASE" --device cuda --dtype bfloat16 --batches 1,16,64 --new-tokens 64 --repeats 2
+step "${STEP_LIMIT_ours:-150}" "cycleqd generate bench (CUDA, bfloat16, fused graph)" "$CLI" generate bench --model "$BASE" --device cuda --dtype bfloat16 --graph fused --batches 1,16,64 --new-tokens 64 --repeats 2
+step "${STEP_LIMIT_plain:-90}" "cycleqd generate bench (CUDA, bfloat16, plain graph)" "$CLI" generate bench --model "$BASE" --device cuda --dtype bfloat16 --graph plain --batches 1,64 --new-tokens 64 --repeats 1
 step "${STEP_LIMIT_hf:-180}" "transformers generate (bfloat16)" python3 "$REPO/scripts/hf-generate-bench.py" --model "$BASE" --batches 1,16,64 --new-tokens 64 --repeats 2
 
 cat > "$WORK/loop.yaml" <<YAML
@@ -143,7 +173,8 @@ PY
   echo "| GPU | $(nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null) |"
   echo "| copy bandwidth | ${ROW[copy]:-not measured} |"
   echo "| synthesize $SHAPE${LAYERS:+ ($LAYERS layers)} | ${ROW[synth]:-not measured} |"
-  echo "| generate tokens/s, cycleqd vs transformers | see the two tables above (batch 1, 16, 64; 64 new tokens; bfloat16) |"
+  echo "| fused vs plain graph, float16 greedy text (stories260K) | ${ROW[graphs]:-not run} |"
+  echo "| generate tokens/s, cycleqd (fused, plain) vs transformers | see the three tables above (64 new tokens; bfloat16) |"
   echo "| per child (3 generations) | ${ROW[children]:-the run did not finish (see its step)} |"
   echo "| peak GPU memory during the run | ${ROW[peak]:-not measured} |"
   echo "| CUDA vs CPU synthetic run | ${ROW[compare]:-not run} |"

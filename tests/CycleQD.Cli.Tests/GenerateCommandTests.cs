@@ -101,7 +101,7 @@ public sealed class GenerateCommandTests
     }
 
     [Fact]
-    public void UnknownGraph_OrFusedOnCuda_IsAUsageError()
+    public void UnknownGraph_OrFusedFloat32OnCuda_IsAUsageError()
     {
         var r = CliRunner.Run("generate", "--model", TestPaths.Stories260K, "--prompt", "x", "--graph", "turbo");
         Assert.Equal(CliApp.ExitBadInput, r.ExitCode);
@@ -109,6 +109,7 @@ public sealed class GenerateCommandTests
         var c = CliRunner.Run("generate", "--model", TestPaths.Stories260K, "--prompt", "x", "--graph", "fused", "--device", "cuda");
         Assert.Equal(CliApp.ExitBadInput, c.ExitCode);
         Assert.Contains("--graph plain", c.Err);
+        Assert.Contains("--dtype bfloat16", c.Err);
     }
 
     [Fact]

@@ -18,12 +18,13 @@ public sealed class GreedyTokensTests
     ];
 
     [Theory]
-    [InlineData("stories260K")]
-    [InlineData("tinyskills/expert-code")]
-    public void PickedInTheGraph_EqualsPickedFromTheLogits_ForEveryRow(string model)
+    [InlineData("stories260K", LlamaGraphKind.Plain)]
+    [InlineData("tinyskills/expert-code", LlamaGraphKind.Plain)]
+    [InlineData("tinyskills/expert-code", LlamaGraphKind.Fused)]
+    public void PickedInTheGraph_EqualsPickedFromTheLogits_ForEveryRow(string model, LlamaGraphKind graph)
     {
         string dir = Path.Combine(TestPaths.RepoRoot, "models", model);
-        using var llm = LlamaModel.Open(dir, maxBatch: 8, graph: LlamaGraphKind.Plain);
+        using var llm = LlamaModel.Open(dir, maxBatch: 8, graph: graph);
         var requests = Prompts.Select((p, i) => new GenerationRequest(p, MaxNewTokens: 6 + 3 * i)).ToList();
         var ct = TestContext.Current.CancellationToken;
         llm.Generator.PickOnDevice = false;
@@ -37,6 +38,7 @@ public sealed class GreedyTokensTests
             Assert.Equal(fromLogits[i].Finish, inGraph[i].Finish);
         }
         Assert.Contains(inGraph, r => r.TokenIds.Count > 1);
+        Assert.Equal(graph, llm.Session.Graph);
     }
 
     [Fact]
@@ -59,5 +61,53 @@ public sealed class GreedyTokensTests
         int v = config.VocabSize;
         for (int b = 0; b < 2; b++)
             Assert.Equal(LlamaGenerator.ArgMax(logits.Logits.AsSpan(b * v, v)), tokens.NextTokens![b]);
+    }
+
+    [Fact]
+    public void FusedDecoder_GreedyAndLogitStepsMixed_AgreeWithTheFloat64Reference()
+    {
+        var config = TinyLlama.Config(tied: false, TinyLlama.Llama3Scaling);
+        var w = TinyLlama.Weights(config, seed: 41);
+        int[][] prompts = [[4, 8, 15, 16], [7, 7], [59, 1, 2]];
+        using var session = ILlamaSession.Open(LlamaGraphKind.Fused, config, new LlamaGraphOptions(LastPositionLogitsOnly: true));
+        using var weights = LlamaWeights.FromArrays(config, w, "random");
+        using var decoder = session.StartBatch(weights, 3, 10);
+        Assert.True(decoder.PicksGreedyTokens);
+        int v = config.VocabSize;
+        var seqs = prompts.Select(p => p.ToList()).ToArray();
+        var prefill = decoder.Prefill(prompts);
+        var prefillCopy = prefill.ToArray();
+        // Greedy, logits, greedy, greedy, logits: each step's result against the reference's argmax or logits.
+        int[] next = [.. Enumerable.Range(0, 3).Select(r => LlamaGenerator.ArgMax(prefill.AsSpan(r * v, v)))];
+        foreach (bool greedy in new[] { true, false, true, true, false })
+        {
+            for (int r = 0; r < 3; r++) seqs[r].Add(next[r]);
+            var expected = seqs.Select(q => ReferenceLlama.Forward(config, w, [.. q])).ToArray();
+            if (greedy)
+            {
+                next = decoder.DecodeGreedy(next);
+                for (int r = 0; r < 3; r++)
+                    Assert.Equal(ArgMax(TinyLlama.Rows(expected[r], seqs[r].Count - 1, 1).ToArray()), next[r]);
+            }
+            else
+            {
+                var logits = decoder.Decode(next);
+                for (int r = 0; r < 3; r++)
+                {
+                    double err = TinyLlama.RelativeError(logits.AsSpan(r * v, v), TinyLlama.Rows(expected[r], seqs[r].Count - 1, 1));
+                    Assert.True(err < 1e-5, $"row {r} after {seqs[r].Count} tokens: relative error {err:E3}");
+                    next[r] = LlamaGenerator.ArgMax(logits.AsSpan(r * v, v));
+                }
+            }
+        }
+        // The prefill's array was not reused by the decoding steps.
+        Assert.Equal(prefillCopy, prefill);
+    }
+
+    private static int ArgMax(double[] row)
+    {
+        int best = 0;
+        for (int i = 1; i < row.Length; i++) if (row[i] > row[best]) best = i;
+        return best;
     }
 }

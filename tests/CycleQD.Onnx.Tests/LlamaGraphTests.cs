@@ -277,11 +277,15 @@ public sealed class LlamaGraphTests
     }
 
     [Fact]
-    public void FusedSession_OnCudaOrWithFullLogits_IsRejectedWithTheReason()
+    public void FusedSession_Float32OnCudaBFloat16OnCpuOrFullLogits_IsRejectedWithTheReason()
     {
         var config = TinyLlama.Config(tied: true);
+        // Refused before any provider loads: GroupQueryAttention has no float32 CUDA kernel.
         var e1 = Assert.Throws<ArgumentException>(() => new FusedLlamaSession(config, new LlamaGraphOptions(LastPositionLogitsOnly: true), InferenceDevice.Cuda));
         Assert.Contains("--graph plain", e1.Message);
+        Assert.Contains("float32", e1.Message);
+        var e3 = Assert.Throws<ArgumentException>(() => new FusedLlamaSession(config, new LlamaGraphOptions(OnnxElementType.BFloat16, LastPositionLogitsOnly: true)));
+        Assert.Contains("CUDA", e3.Message);
         var e2 = Assert.Throws<ArgumentException>(() => new FusedLlamaSession(config, new LlamaGraphOptions()));
         Assert.Contains("LastPositionLogitsOnly", e2.Message);
     }
@@ -305,13 +309,19 @@ public sealed class LlamaGraphTests
     }
 
     [Fact]
-    public void DefaultGraph_IsFusedOnCpuOnlyWhenHeadDimIsAMultipleOf8()
+    public void DefaultGraph_IsFusedWhereTheProviderHasItsKernelsAndHeadDimIsAMultipleOf8()
     {
         var config = TinyLlama.Config(tied: true);
         Assert.Equal(LlamaGraphKind.Fused, ILlamaSession.DefaultGraph(InferenceDevice.Cpu, config));
         Assert.Equal(LlamaGraphKind.Plain, ILlamaSession.DefaultGraph(InferenceDevice.Cuda, config));
+        Assert.Equal(LlamaGraphKind.Fused, ILlamaSession.DefaultGraph(InferenceDevice.Cpu, config, OnnxElementType.Float16));
+        Assert.Equal(LlamaGraphKind.Plain, ILlamaSession.DefaultGraph(InferenceDevice.Cpu, config, OnnxElementType.BFloat16));
+        Assert.Equal(LlamaGraphKind.Fused, ILlamaSession.DefaultGraph(InferenceDevice.Cuda, config, OnnxElementType.BFloat16));
+        Assert.Equal(LlamaGraphKind.Fused, ILlamaSession.DefaultGraph(InferenceDevice.Cuda, config, OnnxElementType.Float16));
+        Assert.Equal(LlamaGraphKind.Plain, ILlamaSession.DefaultGraph(InferenceDevice.Cuda, config, OnnxElementType.Float));
         var narrow = config with { HiddenSize = 16, HeadDim = 4 };
         Assert.Equal(LlamaGraphKind.Plain, ILlamaSession.DefaultGraph(InferenceDevice.Cpu, narrow));
+        Assert.Equal(LlamaGraphKind.Plain, ILlamaSession.DefaultGraph(InferenceDevice.Cuda, narrow, OnnxElementType.BFloat16));
         var e = Assert.Throws<TensorFormatException>(() => new FusedLlamaSession(narrow, new LlamaGraphOptions(LastPositionLogitsOnly: true), configPath: "/m/config.json"));
         Assert.Contains("head_dim 4", e.Message);
         Assert.Contains("/m/config.json", e.Message);

@@ -17,8 +17,11 @@ namespace CycleQD.Onnx.Graph;
 /// <c>last_token_index</c> int64 [batch, 1] (the position within this run whose logits are wanted; only
 /// with <see cref="LlamaGraphOptions.LastPositionLogitsOnly"/>); <c>cos_cache</c>, <c>sin_cache</c> T
 /// [max_positions, head_dim/2]; <c>past_key_values.{i}.key|value</c> T [batch, kv_heads, capacity, head_dim];
-/// the weights. Outputs: <c>logits</c> float32 [batch, 1 or seq, vocab] and <c>present.{i}.key|value</c>,
-/// bound to the same buffers as the past inputs so that GroupQueryAttention appends in place.
+/// the weights. Outputs: <c>logits</c> float32 [batch, 1 or seq, vocab], with last-position logits
+/// <c>next_tokens</c> int64 [batch, 1] (each row's argmax), and <c>present.{i}.key|value</c>, bound to
+/// the same buffers as the past inputs so that GroupQueryAttention appends in place. The operators have
+/// CPU kernels for float32 and float16 and CUDA kernels for float16 and bfloat16 (GroupQueryAttention
+/// has no float32 CUDA kernel).
 /// ONNX Runtime's GroupQueryAttention takes a prompt (seq &gt; 1) only with no earlier tokens when the
 /// batch has more than one row; decoding steps take one token per row.
 /// </remarks>
@@ -84,6 +87,9 @@ public static class FusedLlamaGraphBuilder
         else logits = Linear(g, normed, head);
         if (t != OnnxElementType.Float) logits = g.Node("Cast", [logits], ("to", (long)OnnxElementType.Float));
         g.Output(logits, LlamaGraphBuilder.Logits, OnnxElementType.Float, "batch", options.LastPositionLogitsOnly ? 1 : "seq", v);
+        // Each row's greedy next token, picked where the logits are computed (on the GPU with CUDA).
+        if (options.LastPositionLogitsOnly)
+            g.Output(g.Node("ArgMax", [logits], ("axis", -1L), ("keepdims", 0L), ("select_last_index", 0L)), LlamaGraphBuilder.NextTokens, OnnxElementType.Int64, "batch", 1);
         for (int i = 0; i < config.NumHiddenLayers; i++)
         {
             g.Output(LlamaGraphBuilder.PresentName(i, false), LlamaGraphBuilder.PresentName(i, false), t, "batch", kvh, "capacity", d);

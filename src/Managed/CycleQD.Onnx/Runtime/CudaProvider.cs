@@ -9,6 +9,17 @@ internal static class CudaProvider
     public static readonly IReadOnlyList<string> Libraries =
         ["libcuda.so.1", "libcudart.so.13", "libcublas.so.13", "libcublasLt.so.13", "libcurand.so.10", "libcudnn.so.9"];
 
+    /// <summary>
+    /// The provider's settings: the GPU, and an arena that grows by exactly what is asked. ONNX
+    /// Runtime's default doubles each new region, which for an 8B model's KV cache and weights can
+    /// reserve up to twice what is used and break the device-memory plan (docs/cuda.md).
+    /// </summary>
+    public static Dictionary<string, string> Settings(int cudaDevice) => new(StringComparer.Ordinal)
+    {
+        ["device_id"] = cudaDevice.ToString(System.Globalization.CultureInfo.InvariantCulture),
+        ["arena_extend_strategy"] = "kSameAsRequested",
+    };
+
     /// <exception cref="ExecutionProviderUnavailableException">a library is missing or the provider does not load; the message names what.</exception>
     public static void Append(SessionOptions so, int cudaDevice)
     {
@@ -25,11 +36,16 @@ internal static class CudaProvider
                 "(it needs an NVIDIA driver (libcuda.so.1), the CUDA 13 runtime and cuBLAS, and cuDNN 9 on the library path)");
         try
         {
-            so.AppendExecutionProvider_CUDA(cudaDevice);
+            using var options = new OrtCUDAProviderOptions();
+            options.UpdateOptions(Settings(cudaDevice));
+            so.AppendExecutionProvider_CUDA(options);
         }
         catch (OnnxRuntimeException e)
         {
             throw new ExecutionProviderUnavailableException("--device cuda: ONNX Runtime's CUDA provider cannot be loaded: " + e.Message.Trim(), e);
         }
     }
+
+    /// <summary>Where the CUDA provider of device <paramref name="cudaDevice"/> keeps tensors.</summary>
+    public static OrtMemoryInfo DeviceMemory(int cudaDevice) => new("Cuda", OrtAllocatorType.DeviceAllocator, cudaDevice, OrtMemType.Default);
 }

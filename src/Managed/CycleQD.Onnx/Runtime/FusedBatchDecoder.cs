@@ -1,15 +1,18 @@
 using System.Runtime.InteropServices;
 using CycleQD.Onnx.Graph;
+using CycleQD.Tensors;
 using Microsoft.ML.OnnxRuntime;
 
 namespace CycleQD.Onnx.Runtime;
 
 /// <summary>
 /// Batch decoding on the fused graph. Prompts are right-padded; each row keeps its own length, so no
-/// padding ever enters the cache. The KV buffers ([rows, kv_heads, capacity, head_dim] per layer) are
-/// bound as both past input and present output, so GroupQueryAttention writes each new key/value in
-/// place. Weights, rotary tables, cache and the small per-step inputs are bound once; a decoding
-/// step rewrites the pinned input arrays and runs.
+/// padding ever enters the cache. The KV buffers ([rows, kv_heads, capacity, head_dim] per layer, in
+/// the provider's memory: the GPU's on CUDA) are bound as both past input and present output, so
+/// GroupQueryAttention writes each new key/value in place. Weights, rotary tables and cache are bound
+/// once; a step rewrites the small pinned host inputs and runs. The logits come back to the host, or,
+/// for greedy steps, only each row's argmax (<see cref="LlamaGraphBuilder.NextTokens"/>) does and the
+/// logits stay where they were computed.
 /// </summary>
 internal sealed class FusedBatchDecoder : IBatchDecoder
 {
@@ -22,13 +25,17 @@ internal sealed class FusedBatchDecoder : IBatchDecoder
     private int[] _lengths;
     private bool _prefilled;
 
-    // Per-step inputs and the logits output, over pinned managed arrays bound for the current row count.
+    // Per-step inputs and the fetched output, over pinned managed arrays bound for the current row count.
     private long[] _ids = [], _positions = [], _lastIndex = [];
     private int[] _seqLens = [];
     private readonly int[] _total = new int[1];
     private float[] _logits = [];
+    private long[] _next = [];
+    private OrtValue? _logitsValue, _nextValue;
     private readonly List<OrtValue> _stepValues = [];
     private readonly OrtValue _totalValue;
+    // Which output the binding fetches: null before the first step, else whether it is next_tokens.
+    private bool? _fetchesTokens;
 
     public FusedBatchDecoder(FusedLlamaSession session, LlamaWeights weights, int batch, int capacity)
     {
@@ -39,28 +46,74 @@ internal sealed class FusedBatchDecoder : IBatchDecoder
         var c = session.Config;
         _vocab = c.VocabSize;
         _lengths = new int[batch];
-        _binding = session.CreateBinding();
         var t = session.Options.ElementType;
-        (_cos, _sin) = RotaryCaches(session.Rotary, capacity, t);
-        _binding.BindInput(FusedLlamaGraphBuilder.CosCache, _cos);
-        _binding.BindInput(FusedLlamaGraphBuilder.SinCache, _sin);
-        foreach (var w in session.Weights) _binding.BindInput(w.Name, weights[w.Name]);
-        _totalValue = OrtValue.CreateTensorValueFromMemory(_total, []);
-        _binding.BindInput(FusedLlamaGraphBuilder.TotalSequenceLength, _totalValue);
-        _keys = new OrtValue[c.NumHiddenLayers];
-        _values = new OrtValue[c.NumHiddenLayers];
-        long[] shape = [batch, c.NumKeyValueHeads, capacity, c.HeadDim];
-        for (int i = 0; i < c.NumHiddenLayers; i++)
+        var placement = session.Placement;
+        var created = new List<IDisposable>();
+        try
         {
-            _keys[i] = Zeroed(shape, t);
-            _values[i] = Zeroed(shape, t);
+            _binding = session.CreateBinding();
+            created.Add(_binding);
+            // The rotary tables go to the device once per batch, not with every step.
+            var (cosHost, sinHost) = RotaryCaches(session.Rotary, capacity, t);
+            using (cosHost)
+            using (sinHost)
+            {
+                _cos = placement.Copy(cosHost, t, 2);
+                created.Add(_cos);
+                _sin = placement.Copy(sinHost, t, 2);
+                created.Add(_sin);
+            }
+            _binding.BindInput(FusedLlamaGraphBuilder.CosCache, _cos);
+            _binding.BindInput(FusedLlamaGraphBuilder.SinCache, _sin);
+            foreach (var w in session.Weights) _binding.BindInput(w.Name, weights[w.Name]);
+            _totalValue = OrtValue.CreateTensorValueFromMemory(_total, []);
+            created.Add(_totalValue);
+            _binding.BindInput(FusedLlamaGraphBuilder.TotalSequenceLength, _totalValue);
+            // Zero-filled: slots past a row's length are never attended, but stay finite.
+            int layers = c.NumHiddenLayers;
+            var buffers = placement.Zeros(t, [batch, c.NumKeyValueHeads, capacity, c.HeadDim], 2 * layers);
+            created.AddRange(buffers);
+            _keys = buffers[..layers];
+            _values = buffers[layers..];
+            BindCache();
         }
-        BindCache();
+        catch
+        {
+            foreach (var d in created) d.Dispose();
+            _runOptions.Dispose();
+            throw;
+        }
     }
 
     public int Rows => _lengths.Length;
 
-    public float[] Prefill(IReadOnlyList<int[]> prompts)
+    public bool PicksGreedyTokens => true;
+
+    public float[] Prefill(IReadOnlyList<int[]> prompts) => PrefillStep(prompts, tokens: false).Logits;
+
+    public int[] PrefillGreedy(IReadOnlyList<int[]> prompts) => Tokens(PrefillStep(prompts, tokens: true).Next);
+
+    public float[] Decode(ReadOnlySpan<int> tokens)
+    {
+        DecodeStep(tokens, fetchTokens: false);
+        return _logits;
+    }
+
+    public int[] DecodeGreedy(ReadOnlySpan<int> tokens)
+    {
+        DecodeStep(tokens, fetchTokens: true);
+        return Tokens(_next);
+    }
+
+    private static int[] Tokens(long[] next)
+    {
+        var tokens = new int[next.Length];
+        for (int r = 0; r < tokens.Length; r++) tokens[r] = checked((int)next[r]);
+        return tokens;
+    }
+
+    /// <summary>Runs the prompts; returns the arrays the run filled (the decoding steps get new ones).</summary>
+    private (float[] Logits, long[] Next) PrefillStep(IReadOnlyList<int[]> prompts, bool tokens)
     {
         if (_prefilled) throw new InvalidOperationException("the batch was already prefilled");
         int rows = Rows;
@@ -87,15 +140,15 @@ internal sealed class FusedBatchDecoder : IBatchDecoder
             _lengths[r] = n;
         }
         BindStep(ids, pos, seqLens, last, len);
-        _session.Run(_binding, _runOptions);
+        Run(tokens);
         _prefilled = true;
-        var logits = _logits;
-        // Later steps take one token per row (and write the next logits into a new array).
+        var filled = (_logits, _next);
+        // Later steps take one token per row.
         BindStep(new long[rows], new long[rows], new int[rows], new long[rows], 1);
-        return logits;
+        return filled;
     }
 
-    public float[] Decode(ReadOnlySpan<int> tokens)
+    private void DecodeStep(ReadOnlySpan<int> tokens, bool fetchTokens)
     {
         if (!_prefilled) throw new InvalidOperationException("Prefill comes before Decode");
         int rows = Rows;
@@ -112,8 +165,14 @@ internal sealed class FusedBatchDecoder : IBatchDecoder
             longest = Math.Max(longest, n + 1);
         }
         _total[0] = longest;
+        Run(fetchTokens);
+    }
+
+    /// <summary>One run, fetching either the logits or the greedy tokens into this step shape's array.</summary>
+    private void Run(bool fetchTokens)
+    {
+        BindOutputs(fetchTokens);
         _session.Run(_binding, _runOptions);
-        return _logits;
     }
 
     public void KeepRows(IReadOnlyList<int> rows)
@@ -121,9 +180,10 @@ internal sealed class FusedBatchDecoder : IBatchDecoder
         if (rows.Count == 0) throw new ArgumentException("no rows selected");
         foreach (int r in rows)
             if (r < 0 || r >= Rows) throw new ArgumentOutOfRangeException(nameof(rows), $"row {r} is outside the batch of {Rows}");
-        var (k, v) = _session.SelectRows(_keys, _values, rows);
+        int layers = _keys.Length;
+        var selected = _session.Placement.GatherRows([.. _keys, .. _values], _session.Options.ElementType, 4, rows);
         DisposeCache();
-        (_keys, _values) = (k, v);
+        (_keys, _values) = (selected[..layers], selected[layers..]);
         _lengths = rows.Select(r => _lengths[r]).ToArray();
         BindCache();
         if (_prefilled) BindStep(new long[rows.Count], new long[rows.Count], new int[rows.Count], new long[rows.Count], 1);
@@ -133,12 +193,52 @@ internal sealed class FusedBatchDecoder : IBatchDecoder
     {
         for (int i = 0; i < _keys.Length; i++)
         {
-            // The same tensor as past input and present output: GroupQueryAttention then shares the buffer.
             _binding.BindInput(LlamaGraphBuilder.PastName(i, false), _keys[i]);
             _binding.BindInput(LlamaGraphBuilder.PastName(i, true), _values[i]);
+        }
+        _fetchesTokens = null; // the outputs are bound again, with the new buffers, before the next run
+    }
+
+    /// <summary>
+    /// Binds the outputs when what is fetched changed: each layer's cache buffer as its present output
+    /// (the same tensor as the past input, so GroupQueryAttention shares it) and the fetched output over
+    /// the array of the current step shape (created on first use; see <see cref="BindStep"/>).
+    /// </summary>
+    private void BindOutputs(bool fetchTokens)
+    {
+        if (_fetchesTokens == fetchTokens) return;
+        int rows = Rows;
+        _binding.ClearBoundOutputs();
+        for (int i = 0; i < _keys.Length; i++)
+        {
             _binding.BindOutput(LlamaGraphBuilder.PresentName(i, false), _keys[i]);
             _binding.BindOutput(LlamaGraphBuilder.PresentName(i, true), _values[i]);
         }
+        if (fetchTokens)
+        {
+            if (_next.Length != rows)
+            {
+                _next = new long[rows];
+                _nextValue = Own(OrtValue.CreateTensorValueFromMemory(_next, [rows, 1]));
+            }
+            _binding.BindOutput(LlamaGraphBuilder.NextTokens, _nextValue!);
+        }
+        else
+        {
+            if (_logits.Length != rows * _vocab)
+            {
+                _logits = new float[rows * _vocab];
+                _logitsValue = Own(OrtValue.CreateTensorValueFromMemory(_logits, [rows, 1, _vocab]));
+            }
+            _binding.BindOutput(LlamaGraphBuilder.Logits, _logitsValue!);
+        }
+        _fetchesTokens = fetchTokens;
+    }
+
+    private OrtValue Own(OrtValue value)
+    {
+        _stepValues.Add(value);
+        return value;
     }
 
     private void BindStep(long[] ids, long[] pos, int[] seqLens, long[] last, int seq)
@@ -147,13 +247,13 @@ internal sealed class FusedBatchDecoder : IBatchDecoder
         _stepValues.Clear();
         int rows = seqLens.Length;
         (_ids, _positions, _seqLens, _lastIndex) = (ids, pos, seqLens, last);
-        _logits = new float[rows * _vocab];
-        OrtValue Add(OrtValue o) { _stepValues.Add(o); return o; }
+        // New output arrays for the new shape: the arrays returned so far stay as they are.
+        (_logits, _next, _logitsValue, _nextValue, _fetchesTokens) = ([], [], null, null, null);
+        OrtValue Add(OrtValue o) => Own(o);
         _binding.BindInput(LlamaGraphBuilder.InputIds, Add(OrtValue.CreateTensorValueFromMemory(ids, [rows, seq])));
         _binding.BindInput(FusedLlamaGraphBuilder.PositionIds, Add(OrtValue.CreateTensorValueFromMemory(pos, [rows, seq])));
         _binding.BindInput(FusedLlamaGraphBuilder.SeqLensK, Add(OrtValue.CreateTensorValueFromMemory(seqLens, [rows])));
         _binding.BindInput(FusedLlamaGraphBuilder.LastTokenIndex, Add(OrtValue.CreateTensorValueFromMemory(last, [rows, 1])));
-        _binding.BindOutput(LlamaGraphBuilder.Logits, Add(OrtValue.CreateTensorValueFromMemory(_logits, [rows, 1, _vocab])));
     }
 
     /// <summary>cos/sin of every position below <paramref name="capacity"/>, [capacity, head_dim/2] (the first half of <see cref="RotaryTables.Fill"/>'s rows).</summary>
@@ -179,16 +279,9 @@ internal sealed class FusedBatchDecoder : IBatchDecoder
     {
         if (t == OnnxElementType.Float) return OrtValue.CreateTensorValueFromMemory(data, shape);
         var value = OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, LlamaWeights.OrtType(t), shape);
-        var dst = MemoryMarshal.Cast<byte, Half>(value.GetTensorMutableRawData());
-        for (int i = 0; i < data.Length; i++) dst[i] = (Half)data[i];
-        return value;
-    }
-
-    /// <summary>A zero-filled cache buffer: slots past a row's length are never attended, but stay finite.</summary>
-    private static OrtValue Zeroed(long[] shape, OnnxElementType t)
-    {
-        var value = OrtValue.CreateAllocatedTensorValue(OrtAllocator.DefaultInstance, LlamaWeights.OrtType(t), shape);
-        value.GetTensorMutableRawData().Clear();
+        var dst = MemoryMarshal.Cast<byte, ushort>(value.GetTensorMutableRawData());
+        for (int i = 0; i < data.Length; i++)
+            dst[i] = t == OnnxElementType.Float16 ? BitConverter.HalfToUInt16Bits((Half)data[i]) : DTypeConversion.SingleToBF16(data[i]);
         return value;
     }
 

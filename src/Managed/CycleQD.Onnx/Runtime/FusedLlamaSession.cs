@@ -5,16 +5,16 @@ using Microsoft.ML.OnnxRuntime;
 namespace CycleQD.Onnx.Runtime;
 
 /// <summary>
-/// One ONNX Runtime session of the fused Llama graph (<see cref="FusedLlamaGraphBuilder"/>) on the
-/// CPU provider. Weights are graph inputs as in <see cref="LlamaSession"/>: one session serves every
-/// weight set of the architecture. Decoding goes through <see cref="StartBatch"/>, whose KV buffers
-/// GroupQueryAttention fills in place. Runs are serialized (one at a time per session).
+/// One ONNX Runtime session of the fused Llama graph (<see cref="FusedLlamaGraphBuilder"/>), on the CPU
+/// provider (float32, float16) or the CUDA provider (float16, bfloat16). Weights are graph inputs as in
+/// <see cref="LlamaSession"/>: one session serves every weight set of the architecture. Decoding goes
+/// through <see cref="StartBatch"/>, whose KV buffers live in the provider's memory and are filled in
+/// place by GroupQueryAttention. Runs are serialized (one at a time per session).
 /// </summary>
 public sealed class FusedLlamaSession : ILlamaSession
 {
     private readonly InferenceSession _session;
     private readonly object _runLock = new();
-    private InferenceSession? _rowSelector;
 
     /// <inheritdoc />
     public LlamaConfig Config { get; }
@@ -26,7 +26,10 @@ public sealed class FusedLlamaSession : ILlamaSession
     public LlamaGraphKind Graph => LlamaGraphKind.Fused;
 
     /// <inheritdoc />
-    public InferenceDevice Device => InferenceDevice.Cpu;
+    public InferenceDevice Device { get; }
+
+    /// <summary>The GPU (CUDA ordinal) the CUDA provider runs on; 0 on the CPU provider.</summary>
+    public int CudaDevice { get; }
 
     /// <summary>Rotary frequencies of the config.</summary>
     internal RotaryTables Rotary { get; }
@@ -34,27 +37,50 @@ public sealed class FusedLlamaSession : ILlamaSession
     /// <summary>The weights' names and shapes.</summary>
     internal IReadOnlyList<LlamaWeightSpec> Weights { get; }
 
-    /// <summary>Builds the fused graph for <paramref name="config"/> and opens a CPU session.</summary>
+    /// <summary>Puts the KV buffers, rotary tables and selected rows where the session runs.</summary>
+    internal DevicePlacement Placement { get; }
+
+    /// <summary>Builds the fused graph for <paramref name="config"/> and opens a session on <paramref name="device"/> (GPU 0 for CUDA).</summary>
     /// <param name="config">The architecture (validated here).</param>
-    /// <param name="options">Graph options; must ask for last-position logits (the decoder's contract); Float or Float16.</param>
-    /// <param name="device">Must be <see cref="InferenceDevice.Cpu"/>.</param>
+    /// <param name="options">Graph options; must ask for last-position logits (the decoder's contract). Float or Float16 on the CPU, Float16 or BFloat16 on CUDA.</param>
+    /// <param name="device">Execution provider.</param>
     /// <param name="configPath">Names config.json in errors.</param>
     /// <param name="intraOpThreads">CPU threads for one operator (0 = ONNX Runtime's default).</param>
     /// <exception cref="TensorFormatException">the config cannot be represented.</exception>
-    /// <exception cref="ArgumentException">a device other than the CPU, a BFloat16 graph, or full-sequence logits requested.</exception>
+    /// <exception cref="ArgumentException">an element type the provider's kernels lack, or full-sequence logits requested.</exception>
+    /// <exception cref="ExecutionProviderUnavailableException">the CUDA provider cannot load.</exception>
     public FusedLlamaSession(LlamaConfig config, LlamaGraphOptions options, InferenceDevice device = InferenceDevice.Cpu, string configPath = "config.json", int intraOpThreads = 0)
+        : this(config, options, device, configPath, intraOpThreads, cudaDevice: 0)
     {
+    }
+
+    /// <summary>Builds the fused graph for <paramref name="config"/> and opens a session on <paramref name="device"/>.</summary>
+    /// <param name="config">The architecture (validated here).</param>
+    /// <param name="options">Graph options; must ask for last-position logits (the decoder's contract). Float or Float16 on the CPU, Float16 or BFloat16 on CUDA.</param>
+    /// <param name="device">Execution provider.</param>
+    /// <param name="configPath">Names config.json in errors.</param>
+    /// <param name="intraOpThreads">CPU threads for one operator (0 = ONNX Runtime's default).</param>
+    /// <param name="cudaDevice">The GPU (CUDA ordinal) of the CUDA provider.</param>
+    /// <exception cref="TensorFormatException">the config cannot be represented.</exception>
+    /// <exception cref="ArgumentException">an element type the provider's kernels lack, or full-sequence logits requested.</exception>
+    /// <exception cref="ExecutionProviderUnavailableException">the CUDA provider cannot load.</exception>
+    /// <remarks>Open a session on another GPU through <see cref="ILlamaSession.Open"/>.</remarks>
+    internal FusedLlamaSession(LlamaConfig config, LlamaGraphOptions options, InferenceDevice device, string configPath, int intraOpThreads, int cudaDevice)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(cudaDevice);
         LlamaGraphBuilder.Validate(config, configPath);
-        if (device != InferenceDevice.Cpu)
-            throw new ArgumentException($"--graph fused: the fused graph is built and tested for the CPU provider only; use --graph plain with --device {device.ToString().ToLowerInvariant()}");
-        if (options.ElementType == OnnxElementType.BFloat16)
-            throw new ArgumentException("--graph fused: a BFloat16 graph needs the CUDA provider; the fused CPU graph runs Float and Float16");
+        if (!SupportsElementType(device, options.ElementType))
+            throw new ArgumentException(device == InferenceDevice.Cuda
+                ? "--graph fused: ONNX Runtime's GroupQueryAttention has no float32 CUDA kernel; use --dtype bfloat16 or float16 with --device cuda, or --graph plain"
+                : "--graph fused: a BFloat16 graph needs the CUDA provider; the fused CPU graph runs Float and Float16");
         if (!options.LastPositionLogitsOnly)
             throw new ArgumentException("the fused session decodes batches and returns each row's last logits: build it with LastPositionLogitsOnly");
         if (!Supports(config))
             throw new TensorFormatException(configPath, null, $"head_dim {config.HeadDim}: ONNX Runtime's GroupQueryAttention needs a multiple of 8 (use --graph plain)");
         Config = config;
         Options = options;
+        Device = device;
+        CudaDevice = cudaDevice;
         Rotary = new RotaryTables(config);
         Weights = LlamaWeightLayout.For(config);
         using var so = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL };
@@ -62,11 +88,21 @@ public sealed class FusedLlamaSession : ILlamaSession
         // Worker threads that spin between operators steal the cores the next operator needs when the
         // machine is shared or small: generation measured several times slower with spinning (docs/perf.md).
         so.AddSessionConfigEntry("session.intra_op.allow_spinning", "0");
+        if (device == InferenceDevice.Cuda) CudaProvider.Append(so, cudaDevice);
         _session = new InferenceSession(FusedLlamaGraphBuilder.Build(config, options).ToModelBytes(), so);
+        Placement = new DevicePlacement(device, cudaDevice);
     }
 
     /// <summary>Whether the fused graph can represent <paramref name="config"/>: ONNX Runtime's GroupQueryAttention needs head_dim a multiple of 8.</summary>
     public static bool Supports(LlamaConfig config) => config.HeadDim % 8 == 0;
+
+    /// <summary>
+    /// Whether the provider of <paramref name="device"/> has the fused graph's kernels in <paramref name="type"/>:
+    /// Float and Float16 on the CPU, Float16 and BFloat16 on CUDA.
+    /// </summary>
+    public static bool SupportsElementType(InferenceDevice device, OnnxElementType type) => device == InferenceDevice.Cuda
+        ? type is OnnxElementType.Float16 or OnnxElementType.BFloat16
+        : type is OnnxElementType.Float or OnnxElementType.Float16;
 
     /// <inheritdoc />
     public IBatchDecoder StartBatch(LlamaWeights weights, int batch, int capacity)
@@ -85,53 +121,10 @@ public sealed class FusedLlamaSession : ILlamaSession
     /// <summary>A new IO binding of the main session.</summary>
     internal OrtIoBinding CreateBinding() => _session.CreateIoBinding();
 
-    /// <summary>New KV buffers holding the sequences at <paramref name="rows"/> of <paramref name="keys"/>/<paramref name="values"/> (inputs not disposed).</summary>
-    internal (OrtValue[] Keys, OrtValue[] Values) SelectRows(OrtValue[] keys, OrtValue[] values, IReadOnlyList<int> rows)
-    {
-        int layers = Config.NumHiddenLayers;
-        lock (_runLock)
-        {
-            _rowSelector ??= BuildRowSelector();
-            using var binding = _rowSelector.CreateIoBinding();
-            using var index = OrtValue.CreateTensorValueFromMemory(rows.Select(r => (long)r).ToArray(), [rows.Count]);
-            binding.BindInput("rows", index);
-            for (int i = 0; i < layers; i++)
-            {
-                binding.BindInput($"k{i}", keys[i]);
-                binding.BindInput($"v{i}", values[i]);
-                binding.BindOutputToDevice($"k{i}_out", OrtMemoryInfo.DefaultInstance);
-                binding.BindOutputToDevice($"v{i}_out", OrtMemoryInfo.DefaultInstance);
-            }
-            using var runOptions = new RunOptions();
-            _rowSelector.RunWithBinding(runOptions, binding);
-            var outs = binding.GetOutputValues().ToList();
-            var k = new OrtValue[layers];
-            var v = new OrtValue[layers];
-            for (int i = 0; i < layers; i++) { k[i] = outs[2 * i]; v[i] = outs[2 * i + 1]; }
-            return (k, v);
-        }
-    }
-
-    private InferenceSession BuildRowSelector()
-    {
-        var g = new OnnxGraph("select_rows", LlamaGraphBuilder.Opset);
-        var t = Options.ElementType;
-        g.Input("rows", OnnxElementType.Int64, "n");
-        int kvh = Config.NumKeyValueHeads, d = Config.HeadDim;
-        for (int i = 0; i < Config.NumHiddenLayers; i++)
-            foreach (string kv in new[] { "k", "v" })
-            {
-                g.Input($"{kv}{i}", t, "batch", kvh, "capacity", d);
-                g.Node("Gather", [$"{kv}{i}", "rows"], [$"{kv}{i}_out"], ("axis", 0L));
-                g.Output($"{kv}{i}_out", $"{kv}{i}_out", t, "n", kvh, "capacity", d);
-            }
-        return new InferenceSession(g.ToModelBytes());
-    }
-
     /// <inheritdoc />
     public void Dispose()
     {
         _session.Dispose();
-        _rowSelector?.Dispose();
+        Placement.Dispose();
     }
 }

@@ -21,25 +21,38 @@ public interface ILlamaSession : IDisposable
     /// <summary>Execution provider in use.</summary>
     InferenceDevice Device { get; }
 
+    /// <summary>The GPU (CUDA ordinal) the CUDA provider runs on; 0 on the CPU provider.</summary>
+    int CudaDevice => 0;
+
     /// <summary>Starts decoding <paramref name="batch"/> sequences of at most <paramref name="capacity"/> tokens each (prompt and generated) with <paramref name="weights"/> (not owned).</summary>
     IBatchDecoder StartBatch(LlamaWeights weights, int batch, int capacity);
 
     /// <summary>Builds the graph of kind <paramref name="graph"/> for <paramref name="config"/> and opens a session on <paramref name="device"/>.</summary>
-    /// <exception cref="ArgumentException">the fused graph on a provider other than the CPU, or a BFloat16 graph on the CPU.</exception>
+    /// <exception cref="ArgumentException">an element type the graph's kernels lack on <paramref name="device"/> (BFloat16 on the CPU; Float for the fused graph on CUDA).</exception>
     static ILlamaSession Open(LlamaGraphKind graph, LlamaConfig config, LlamaGraphOptions options, InferenceDevice device = InferenceDevice.Cpu,
         string configPath = "config.json", int intraOpThreads = 0, int cudaDevice = 0) => graph switch
         {
             LlamaGraphKind.Plain => new LlamaSession(config, options, device, configPath, intraOpThreads, cudaDevice),
-            LlamaGraphKind.Fused => new FusedLlamaSession(config, options, device, configPath, intraOpThreads),
+            LlamaGraphKind.Fused => new FusedLlamaSession(config, options, device, configPath, intraOpThreads, cudaDevice),
             _ => throw new ArgumentOutOfRangeException(nameof(graph)),
         };
 
     /// <summary>
-    /// The graph used when none is named: the fused graph on the CPU (measured faster, docs/perf.md)
-    /// when <paramref name="config"/> meets its requirements (head_dim a multiple of 8), the plain graph otherwise.
+    /// The graph used when none is named, for a float32 graph: the fused graph on the CPU (measured
+    /// faster, docs/perf.md) when <paramref name="config"/> meets its requirements (head_dim a multiple
+    /// of 8), the plain graph otherwise (CUDA's GroupQueryAttention has no float32 kernel).
     /// </summary>
-    static LlamaGraphKind DefaultGraph(InferenceDevice device, LlamaConfig config) =>
-        device == InferenceDevice.Cpu && FusedLlamaSession.Supports(config) ? LlamaGraphKind.Fused : LlamaGraphKind.Plain;
+    static LlamaGraphKind DefaultGraph(InferenceDevice device, LlamaConfig config) => DefaultGraph(device, config, OnnxElementType.Float);
+
+    /// <summary>
+    /// The graph used when none is named: the fused graph wherever the provider has its kernels in
+    /// <paramref name="elementType"/> (CPU: float32 and float16; CUDA: float16 and bfloat16) and
+    /// <paramref name="config"/> meets its requirements (head_dim a multiple of 8); the plain graph
+    /// otherwise. The fused graph keeps one KV buffer that attention appends to in place, where the
+    /// plain graph copies the whole cache into a new one every step (docs/cuda.md).
+    /// </summary>
+    static LlamaGraphKind DefaultGraph(InferenceDevice device, LlamaConfig config, OnnxElementType elementType) =>
+        FusedLlamaSession.Supports(config) && FusedLlamaSession.SupportsElementType(device, elementType) ? LlamaGraphKind.Fused : LlamaGraphKind.Plain;
 }
 
 /// <summary>

@@ -27,6 +27,7 @@ public enum EosChoice
 public sealed class LlamaModel : IDisposable
 {
     private readonly SafetensorsModel _file;
+    private readonly DevicePlacement? _placement;
 
     /// <summary>The folder.</summary>
     public HfModelFolder Folder { get; }
@@ -43,8 +44,10 @@ public sealed class LlamaModel : IDisposable
     /// <summary>Generator over <see cref="Session"/> and <see cref="Weights"/>.</summary>
     public LlamaGenerator Generator { get; }
 
-    private LlamaModel(HfModelFolder folder, SafetensorsModel file, ILlamaSession session, LlamaWeights weights, TextTokenizer tokenizer, LlamaGenerator generator)
+    private LlamaModel(HfModelFolder folder, SafetensorsModel file, ILlamaSession session, LlamaWeights weights, TextTokenizer tokenizer, LlamaGenerator generator,
+        DevicePlacement? placement)
     {
+        _placement = placement;
         Folder = folder;
         _file = file;
         Session = session;
@@ -61,11 +64,18 @@ public sealed class LlamaModel : IDisposable
     /// <param name="maxBatch">Most sequences per generation batch.</param>
     /// <param name="intraOpThreads">CPU threads per operator (0 = ONNX Runtime's default).</param>
     /// <param name="elementType">Graph and weight type (weights stored in another type are converted once).</param>
-    /// <param name="graph">Plain or fused graph; null picks <see cref="ILlamaSession.DefaultGraph"/> for the device.</param>
+    /// <param name="graph">Plain or fused graph; null picks <see cref="ILlamaSession.DefaultGraph(InferenceDevice, LlamaConfig, OnnxElementType)"/> for the device.</param>
     /// <param name="eos">Which ids end a sequence (default: the tokenizer's, as the reference).</param>
     /// <param name="cudaDevice">The GPU (CUDA ordinal) of the CUDA provider.</param>
+    /// <param name="deviceWeights">
+    /// On CUDA, copy the folder's weights into GPU memory once, so that runs read them there (true);
+    /// false leaves them in host memory, for a caller that binds other weights (a run's candidates, which
+    /// are already on the GPU) and would otherwise hold a second weight set on the device. On the CPU
+    /// the weights are read in place from the memory-mapped files either way.
+    /// </param>
     public static LlamaModel Open(string directory, InferenceDevice device = InferenceDevice.Cpu, int maxBatch = 64, int intraOpThreads = 0,
-        OnnxElementType elementType = OnnxElementType.Float, LlamaGraphKind? graph = null, EosChoice eos = EosChoice.Tokenizer, int cudaDevice = 0)
+        OnnxElementType elementType = OnnxElementType.Float, LlamaGraphKind? graph = null, EosChoice eos = EosChoice.Tokenizer, int cudaDevice = 0,
+        bool deviceWeights = true)
     {
         var folder = HfModelFolder.Open(directory);
         LlamaGraphBuilder.Validate(folder.Config, folder.ConfigPath);
@@ -73,19 +83,30 @@ public sealed class LlamaModel : IDisposable
         var file = folder.OpenWeights();
         LlamaWeights? weights = null;
         ILlamaSession? session = null;
+        DevicePlacement? placement = null;
         try
         {
             // NaN or ∞ weights make every logit NaN and the output silently blank: refuse them here.
             file.ThrowIfNonFinite();
             weights = LlamaWeights.FromSafetensors(file, folder.Config, elementType);
-            session = ILlamaSession.Open(graph ?? ILlamaSession.DefaultGraph(device, folder.Config), folder.Config, new LlamaGraphOptions(elementType, LastPositionLogitsOnly: true), device, folder.ConfigPath, intraOpThreads, cudaDevice);
+            session = ILlamaSession.Open(graph ?? ILlamaSession.DefaultGraph(device, folder.Config, elementType), folder.Config,
+                new LlamaGraphOptions(elementType, LastPositionLogitsOnly: true), device, folder.ConfigPath, intraOpThreads, cudaDevice);
+            if (device == InferenceDevice.Cuda && deviceWeights)
+            {
+                // Host weights bound to a CUDA session would be copied to the GPU on every run.
+                placement = new DevicePlacement(device, cudaDevice);
+                var onDevice = weights.CopyTo(placement, LlamaWeightLayout.For(folder.Config));
+                weights.Dispose();
+                weights = onDevice;
+            }
             var generator = new LlamaGenerator(session, weights, tokenizer, EosIds(folder, tokenizer, eos), maxBatch);
-            return new LlamaModel(folder, file, session, weights, tokenizer, generator);
+            return new LlamaModel(folder, file, session, weights, tokenizer, generator, placement);
         }
         catch
         {
             session?.Dispose();
             weights?.Dispose();
+            placement?.Dispose();
             file.Dispose();
             throw;
         }
@@ -106,7 +127,7 @@ public sealed class LlamaModel : IDisposable
     /// <param name="weights">Weights of this architecture, e.g. a candidate's (null: <see cref="Weights"/>).</param>
     /// <param name="intraOpThreads">CPU threads per operator (0: ONNX Runtime's default).</param>
     public LlamaSequenceScorer CreateScorer(LlamaWeights? weights = null, int intraOpThreads = 0) =>
-        new(Folder.Config, weights ?? Weights, Session.Device, Folder.ConfigPath, intraOpThreads, (Session as LlamaSession)?.CudaDevice ?? 0);
+        new(Folder.Config, weights ?? Weights, Session.Device, Folder.ConfigPath, intraOpThreads, Session.CudaDevice);
 
     /// <summary>The chat format of the folder's template (chat_template.jinja or tokenizer_config.json), or null.</summary>
     public ChatFormat? ChatFormat
@@ -156,6 +177,7 @@ public sealed class LlamaModel : IDisposable
     {
         Session.Dispose();
         Weights.Dispose();
+        _placement?.Dispose();
         _file.Dispose();
     }
 }

@@ -67,10 +67,12 @@ public sealed class LlamaSession : ILlamaSession
         so.AddSessionConfigEntry("session.intra_op.allow_spinning", "0");
         if (device == InferenceDevice.Cuda) CudaProvider.Append(so, cudaDevice);
         _session = new InferenceSession(model, so);
-        _cacheMemory = device == InferenceDevice.Cuda
-            ? new OrtMemoryInfo("Cuda", OrtAllocatorType.DeviceAllocator, cudaDevice, OrtMemType.Default)
-            : OrtMemoryInfo.DefaultInstance;
+        _placement = new DevicePlacement(device, cudaDevice);
+        _cacheMemory = _placement.Memory;
     }
+
+    // Row selection where the cache lives.
+    private readonly DevicePlacement _placement;
 
     /// <summary>The GPU (CUDA ordinal) the CUDA provider runs on; 0 on the CPU provider.</summary>
     public int CudaDevice { get; }
@@ -219,12 +221,8 @@ public sealed class LlamaSession : ILlamaSession
     public void Dispose()
     {
         _session.Dispose();
-        _rowSelector?.Dispose();
-        _rowSelectorOptions?.Dispose();
+        _placement.Dispose();
     }
-
-    private InferenceSession? _rowSelector;
-    private SessionOptions? _rowSelectorOptions;
 
     /// <summary>
     /// A cache holding only the sequences at <paramref name="rows"/> (indices into
@@ -237,45 +235,7 @@ public sealed class LlamaSession : ILlamaSession
         foreach (int r in rows)
             if (r < 0 || r >= cache.Batch) throw new ArgumentOutOfRangeException(nameof(rows), $"row {r} is outside the batch of {cache.Batch}");
         int layers = Config.NumHiddenLayers;
-        lock (_runLock)
-        {
-            _rowSelector ??= BuildRowSelector();
-            using var binding = _rowSelector.CreateIoBinding();
-            using var index = OrtValue.CreateTensorValueFromMemory(rows.Select(r => (long)r).ToArray(), [rows.Count]);
-            binding.BindInput("rows", index);
-            for (int i = 0; i < layers; i++)
-            {
-                binding.BindInput($"k{i}", cache.Keys[i]);
-                binding.BindInput($"v{i}", cache.Values[i]);
-                binding.BindOutputToDevice($"k{i}_out", _cacheMemory);
-                binding.BindOutputToDevice($"v{i}_out", _cacheMemory);
-            }
-            using var runOptions = new RunOptions();
-            _rowSelector.RunWithBinding(runOptions, binding);
-            var outs = binding.GetOutputValues().ToList();
-            var keys = new OrtValue[layers];
-            var values = new OrtValue[layers];
-            for (int i = 0; i < layers; i++) { keys[i] = outs[2 * i]; values[i] = outs[2 * i + 1]; }
-            return new KvCache(keys, values, rows.Count, cache.Length);
-        }
-    }
-
-    private InferenceSession BuildRowSelector()
-    {
-        var g = new OnnxGraph("select_rows", LlamaGraphBuilder.Opset);
-        var t = Options.ElementType;
-        string rows = g.Input("rows", OnnxElementType.Int64, "n");
-        for (int i = 0; i < Config.NumHiddenLayers; i++)
-        {
-            g.Input($"k{i}", t, "batch", Config.NumKeyValueHeads, Config.HeadDim, "total");
-            g.Input($"v{i}", t, "batch", Config.NumKeyValueHeads, "total", Config.HeadDim);
-            g.Node("Gather", [$"k{i}", rows], [$"k{i}_out"], ("axis", 0L));
-            g.Node("Gather", [$"v{i}", rows], [$"v{i}_out"], ("axis", 0L));
-            g.Output($"k{i}_out", $"k{i}_out", t, "n", Config.NumKeyValueHeads, Config.HeadDim, "total");
-            g.Output($"v{i}_out", $"v{i}_out", t, "n", Config.NumKeyValueHeads, "total", Config.HeadDim);
-        }
-        _rowSelectorOptions = new SessionOptions();
-        if (Device == InferenceDevice.Cuda) _rowSelectorOptions.AppendExecutionProvider_CUDA(CudaDevice);
-        return new InferenceSession(g.ToModelBytes(), _rowSelectorOptions);
+        var selected = _placement.GatherRows([.. cache.Keys, .. cache.Values], Options.ElementType, 4, rows);
+        return new KvCache(selected[..layers], selected[layers..], rows.Count, cache.Length);
     }
 }

@@ -211,6 +211,28 @@ public sealed class LlamaWeights : IDisposable
         }
     }
 
+    /// <summary>
+    /// A copy of these weights in the memory of <paramref name="placement"/>'s device (on CUDA: the
+    /// GPU's, so runs read them there instead of copying them from the host each time). The copy owns
+    /// its tensors; this object is left as it was.
+    /// </summary>
+    /// <exception cref="ExecutionProviderUnavailableException">CUDA's provider cannot load.</exception>
+    internal LlamaWeights CopyTo(DevicePlacement placement, IReadOnlyList<LlamaWeightSpec> layout)
+    {
+        var values = new Dictionary<string, OrtValue>(StringComparer.Ordinal);
+        try
+        {
+            // One tensor at a time: the device holds at most one tensor's transfer buffer beside the copies.
+            foreach (var spec in layout) values[spec.Name] = placement.Copy(_values[spec.Name], ElementType, spec.Shape.Length);
+            return new LlamaWeights(Source, ElementType, values, []);
+        }
+        catch
+        {
+            Release(values, []);
+            throw;
+        }
+    }
+
     private static OrtValue FromFloats(float[] data, long[] shape, OnnxElementType type, List<GCHandle> pins)
     {
         if (type == OnnxElementType.Float) return OrtValue.CreateTensorValueFromMemory(data, shape);

@@ -18,7 +18,7 @@ internal static class GenerateCommand
     private static readonly Option<double> TopP = NumericOptions.Real("--top-p", "Nucleus sampling mass in (0, 1] (with --temperature > 0).", 1.0, new NumericRange(0, 1, MinExclusive: true));
     private static readonly Option<ulong> Seed = NumericOptions.Whole("--seed", "Sampling seed (with --temperature > 0).", 0UL);
     internal static readonly Option<string> Device = new("--device", "-d") { Description = "Execution provider: cpu or cuda.", DefaultValueFactory = _ => "cpu" };
-    internal static readonly Option<string?> Graph = new("--graph") { Description = "ONNX graph: fused (ONNX Runtime contrib operators, CPU; the CPU default) or plain (standard operators; the CUDA default)." };
+    internal static readonly Option<string?> Graph = new("--graph") { Description = "ONNX graph: fused (ONNX Runtime contrib operators, one in-place KV buffer; CPU float32/float16, CUDA float16/bfloat16; the default where it runs) or plain (standard operators; any device and type)." };
     private static readonly Option<bool> Chat = new("--chat") { Description = "Render the prompt as a user turn with the model's chat template (Llama-3 or the code-instruction format)." };
     private static readonly Option<string[]> Stop = new("--stop") { Description = "Stop before this string (repeatable).", AllowMultipleArgumentsPerToken = false };
     internal static readonly Option<string> DType = new("--dtype") { Description = "Graph and weight type: float32, float16 (CUDA; on CPU through inserted casts) or bfloat16 (CUDA only).", DefaultValueFactory = _ => "float32" };
@@ -53,11 +53,16 @@ internal static class GenerateCommand
         _ => throw new CliUsageException($"--dtype: '{dtype}' is not a type (use float32, float16 or bfloat16)"),
     };
 
-    /// <summary>The graph named by --graph, or null (the model's default for the device, <see cref="ILlamaSession.DefaultGraph"/>) when none is named.</summary>
-    internal static LlamaGraphKind? ParseGraph(string? graph, InferenceDevice device) => graph?.ToLowerInvariant() switch
+    /// <summary>
+    /// The graph named by --graph, or null (the model's default for the device and type,
+    /// <see cref="ILlamaSession.DefaultGraph(InferenceDevice, CycleQD.Tensors.LlamaConfig, OnnxElementType)"/>) when none is named.
+    /// </summary>
+    internal static LlamaGraphKind? ParseGraph(string? graph, InferenceDevice device, OnnxElementType elementType) => graph?.ToLowerInvariant() switch
     {
         null => null,
-        "fused" when device != InferenceDevice.Cpu => throw new CliUsageException("--graph fused runs on the CPU provider only; use --graph plain with --device cuda"),
+        "fused" when !FusedLlamaSession.SupportsElementType(device, elementType) => throw new CliUsageException(device == InferenceDevice.Cuda
+            ? "--graph fused on --device cuda runs float16 or bfloat16 (ONNX Runtime's GroupQueryAttention has no float32 CUDA kernel): add --dtype bfloat16, or use --graph plain"
+            : "--graph fused on --device cpu runs float32 or float16"),
         "fused" => LlamaGraphKind.Fused,
         "plain" => LlamaGraphKind.Plain,
         _ => throw new CliUsageException($"--graph: '{graph}' is not a graph (use fused or plain)"),
@@ -75,9 +80,9 @@ internal static class GenerateCommand
         if (dev != InferenceDevice.Cpu) ThreadsOption.Refuse(threads, "with --device cuda the operators run on the GPU; ONNX Runtime's CPU threads apply to --device cpu");
 
         var elementType = ParseDType(dtype);
-        var graphKind = ParseGraph(graph, dev);
         if (elementType == OnnxElementType.BFloat16 && dev == InferenceDevice.Cpu)
             throw new CliUsageException("--dtype bfloat16 needs --device cuda (the CPU provider has no bfloat16 kernels)");
+        var graphKind = ParseGraph(graph, dev, elementType);
         ModelKindCheck.Require(model, ModelFamilies.Llama, "generate");
         using var llm = LlamaModel.Open(model, dev, maxBatch: 1, intraOpThreads: threads ?? 0, elementType: elementType, graph: graphKind);
         bool addBos = true;

@@ -90,7 +90,7 @@ public sealed class LlamaCandidateEvaluator : IRunEvaluator, IEvaluationStatisti
         _layout = LlamaWeightLayout.For(model.Folder.Config);
         _elementType = model.Weights.ElementType;
         _device = model.Session.Device;
-        _cudaDevice = (model.Session as LlamaSession)?.CudaDevice ?? 0;
+        _cudaDevice = model.Session.CudaDevice;
         if (_device == InferenceDevice.Cuda && generatorFor != null)
             throw new ArgumentException("a stand-in responder reads host arrays; it runs with the CPU provider only");
     }

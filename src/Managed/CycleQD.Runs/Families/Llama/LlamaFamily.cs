@@ -197,7 +197,10 @@ public sealed class LlamaFamily : IModelFamily
             standIn = (_, arrays) => new WeightKeyedResponder(gold, arrays);
         }
         var model = LlamaModel.Open(SafetensorsModels.Folder(config), device, intraOpThreads: device == InferenceDevice.Cpu ? config.Evaluation.Threads : 0,
-            elementType: elementType, eos: EosChoice.Tokenizer, cudaDevice: cudaDevice);
+            elementType: elementType, eos: EosChoice.Tokenizer, cudaDevice: cudaDevice,
+            // The candidates are bound in place from the backend's device memory: the base's own weights
+            // would be a second 16 GB set on an 8B run's GPU.
+            deviceWeights: false);
         try
         {
             return new LlamaCandidateEvaluator(model, config.Options.Tasks, search, report, standIn)
