@@ -91,6 +91,18 @@ public class StreamingMemoryPlanTests
     }
 
     [Fact]
+    public void ACacheCopiedEachStep_CountsTwoCaches()
+    {
+        var inPlace = EvaluatorMemory.ForLlama(Llama3_8B, DType.BF16, 64, 2048);
+        var copied = EvaluatorMemory.ForLlama(Llama3_8B, DType.BF16, 64, 2048, cacheCopies: 2);
+        Assert.Equal(2 * inPlace.KvCacheBytes, copied.KvCacheBytes);
+        Assert.Equal(inPlace.ActivationBytes, copied.ActivationBytes);
+        // 64 × 2,048 tokens of Llama-3-8B in bfloat16: 16 GiB once.
+        Assert.Equal(16L << 30, inPlace.KvCacheBytes);
+        Assert.Throws<ArgumentOutOfRangeException>(() => EvaluatorMemory.ForLlama(Llama3_8B, DType.BF16, 64, 2048, cacheCopies: 3));
+    }
+
+    [Fact]
     public void TwoChildrenInFlight_CountTwoWeightSets_AndTheMessageSaysSo()
     {
         var evaluator = EvaluatorMemory.ForLlama(Llama3_8B, DType.BF16, 64, 2048);

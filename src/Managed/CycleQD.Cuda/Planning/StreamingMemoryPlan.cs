@@ -32,16 +32,19 @@ public sealed record EvaluatorMemory(long KvCacheBytes, long ActivationBytes)
     /// + 3 · intermediate) elements of the storage type (input and output states, q/k/v, attention output,
     /// gate, up and their product), plus float32 logits of the last position (batch · vocab · 4 bytes).
     /// A model exported to return logits for every position needs batch · tokens · vocab · 4 bytes
-    /// more: give the allowance yourself then.
+    /// more: give the allowance yourself then. <paramref name="cacheCopies"/> is how many whole caches
+    /// exist at once: 1 for a graph whose attention appends to one buffer in place (the fused graph),
+    /// 2 for one that writes each step's cache as a new tensor beside the previous one (the plain graph).
     /// </summary>
-    /// <exception cref="ArgumentOutOfRangeException">a batch or length below 1, or a negative allowance.</exception>
-    public static EvaluatorMemory ForLlama(LlamaConfig config, DType storage, int batch, int tokens, long? activationBytes = null)
+    /// <exception cref="ArgumentOutOfRangeException">a batch or length below 1, a negative allowance, or cache copies other than 1 or 2.</exception>
+    public static EvaluatorMemory ForLlama(LlamaConfig config, DType storage, int batch, int tokens, long? activationBytes = null, int cacheCopies = 1)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(batch, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(tokens, 1);
+        if (cacheCopies is not (1 or 2)) throw new ArgumentOutOfRangeException(nameof(cacheCopies), cacheCopies, "a step holds one cache (in place) or two (the previous and the new)");
         if (activationBytes < 0) throw new ArgumentOutOfRangeException(nameof(activationBytes), activationBytes, "the activation allowance must not be negative");
         int es = DTypes.SizeOf(storage);
-        long kv = KvCacheBytesFor(config.NumHiddenLayers, config.NumKeyValueHeads, config.HeadDim, es, batch, tokens);
+        long kv = cacheCopies * KvCacheBytesFor(config.NumHiddenLayers, config.NumKeyValueHeads, config.HeadDim, es, batch, tokens);
         long perToken = 3L * config.HiddenSize + 2L * config.NumKeyValueHeads * config.HeadDim + 3L * config.IntermediateSize;
         long activations = activationBytes ?? checked((long)batch * tokens * perToken * es + (long)batch * config.VocabSize * sizeof(float));
         return new EvaluatorMemory(kv, activations);

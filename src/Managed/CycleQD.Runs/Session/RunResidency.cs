@@ -57,11 +57,13 @@ public static class RunResidency
     public static Cuda.Planning.StreamingMemoryPlan StreamingPlan(ExperimentConfig config, IReadOnlyList<TensorSpec> specs, long deviceBytes)
     {
         var evaluator = Cuda.Planning.EvaluatorMemory.None;
-        if (Families.ModelFamilies.Of(config) == Families.ModelFamilies.Llama)
+        if (EvaluatorGraph(config, specs) is { } graph)
         {
             var llama = HfModelFolder.Open(SafetensorsModels.Folder(config)).Config;
-            var storage = specs.Select(t => t.DType).Where(DTypes.IsWeightType).DefaultIfEmpty(DType.F32).First();
-            evaluator = Cuda.Planning.EvaluatorMemory.ForLlama(llama, storage, PlannedBatch, Math.Min(PlannedTokens, llama.MaxPositionEmbeddings));
+            // The fused graph appends to one KV buffer in place; the plain graph holds the previous
+            // and the new cache during a step.
+            evaluator = Cuda.Planning.EvaluatorMemory.ForLlama(llama, StorageOf(specs), PlannedBatch, Math.Min(PlannedTokens, llama.MaxPositionEmbeddings),
+                cacheCopies: graph == Onnx.Graph.LlamaGraphKind.Fused ? 1 : 2);
         }
         var mutation = config.Options.Mutation;
         // svd_rank 0 is full rank: the plan clips the rank to each shape's smaller side.
@@ -72,6 +74,19 @@ public static class RunResidency
         };
         return Cuda.Planning.StreamingMemoryPlan.ForTensors(specs, deviceBytes, evaluator, options);
     }
+
+    /// <summary>
+    /// The graph a Llama-family run's evaluator uses on CUDA for the base's tensors <paramref name="specs"/>
+    /// (the default for their storage type: fused for float16 and bfloat16, plain for float32); null for other families.
+    /// </summary>
+    public static Onnx.Graph.LlamaGraphKind? EvaluatorGraph(ExperimentConfig config, IReadOnlyList<TensorSpec> specs)
+    {
+        if (Families.ModelFamilies.Of(config) != Families.ModelFamilies.Llama) return null;
+        var llama = HfModelFolder.Open(SafetensorsModels.Folder(config)).Config;
+        return Onnx.Runtime.ILlamaSession.DefaultGraph(Onnx.Runtime.InferenceDevice.Cuda, llama, Families.Llama.LlamaFamily.GraphType(StorageOf(specs)));
+    }
+
+    private static DType StorageOf(IReadOnlyList<TensorSpec> specs) => specs.Select(t => t.DType).Where(DTypes.IsWeightType).DefaultIfEmpty(DType.F32).First();
 
     /// <summary>The base's tensors (name, storage type, shape) from its safetensors header.</summary>
     internal static TensorSpec[] BaseTensors(ExperimentConfig config)

@@ -93,7 +93,7 @@ internal static class RunDryRun
                     $"+ runtime reserve {GiB(need.ReserveBytes)} = {GiB(need.TotalBytes)} on {against}: {(fits ? "fits" : "does not fit")}");
         var plan = RunResidency.StreamingPlan(config, specs, room);
         o.WriteLine($"gpu memory, streamed (base, experts and parents on the host, streamed tensor by tensor): {plan.Children} child(ren) {GiB(plan.ChildBytes)} + staging {GiB(plan.StagingBytes)} " +
-                    $"+ SVD mutation workspace {GiB(plan.PeakWorkspaceBytes)} + evaluator (KV cache {GiB(plan.EvaluatorKvCacheBytes)} for {RunResidency.PlannedBatch} x {RunResidency.PlannedTokens} tokens, activations {GiB(plan.EvaluatorActivationBytes)}) " +
+                    $"+ SVD mutation workspace {GiB(plan.PeakWorkspaceBytes)} + evaluator (KV cache {GiB(plan.EvaluatorKvCacheBytes)} for {RunResidency.PlannedBatch} x {RunResidency.PlannedTokens} tokens{CacheNote(RunResidency.EvaluatorGraph(config, specs))}, activations {GiB(plan.EvaluatorActivationBytes)}) " +
                     $"+ runtime reserve {GiB(plan.RuntimeReserveBytes)} = {GiB(plan.PeakBytes)} on {against}: {(plan.Fits ? "fits" : "does not fit")}");
         o.WriteLine(residency == Cuda.Backend.WeightResidency.Resident
             ? $"gpu: the run keeps its weight sets resident (they take at most {RunResidency.ResidentShare:P0} of the card, leaving the rest to the evaluator)"
@@ -122,6 +122,14 @@ internal static class RunDryRun
             return null;
         }
     }
+
+    /// <summary>How the evaluator's graph holds its KV cache, for the streamed plan's line.</summary>
+    private static string CacheNote(Onnx.Graph.LlamaGraphKind? graph) => graph switch
+    {
+        Onnx.Graph.LlamaGraphKind.Fused => ", fused graph: one buffer filled in place",
+        Onnx.Graph.LlamaGraphKind.Plain => ", plain graph: the previous and the new cache during a step",
+        _ => "",
+    };
 
     private static string GiB(long bytes) => bytes < 1L << 30
         ? (bytes / (double)(1L << 20)).ToString("0.#", CultureInfo.InvariantCulture) + " MiB"

@@ -175,13 +175,16 @@ public sealed class LlamaFamily : IModelFamily
         if (types.Count != 1)
             throw new ConfigurationException($"model.base: {folder} stores its weights as {string.Join(" and ", types.Select(DTypes.Name))}; " +
                                              "the GPU evaluator binds each candidate in place and needs one storage type (convert the base and experts to one)");
-        return types[0] switch
-        {
-            DType.BF16 => OnnxElementType.BFloat16,
-            DType.F16 => OnnxElementType.Float16,
-            _ => OnnxElementType.Float,
-        };
+        return GraphType(types[0]);
     }
+
+    /// <summary>The graph element type that binds weights stored as <paramref name="storage"/> in place.</summary>
+    internal static OnnxElementType GraphType(DType storage) => storage switch
+    {
+        DType.BF16 => OnnxElementType.BFloat16,
+        DType.F16 => OnnxElementType.Float16,
+        _ => OnnxElementType.Float,
+    };
 
     private static IRunEvaluator Open(ExperimentConfig config, RunSplits splits, InferenceDevice device, int cudaDevice, OnnxElementType elementType)
     {
