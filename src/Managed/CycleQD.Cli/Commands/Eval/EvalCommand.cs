@@ -83,7 +83,8 @@ internal static class EvalCommand
     public static Command Create()
     {
         var cmd = new Command("eval", "Score a model (or the scripted gold responder) on one benchmark; prints the score and writes per-sample details as JSONL.");
-        foreach (var o in new Option[] { Task, Model, Responder, Split, SplitSeed, Limit, DbLayoutOption, DbConnection, Data, TinySkills, TextFile, Window, Output, NoSanitize, Repeats, Threads, Commands.Run.RunOutput.Quiet, Commands.Run.RunOutput.Json })
+        foreach (var o in new Option[] { Task, Model, Responder, Split, SplitSeed, Limit, DbLayoutOption, DbConnection, Data, TinySkills, TextFile, Window, Output, NoSanitize, Repeats, Threads,
+                     Generate.GenerateCommand.Device, Generate.GenerateCommand.DType, Generate.GenerateCommand.Graph, Commands.Run.RunOutput.Quiet, Commands.Run.RunOutput.Json })
             cmd.Options.Add(o);
         foreach (var o in SamEval.Options)
             cmd.Options.Add(o);
@@ -121,6 +122,7 @@ internal static class EvalCommand
         if (model is null == responder is null)
             throw new CliUsageException("give exactly one of --model DIR or --responder scripted:gold");
         if (responder is not null) ThreadsOption.Refuse(parse.GetValue(Threads), "--responder runs no model");
+        var runtime = ModelRuntime(parse, responder is null ? null : "--responder runs no model");
         if (responder is not null and not "scripted:gold")
             throw new CliUsageException($"unknown responder '{responder}' (available: scripted:gold)");
         var layout = parse.GetValue(DbLayoutOption) switch
@@ -153,7 +155,7 @@ internal static class EvalCommand
         string describe = $"{task} / {split} ({Count(() => text.CountSamples(bench))} samples{(task == "agentbench_db" ? $", {layout.ToString().ToLowerInvariant()} layout" : "")})";
         Func<ITextGenerator> gold = () => text.GoldResponder(bench);
 
-        ITextGenerator generator = model is null ? gold() : ModelGenerators.Open(Path.GetFullPath(model), task, parse.GetValue(Threads) ?? 0);
+        ITextGenerator generator = model is null ? gold() : ModelGenerators.Open(Path.GetFullPath(model), task, parse.GetValue(Threads) ?? 0, runtime);
         try
         {
             string output = Path.GetFullPath(parse.GetValue(Output) ?? DefaultOutput(model, responder, task, split == "all" ? null : split));
@@ -188,6 +190,21 @@ internal static class EvalCommand
     }
 
     /// <summary>
+    /// The model's provider, graph type and graph (--device, --dtype, --graph), checked before anything opens;
+    /// <paramref name="noModel"/>, when given, is why a choice other than the defaults is refused.
+    /// </summary>
+    internal static (Onnx.Runtime.InferenceDevice Device, Onnx.Graph.OnnxElementType ElementType, Onnx.Graph.LlamaGraphKind? Graph) ModelRuntime(ParseResult parse, string? noModel)
+    {
+        string device = parse.GetValue(Generate.GenerateCommand.Device)!, dtype = parse.GetValue(Generate.GenerateCommand.DType)!;
+        string? graph = parse.GetValue(Generate.GenerateCommand.Graph);
+        var runtime = Generate.GenerateCommand.ParseRuntime(device, dtype, graph);
+        if (noModel is not null && (runtime.Device != Onnx.Runtime.InferenceDevice.Cpu || runtime.ElementType != Onnx.Graph.OnnxElementType.Float || graph is not null))
+            throw new CliUsageException($"--device, --dtype and --graph choose how a model runs; {noModel}");
+        if (runtime.Device != Onnx.Runtime.InferenceDevice.Cpu) ThreadsOption.Refuse(parse.GetValue(Threads), Generate.GenerateCommand.CudaThreadsWhy);
+        return runtime;
+    }
+
+    /// <summary>
     /// `eval --task perplexity --text FILE --model DIR`: nats per token and tokens per second of the model over
     /// the text (windows of the model's max length, or --window, advancing by half a window); one JSONL line per window.
     /// </summary>
@@ -206,7 +223,8 @@ internal static class EvalCommand
         if (!Directory.Exists(modelDir)) throw new DirectoryNotFoundException($"model folder not found: {modelDir}");
         ModelKindCheck.Require(modelDir, ModelFamilies.Llama, $"eval --task {task}");
         int threads = parse.GetValue(Threads) ?? 0;
-        using var llm = Onnx.Runtime.LlamaModel.Open(modelDir, intraOpThreads: threads);
+        var runtime = ModelRuntime(parse, null);
+        using var llm = Onnx.Runtime.LlamaModel.Open(modelDir, runtime.Device, intraOpThreads: threads, elementType: runtime.ElementType, graph: runtime.Graph);
         using var scorer = llm.CreateScorer(intraOpThreads: threads);
         var bench = new PerplexityBenchmark(file, parse.GetValue(Window));
         string output = Path.GetFullPath(parse.GetValue(Output) ?? DefaultOutput(model, null, task, null));

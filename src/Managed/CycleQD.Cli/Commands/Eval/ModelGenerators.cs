@@ -5,19 +5,22 @@ using CycleQD.Runs.Families;
 namespace CycleQD.Cli.Commands.Eval;
 
 /// <summary>
-/// Opens a model folder for `cycleqd eval --model DIR`: the ONNX Runtime Llama generator (CPU
-/// provider), owned by the returned object and released when it is disposed.
+/// Opens a model folder for `cycleqd eval --model DIR`: the ONNX Runtime Llama generator on the
+/// chosen provider, owned by the returned object and released when it is disposed.
 /// </summary>
 internal static class ModelGenerators
 {
     /// <param name="modelDir">The model folder.</param>
     /// <param name="task">The task it is opened for, as the wrong-kind message names it.</param>
     /// <param name="threads">ONNX Runtime intra-op threads (0: its default).</param>
-    public static ITextGenerator Open(string modelDir, string task, int threads = 0)
+    /// <param name="runtime">Provider, graph type and graph (default: the CPU, float32, the default graph).</param>
+    public static ITextGenerator Open(string modelDir, string task, int threads = 0,
+        (InferenceDevice Device, Onnx.Graph.OnnxElementType ElementType, Onnx.Graph.LlamaGraphKind? Graph)? runtime = null)
     {
         if (!Directory.Exists(modelDir)) throw new DirectoryNotFoundException($"model folder not found: {modelDir}");
         ModelKindCheck.Require(modelDir, ModelFamilies.Llama, $"eval --task {task}");
-        return new OwnedModelGenerator(LlamaModel.Open(modelDir, intraOpThreads: threads));
+        var (device, type, graph) = runtime ?? (InferenceDevice.Cpu, Onnx.Graph.OnnxElementType.Float, null);
+        return new OwnedModelGenerator(LlamaModel.Open(modelDir, device, intraOpThreads: threads, elementType: type, graph: graph));
     }
 
     /// <summary>A model's generator that also owns the model (session, weights, tokenizer).</summary>

@@ -78,6 +78,11 @@ internal static class SamEval
         if (model is null) throw new CliUsageException("sam/* tasks need --model DIR (a SamModel folder)");
         if (limit is <= 0) throw new CliUsageException($"--limit must be positive (got {limit})");
         int threads = parse.GetValue(EvalCommand.Threads) ?? 0;
+        // SAM's graphs run float32 on either provider; --dtype and --graph choose a Llama graph.
+        if (parse.GetValue(Generate.GenerateCommand.Graph) is not null || Generate.GenerateCommand.ParseDType(parse.GetValue(Generate.GenerateCommand.DType)!) != Onnx.Graph.OnnxElementType.Float)
+            throw new CliUsageException("--dtype and --graph apply to Llama-family models; SAM's graphs run float32 (use --device to choose the provider)");
+        var device = Generate.GenerateCommand.ParseDevice(parse.GetValue(Generate.GenerateCommand.Device)!);
+        if (device != Onnx.Runtime.InferenceDevice.Cpu) ThreadsOption.Refuse(parse.GetValue(EvalCommand.Threads), Generate.GenerateCommand.CudaThreadsWhy);
         string dataDir = DatasetFolder(dataset, parse.GetValue(Dataset), data, parse.GetValue(Images)!, parse.InvocationConfiguration.Error);
         // Warnings above go to stderr in every mode; the progress bar only in the normal one.
         SegmentationMetric metric;
@@ -103,7 +108,7 @@ internal static class SamEval
         int count = bench.Dataset.Samples.Count;
         string modelDir = Path.GetFullPath(model);
         ModelKindCheck.Require(modelDir, ModelFamilies.Sam, $"eval --task {task}");
-        using var sam = SamModel.Open(modelDir, threads);
+        using var sam = SamModel.Open(modelDir, threads, device);
         string outPath = Path.GetFullPath(output ?? EvalCommand.DefaultOutput(modelDir, null, task, null));
         o.WriteLine($"task: {task}: {count} images in {bench.Dataset.DataDir}, {prompt.ToString().ToLowerInvariant()} prompts, score = {metric.Name()}; model {modelDir} (image size {sam.ImageSize})");
         var progress = new EvalCommand.TextProgress(normal ? parse.InvocationConfiguration.Error : TextWriter.Null);

@@ -41,11 +41,7 @@ internal static class GenerateBenchCommand
         if (newTokens < 1 || repeats < 1) throw new CliUsageException("--new-tokens and --repeats must be ≥ 1");
         var sizes = batches.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
             .Select(s => int.TryParse(s, out int b) && b > 0 ? b : throw new CliUsageException($"--batches: '{s}' is not a positive integer")).ToArray();
-        var dev = GenerateCommand.ParseDevice(device);
-        var elementType = GenerateCommand.ParseDType(dtype);
-        if (elementType == OnnxElementType.BFloat16 && dev == InferenceDevice.Cpu)
-            throw new CliUsageException("--dtype bfloat16 needs --device cuda (the CPU provider has no bfloat16 kernels)");
-        var graphKind = GenerateCommand.ParseGraph(graph, dev, elementType);
+        var (dev, elementType, graphKind) = GenerateCommand.ParseRuntime(device, dtype, graph);
         var inv = CultureInfo.InvariantCulture;
         ModelKindCheck.Require(model, ModelFamilies.Llama, "generate bench");
         using var llm = LlamaModel.Open(model, dev, maxBatch: sizes.Max(), intraOpThreads: threads, elementType: elementType, graph: graphKind);

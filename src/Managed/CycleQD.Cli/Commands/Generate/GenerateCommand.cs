@@ -68,6 +68,19 @@ internal static class GenerateCommand
         _ => throw new CliUsageException($"--graph: '{graph}' is not a graph (use fused or plain)"),
     };
 
+    /// <summary>Why --threads is refused with --device cuda.</summary>
+    internal const string CudaThreadsWhy = "with --device cuda the operators run on the GPU; ONNX Runtime's CPU threads apply to --device cpu";
+
+    /// <summary>The provider, graph type and graph of --device, --dtype and --graph, checked together before a model opens.</summary>
+    internal static (InferenceDevice Device, OnnxElementType ElementType, LlamaGraphKind? Graph) ParseRuntime(string device, string dtype, string? graph)
+    {
+        var dev = ParseDevice(device);
+        var elementType = ParseDType(dtype);
+        if (elementType == OnnxElementType.BFloat16 && dev == InferenceDevice.Cpu)
+            throw new CliUsageException("--dtype bfloat16 needs --device cuda (the CPU provider has no bfloat16 kernels)");
+        return (dev, elementType, ParseGraph(graph, dev, elementType));
+    }
+
     internal static int Run(string? model, string? prompt, int maxNewTokens, double temperature, double topP, ulong seed, string device,
         string dtype, string? graph, bool chat, string[] stops, bool stats, TextWriter output, TextWriter error, int? threads = null)
     {
@@ -76,13 +89,8 @@ internal static class GenerateCommand
         if (maxNewTokens < 0) throw new CliUsageException($"--max-new-tokens: {maxNewTokens} is negative");
         if (temperature < 0 || double.IsNaN(temperature)) throw new CliUsageException($"--temperature: {temperature.ToString(CultureInfo.InvariantCulture)} must be ≥ 0");
         if (topP is <= 0 or > 1) throw new CliUsageException($"--top-p: {topP.ToString(CultureInfo.InvariantCulture)} must be in (0, 1]");
-        var dev = ParseDevice(device);
-        if (dev != InferenceDevice.Cpu) ThreadsOption.Refuse(threads, "with --device cuda the operators run on the GPU; ONNX Runtime's CPU threads apply to --device cpu");
-
-        var elementType = ParseDType(dtype);
-        if (elementType == OnnxElementType.BFloat16 && dev == InferenceDevice.Cpu)
-            throw new CliUsageException("--dtype bfloat16 needs --device cuda (the CPU provider has no bfloat16 kernels)");
-        var graphKind = ParseGraph(graph, dev, elementType);
+        var (dev, elementType, graphKind) = ParseRuntime(device, dtype, graph);
+        if (dev != InferenceDevice.Cpu) ThreadsOption.Refuse(threads, CudaThreadsWhy);
         ModelKindCheck.Require(model, ModelFamilies.Llama, "generate");
         using var llm = LlamaModel.Open(model, dev, maxBatch: 1, intraOpThreads: threads ?? 0, elementType: elementType, graph: graphKind);
         bool addBos = true;
