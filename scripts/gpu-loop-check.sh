@@ -96,6 +96,26 @@ print("; ".join([cmp("cuda-fused", "cuda-plain"), cmp("cuda-fused", "cpu-fused")
 PY
 )"
 fi
+# Batched greedy generation on the GPU: the TinySkills OS expert's valid accuracy (96.5 % in float32 on
+# the CPU, models/tinyskills/README.md) with each graph in float16 on CUDA and, as the reference, on the CPU.
+TSK="$REPO/models/tinyskills"
+if [ -d "$TSK/expert-os" ]; then
+  scores=()
+  for g in "cuda fused float16" "cuda plain float16" "cpu fused float32"; do
+    read -r dev graph dtype <<< "$g"
+    rm -f "$WORK/eval-$dev-$graph.jsonl"
+    step "${STEP_LIMIT_graphs:-60}" "eval tinyskills/os valid, $dev $dtype --graph $graph" \
+      "$CLI" eval --task tinyskills/os --split valid --model "$TSK/expert-os" --tinyskills "$TSK" --device "$dev" --dtype "$dtype" --graph "$graph" \
+      --output "$WORK/eval-$dev-$graph.jsonl"
+    out="$WORK/eval-$dev-$graph.jsonl"
+    if [ -s "$out" ]; then
+      scores+=("$dev $graph $dtype: $(grep -c '"correct":true' "$out")/$(wc -l < "$out") correct")
+    else
+      scores+=("$dev $graph $dtype: did not finish (see its step)")
+    fi
+  done
+  row evals "$(printf '%s; ' "${scores[@]}" | sed 's/; $//')"
+fi
 step "${STEP_LIMIT_copy:-60}" "copy bandwidth (bench kernels 4096x4096)" "$CLI" bench kernels --shapes 4096x4096 --no-svd
 row copy "$(grep -m1 -o 'device-to-device copy: [0-9]* GB/s' "$LOG")"
 
@@ -174,6 +194,7 @@ PY
   echo "| copy bandwidth | ${ROW[copy]:-not measured} |"
   echo "| synthesize $SHAPE${LAYERS:+ ($LAYERS layers)} | ${ROW[synth]:-not measured} |"
   echo "| fused vs plain graph, float16 greedy text (stories260K) | ${ROW[graphs]:-not run} |"
+  echo "| tinyskills/os valid accuracy, batched (96.5 % on the CPU in float32) | ${ROW[evals]:-not run} |"
   echo "| generate tokens/s, cycleqd (fused, plain) vs transformers | see the three tables above (64 new tokens; bfloat16) |"
   echo "| per child (3 generations) | ${ROW[children]:-the run did not finish (see its step)} |"
   echo "| peak GPU memory during the run | ${ROW[peak]:-not measured} |"

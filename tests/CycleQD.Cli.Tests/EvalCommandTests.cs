@@ -58,6 +58,11 @@ public sealed class EvalCommandTests
     [InlineData("--task", "tinyskills/code", "--responder", "scripted:gold", "--limit", "0", "--limit: 0 is out of range: it must be a whole number from 1 to 2147483647")]
     [InlineData("--task", "agentbench_db", "--responder", "scripted:gold", "--db-layout", "merged", "--db-layout must be isolated or reference")]
     [InlineData("--task", "mbpp", "give exactly one of --model DIR or --responder scripted:gold")]
+    [InlineData("--task", "tinyskills/code", "--responder", "scripted:gold", "--device", "cuda", "--device, --dtype and --graph choose how a model runs; --responder runs no model")]
+    [InlineData("--task", "tinyskills/code", "--model", "models/tinyskills/expert-code", "--dtype", "bfloat16", "--dtype bfloat16 needs --device cuda")]
+    [InlineData("--task", "tinyskills/code", "--model", "models/tinyskills/expert-code", "--device", "cuda", "--graph", "fused", "--graph fused on --device cuda runs float16 or bfloat16")]
+    [InlineData("--task", "tinyskills/code", "--model", "models/tinyskills/expert-code", "--device", "cuda", "--threads", "2", "--threads")]
+    [InlineData("--task", "sam/kvasir", "--model", "models/sam-tiny/base", "--graph", "plain", "--dtype and --graph apply to Llama-family models")]
     public void BadOptions_GiveOneClearError(params string[] argsThenMessage)
     {
         string data = TestPaths.RequireSharedData();
@@ -65,6 +70,24 @@ public sealed class EvalCommandTests
         var r = CliRunner.Run(["eval", .. argsThenMessage[..^1], "--data", data]);
         Assert.Equal(1, r.ExitCode);
         Assert.Contains("error: " + message, r.Err);
+    }
+
+    [Fact]
+    public void Float16FusedGraph_ScoresTheExpertAsFloat32Does()
+    {
+        // The repository's TinySkills folder holds every task, so no shared data is needed.
+        string tinySkills = Path.Combine(TestPaths.RepoRoot, "models", "tinyskills");
+        string model = Path.Combine(tinySkills, "expert-os");
+        using var dir = new TempDir();
+        string[] common = ["eval", "--task", "tinyskills/os", "--split", "valid", "--limit", "40", "--model", model, "--tinyskills", tinySkills, "--json"];
+        var f32 = CliRunner.Run([.. common, "--output", dir.File("f32.jsonl")]);
+        var f16 = CliRunner.Run([.. common, "--output", dir.File("f16.jsonl"), "--dtype", "float16", "--graph", "fused"]);
+        Assert.True(f32.ExitCode == 0, f32.Err);
+        Assert.True(f16.ExitCode == 0, f16.Err);
+        double Score(string json) => System.Text.Json.JsonDocument.Parse(json).RootElement.GetProperty("score").GetDouble();
+        // The expert scores 96.5 % on valid in float32; float16 rounding may flip a near tie, not more.
+        Assert.True(Score(f32.Out) > 0.85, f32.Out);
+        Assert.InRange(Score(f16.Out), Score(f32.Out) - 0.05, Score(f32.Out) + 0.05);
     }
 
     [Fact]
