@@ -126,6 +126,7 @@ public class ExperimentConfigTests
     [InlineData(RealHead + "evaluation: { tinyskills: /tmp, split: test }", "line 3: evaluation.split: 'test' makes the search select on the test data")]
     [InlineData(RealHead + "evaluation: { tinyskills: /tmp, mbpp: { total_time_cap: 0 } }", "line 3: evaluation.mbpp.total_time_cap: 0 must be a positive number of seconds, or none")]
     [InlineData(RealHead + "evaluation: { tinyskills: /tmp, mbpp: { total_time_cap: soon } }", "line 3: evaluation.mbpp.total_time_cap: 'soon' is not a number")]
+    [InlineData(RealHead + "evaluation: { tinyskills: /tmp, graph: turbo }", "line 3: evaluation.graph: 'turbo' is not a graph (fused or plain")]
     public void Parse_BadEvaluationSetting_OneClearErrorWithLine(string yaml, string expected)
     {
         var e = ParseError(yaml);
@@ -133,6 +134,25 @@ public class ExperimentConfigTests
         Assert.Contains(expected, e.Message);
     }
     private static string RealOk => RealHead + $"evaluation: {{ tinyskills: {Path.Combine(TestPaths.RepoRoot, "models", "tinyskills")} }}\n";
+
+    [Theory]
+    [InlineData("", null)]
+    [InlineData("graph: fused", Onnx.Graph.LlamaGraphKind.Fused)]
+    [InlineData("graph: plain", Onnx.Graph.LlamaGraphKind.Plain)]
+    public void Parse_EvaluationGraph_LeftOutIsTheDefault(string setting, Onnx.Graph.LlamaGraphKind? expected)
+    {
+        string ts = Path.Combine(TestPaths.RepoRoot, "models", "tinyskills");
+        var c = ExperimentConfig.Parse(RealHead + $"evaluation: {{ tinyskills: {ts}{(setting.Length > 0 ? ", " + setting : "")} }}\n", "exp.yaml", "/tmp");
+        Assert.Equal(expected, c.Evaluation.Graph);
+    }
+
+    [Fact]
+    public void Parse_EvaluationGraph_ForSamTasks_IsRefused()
+    {
+        string yaml = "tasks: [sam/kvasir]\nmodel: { base: b, experts: { sam/kvasir: c } }\nevaluation: { graph: plain }\n";
+        var e = ParseError(yaml);
+        Assert.Contains("evaluation.graph: chooses a Llama-family model's graph; sam/kvasir runs SAM", e.Message);
+    }
 
     [Theory]
     [InlineData("softmax", "softmax")]

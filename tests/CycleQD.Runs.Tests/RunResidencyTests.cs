@@ -38,4 +38,18 @@ public sealed class RunResidencyTests
         var e = Assert.Throws<CycleQD.Cuda.DeviceMemoryException>(() => small.EnsureFits("Test GPU"));
         Assert.Contains("Test GPU", e.Message);
     }
+
+    [Fact]
+    public void StreamingPlan_CountsTwoCachesForThePlainGraph_TheDefaultOrTheChosenOne()
+    {
+        using var dir = new TempDir();
+        var config = Tiny(dir);
+        var specs = RunResidency.BaseTensors(config);
+        // bf16 weights: the fused graph by default, one KV buffer filled in place.
+        Assert.Equal(Onnx.Graph.LlamaGraphKind.Fused, RunResidency.EvaluatorGraph(config, specs));
+        long once = RunResidency.StreamingPlan(config, specs, 80L << 30).EvaluatorKvCacheBytes;
+        var plain = config with { Evaluation = config.Evaluation with { Graph = Onnx.Graph.LlamaGraphKind.Plain } };
+        Assert.Equal(Onnx.Graph.LlamaGraphKind.Plain, RunResidency.EvaluatorGraph(plain, specs));
+        Assert.Equal(2 * once, RunResidency.StreamingPlan(plain, specs, 80L << 30).EvaluatorKvCacheBytes);
+    }
 }

@@ -65,6 +65,13 @@ public sealed record EvaluationSettings(string? Split = null, int? Limit = null,
 
     /// <summary>evaluation.perplexity.window: most tokens per perplexity window (null: the model's max_position_embeddings).</summary>
     public int? PerplexityWindow { get; init; }
+
+    /// <summary>
+    /// evaluation.graph: the ONNX graph a Llama-family model runs on (null: the default for the device and
+    /// the weights' type, the fused graph wherever the provider has its kernels; plain: standard operators,
+    /// any device and type, a second KV cache per step).
+    /// </summary>
+    public Onnx.Graph.LlamaGraphKind? Graph { get; init; }
 }
 
 /// <summary>
@@ -314,7 +321,7 @@ public sealed record ExperimentConfig(string Name, CycleQDOptions Options, int G
     private static EvaluationSettings ParseEvaluation(YamlSettings r, YamlNode node, IReadOnlyList<string> tasks, string baseDirectory)
     {
         var d = new EvaluationSettings();
-        var e = r.Map(node, "evaluation", "split", "split_seed", "select_on_test", "limit", "data", "tinyskills", "threads", "sam", "responder", "agentbench_db", "agentbench_os", "mbpp", "perplexity");
+        var e = r.Map(node, "evaluation", "split", "split_seed", "select_on_test", "limit", "data", "tinyskills", "threads", "graph", "sam", "responder", "agentbench_db", "agentbench_os", "mbpp", "perplexity");
         string? split = e.ContainsKey("split") ? r.String(e, "split", "", "evaluation.") : null;
         if (split is not (null or "train" or "valid" or "test" or "all"))
             throw r.Error(e["split"]!, "evaluation.split", $"'{split}' is not a split (train, valid, test or all; leave it out for each task's own search split)");
@@ -378,10 +385,22 @@ public sealed record ExperimentConfig(string Name, CycleQDOptions Options, int G
             }
         }
         string responder = r.String(e, "responder", "", "evaluation.");
+        Onnx.Graph.LlamaGraphKind? graph = null;
+        if (e.ContainsKey("graph"))
+        {
+            graph = r.String(e, "graph", "", "evaluation.") switch
+            {
+                "fused" => Onnx.Graph.LlamaGraphKind.Fused,
+                "plain" => Onnx.Graph.LlamaGraphKind.Plain,
+                var other => throw r.Error(e["graph"]!, "evaluation.graph", $"'{other}' is not a graph (fused or plain; leave it out for the default of the device and the weights' type)"),
+            };
+            if (tasks.FirstOrDefault(t => ModelFamilies.Sam.Owns(t)) is { } samTask)
+                throw r.Error(e["graph"]!, "evaluation.graph", $"chooses a Llama-family model's graph; {samTask} runs SAM, whose graphs have no choice");
+        }
         var (sam, samReport) = e.TryGetValue("sam", out var samNode) ? ParseSam(r, samNode!, tasks, limit, baseDirectory) : (null, null);
         return new EvaluationSettings(split, limit, Folder("tinyskills", "tasks"), threads, sam, Folder("data", "."), r.ULong(e, "split_seed", d.SplitSeed, "evaluation."),
             selectOnTest, samReport, db, connection, repeats, sanitize, responder.Length == 0 ? null : responder, timeCap)
-        { PerplexityFile = perplexityFile, PerplexityWindow = perplexityWindow };
+        { PerplexityFile = perplexityFile, PerplexityWindow = perplexityWindow, Graph = graph };
     }
 
     private static FinalMergeSettings ParseFinalMerge(YamlSettings r, Dictionary<string, YamlNode?> top, bool reports, int taskCount, bool realModels)

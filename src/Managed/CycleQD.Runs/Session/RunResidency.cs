@@ -76,12 +76,14 @@ public static class RunResidency
     }
 
     /// <summary>
-    /// The graph a Llama-family run's evaluator uses on CUDA for the base's tensors <paramref name="specs"/>
-    /// (the default for their storage type: fused for float16 and bfloat16, plain for float32); null for other families.
+    /// The graph a Llama-family run's evaluator uses on CUDA for the base's tensors <paramref name="specs"/>:
+    /// evaluation.graph when given, else the default for their storage type (fused for float16 and bfloat16,
+    /// plain for float32); null for other families.
     /// </summary>
     public static Onnx.Graph.LlamaGraphKind? EvaluatorGraph(ExperimentConfig config, IReadOnlyList<TensorSpec> specs)
     {
         if (Families.ModelFamilies.Of(config) != Families.ModelFamilies.Llama) return null;
+        if (config.Evaluation.Graph is { } chosen) return chosen;
         var llama = HfModelFolder.Open(SafetensorsModels.Folder(config)).Config;
         return Onnx.Runtime.ILlamaSession.DefaultGraph(Onnx.Runtime.InferenceDevice.Cuda, llama, Families.Llama.LlamaFamily.GraphType(StorageOf(specs)));
     }

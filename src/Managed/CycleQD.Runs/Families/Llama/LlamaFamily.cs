@@ -199,8 +199,11 @@ public sealed class LlamaFamily : IModelFamily
                 .Select((b, i) => (ITextGenerator)TextTasks.Find(b.Name)!.GoldResponder(b)).ToList();
             standIn = (_, arrays) => new WeightKeyedResponder(gold, arrays);
         }
+        if (config.Evaluation.Graph == LlamaGraphKind.Fused && !FusedLlamaSession.SupportsElementType(device, elementType))
+            throw new ConfigurationException($"evaluation.graph: fused runs {(device == InferenceDevice.Cuda ? "float16 or bfloat16 on CUDA (GroupQueryAttention has no float32 CUDA kernel)" : "float32 or float16 on the CPU")}, " +
+                                             $"and this run's evaluator is {elementType} on {device}: use graph: plain, or leave it out");
         var model = LlamaModel.Open(SafetensorsModels.Folder(config), device, intraOpThreads: device == InferenceDevice.Cpu ? config.Evaluation.Threads : 0,
-            elementType: elementType, eos: EosChoice.Tokenizer, cudaDevice: cudaDevice,
+            elementType: elementType, graph: config.Evaluation.Graph, eos: EosChoice.Tokenizer, cudaDevice: cudaDevice,
             // The candidates are bound in place from the backend's device memory: the base's own weights
             // would be a second 16 GB set on an 8B run's GPU.
             deviceWeights: false);
