@@ -92,6 +92,27 @@ public sealed class DevicePlacementTests
     }
 
     [Fact]
+    public void WeightsCopiedByPlacement_RunAsTheOriginals_AndOwnTheirMemory()
+    {
+        var config = TinyLlama.Config(tied: false);
+        var w = TinyLlama.Weights(config, seed: 5);
+        using var session = ILlamaSession.Open(LlamaGraphKind.Fused, config, new LlamaGraphOptions(LastPositionLogitsOnly: true));
+        using var host = LlamaWeights.FromArrays(config, w, "random");
+        using var placement = new DevicePlacement(InferenceDevice.Cpu);
+        using var copy = host.CopyTo(placement, LlamaWeightLayout.For(config));
+        float[] Logits(LlamaWeights weights)
+        {
+            using var decoder = session.StartBatch(weights, 2, 6);
+            return decoder.Prefill([[1, 2, 3], [4, 5]]).ToArray();
+        }
+        var expected = Logits(host);
+        // Float32 arrays are bound in place: zeroing them changes the host set, not the copy.
+        foreach (var a in w.Values) Array.Clear(a);
+        Assert.Equal(expected, Logits(copy));
+        Assert.NotEqual(expected, Logits(host));
+    }
+
+    [Fact]
     public void CudaProviderSettings_GrowTheArenaByWhatIsAsked()
     {
         var settings = CudaProvider.Settings(3);

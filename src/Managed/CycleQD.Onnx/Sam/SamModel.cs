@@ -30,8 +30,12 @@ public sealed class SamModel : ISamPredictor
     /// <inheritdoc />
     public int ImageSize => Config.Vision.ImageSize;
 
-    private SamModel(string directory, SamSessions sessions, SafetensorsModel file, LlamaWeights weights)
+    // On CUDA: made the device copy of the checkpoint's weights.
+    private readonly DevicePlacement? _placement;
+
+    private SamModel(string directory, SamSessions sessions, SafetensorsModel file, LlamaWeights weights, DevicePlacement? placement)
     {
+        _placement = placement;
         Directory = directory;
         _sessions = sessions;
         _file = file;
@@ -52,16 +56,26 @@ public sealed class SamModel : ISamPredictor
         var file = SafetensorsModel.Open(directory);
         LlamaWeights? weights = null;
         SamSessions? sessions = null;
+        DevicePlacement? placement = null;
         try
         {
             weights = BindWeights(file, config);
             sessions = new SamSessions(config, intraOpThreads, device, cudaDevice);
-            return new SamModel(directory, sessions, file, weights);
+            if (device == InferenceDevice.Cuda)
+            {
+                // Host weights bound to a CUDA session would be copied to the GPU on every run.
+                placement = new DevicePlacement(device, cudaDevice);
+                var onDevice = weights.CopyTo(placement, SamWeightLayout.Encoder(config).Concat(SamWeightLayout.Decoder(config)).ToList());
+                weights.Dispose();
+                weights = onDevice;
+            }
+            return new SamModel(directory, sessions, file, weights, placement);
         }
         catch
         {
             sessions?.Dispose();
             weights?.Dispose();
+            placement?.Dispose();
             file.Dispose();
             throw;
         }
@@ -123,6 +137,7 @@ public sealed class SamModel : ISamPredictor
     {
         _own.Dispose();
         _sessions.Dispose();
+        _placement?.Dispose();
         _file.Dispose();
     }
 }
