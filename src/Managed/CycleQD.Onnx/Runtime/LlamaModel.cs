@@ -58,7 +58,7 @@ public sealed class LlamaModel : IDisposable
 
     /// <summary>Opens <paramref name="directory"/>, checking config, tokenizer and every weight before building the session.</summary>
     /// <exception cref="TensorFormatException">bad config, unsupported model_type, missing tokenizer, missing or misshapen tensor (each names the file and tensor).</exception>
-    /// <exception cref="ExecutionProviderUnavailableException">CUDA requested but its provider cannot load.</exception>
+    /// <exception cref="ExecutionProviderUnavailableException">CUDA requested but its provider cannot load, or cannot build the fused graph (the message names the plain graph as the way out).</exception>
     /// <param name="directory">The model folder.</param>
     /// <param name="device">Execution provider.</param>
     /// <param name="maxBatch">Most sequences per generation batch.</param>
@@ -89,8 +89,18 @@ public sealed class LlamaModel : IDisposable
             // NaN or ∞ weights make every logit NaN and the output silently blank: refuse them here.
             file.ThrowIfNonFinite();
             weights = LlamaWeights.FromSafetensors(file, folder.Config, elementType);
-            session = ILlamaSession.Open(graph ?? ILlamaSession.DefaultGraph(device, folder.Config, elementType), folder.Config,
-                new LlamaGraphOptions(elementType, LastPositionLogitsOnly: true), device, folder.ConfigPath, intraOpThreads, cudaDevice);
+            var kind = graph ?? ILlamaSession.DefaultGraph(device, folder.Config, elementType);
+            try
+            {
+                session = ILlamaSession.Open(kind, folder.Config, new LlamaGraphOptions(elementType, LastPositionLogitsOnly: true), device, folder.ConfigPath, intraOpThreads, cudaDevice);
+            }
+            catch (Microsoft.ML.OnnxRuntime.OnnxRuntimeException e) when (kind == LlamaGraphKind.Fused && device == InferenceDevice.Cuda)
+            {
+                // ONNX Runtime's contrib kernels differ between its releases and builds: say which way out there is.
+                throw new ExecutionProviderUnavailableException(
+                    $"the fused graph ({elementType}) cannot be built on ONNX Runtime's CUDA provider: {e.Message.Trim()}; the plain graph runs on any provider " +
+                    "(--graph plain; in a run, evaluation.graph: plain)", e);
+            }
             if (device == InferenceDevice.Cuda && deviceWeights)
             {
                 // Host weights bound to a CUDA session would be copied to the GPU on every run.
