@@ -127,6 +127,8 @@ internal sealed class DevicePlacement : IDisposable
         {
             foreach (var s in _sessions.Values) s.Dispose();
             _sessions.Clear();
+            // The host's memory info is ONNX Runtime's shared instance; the device's was made here.
+            if (_device == InferenceDevice.Cuda) Memory.Dispose();
         }
     }
 }
