@@ -132,4 +132,15 @@ public class RunViewTests
         var cells = EliteMapPlot.ExpertCells(a, 0, 1).ToList();
         Assert.Equal([(3, 0, "b")], cells); // BC 0 (task 1) = 0.9 → bin 3 of 4; BC 1 (task 2) = 0.1 → bin 0 of 5
     }
+
+    [Fact]
+    public void EliteMap_PanelTitles_NameTheAxesAProjectionTakesTheBestOver()
+    {
+        string[] tasks = ["a", "b", "c"];
+        var perTask = new Archive(0, [new BinSpec(0, 1, 3), new BinSpec(0, 1, 3)]);
+        Assert.Equal("archive a: 0 elites, gen 7", EliteMapPlot.PanelTitle(perTask, 0, 1, tasks, 7));
+        var mean = Archive.Mean([new BinSpec(0, 1, 3), new BinSpec(0, 1, 3), new BinSpec(0, 1, 3)]);
+        var titles = EliteMapPlot.Panels(mean).Select(p => EliteMapPlot.PanelTitle(mean, p.X, p.Y, tasks, 7)).ToList();
+        Assert.Equal(["archive mean: 0 elites, gen 7; best over c", "archive mean: 0 elites, gen 7; best over b", "archive mean: 0 elites, gen 7; best over a"], titles);
+    }
 }

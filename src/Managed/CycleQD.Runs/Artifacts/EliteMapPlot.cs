@@ -57,7 +57,7 @@ public static class EliteMapPlot
                     label.OffsetY = -4;
                 }
                 plot.Axes.SetLimits(xLo, xHi, yLo, yHi);
-                plot.Title($"archive {CycleQDOptions.QualityName(a.Task, tasks)}: {a.Cells.Count} elites, gen {generation}");
+                plot.Title(PanelTitle(a, x, y, tasks, generation));
                 plot.XLabel(x < 0 ? "" : $"{tasks[a.BcTasks[x]]} score ({a.Bins[x].Count} bins)");
                 plot.YLabel(y < 0 ? "" : $"{tasks[a.BcTasks[y]]} score ({a.Bins[y].Count} bins)");
                 if (y < 0) plot.Axes.Left.TickGenerator = new ScottPlot.TickGenerators.NumericManual();
@@ -68,6 +68,17 @@ public static class EliteMapPlot
         string tmp = Path.Combine(dir, $".{Path.GetFileName(path)}.tmp-{Environment.ProcessId}.png");
         mp.SavePng(tmp, 560 * cols, 440 * archives.Count);
         File.Move(tmp, path, overwrite: true);
+    }
+
+    /// <summary>
+    /// A panel's title: the archive, its elites and the generation; for an archive of more than two
+    /// behaviour axes (a panel is a projection), also the axes each cell's best is taken over.
+    /// </summary>
+    internal static string PanelTitle(Archive a, int x, int y, IReadOnlyList<string> tasks, int generation)
+    {
+        string title = $"archive {CycleQDOptions.QualityName(a.Task, tasks)}: {a.Cells.Count} elites, gen {generation}";
+        var over = Enumerable.Range(0, a.BcTasks.Count).Where(i => i != x && i != y).Select(i => tasks[a.BcTasks[i]]).ToList();
+        return over.Count == 0 ? title : $"{title}; best over {string.Join(", ", over)}";
     }
 
     /// <summary>The colour scale every panel shares: the lowest to the highest quality over all archives (widened when they are equal).</summary>
