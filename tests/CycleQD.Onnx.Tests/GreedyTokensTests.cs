@@ -63,10 +63,12 @@ public sealed class GreedyTokensTests
             Assert.Equal(LlamaGenerator.ArgMax(logits.Logits.AsSpan(b * v, v)), tokens.NextTokens![b]);
     }
 
-    [Fact]
-    public void FusedDecoder_GreedyAndLogitStepsMixed_AgreeWithTheFloat64Reference()
+    [Theory]
+    [InlineData(8)]
+    [InlineData(16)]
+    public void FusedDecoder_GreedyAndLogitStepsMixed_AgreeWithTheFloat64Reference(int headDim)
     {
-        var config = TinyLlama.Config(tied: false, TinyLlama.Llama3Scaling);
+        var config = TinyLlama.Config(tied: false, TinyLlama.Llama3Scaling, headDim);
         var w = TinyLlama.Weights(config, seed: 41);
         int[][] prompts = [[4, 8, 15, 16], [7, 7], [59, 1, 2]];
         using var session = ILlamaSession.Open(LlamaGraphKind.Fused, config, new LlamaGraphOptions(LastPositionLogitsOnly: true));

@@ -17,6 +17,12 @@ public sealed class LlamaGraphTests
 
     public static TheoryData<bool, bool> Variants => new() { { true, false }, { false, false }, { false, true } };
 
+    /// <summary>Tied/untied head, llama3 rope scaling, head_dim 8 (RotaryEmbedding operators) or 16 (rotary inside GroupQueryAttention).</summary>
+    public static TheoryData<bool, bool, int> FusedVariants => new()
+    {
+        { true, false, 8 }, { false, false, 8 }, { false, true, 8 }, { true, false, 16 }, { false, true, 16 },
+    };
+
     [Theory]
     [MemberData(nameof(Variants))]
     public void FullSequenceLogits_MatchFloat64Reference(bool tied, bool llama3Rope)
@@ -200,10 +206,11 @@ public sealed class LlamaGraphTests
     }
 
     [Theory]
-    [MemberData(nameof(Variants))]
-    public void FusedDecoder_RightPaddedBatch_MatchesPlainGraphAndFloat64Reference(bool tied, bool llama3Rope)
+    [MemberData(nameof(FusedVariants))]
+    public void FusedDecoder_RightPaddedBatch_MatchesPlainGraphAndFloat64Reference(bool tied, bool llama3Rope, int headDim)
     {
-        var config = TinyLlama.Config(tied, llama3Rope ? TinyLlama.Llama3Scaling : null);
+        var config = TinyLlama.Config(tied, llama3Rope ? TinyLlama.Llama3Scaling : null, headDim);
+        Assert.Equal(headDim == 16, FusedLlamaGraphBuilder.RotaryInAttention(config));
         var w = TinyLlama.Weights(config, seed: 29);
         int[][] prompts = [[4, 8, 15, 16, 23, 42], [7, 7], [59, 1, 2, 3]];
         int[][] next = [[5, 6, 7], [9, 10, 11], [12, 13, 14], [30, 31, 32]];
@@ -227,10 +234,12 @@ public sealed class LlamaGraphTests
         }
     }
 
-    [Fact]
-    public void FusedDecoder_KeepRows_LeavesKeptSequencesUnchanged()
+    [Theory]
+    [InlineData(8)]
+    [InlineData(16)]
+    public void FusedDecoder_KeepRows_LeavesKeptSequencesUnchanged(int headDim)
     {
-        var config = TinyLlama.Config(tied: false);
+        var config = TinyLlama.Config(tied: false, headDim: headDim);
         var w = TinyLlama.Weights(config, seed: 31);
         int[][] prompts = [[1, 2, 3], [4, 5], [6, 7, 8, 9]];
         using var session = ILlamaSession.Open(LlamaGraphKind.Fused, config, new LlamaGraphOptions(LastPositionLogitsOnly: true));
@@ -277,6 +286,16 @@ public sealed class LlamaGraphTests
     }
 
     [Fact]
+    public void FusedGraph_WithHeadDim16_TurnsQAndKInsideAttention_TwoOperatorsFewerPerLayer()
+    {
+        var options = new LlamaGraphOptions(LastPositionLogitsOnly: true);
+        var separate = FusedLlamaGraphBuilder.Build(TinyLlama.Config(tied: false, headDim: 8), options);
+        var inside = FusedLlamaGraphBuilder.Build(TinyLlama.Config(tied: false, headDim: 16), options);
+        // Two layers, each without its two RotaryEmbedding nodes.
+        Assert.Equal(separate.NodeCount - 4, inside.NodeCount);
+    }
+
+    [Fact]
     public void FusedSession_Float32OnCudaBFloat16OnCpuOrFullLogits_IsRejectedWithTheReason()
     {
         var config = TinyLlama.Config(tied: true);
@@ -290,10 +309,12 @@ public sealed class LlamaGraphTests
         Assert.Contains("LastPositionLogitsOnly", e2.Message);
     }
 
-    [Fact]
-    public void FusedFloat16Graph_MatchesFloat64ReferenceToHalfPrecision()
+    [Theory]
+    [InlineData(8)]
+    [InlineData(16)]
+    public void FusedFloat16Graph_MatchesFloat64ReferenceToHalfPrecision(int headDim)
     {
-        var config = TinyLlama.Config(tied: false, TinyLlama.Llama3Scaling);
+        var config = TinyLlama.Config(tied: false, TinyLlama.Llama3Scaling, headDim);
         var w = TinyLlama.Weights(config, seed: 17);
         int[] tokens = [3, 17, 42, 0, 60, 5, 9, 33];
         var expected = ReferenceLlama.Forward(config, w, tokens);

@@ -6,16 +6,17 @@ namespace CycleQD.Onnx.Tests;
 /// <summary>Small random Llama configs and weights for graph tests.</summary>
 internal static class TinyLlama
 {
-    public static LlamaConfig Config(bool tied, RopeScaling? scaling = null) => new()
+    /// <summary>4 attention heads of <paramref name="headDim"/> (8: the fused graph's RotaryEmbedding operators; 16: the rotary inside GroupQueryAttention).</summary>
+    public static LlamaConfig Config(bool tied, RopeScaling? scaling = null, int headDim = 8) => new()
     {
         ModelType = "llama",
-        HiddenSize = 32,
+        HiddenSize = 4 * headDim,
         IntermediateSize = 48,
         NumHiddenLayers = 2,
         NumAttentionHeads = 4,
         NumKeyValueHeads = 2,
         VocabSize = 61,
-        HeadDim = 8,
+        HeadDim = headDim,
         RmsNormEps = 1e-5,
         RopeTheta = 500.0,
         RopeScaling = scaling,

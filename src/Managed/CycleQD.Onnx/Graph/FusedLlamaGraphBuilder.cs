@@ -4,14 +4,15 @@ namespace CycleQD.Onnx.Graph;
 
 /// <summary>
 /// Builds the Llama decoder on ONNX Runtime's contrib operators (domain com.microsoft):
-/// GroupQueryAttention over a KV buffer that is both past input and present output,
-/// RotaryEmbedding, SimplifiedLayerNormalization / SkipSimplifiedLayerNormalization, FusedMatMul
+/// GroupQueryAttention over a KV buffer that is both past input and present output (with the rotary
+/// embedding inside it when head_dim allows, else RotaryEmbedding), SimplifiedLayerNormalization / SkipSimplifiedLayerNormalization, FusedMatMul
 /// and QuickGelu (alpha 1 is SiLU). Every weight stays a named graph input with the same names and
 /// PyTorch layouts as <see cref="LlamaGraphBuilder"/>, so one session serves any weight set.
 /// </summary>
 /// <remarks>
 /// Sequences are right-padded: row b holds its real tokens first. Graph inputs: <c>input_ids</c> int64
-/// [batch, seq]; <c>position_ids</c> int64 [batch, seq] (rotary position of each token);
+/// [batch, seq]; <c>position_ids</c> int64 [batch, seq] (rotary position of each token; only when the
+/// rotary is not done inside attention, see <see cref="RotaryInAttention"/>);
 /// <c>seqlens_k</c> int32 [batch] (each row's cached plus new real tokens, minus one);
 /// <c>total_sequence_length</c> int32 scalar (the largest of those plus one; equal to seq for a prefill);
 /// <c>last_token_index</c> int64 [batch, 1] (the position within this run whose logits are wanted; only
@@ -43,7 +44,8 @@ public static class FusedLlamaGraphBuilder
         float eps = (float)config.RmsNormEps;
 
         string ids = g.Input(LlamaGraphBuilder.InputIds, OnnxElementType.Int64, "batch", "seq");
-        string pos = g.Input(PositionIds, OnnxElementType.Int64, "batch", "seq");
+        bool inAttention = RotaryInAttention(config);
+        string? pos = inAttention ? null : g.Input(PositionIds, OnnxElementType.Int64, "batch", "seq");
         string seqlens = g.Input(SeqLensK, OnnxElementType.Int32, "batch");
         string total = g.Input(TotalSequenceLength, OnnxElementType.Int32);
         string? last = options.LastPositionLogitsOnly ? g.Input(LastTokenIndex, OnnxElementType.Int64, "batch", 1) : null;
@@ -61,13 +63,23 @@ public static class FusedLlamaGraphBuilder
         for (int i = 0; i < config.NumHiddenLayers; i++)
         {
             string p = $"model.layers.{i}.";
-            string q = Rotary(g, Linear(g, normed, p + "self_attn.q_proj.weight"), pos, cos, sin);
-            string k = Rotary(g, Linear(g, normed, p + "self_attn.k_proj.weight"), pos, cos, sin);
+            string q = Linear(g, normed, p + "self_attn.q_proj.weight");
+            string k = Linear(g, normed, p + "self_attn.k_proj.weight");
             string vv = Linear(g, normed, p + "self_attn.v_proj.weight");
             string attn = $"attn_{i}";
-            g.DomainNode(ContribDomain, "GroupQueryAttention", [q, k, vv, past[i].K, past[i].V, seqlens, total],
-                [attn, LlamaGraphBuilder.PresentName(i, false), LlamaGraphBuilder.PresentName(i, true)],
-                ("num_heads", (long)nh), ("kv_num_heads", (long)kvh), ("scale", (float)(1.0 / Math.Sqrt(d))));
+            var present = new[] { attn, LlamaGraphBuilder.PresentName(i, false), LlamaGraphBuilder.PresentName(i, true) };
+            if (inAttention)
+            {
+                // Rotary inside attention: GroupQueryAttention turns q and k by each token's position
+                // (its index in a prompt, the cached length when decoding), with no separate operators.
+                g.DomainNode(ContribDomain, "GroupQueryAttention", [q, k, vv, past[i].K, past[i].V, seqlens, total, cos, sin], present,
+                    ("num_heads", (long)nh), ("kv_num_heads", (long)kvh), ("scale", (float)(1.0 / Math.Sqrt(d))), ("do_rotary", 1L), ("rotary_interleaved", 0L));
+            }
+            else
+            {
+                g.DomainNode(ContribDomain, "GroupQueryAttention", [Rotary(g, q, pos!, cos, sin), Rotary(g, k, pos!, cos, sin), vv, past[i].K, past[i].V, seqlens, total], present,
+                    ("num_heads", (long)nh), ("kv_num_heads", (long)kvh), ("scale", (float)(1.0 / Math.Sqrt(d))));
+            }
             (normed, residual) = SkipNorm(g, Linear(g, attn, p + "self_attn.o_proj.weight"), residual, p + "post_attention_layernorm.weight", eps);
             string gate = Linear(g, normed, p + "mlp.gate_proj.weight");
             string up = Linear(g, normed, p + "mlp.up_proj.weight");
@@ -97,6 +109,14 @@ public static class FusedLlamaGraphBuilder
         }
         return g;
     }
+
+    /// <summary>
+    /// Whether the graph of <paramref name="config"/> lets GroupQueryAttention apply the rotary embedding
+    /// itself (as onnxruntime-genai's model builder does): its rotary needs head_dim a multiple of 16.
+    /// Otherwise RotaryEmbedding operators turn q and k before attention, and the graph takes
+    /// <c>position_ids</c>.
+    /// </summary>
+    public static bool RotaryInAttention(LlamaConfig config) => config.HeadDim % 16 == 0;
 
     /// <summary>x [..., in] · Wᵀ with W [out, in] as stored by PyTorch; FusedMatMul transposes B inside the product, no copy.</summary>
     private static string Linear(OnnxGraph g, string x, string weight) =>

@@ -21,6 +21,7 @@ internal sealed class FusedBatchDecoder : IBatchDecoder
     private readonly RunOptions _runOptions = new();
     private readonly OrtValue _cos, _sin;
     private readonly int _capacity, _vocab;
+    private readonly bool _rotaryInAttention;
     private OrtValue[] _keys, _values;
     private int[] _lengths;
     private bool _prefilled;
@@ -45,6 +46,7 @@ internal sealed class FusedBatchDecoder : IBatchDecoder
         _capacity = capacity;
         var c = session.Config;
         _vocab = c.VocabSize;
+        _rotaryInAttention = FusedLlamaGraphBuilder.RotaryInAttention(c);
         _lengths = new int[batch];
         var t = session.Options.ElementType;
         var placement = session.Placement;
@@ -251,7 +253,8 @@ internal sealed class FusedBatchDecoder : IBatchDecoder
         (_logits, _next, _logitsValue, _nextValue, _fetchesTokens) = ([], [], null, null, null);
         OrtValue Add(OrtValue o) => Own(o);
         _binding.BindInput(LlamaGraphBuilder.InputIds, Add(OrtValue.CreateTensorValueFromMemory(ids, [rows, seq])));
-        _binding.BindInput(FusedLlamaGraphBuilder.PositionIds, Add(OrtValue.CreateTensorValueFromMemory(pos, [rows, seq])));
+        // With the rotary inside attention, GroupQueryAttention takes the positions from seqlens_k.
+        if (!_rotaryInAttention) _binding.BindInput(FusedLlamaGraphBuilder.PositionIds, Add(OrtValue.CreateTensorValueFromMemory(pos, [rows, seq])));
         _binding.BindInput(FusedLlamaGraphBuilder.SeqLensK, Add(OrtValue.CreateTensorValueFromMemory(seqLens, [rows])));
         _binding.BindInput(FusedLlamaGraphBuilder.LastTokenIndex, Add(OrtValue.CreateTensorValueFromMemory(last, [rows, 1])));
     }
