@@ -113,6 +113,34 @@ public sealed class GenerateCommandTests
     }
 
     [Fact]
+    public void Check_FusedAgainstPlain_PassesOnStories260K_WithEveryStepListed()
+    {
+        var r = CliRunner.Run("generate", "check", "--model", TestPaths.Stories260K, "--steps", "5", "--batch", "3");
+        Assert.True(r.ExitCode == 0, r.Err + r.Out);
+        Assert.Contains("3 prompts of ", r.Out);
+        Assert.Equal(6, r.Out.Split('\n').Count(l => System.Text.RegularExpressions.Regex.IsMatch(l, @"^\s*(prompt|\d+)\s+\d\.\d\dE[-+]\d\d\s+3/3$")));
+        Assert.Contains("tolerance 1E-04 for Float: PASS", r.Out);
+    }
+
+    [Fact]
+    public void Check_Float32OnCuda_IsAUsageErrorNamingTheType()
+    {
+        var r = CliRunner.Run("generate", "check", "--model", TestPaths.Stories260K, "--device", "cuda");
+        Assert.Equal(CliApp.ExitBadInput, r.ExitCode);
+        Assert.Contains("add --dtype bfloat16", r.Err);
+    }
+
+    [Fact]
+    public void Check_RelativeDifference_IsTheL2Ratio_AndNaNFails()
+    {
+        Assert.Equal(0.5, Commands.Generate.GenerateCheckCommand.RelativeDifference([3f, 4f + 2.5f], [3f, 4f]), 12);
+        Assert.Equal(0, Commands.Generate.GenerateCheckCommand.RelativeDifference([0f, 0f], [0f, 0f]));
+        Assert.Equal(double.PositiveInfinity, Commands.Generate.GenerateCheckCommand.RelativeDifference([1f], [0f]));
+        double nan = Commands.Generate.GenerateCheckCommand.RelativeDifference([float.NaN, 1f], [1f, 1f]);
+        Assert.False(nan <= Commands.Generate.GenerateCheckCommand.Tolerance(Onnx.Graph.OnnxElementType.Float));
+    }
+
+    [Fact]
     public void Bench_NamesTheGraphItMeasured()
     {
         var r = CliRunner.Run("generate", "bench", "--model", TestPaths.Stories260K, "--graph", "plain", "--batches", "2", "--new-tokens", "4", "--repeats", "1");

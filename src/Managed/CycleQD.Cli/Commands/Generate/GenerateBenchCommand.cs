@@ -20,7 +20,7 @@ internal static class GenerateBenchCommand
     private static readonly Option<int> Repeats = NumericOptions.Whole("--repeats", "Timed repetitions per measurement (the best is reported).", 3, NumericRange.AtLeast(1));
     private static readonly Option<int> Threads = NumericOptions.Whole("--threads", "ONNX Runtime intra-op threads (0 = its default).", 0, NumericRange.AtLeast(0));
 
-    private static readonly string[] Prompts =
+    internal static readonly string[] Prompts =
     [
         "Once upon a time", "Lily and Tim went to the park. They", "The cat sat on the mat.",
         "One day, a little dog named Max found a big red ball!", "Tom had a red car.", "The sun was hot.",

@@ -35,6 +35,7 @@ internal static class GenerateCommand
             parse.GetValue(Seed), parse.GetValue(Device)!, parse.GetValue(DType)!, parse.GetValue(Graph), parse.GetValue(Chat), parse.GetValue(Stop) ?? [], parse.GetValue(Stats),
             parse.InvocationConfiguration.Output, parse.InvocationConfiguration.Error, parse.GetValue(Threads)));
         cmd.Subcommands.Add(GenerateBenchCommand.Create());
+        cmd.Subcommands.Add(GenerateCheckCommand.Create());
         return cmd;
     }
 
