@@ -21,13 +21,17 @@
 # Environment: WORK (default /tmp/cqd-loop), SHM (default /dev/shm/cqd-loop: the base goes there, the
 # experts to WORK, so 64 GB fit beside a 64 GiB disk), CQD_ORT_PARTS, REPO (default $PWD: models/tinyskills
 # and examples/ come from there), SHAPE (default llama3-8b; tiny for a rehearsal anywhere), LAYERS (default:
-# the shape's own), STEP_LIMIT_<name> (seconds).
+# the shape's own), STEP_LIMIT_<name> (seconds), TOTAL_LIMIT (the whole script, default 570 s: steps are
+# shortened or skipped to end in time with the table; ordered so the loop's own rows come first), OUT (the
+# log, the table and the run's metrics.jsonl are copied there at the end).
 set -uo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="${REPO:-$PWD}"
 WORK="${WORK:-/tmp/cqd-loop}"
 SHM="${SHM:-/dev/shm/cqd-loop}"
 PARTS="${CQD_ORT_PARTS:-$HOME/cqd-ort-parts}"
+# The whole check fits one 10-minute device call: later steps are shortened or skipped, the table printed.
+TOTAL_LIMIT="${TOTAL_LIMIT:-570}"
 CLI="$HERE/bin/cycleqd"
 mkdir -p "$WORK"
 LOG="$WORK/loop-check.log"
@@ -116,12 +120,6 @@ step "${STEP_LIMIT_synth:-240}" "synthesize $SHAPE base" "$CLI" synthesize --sha
 row synth "$((SECONDS - t0)) s for base + 3 experts ($(du -sh "$SHM" "$WORK/experts" 2>/dev/null | awk '{print $1}' | paste -sd+))"
 BASE="$SHM/base"
 
-step "${STEP_LIMIT_graphs:-60}" "generate check, $SHAPE base, CUDA bfloat16" "$CLI" generate check --model "$BASE" --device cuda --dtype bfloat16 --steps 8
-row check_big "$(grep -o 'fused vs plain: worst relative error [^ ]*, tolerance [^ ]* for BFloat16: [A-Z]*' "$LOG" | tail -1)"
-step "${STEP_LIMIT_ours:-150}" "cycleqd generate bench (CUDA, bfloat16, fused graph)" "$CLI" generate bench --model "$BASE" --device cuda --dtype bfloat16 --graph fused --batches 1,16,64 --new-tokens 64 --repeats 2
-step "${STEP_LIMIT_plain:-90}" "cycleqd generate bench (CUDA, bfloat16, plain graph)" "$CLI" generate bench --model "$BASE" --device cuda --dtype bfloat16 --graph plain --batches 1,64 --new-tokens 64 --repeats 1
-step "${STEP_LIMIT_hf:-180}" "transformers generate (bfloat16)" python3 "$REPO/scripts/hf-generate-bench.py" --model "$BASE" --batches 1,16,64 --new-tokens 64 --repeats 2
-
 cat > "$WORK/loop.yaml" <<YAML
 name: gpu-loop-check
 seed: 1
@@ -153,6 +151,12 @@ print("; ".join(f"gen {i}: breed {t['breed_s']:.2f} s, bind {t.get('bind_s', flo
 PY
 )"
 fi
+
+step "${STEP_LIMIT_graphs:-60}" "generate check, $SHAPE base, CUDA bfloat16" "$CLI" generate check --model "$BASE" --device cuda --dtype bfloat16 --steps 8
+row check_big "$(grep -o 'fused vs plain: worst relative error [^ ]*, tolerance [^ ]* for BFloat16: [A-Z]*' "$LOG" | tail -1)"
+step "${STEP_LIMIT_ours:-150}" "cycleqd generate bench (CUDA, bfloat16, fused graph)" "$CLI" generate bench --model "$BASE" --device cuda --dtype bfloat16 --graph fused --batches 1,16,64 --new-tokens 64 --repeats 2
+step "${STEP_LIMIT_plain:-90}" "cycleqd generate bench (CUDA, bfloat16, plain graph)" "$CLI" generate bench --model "$BASE" --device cuda --dtype bfloat16 --graph plain --batches 1,64 --new-tokens 64 --repeats 1
+step "${STEP_LIMIT_hf:-180}" "transformers generate (bfloat16)" python3 "$REPO/scripts/hf-generate-bench.py" --model "$BASE" --batches 1,16,64 --new-tokens 64 --repeats 2
 
 EXAMPLES="$REPO/examples"
 for dev in cuda cpu; do
@@ -188,3 +192,8 @@ PY
   echo "| peak GPU memory during the run | ${ROW[peak]:-not measured} |"
   echo "| CUDA vs CPU synthetic run | ${ROW[compare]:-not run} |"
 } | tee -a "$LOG" > "$WORK/loop-check.md"
+# Under the device tool, what lands in $OUT comes back.
+if [ -n "${OUT:-}" ] && [ -d "$OUT" ]; then
+  cp "$LOG" "$WORK/loop-check.md" "$OUT/" 2>/dev/null
+  [ -f "$WORK/run/metrics.jsonl" ] && cp "$WORK/run/metrics.jsonl" "$OUT/run-metrics.jsonl"
+fi
