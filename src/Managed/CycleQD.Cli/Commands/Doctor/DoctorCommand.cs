@@ -61,7 +61,29 @@ internal static class DoctorCommand
         {
             Line("ONNX Runtime", "cannot be loaded: " + (e.InnerException ?? e).Message);
         }
+        Line("ORT on CUDA", OrtCudaStatus(AppContext.BaseDirectory));
         return 0;
+    }
+
+    /// <summary>The provider library ONNX Runtime loads for --device cuda, from the folder of libonnxruntime.so.</summary>
+    internal const string CudaProviderLibrary = "libonnxruntime_providers_cuda.so";
+
+    /// <summary>
+    /// Whether model evaluation can run on ONNX Runtime's CUDA provider here: its library beside the
+    /// binary (device bundles carry it apart) and the CUDA libraries it loads.
+    /// </summary>
+    internal static string OrtCudaStatus(string binaryFolder)
+    {
+        var missing = new List<string>();
+        if (!File.Exists(Path.Combine(binaryFolder, CudaProviderLibrary))) missing.Add($"{CudaProviderLibrary} (not in {binaryFolder})");
+        foreach (string lib in Onnx.Runtime.LlamaSession.CudaProviderLibraries)
+        {
+            if (NativeLibrary.TryLoad(lib, out nint h)) NativeLibrary.Free(h);
+            else missing.Add(lib);
+        }
+        return missing.Count == 0
+            ? "ready: the CUDA provider and the libraries it loads are found (--device cuda evaluates on the GPU)"
+            : $"not ready: {string.Join(", ", missing)} missing; --device cuda stops before generation 0 with this list (the CPU provider still works)";
     }
 
     private static string YesNo(bool b) => b ? "yes" : "no";
