@@ -118,6 +118,8 @@ public sealed class DevicePlacementTests
         var settings = CudaProvider.Settings(3);
         Assert.Equal("3", settings["device_id"]);
         Assert.Equal("kSameAsRequested", settings["arena_extend_strategy"]);
+        // The run option that hands the emptied regions of that arena back (ONNX Runtime's key and "gpu:<id>").
+        Assert.Equal(("memory.enable_memory_arena_shrinkage", "gpu:3"), CudaProvider.ArenaShrinkage(3));
     }
 
     [Fact]

@@ -46,6 +46,27 @@ internal static class CudaProvider
         }
     }
 
+    /// <summary>
+    /// The run option that makes ONNX Runtime hand back, at the end of a run, every region of GPU
+    /// <paramref name="cudaDevice"/>'s arena with nothing left in it. With regions grown by exactly what
+    /// is asked, tensors whose sizes change from batch to batch (KV buffers, prefill activations, the
+    /// plain graph's growing cache) would otherwise leave their old regions reserved and unused.
+    /// </summary>
+    public static (string Key, string Value) ArenaShrinkage(int cudaDevice) =>
+        ("memory.enable_memory_arena_shrinkage", "gpu:" + cudaDevice.ToString(System.Globalization.CultureInfo.InvariantCulture));
+
+    /// <summary>New run options for a session on <paramref name="device"/>: with <see cref="ArenaShrinkage"/> on CUDA when <paramref name="shrink"/>.</summary>
+    public static RunOptions NewRunOptions(InferenceDevice device, int cudaDevice, bool shrink)
+    {
+        var options = new RunOptions();
+        if (shrink && device == InferenceDevice.Cuda)
+        {
+            var (key, value) = ArenaShrinkage(cudaDevice);
+            options.AddRunConfigEntry(key, value);
+        }
+        return options;
+    }
+
     /// <summary>Where the CUDA provider of device <paramref name="cudaDevice"/> keeps tensors.</summary>
     public static OrtMemoryInfo DeviceMemory(int cudaDevice) => new("Cuda", OrtAllocatorType.DeviceAllocator, cudaDevice, OrtMemType.Default);
 }

@@ -113,7 +113,9 @@ internal sealed class DevicePlacement : IDisposable
             using var binding = session.CreateIoBinding();
             foreach (var (name, value) in inputs) binding.BindInput(name, value);
             foreach (string o in outputs) binding.BindOutputToDevice(o, Memory);
-            using var runOptions = new RunOptions();
+            // Each run hands back the arena's empty regions (the buffers of an earlier batch, disposed by
+            // now, or this run's transfer buffers), so buffers of changing sizes do not pile up on the GPU.
+            using var runOptions = CudaProvider.NewRunOptions(_device, _cudaDevice, shrink: true);
             session.RunWithBinding(runOptions, binding);
             // The outputs move to the caller, who owns them.
             return binding.GetOutputValues().ToArray();

@@ -18,7 +18,7 @@ internal sealed class FusedBatchDecoder : IBatchDecoder
 {
     private readonly FusedLlamaSession _session;
     private readonly OrtIoBinding _binding;
-    private readonly RunOptions _runOptions = new();
+    private readonly RunOptions _runOptions, _prefillOptions;
     private readonly OrtValue _cos, _sin;
     private readonly int _capacity, _vocab;
     private readonly bool _rotaryInAttention;
@@ -43,6 +43,10 @@ internal sealed class FusedBatchDecoder : IBatchDecoder
         ArgumentOutOfRangeException.ThrowIfLessThan(batch, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(capacity, 1);
         _session = session;
+        _runOptions = session.NewRunOptions(shrink: false);
+        // A prompt's activations are the batch's largest and differ in size from batch to batch: the
+        // prefill hands their regions back on CUDA; the decoding steps reuse theirs, of one size.
+        _prefillOptions = session.NewRunOptions(shrink: true);
         _capacity = capacity;
         var c = session.Config;
         _vocab = c.VocabSize;
@@ -83,6 +87,7 @@ internal sealed class FusedBatchDecoder : IBatchDecoder
         {
             foreach (var d in created) d.Dispose();
             _runOptions.Dispose();
+            _prefillOptions.Dispose();
             throw;
         }
     }
@@ -142,7 +147,7 @@ internal sealed class FusedBatchDecoder : IBatchDecoder
             _lengths[r] = n;
         }
         BindStep(ids, pos, seqLens, last, len);
-        Run(tokens);
+        Run(tokens, _prefillOptions);
         _prefilled = true;
         var filled = (_logits, _next);
         // Later steps take one token per row.
@@ -167,14 +172,14 @@ internal sealed class FusedBatchDecoder : IBatchDecoder
             longest = Math.Max(longest, n + 1);
         }
         _total[0] = longest;
-        Run(fetchTokens);
+        Run(fetchTokens, _runOptions);
     }
 
     /// <summary>One run, fetching either the logits or the greedy tokens into this step shape's array.</summary>
-    private void Run(bool fetchTokens)
+    private void Run(bool fetchTokens, RunOptions options)
     {
         BindOutputs(fetchTokens);
-        _session.Run(_binding, _runOptions);
+        _session.Run(_binding, options);
     }
 
     public void KeepRows(IReadOnlyList<int> rows)
@@ -303,5 +308,6 @@ internal sealed class FusedBatchDecoder : IBatchDecoder
         _sin.Dispose();
         _binding.Dispose();
         _runOptions.Dispose();
+        _prefillOptions.Dispose();
     }
 }

@@ -118,6 +118,9 @@ public sealed class FusedLlamaSession : ILlamaSession
         lock (_runLock) _session.RunWithBinding(runOptions, binding);
     }
 
+    /// <summary>New run options; <paramref name="shrink"/> hands the arena's empty regions back at the end of the run on CUDA.</summary>
+    internal RunOptions NewRunOptions(bool shrink) => CudaProvider.NewRunOptions(Device, CudaDevice, shrink);
+
     /// <summary>A new IO binding of the main session.</summary>
     internal OrtIoBinding CreateBinding() => _session.CreateIoBinding();
 

@@ -175,7 +175,9 @@ public sealed class LlamaSession : ILlamaSession
             if (greedyTokensOnly) binding.BindOutputToDevice(LlamaGraphBuilder.NextTokens, OrtMemoryInfo.DefaultInstance);
             lock (_runLock)
             {
-                using var runOptions = new RunOptions();
+                // The cache grows by one position a step, so no earlier step's region fits the new one:
+                // on CUDA each run hands the emptied regions back instead of keeping every step's.
+                using var runOptions = CudaProvider.NewRunOptions(Device, CudaDevice, shrink: true);
                 _session.RunWithBinding(runOptions, binding);
             }
             // Not disposed as a collection: the cache tensors move into the KvCache, which owns them.
