@@ -106,10 +106,5 @@ public sealed class GreedyTokensTests
         Assert.Equal(prefillCopy, prefill);
     }
 
-    private static int ArgMax(double[] row)
-    {
-        int best = 0;
-        for (int i = 1; i < row.Length; i++) if (row[i] > row[best]) best = i;
-        return best;
-    }
+    private static int ArgMax(double[] row) => LlamaGenerator.ArgMax([.. row.Select(x => (float)x)]);
 }

@@ -229,7 +229,7 @@ public sealed class LlamaGenerator : ITextGenerator
     /// <summary>Index of the largest logit (the first one on ties).</summary>
     /// <summary>
     /// Whether greedy batches take their tokens from the graph's argmax (<see cref="Graph.LlamaGraphBuilder.NextTokens"/>)
-    /// when the decoder offers it (the plain graph), instead of fetching the logits and taking the argmax here; the two
+    /// when the decoder offers it (both graphs, with last-position logits), instead of fetching the logits and taking the argmax here; the two
     /// pick the same token (the first index of the largest logit). On by default.
     /// </summary>
     public bool PickOnDevice { get; set; } = true;

@@ -57,9 +57,9 @@ public static class RunResidency
     public static Cuda.Planning.StreamingMemoryPlan StreamingPlan(ExperimentConfig config, IReadOnlyList<TensorSpec> specs, long deviceBytes)
     {
         var evaluator = Cuda.Planning.EvaluatorMemory.None;
-        if (EvaluatorGraph(config, specs) is { } graph)
+        if (LlamaConfigOf(config) is { } llama)
         {
-            var llama = HfModelFolder.Open(SafetensorsModels.Folder(config)).Config;
+            var graph = EvaluatorGraph(config, llama, specs);
             // The fused graph appends to one KV buffer in place; the plain graph holds the previous
             // and the new cache during a step.
             evaluator = Cuda.Planning.EvaluatorMemory.ForLlama(llama, StorageOf(specs), PlannedBatch, Math.Min(PlannedTokens, llama.MaxPositionEmbeddings),
@@ -80,13 +80,16 @@ public static class RunResidency
     /// evaluation.graph when given, else the default for their storage type (fused for float16 and bfloat16,
     /// plain for float32); null for other families.
     /// </summary>
-    public static Onnx.Graph.LlamaGraphKind? EvaluatorGraph(ExperimentConfig config, IReadOnlyList<TensorSpec> specs)
-    {
-        if (Families.ModelFamilies.Of(config) != Families.ModelFamilies.Llama) return null;
-        if (config.Evaluation.Graph is { } chosen) return chosen;
-        var llama = HfModelFolder.Open(SafetensorsModels.Folder(config)).Config;
-        return Onnx.Runtime.ILlamaSession.DefaultGraph(Onnx.Runtime.InferenceDevice.Cuda, llama, Families.Llama.LlamaFamily.GraphType(StorageOf(specs)));
-    }
+    public static Onnx.Graph.LlamaGraphKind? EvaluatorGraph(ExperimentConfig config, IReadOnlyList<TensorSpec> specs) =>
+        LlamaConfigOf(config) is { } llama ? EvaluatorGraph(config, llama, specs) : null;
+
+    private static Onnx.Graph.LlamaGraphKind EvaluatorGraph(ExperimentConfig config, LlamaConfig llama, IReadOnlyList<TensorSpec> specs) =>
+        config.Evaluation.Graph
+        ?? Onnx.Runtime.ILlamaSession.DefaultGraph(Onnx.Runtime.InferenceDevice.Cuda, llama, Families.Llama.LlamaFamily.GraphType(StorageOf(specs)));
+
+    /// <summary>The base's config.json for a Llama-family run; null for other families.</summary>
+    private static LlamaConfig? LlamaConfigOf(ExperimentConfig config) =>
+        Families.ModelFamilies.Of(config) == Families.ModelFamilies.Llama ? HfModelFolder.Open(SafetensorsModels.Folder(config)).Config : null;
 
     private static DType StorageOf(IReadOnlyList<TensorSpec> specs) => specs.Select(t => t.DType).Where(DTypes.IsWeightType).DefaultIfEmpty(DType.F32).First();
 

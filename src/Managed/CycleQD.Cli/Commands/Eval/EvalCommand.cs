@@ -155,7 +155,7 @@ internal static class EvalCommand
         string describe = $"{task} / {split} ({Count(() => text.CountSamples(bench))} samples{(task == "agentbench_db" ? $", {layout.ToString().ToLowerInvariant()} layout" : "")})";
         Func<ITextGenerator> gold = () => text.GoldResponder(bench);
 
-        ITextGenerator generator = model is null ? gold() : ModelGenerators.Open(Path.GetFullPath(model), task, parse.GetValue(Threads) ?? 0, runtime);
+        ITextGenerator generator = model is null ? gold() : ModelGenerators.Open(Path.GetFullPath(model), task, parse.GetValue(Threads) ?? 0, runtime.Device, runtime.ElementType, runtime.Graph);
         try
         {
             string output = Path.GetFullPath(parse.GetValue(Output) ?? DefaultOutput(model, responder, task, split == "all" ? null : split));

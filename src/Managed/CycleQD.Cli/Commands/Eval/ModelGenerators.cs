@@ -13,13 +13,13 @@ internal static class ModelGenerators
     /// <param name="modelDir">The model folder.</param>
     /// <param name="task">The task it is opened for, as the wrong-kind message names it.</param>
     /// <param name="threads">ONNX Runtime intra-op threads (0: its default).</param>
-    /// <param name="runtime">Provider, graph type and graph (default: the CPU, float32, the default graph).</param>
-    public static ITextGenerator Open(string modelDir, string task, int threads = 0,
-        (InferenceDevice Device, Onnx.Graph.OnnxElementType ElementType, Onnx.Graph.LlamaGraphKind? Graph)? runtime = null)
+    /// <param name="device">Execution provider.</param>
+    /// <param name="type">Graph and weight type.</param>
+    /// <param name="graph">The graph; null for the default of the device and type.</param>
+    public static ITextGenerator Open(string modelDir, string task, int threads, InferenceDevice device, Onnx.Graph.OnnxElementType type, Onnx.Graph.LlamaGraphKind? graph)
     {
         if (!Directory.Exists(modelDir)) throw new DirectoryNotFoundException($"model folder not found: {modelDir}");
         ModelKindCheck.Require(modelDir, ModelFamilies.Llama, $"eval --task {task}");
-        var (device, type, graph) = runtime ?? (InferenceDevice.Cpu, Onnx.Graph.OnnxElementType.Float, null);
         return new OwnedModelGenerator(LlamaModel.Open(modelDir, device, intraOpThreads: threads, elementType: type, graph: graph));
     }
 
