@@ -1,6 +1,7 @@
 using CycleQD.Onnx.Graph;
 using CycleQD.Onnx.Runtime;
 using CycleQD.Tensors;
+using CycleQD.Testing;
 
 namespace CycleQD.Onnx.Tests;
 
@@ -18,10 +19,25 @@ public sealed class LlamaGraphTests
     public static TheoryData<bool, bool> Variants => new() { { true, false }, { false, false }, { false, true } };
 
     /// <summary>Tied/untied head, llama3 rope scaling, head_dim 8 (RotaryEmbedding operators) or 16 (rotary inside GroupQueryAttention).</summary>
-    public static TheoryData<bool, bool, int> FusedVariants => new()
+    public static TheoryData<bool, bool, int, FusedAttention> FusedVariants
     {
-        { true, false, 8 }, { false, false, 8 }, { false, true, 8 }, { true, false, 16 }, { false, true, 16 },
-    };
+        get
+        {
+            var data = new TheoryData<bool, bool, int, FusedAttention>();
+            foreach (var attention in Enum.GetValues<FusedAttention>())
+                foreach (var (tied, rope, headDim) in new[] { (true, false, 8), (false, false, 8), (false, true, 8), (true, false, 16), (false, true, 16) })
+                    data.Add(tied, rope, headDim, attention);
+            return data;
+        }
+    }
+
+    /// <summary>A float32 CPU session of the fused graph with <paramref name="attention"/> (CachedAttention needs its library).</summary>
+    private static FusedLlamaSession FusedCpuSession(LlamaConfig config, FusedAttention attention)
+    {
+        if (attention == FusedAttention.CachedAttention)
+            MachineRequirement.Require(CpuOperators.IsAvailable, "needs libcycleqd_ortops.so, which the build compiles with the system's C++ compiler: " + CpuOperators.WhyUnavailable);
+        return new FusedLlamaSession(config, new LlamaGraphOptions(LastPositionLogitsOnly: true), InferenceDevice.Cpu, "config.json", 0, 0, attention);
+    }
 
     [Theory]
     [MemberData(nameof(Variants))]
@@ -207,7 +223,7 @@ public sealed class LlamaGraphTests
 
     [Theory]
     [MemberData(nameof(FusedVariants))]
-    public void FusedDecoder_RightPaddedBatch_MatchesPlainGraphAndFloat64Reference(bool tied, bool llama3Rope, int headDim)
+    public void FusedDecoder_RightPaddedBatch_MatchesPlainGraphAndFloat64Reference(bool tied, bool llama3Rope, int headDim, FusedAttention attention)
     {
         var config = TinyLlama.Config(tied, llama3Rope ? TinyLlama.Llama3Scaling : null, headDim);
         Assert.Equal(headDim == 16, FusedLlamaGraphBuilder.RotaryInAttention(config));
@@ -216,7 +232,7 @@ public sealed class LlamaGraphTests
         int[][] next = [[5, 6, 7], [9, 10, 11], [12, 13, 14], [30, 31, 32]];
         var options = new LlamaGraphOptions(LastPositionLogitsOnly: true);
         using var plain = ILlamaSession.Open(LlamaGraphKind.Plain, config, options);
-        using var fused = ILlamaSession.Open(LlamaGraphKind.Fused, config, options);
+        using var fused = FusedCpuSession(config, attention);
         using var weights = LlamaWeights.FromArrays(config, w, "random");
         var p = Decode(plain, weights, prompts, next);
         var f = Decode(fused, weights, prompts, next);
@@ -235,14 +251,16 @@ public sealed class LlamaGraphTests
     }
 
     [Theory]
-    [InlineData(8)]
-    [InlineData(16)]
-    public void FusedDecoder_KeepRows_LeavesKeptSequencesUnchanged(int headDim)
+    [InlineData(8, FusedAttention.GroupQueryAttention)]
+    [InlineData(16, FusedAttention.GroupQueryAttention)]
+    [InlineData(8, FusedAttention.CachedAttention)]
+    [InlineData(16, FusedAttention.CachedAttention)]
+    public void FusedDecoder_KeepRows_LeavesKeptSequencesUnchanged(int headDim, FusedAttention attention)
     {
         var config = TinyLlama.Config(tied: false, headDim: headDim);
         var w = TinyLlama.Weights(config, seed: 31);
         int[][] prompts = [[1, 2, 3], [4, 5], [6, 7, 8, 9]];
-        using var session = ILlamaSession.Open(LlamaGraphKind.Fused, config, new LlamaGraphOptions(LastPositionLogitsOnly: true));
+        using var session = FusedCpuSession(config, attention);
         using var weights = LlamaWeights.FromArrays(config, w, "random");
         using var decoder = session.StartBatch(weights, 3, 8);
         decoder.Prefill(prompts);

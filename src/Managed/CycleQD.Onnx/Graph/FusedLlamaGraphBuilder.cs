@@ -12,7 +12,7 @@ namespace CycleQD.Onnx.Graph;
 /// <remarks>
 /// Sequences are right-padded: row b holds its real tokens first. Graph inputs: <c>input_ids</c> int64
 /// [batch, seq]; <c>position_ids</c> int64 [batch, seq] (rotary position of each token; only when the
-/// rotary is not done inside attention, see <see cref="RotaryInAttention"/>);
+/// rotary is not done inside attention, see <see cref="RotaryInAttention(LlamaConfig, FusedAttention)"/>);
 /// <c>seqlens_k</c> int32 [batch] (each row's cached plus new real tokens, minus one);
 /// <c>total_sequence_length</c> int32 scalar (the largest of those plus one; equal to seq for a prefill);
 /// <c>last_token_index</c> int64 [batch, 1] (the position within this run whose logits are wanted; only
@@ -24,7 +24,8 @@ namespace CycleQD.Onnx.Graph;
 /// CPU kernels for float32 and float16 and CUDA kernels for float16 and bfloat16 (GroupQueryAttention
 /// has no float32 CUDA kernel).
 /// ONNX Runtime's GroupQueryAttention takes a prompt (seq &gt; 1) only with no earlier tokens when the
-/// batch has more than one row; decoding steps take one token per row.
+/// batch has more than one row; decoding steps take one token per row. On the CPU in float32 the graph can
+/// use CycleQD's CachedAttention instead (<see cref="FusedAttention"/>), with the same inputs and outputs.
 /// </remarks>
 public static class FusedLlamaGraphBuilder
 {
@@ -35,16 +36,22 @@ public static class FusedLlamaGraphBuilder
     public const string PositionIds = "position_ids", SeqLensK = "seqlens_k", TotalSequenceLength = "total_sequence_length",
         LastTokenIndex = "last_token_index", CosCache = "cos_cache", SinCache = "sin_cache";
 
-    /// <summary>Builds the fused graph for <paramref name="config"/> (validate it first with <see cref="LlamaGraphBuilder.Validate"/>).</summary>
-    public static OnnxGraph Build(LlamaConfig config, LlamaGraphOptions options)
+    /// <summary>Builds the fused graph for <paramref name="config"/> with GroupQueryAttention (validate it first with <see cref="LlamaGraphBuilder.Validate"/>).</summary>
+    public static OnnxGraph Build(LlamaConfig config, LlamaGraphOptions options) => Build(config, options, FusedAttention.GroupQueryAttention);
+
+    /// <summary>Builds the fused graph for <paramref name="config"/> with the given attention operator (validate the config first with <see cref="LlamaGraphBuilder.Validate"/>).</summary>
+    /// <exception cref="ArgumentException"><see cref="FusedAttention.CachedAttention"/> in a type other than float32.</exception>
+    public static OnnxGraph Build(LlamaConfig config, LlamaGraphOptions options, FusedAttention attention)
     {
-        var g = new OnnxGraph("llama_fused", LlamaGraphBuilder.Opset);
         var t = options.ElementType;
+        if (attention == FusedAttention.CachedAttention && t != OnnxElementType.Float)
+            throw new ArgumentException($"CachedAttention has a float32 kernel only; this graph is {t}", nameof(attention));
+        var g = new OnnxGraph("llama_fused", LlamaGraphBuilder.Opset);
         int nh = config.NumAttentionHeads, kvh = config.NumKeyValueHeads, d = config.HeadDim, v = config.VocabSize;
         float eps = (float)config.RmsNormEps;
 
         string ids = g.Input(LlamaGraphBuilder.InputIds, OnnxElementType.Int64, "batch", "seq");
-        bool inAttention = RotaryInAttention(config);
+        bool inAttention = RotaryInAttention(config, attention);
         string? pos = inAttention ? null : g.Input(PositionIds, OnnxElementType.Int64, "batch", "seq");
         string seqlens = g.Input(SeqLensK, OnnxElementType.Int32, "batch");
         string total = g.Input(TotalSequenceLength, OnnxElementType.Int32);
@@ -77,7 +84,12 @@ public static class FusedLlamaGraphBuilder
             }
             else
             {
-                g.DomainNode(ContribDomain, "GroupQueryAttention", [Rotary(g, q, pos!, cos, sin), Rotary(g, k, pos!, cos, sin), vv, past[i].K, past[i].V, seqlens, total], present,
+                // Same inputs, outputs and attributes for both operators; CachedAttention keeps its keys
+                // in its own layout inside the buffer (native/ortops/attention.cc).
+                var (domain, op) = attention == FusedAttention.CachedAttention
+                    ? (Runtime.CpuOperators.Domain, "CachedAttention")
+                    : (ContribDomain, "GroupQueryAttention");
+                g.DomainNode(domain, op, [Rotary(g, q, pos!, cos, sin), Rotary(g, k, pos!, cos, sin), vv, past[i].K, past[i].V, seqlens, total], present,
                     ("num_heads", (long)nh), ("kv_num_heads", (long)kvh), ("scale", (float)(1.0 / Math.Sqrt(d))));
             }
             (normed, residual) = SkipNorm(g, Linear(g, attn, p + "self_attn.o_proj.weight"), residual, p + "post_attention_layernorm.weight", eps);
@@ -116,7 +128,14 @@ public static class FusedLlamaGraphBuilder
     /// Otherwise RotaryEmbedding operators turn q and k before attention, and the graph takes
     /// <c>position_ids</c>.
     /// </summary>
-    public static bool RotaryInAttention(LlamaConfig config) => config.HeadDim % 16 == 0;
+    public static bool RotaryInAttention(LlamaConfig config) => RotaryInAttention(config, FusedAttention.GroupQueryAttention);
+
+    /// <summary>
+    /// Whether the graph of <paramref name="config"/> with <paramref name="attention"/> applies the rotary
+    /// embedding inside attention: GroupQueryAttention at head_dim a multiple of 16; never CachedAttention.
+    /// </summary>
+    public static bool RotaryInAttention(LlamaConfig config, FusedAttention attention) =>
+        attention == FusedAttention.GroupQueryAttention && config.HeadDim % 16 == 0;
 
     /// <summary>x [..., in] · Wᵀ with W [out, in] as stored by PyTorch; FusedMatMul transposes B inside the product, no copy.</summary>
     private static string Linear(OnnxGraph g, string x, string weight) =>

@@ -9,7 +9,7 @@ namespace CycleQD.Onnx.Runtime;
 /// Batch decoding on the fused graph. Prompts are right-padded; each row keeps its own length, so no
 /// padding ever enters the cache. The KV buffers ([rows, kv_heads, capacity, head_dim] per layer, in
 /// the provider's memory: the GPU's on CUDA) are bound as both past input and present output, so
-/// GroupQueryAttention writes each new key/value in place. Weights, rotary tables and cache are bound
+/// the attention operator (GroupQueryAttention, or CachedAttention on the CPU) writes each new key/value in place. Weights, rotary tables and cache are bound
 /// once; a step rewrites the small pinned host inputs and runs. The logits come back to the host, or,
 /// for greedy steps, only each row's argmax (<see cref="LlamaGraphBuilder.NextTokens"/>) does and the
 /// logits stay where they were computed.
@@ -50,7 +50,7 @@ internal sealed class FusedBatchDecoder : IBatchDecoder
         _capacity = capacity;
         var c = session.Config;
         _vocab = c.VocabSize;
-        _rotaryInAttention = FusedLlamaGraphBuilder.RotaryInAttention(c);
+        _rotaryInAttention = FusedLlamaGraphBuilder.RotaryInAttention(c, session.Attention);
         _lengths = new int[batch];
         var t = session.Options.ElementType;
         var placement = session.Placement;
@@ -127,7 +127,7 @@ internal sealed class FusedBatchDecoder : IBatchDecoder
         if (prompts.Count != rows) throw new ArgumentException($"{prompts.Count} prompts for a batch of {rows}");
         int len = prompts.Max(p => p.Length);
         if (len > _capacity) throw new ArgumentException($"a prompt of {len} tokens does not fit the batch's capacity of {_capacity}");
-        // ONNX Runtime's GroupQueryAttention recognizes a prompt by seq == total_sequence_length.
+        // Both attention operators recognize a prompt by seq == total_sequence_length.
         _total[0] = len;
         var ids = new long[rows * len];
         var pos = new long[rows * len];

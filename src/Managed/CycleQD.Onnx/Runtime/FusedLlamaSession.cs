@@ -9,7 +9,7 @@ namespace CycleQD.Onnx.Runtime;
 /// provider (float32, float16) or the CUDA provider (float16, bfloat16). Weights are graph inputs as in
 /// <see cref="LlamaSession"/>: one session serves every weight set of the architecture. Decoding goes
 /// through <see cref="StartBatch"/>, whose KV buffers live in the provider's memory and are filled in
-/// place by GroupQueryAttention. Runs are serialized (one at a time per session).
+/// place by the attention operator (<see cref="Attention"/>). Runs are serialized (one at a time per session).
 /// </summary>
 public sealed class FusedLlamaSession : ILlamaSession
 {
@@ -30,6 +30,9 @@ public sealed class FusedLlamaSession : ILlamaSession
 
     /// <summary>The GPU (CUDA ordinal) the CUDA provider runs on; 0 on the CPU provider.</summary>
     public int CudaDevice { get; }
+
+    /// <summary>The attention operator of the graph (<see cref="DefaultAttention"/>).</summary>
+    public FusedAttention Attention { get; }
 
     /// <summary>Rotary frequencies of the config.</summary>
     internal RotaryTables Rotary { get; }
@@ -66,6 +69,14 @@ public sealed class FusedLlamaSession : ILlamaSession
     /// <exception cref="ExecutionProviderUnavailableException">the CUDA provider cannot load.</exception>
     /// <remarks>Open a session on another GPU through <see cref="ILlamaSession.Open"/>.</remarks>
     internal FusedLlamaSession(LlamaConfig config, LlamaGraphOptions options, InferenceDevice device, string configPath, int intraOpThreads, int cudaDevice)
+        : this(config, options, device, configPath, intraOpThreads, cudaDevice, DefaultAttention(device, options.ElementType))
+    {
+    }
+
+    /// <summary>As above, with the attention operator named (the tests run both on the CPU).</summary>
+    /// <exception cref="ArgumentException">CachedAttention other than on the CPU in float32.</exception>
+    /// <exception cref="InvalidOperationException">CachedAttention without its library (<see cref="CpuOperators.WhyUnavailable"/>).</exception>
+    internal FusedLlamaSession(LlamaConfig config, LlamaGraphOptions options, InferenceDevice device, string configPath, int intraOpThreads, int cudaDevice, FusedAttention attention)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(cudaDevice);
         LlamaGraphBuilder.Validate(config, configPath);
@@ -77,10 +88,13 @@ public sealed class FusedLlamaSession : ILlamaSession
             throw new ArgumentException("the fused session decodes batches and returns each row's last logits: build it with LastPositionLogitsOnly");
         if (!Supports(config))
             throw new TensorFormatException(configPath, null, $"head_dim {config.HeadDim}: ONNX Runtime's GroupQueryAttention needs a multiple of 8 (use --graph plain)");
+        if (attention == FusedAttention.CachedAttention && (device != InferenceDevice.Cpu || options.ElementType != OnnxElementType.Float))
+            throw new ArgumentException($"CachedAttention runs on the CPU in float32 only, not {device} {options.ElementType}", nameof(attention));
         Config = config;
         Options = options;
         Device = device;
         CudaDevice = cudaDevice;
+        Attention = attention;
         Rotary = new RotaryTables(config);
         Weights = LlamaWeightLayout.For(config);
         using var so = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL };
@@ -89,7 +103,8 @@ public sealed class FusedLlamaSession : ILlamaSession
         // machine is shared or small: generation measured several times slower with spinning (docs/perf.md).
         so.AddSessionConfigEntry("session.intra_op.allow_spinning", "0");
         if (device == InferenceDevice.Cuda) CudaProvider.Append(so, cudaDevice);
-        _session = new InferenceSession(FusedLlamaGraphBuilder.Build(config, options).ToModelBytes(), so);
+        if (attention == FusedAttention.CachedAttention) CpuOperators.Register(so);
+        _session = new InferenceSession(FusedLlamaGraphBuilder.Build(config, options, attention).ToModelBytes(), so);
         Placement = new DevicePlacement(device, cudaDevice);
     }
 
@@ -103,6 +118,21 @@ public sealed class FusedLlamaSession : ILlamaSession
     public static bool SupportsElementType(InferenceDevice device, OnnxElementType type) => device == InferenceDevice.Cuda
         ? type is OnnxElementType.Float16 or OnnxElementType.BFloat16
         : type is OnnxElementType.Float or OnnxElementType.Float16;
+
+    /// <summary>Environment variable that, set to <c>group-query</c>, keeps ONNX Runtime's GroupQueryAttention on the CPU too.</summary>
+    public const string CpuAttentionVariable = "CYCLEQD_CPU_ATTENTION";
+
+    /// <summary>
+    /// The attention operator a session on <paramref name="device"/> in <paramref name="type"/> uses:
+    /// CycleQD's CachedAttention on the CPU in float32 when its library is available (measured faster,
+    /// docs/perf.md) and <see cref="CpuAttentionVariable"/> is not <c>group-query</c>; ONNX Runtime's
+    /// GroupQueryAttention otherwise.
+    /// </summary>
+    public static FusedAttention DefaultAttention(InferenceDevice device, OnnxElementType type) =>
+        device == InferenceDevice.Cpu && type == OnnxElementType.Float && CpuOperators.IsAvailable &&
+        !string.Equals(Environment.GetEnvironmentVariable(CpuAttentionVariable), "group-query", StringComparison.OrdinalIgnoreCase)
+            ? FusedAttention.CachedAttention
+            : FusedAttention.GroupQueryAttention;
 
     /// <inheritdoc />
     public IBatchDecoder StartBatch(LlamaWeights weights, int batch, int capacity)

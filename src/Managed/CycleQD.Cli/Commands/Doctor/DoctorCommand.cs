@@ -62,6 +62,9 @@ internal static class DoctorCommand
             Line("ONNX Runtime", "cannot be loaded: " + (e.InnerException ?? e).Message);
         }
         Line("ORT on CUDA", OrtCudaStatus(AppContext.BaseDirectory));
+        Line("CPU attention", Onnx.Runtime.CpuOperators.IsAvailable
+            ? $"CachedAttention ({Onnx.Runtime.CpuOperators.LibraryPath}) in the fused float32 CPU graph"
+            : $"ONNX Runtime's GroupQueryAttention: {Onnx.Runtime.CpuOperators.WhyUnavailable}");
         return 0;
     }
 

@@ -47,7 +47,7 @@ internal static class GenerateBenchCommand
         var open = Stopwatch.StartNew();
         using var llm = LlamaModel.Open(model, dev, maxBatch: sizes.Max(), intraOpThreads: threads, elementType: elementType, graph: graphKind);
         open.Stop();
-        o.WriteLine($"model {llm.Folder.Directory}, device {dev}, {elementType}, graph {llm.Session.Graph.ToString().ToLowerInvariant()}, {newTokens} new tokens per sequence, best of {repeats}, threads {(threads == 0 ? "default" : threads.ToString(inv))}");
+        o.WriteLine($"model {llm.Folder.Directory}, device {dev}, {elementType}, graph {llm.Session.Graph.ToString().ToLowerInvariant()}{(llm.Session is FusedLlamaSession f ? $" ({f.Attention})" : "")}, {newTokens} new tokens per sequence, best of {repeats}, threads {(threads == 0 ? "default" : threads.ToString(inv))}");
         o.WriteLine(string.Create(inv, $"opened in {open.Elapsed.TotalSeconds:F2} s ({(dev == InferenceDevice.Cuda ? "session built, weights copied to the GPU once" : "session built, weights bound from the memory map, converted once where stored in another type")})"));
         o.WriteLine("batch  prompt_tokens  generated  seconds  tokens/s");
         foreach (int b in sizes)

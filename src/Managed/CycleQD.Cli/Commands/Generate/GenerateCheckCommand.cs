@@ -44,7 +44,9 @@ internal static class GenerateCheckCommand
             .Select(i => llm.Generator.EncodePrompt(new GenerationRequest(GenerateBenchCommand.Prompts[i % GenerateBenchCommand.Prompts.Length], steps)))
             .ToList();
         var inv = CultureInfo.InvariantCulture;
-        o.WriteLine($"model {llm.Folder.Directory}, device {dev}, {type}: fused graph ({(FusedLlamaGraphBuilder.RotaryInAttention(config) ? "rotary inside attention" : "RotaryEmbedding operators")}) against the plain graph");
+        var attention = ((FusedLlamaSession)fused).Attention;
+        o.WriteLine($"model {llm.Folder.Directory}, device {dev}, {type}: fused graph ({attention}, " +
+            $"{(FusedLlamaGraphBuilder.RotaryInAttention(config, attention) ? "rotary inside attention" : "RotaryEmbedding operators")}) against the plain graph");
         o.WriteLine($"{batch} prompts of {string.Join(", ", prompts.Select(p => p.Length))} tokens, then {steps} steps with the same tokens in both");
         o.WriteLine("step  worst relative error  rows with the same greedy token");
         double worst = 0;

@@ -1,0 +1,225 @@
+using CycleQD.Onnx.Graph;
+using CycleQD.Onnx.Runtime;
+using CycleQD.Testing;
+using Microsoft.ML.OnnxRuntime;
+
+namespace CycleQD.Onnx.Tests;
+
+/// <summary>
+/// CycleQD's CPU attention operator (native/ortops, <see cref="CpuOperators"/>) alone, in a one-node
+/// graph, against a float64 attention computed here: fresh random inputs, outputs poisoned with NaN
+/// before every run. The decoder-level tests (LlamaGraphTests) run it inside the fused Llama graph.
+/// </summary>
+public class CachedAttentionTests
+{
+    private static void RequireLibrary() =>
+        MachineRequirement.Require(CpuOperators.IsAvailable, "needs libcycleqd_ortops.so, which the build compiles with the system's C++ compiler: " + CpuOperators.WhyUnavailable);
+
+    /// <summary>A graph of one CachedAttention node over the fused graph's input and output names.</summary>
+    private static InferenceSession Session(int heads, int kvHeads, int headDim, float scale)
+    {
+        var g = new OnnxGraph("cached_attention");
+        var f = OnnxElementType.Float;
+        string q = g.Input("q", f, "batch", "seq", heads * headDim);
+        string k = g.Input("k", f, "batch", "seq", kvHeads * headDim);
+        string v = g.Input("v", f, "batch", "seq", kvHeads * headDim);
+        string pk = g.Input("past_key", f, "batch", kvHeads, "capacity", headDim);
+        string pv = g.Input("past_value", f, "batch", kvHeads, "capacity", headDim);
+        string lens = g.Input("seqlens_k", OnnxElementType.Int32, "batch");
+        string total = g.Input("total_sequence_length", OnnxElementType.Int32);
+        g.DomainNode(CpuOperators.Domain, "CachedAttention", [q, k, v, pk, pv, lens, total], ["out", "present_key", "present_value"],
+            ("num_heads", (long)heads), ("kv_num_heads", (long)kvHeads), ("scale", scale));
+        g.Output("out", "out", f, "batch", "seq", heads * headDim);
+        g.Output("present_key", "present_key", f, "batch", kvHeads, "capacity", headDim);
+        g.Output("present_value", "present_value", f, "batch", kvHeads, "capacity", headDim);
+        using var so = new SessionOptions();
+        CpuOperators.Register(so);
+        return new InferenceSession(g.ToModelBytes(), so);
+    }
+
+    private static float[] Random(Random rng, int n) => Enumerable.Range(0, n).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
+
+    /// <summary>
+    /// A right-padded prompt batch, then decoding steps, through one KV buffer bound as past and present;
+    /// each run's output against softmax(q·kᵀ·scale)·v in float64 over the row's own tokens.
+    /// </summary>
+    [Theory]
+    [InlineData(8, 4, 8)]     // stories260K / TinySkills shape, two query heads per kv head
+    [InlineData(4, 4, 16)]    // one query head per kv head
+    [InlineData(8, 2, 24)]    // head_dim with no specialized path
+    [InlineData(4, 1, 128)]   // Llama-3's head_dim, four query heads per kv head
+    public void PromptThenDecode_MatchesFloat64Attention(int heads, int kvHeads, int headDim)
+    {
+        RequireLibrary();
+        var rng = new Random(heads * 1000 + kvHeads * 100 + headDim);
+        int[] promptLengths = [5, 2, 7];
+        int batch = promptLengths.Length, decodeSteps = 3, capacity = promptLengths.Max() + decodeSteps + 1;
+        float scale = (float)(1 / Math.Sqrt(headDim));
+        int group = heads / kvHeads;
+        using var session = Session(heads, kvHeads, headDim, scale);
+        // Each row's keys and values so far, [position][kv head * headDim + i].
+        var keys = Enumerable.Range(0, batch).Select(_ => new List<float[]>()).ToArray();
+        var values = Enumerable.Range(0, batch).Select(_ => new List<float[]>()).ToArray();
+        // The buffers start as garbage (the fused decoder zero-fills them, but no slot past a row's length may matter).
+        var keyBuffer = Random(rng, batch * kvHeads * capacity * headDim);
+        var valueBuffer = Random(rng, batch * kvHeads * capacity * headDim);
+        using var keyValue = OrtValue.CreateTensorValueFromMemory(keyBuffer, [batch, kvHeads, capacity, headDim]);
+        using var valueValue = OrtValue.CreateTensorValueFromMemory(valueBuffer, [batch, kvHeads, capacity, headDim]);
+        var lengths = new int[batch];
+        for (int step = 0; step <= decodeSteps; step++)
+        {
+            bool prompt = step == 0;
+            int seq = prompt ? promptLengths.Max() : 1;
+            var q = Random(rng, batch * seq * heads * headDim);
+            var k = Random(rng, batch * seq * kvHeads * headDim);
+            var v = Random(rng, batch * seq * kvHeads * headDim);
+            for (int b = 0; b < batch; b++)
+            {
+                int fresh = prompt ? promptLengths[b] : 1;
+                for (int t = 0; t < fresh; t++)
+                {
+                    keys[b].Add(k.AsSpan((b * seq + t) * kvHeads * headDim, kvHeads * headDim).ToArray());
+                    values[b].Add(v.AsSpan((b * seq + t) * kvHeads * headDim, kvHeads * headDim).ToArray());
+                }
+                lengths[b] = keys[b].Count;
+            }
+            var seqLens = lengths.Select(n => n - 1).ToArray();
+            int[] total = [prompt ? seq : lengths.Max()];
+            var output = Enumerable.Repeat(float.NaN, batch * seq * heads * headDim).ToArray();
+            using var binding = session.CreateIoBinding();
+            using var qv = OrtValue.CreateTensorValueFromMemory(q, [batch, seq, heads * headDim]);
+            using var kv = OrtValue.CreateTensorValueFromMemory(k, [batch, seq, kvHeads * headDim]);
+            using var vv = OrtValue.CreateTensorValueFromMemory(v, [batch, seq, kvHeads * headDim]);
+            using var lensValue = OrtValue.CreateTensorValueFromMemory(seqLens, [batch]);
+            using var totalValue = OrtValue.CreateTensorValueFromMemory(total, []);
+            using var outValue = OrtValue.CreateTensorValueFromMemory(output, [batch, seq, heads * headDim]);
+            binding.BindInput("q", qv);
+            binding.BindInput("k", kv);
+            binding.BindInput("v", vv);
+            binding.BindInput("past_key", keyValue);
+            binding.BindInput("past_value", valueValue);
+            binding.BindInput("seqlens_k", lensValue);
+            binding.BindInput("total_sequence_length", totalValue);
+            binding.BindOutput("out", outValue);
+            binding.BindOutput("present_key", keyValue);
+            binding.BindOutput("present_value", valueValue);
+            using var runOptions = new RunOptions();
+            session.RunWithBinding(runOptions, binding);
+
+            double errSq = 0, refSq = 0;
+            for (int b = 0; b < batch; b++)
+            {
+                int fresh = prompt ? promptLengths[b] : 1, first = lengths[b] - fresh;
+                for (int t = 0; t < fresh; t++)
+                    for (int h = 0; h < heads; h++)
+                    {
+                        int kvh = h / group, upTo = first + t + 1;
+                        var qh = q.AsSpan((b * seq + t) * heads * headDim + h * headDim, headDim);
+                        var scores = new double[upTo];
+                        for (int p = 0; p < upTo; p++)
+                        {
+                            double dot = 0;
+                            for (int i = 0; i < headDim; i++) dot += (double)qh[i] * keys[b][p][kvh * headDim + i];
+                            scores[p] = dot * scale;
+                        }
+                        double max = scores.Max(), sum = scores.Sum(s => Math.Exp(s - max));
+                        for (int i = 0; i < headDim; i++)
+                        {
+                            double expected = 0;
+                            for (int p = 0; p < upTo; p++) expected += Math.Exp(scores[p] - max) / sum * values[b][p][kvh * headDim + i];
+                            double got = output[(b * seq + t) * heads * headDim + h * headDim + i];
+                            errSq += (got - expected) * (got - expected);
+                            refSq += expected * expected;
+                        }
+                    }
+            }
+            double rel = Math.Sqrt(errSq / refSq);
+            Assert.True(rel < 1e-5, $"step {step}: relative error {rel:E3} (NaN would mean a real token's output was never written)");
+        }
+    }
+
+    [Fact]
+    public void PresentNotBoundToThePast_IsRefusedNamingTheContract()
+    {
+        RequireLibrary();
+        using var session = Session(2, 1, 8, 0.35f);
+        var inputs = new Dictionary<string, OrtValue>
+        {
+            ["q"] = OrtValue.CreateTensorValueFromMemory(new float[16], [1, 1, 16]),
+            ["k"] = OrtValue.CreateTensorValueFromMemory(new float[8], [1, 1, 8]),
+            ["v"] = OrtValue.CreateTensorValueFromMemory(new float[8], [1, 1, 8]),
+            ["past_key"] = OrtValue.CreateTensorValueFromMemory(new float[32], [1, 1, 4, 8]),
+            ["past_value"] = OrtValue.CreateTensorValueFromMemory(new float[32], [1, 1, 4, 8]),
+            ["seqlens_k"] = OrtValue.CreateTensorValueFromMemory(new[] { 1 }, [1]),
+            ["total_sequence_length"] = OrtValue.CreateTensorValueFromMemory(new[] { 2 }, []),
+        };
+        try
+        {
+            using var runOptions = new RunOptions();
+            var e = Assert.Throws<OnnxRuntimeException>(() => session.Run(runOptions, inputs, session.OutputNames));
+            Assert.Contains("appends in place", e.Message);
+        }
+        finally
+        {
+            foreach (var value in inputs.Values) value.Dispose();
+        }
+    }
+
+    [Theory]
+    [InlineData(4, 5, "does not fit")]   // a row longer than the buffer
+    [InlineData(-1, 2, "does not fit")]  // a negative length
+    public void SequenceLengthsOutsideTheBuffer_AreRefusedNamingTheRow(int seqLen, int total, string expected)
+    {
+        RequireLibrary();
+        using var session = Session(2, 1, 8, 0.35f);
+        var keys = new float[32];
+        var vals = new float[32];
+        using var keyValue = OrtValue.CreateTensorValueFromMemory(keys, [1, 1, 4, 8]);
+        using var valueValue = OrtValue.CreateTensorValueFromMemory(vals, [1, 1, 4, 8]);
+        using var q = OrtValue.CreateTensorValueFromMemory(new float[16], [1, 1, 16]);
+        using var k = OrtValue.CreateTensorValueFromMemory(new float[8], [1, 1, 8]);
+        using var v = OrtValue.CreateTensorValueFromMemory(new float[8], [1, 1, 8]);
+        using var lens = OrtValue.CreateTensorValueFromMemory(new[] { seqLen }, [1]);
+        using var totalValue = OrtValue.CreateTensorValueFromMemory(new[] { total }, []);
+        using var output = OrtValue.CreateTensorValueFromMemory(new float[16], [1, 1, 16]);
+        using var binding = session.CreateIoBinding();
+        binding.BindInput("q", q);
+        binding.BindInput("k", k);
+        binding.BindInput("v", v);
+        binding.BindInput("past_key", keyValue);
+        binding.BindInput("past_value", valueValue);
+        binding.BindInput("seqlens_k", lens);
+        binding.BindInput("total_sequence_length", totalValue);
+        binding.BindOutput("out", output);
+        binding.BindOutput("present_key", keyValue);
+        binding.BindOutput("present_value", valueValue);
+        using var runOptions = new RunOptions();
+        var e = Assert.Throws<OnnxRuntimeException>(() => session.RunWithBinding(runOptions, binding));
+        Assert.Contains("seqlens_k[0]", e.Message);
+        Assert.Contains(expected, e.Message);
+    }
+
+    [Fact]
+    public void DefaultAttention_IsCachedAttentionOnlyOnTheCpuInFloat32()
+    {
+        RequireLibrary();
+        Assert.Equal(FusedAttention.CachedAttention, FusedLlamaSession.DefaultAttention(InferenceDevice.Cpu, OnnxElementType.Float));
+        Assert.Equal(FusedAttention.GroupQueryAttention, FusedLlamaSession.DefaultAttention(InferenceDevice.Cpu, OnnxElementType.Float16));
+        Assert.Equal(FusedAttention.GroupQueryAttention, FusedLlamaSession.DefaultAttention(InferenceDevice.Cuda, OnnxElementType.BFloat16));
+        Assert.Equal(FusedAttention.GroupQueryAttention, FusedLlamaSession.DefaultAttention(InferenceDevice.Cuda, OnnxElementType.Float16));
+        var config = TinyLlama.Config(tied: true);
+        using var session = (FusedLlamaSession)ILlamaSession.Open(LlamaGraphKind.Fused, config, new LlamaGraphOptions(LastPositionLogitsOnly: true));
+        Assert.Equal(FusedAttention.CachedAttention, session.Attention);
+    }
+
+    [Fact]
+    public void CachedAttention_OutsideCpuFloat32_IsRefused()
+    {
+        var config = TinyLlama.Config(tied: true);
+        var e = Assert.Throws<ArgumentException>(() => new FusedLlamaSession(config,
+            new LlamaGraphOptions(OnnxElementType.Float16, LastPositionLogitsOnly: true), InferenceDevice.Cpu, "config.json", 0, 0, FusedAttention.CachedAttention));
+        Assert.Contains("float32", e.Message);
+        Assert.Throws<ArgumentException>(() => FusedLlamaGraphBuilder.Build(config,
+            new LlamaGraphOptions(OnnxElementType.Float16, LastPositionLogitsOnly: true), FusedAttention.CachedAttention));
+    }
+}
