@@ -74,7 +74,7 @@ SRC
 
 cmd_setup() {
   command -v apt-get >/dev/null 2>&1 || die "setup expects Debian 12 (apt-get not found); install the packages listed in README.md by hand"
-  apt_install ca-certificates libopenblas0-pthread liblapacke fonts-dejavu-core bubblewrap \
+  apt_install ca-certificates g++ libopenblas0-pthread liblapacke fonts-dejavu-core bubblewrap \
               mariadb-server mariadb-client redis-server python3 cmake make mmdebstrap
   # The pinned root file system AgentBench OS samples run on (built once, reused while its recipe holds).
   if [ "${CYCLEQD_SKIP_OS_ROOTFS:-0}" = 1 ]; then
