@@ -3,11 +3,13 @@
 //
 // CachedAttention: a Llama layer's attention over a KV buffer that is both the past input and the
 // present output (bound to the same memory). Its inputs and outputs are those of ONNX Runtime's
-// GroupQueryAttention without the rotary embedding (q and k arrive already turned), so one decoder
-// drives either operator:
+// GroupQueryAttention, so one decoder drives either operator:
 //   inputs  q [B, S, H*D], k [B, S, KV*D], v [B, S, KV*D] (float32),
 //           past_key, past_value [B, KV, C, D], seqlens_k int32 [B] (each row's cached plus new
-//           real tokens, minus one), total_sequence_length int32 scalar
+//           real tokens, minus one), total_sequence_length int32 scalar,
+//           optional cos_cache, sin_cache [positions, D/2]: with them, q and k arrive unturned
+//           and are turned here (Hugging Face's rotate_half layout), as GroupQueryAttention's
+//           do_rotary does: a prompt token at its index, a new token at its row's cached length
 //   outputs out [B, S, H*D], present_key, present_value (the past buffers, written in place)
 //   attributes num_heads, kv_num_heads, scale
 // A prompt (S == total_sequence_length) starts every row at position 0; otherwise the S new tokens
@@ -77,7 +79,20 @@ struct Work {
   float* value_cache;
   const int32_t* seqlens;
   float* out;
+  const float* cos;  // [positions, D/2], or null: q and k arrive already turned
+  const float* sin;
 };
+
+// Turns x (head_dim d, Hugging Face's rotate_half layout: first half paired with second half) by
+// position pos of the cos/sin tables, into out: out1 = x1 cos - x2 sin, out2 = x2 cos + x1 sin.
+inline void Rotate(const float* x, int64_t d, const float* cos_row, const float* sin_row, float scale, float* out) {
+  const int64_t half = d / 2;
+  for (int64_t i = 0; i < half; i++) {
+    const float a = x[i], b = x[i + half];
+    out[i] = (a * cos_row[i] - b * sin_row[i]) * scale;
+    out[i + half] = (b * cos_row[i] + a * sin_row[i]) * scale;
+  }
+}
 
 constexpr int kLanes = 8;  // independent partial results, so that reductions vectorize
 
@@ -169,10 +184,17 @@ void AttendGroup(const Work& w, int64_t b, int64_t kvh, float* scores) {
   const int64_t start = w.prompt ? 0 : last + 1 - s.seq;
   float* kt = w.key_cache + (b * s.kv_heads + kvh) * cap * d;
   float* vc = w.value_cache + (b * s.kv_heads + kvh) * cap * d;
-  // Append the new tokens' key (transposed) and value.
+  const int64_t half = d / 2;
+  // Append the new tokens' key (turned to its position, transposed) and value.
   for (int64_t t = 0; t < s.seq; t++) {
     const int64_t src = (b * s.seq + t) * s.kv_heads * d + kvh * d;
-    for (int64_t i = 0; i < d; i++) kt[i * cap + start + t] = w.k[src + i];
+    const float* key = w.k + src;
+    float turned[D > 0 ? D : 512];
+    if (w.cos != nullptr) {
+      Rotate(key, d, w.cos + (start + t) * half, w.sin + (start + t) * half, 1.0f, turned);
+      key = turned;
+    }
+    for (int64_t i = 0; i < d; i++) kt[i * cap + start + t] = key[i];
     std::memcpy(vc + (start + t) * d, w.v + src, sizeof(float) * d);
   }
   for (int64_t t = 0; t < s.seq; t++) {
@@ -182,7 +204,10 @@ void AttendGroup(const Work& w, int64_t b, int64_t kvh, float* scores) {
       const float* qh = w.q + (b * s.seq + t) * s.heads * d + h * d;
       float* o = w.out + (b * s.seq + t) * s.heads * d + h * d;
       float qs[D > 0 ? D : 512];
-      for (int64_t i = 0; i < d; i++) qs[i] = qh[i] * w.scale;
+      if (w.cos != nullptr)
+        Rotate(qh, d, w.cos + (start + t) * half, w.sin + (start + t) * half, w.scale, qs);
+      else
+        for (int64_t i = 0; i < d; i++) qs[i] = qh[i] * w.scale;
       Scores<D>(qs, kt, cap, d, len, scores);
       const float inv = 1.0f / SoftmaxNumerators(scores, len);
       float acc[D > 0 ? D : 512];
@@ -245,6 +270,23 @@ struct CachedAttentionKernel {
         seqlens.GetTensorTypeAndShapeInfo().GetElementCount() != static_cast<size_t>(s.batch))
       throw Ort::Exception("CachedAttention: input shapes disagree with num_heads, kv_num_heads and each other", ORT_INVALID_ARGUMENT);
     const int32_t total_len = *total.GetTensorData<int32_t>();
+    // Optional cos_cache, sin_cache [positions, head_dim / 2]: turn q and k inside, as
+    // GroupQueryAttention's do_rotary does (a prompt token's position is its index, a new token's
+    // is the row's cached length).
+    const float* cos = nullptr;
+    const float* sin = nullptr;
+    if (ctx.GetInputCount() > 7) {
+      auto cos_cache = ctx.GetInput(7), sin_cache = ctx.GetInput(8);
+      if (cos_cache == nullptr || sin_cache == nullptr)
+        throw Ort::Exception("CachedAttention: cos_cache and sin_cache come together", ORT_INVALID_ARGUMENT);
+      auto rs = cos_cache.GetTensorTypeAndShapeInfo().GetShape();
+      if (rs.size() != 2 || rs[1] * 2 != s.head_dim || s.head_dim % 2 != 0 || sin_cache.GetTensorTypeAndShapeInfo().GetShape() != rs)
+        throw Ort::Exception("CachedAttention: cos_cache and sin_cache must be [positions, head_dim / 2]", ORT_INVALID_ARGUMENT);
+      if (rs[0] < s.capacity)
+        throw Ort::Exception("CachedAttention: the rotary tables have " + std::to_string(rs[0]) + " positions, fewer than the KV capacity " + std::to_string(s.capacity), ORT_INVALID_ARGUMENT);
+      cos = cos_cache.GetTensorData<float>();
+      sin = sin_cache.GetTensorData<float>();
+    }
     const bool prompt = s.seq == total_len;
     const int32_t* lens = seqlens.GetTensorData<int32_t>();
     for (int64_t b = 0; b < s.batch; b++) {
@@ -265,7 +307,7 @@ struct CachedAttentionKernel {
       throw Ort::Exception("CachedAttention appends in place: bind present_key and present_value to the past_key and past_value buffers", ORT_INVALID_ARGUMENT);
     Work w{s, prompt, scale_ != 0.0f ? scale_ : 1.0f / std::sqrt(static_cast<float>(s.head_dim)),
            q.GetTensorData<float>(), k.GetTensorData<float>(), v.GetTensorData<float>(), kc, vc, lens,
-           out.GetTensorMutableData<float>()};
+           out.GetTensorMutableData<float>(), cos, sin};
     const size_t tasks = static_cast<size_t>(s.batch * s.kv_heads);
     ctx.ParallelFor(AttendTask, tasks, 0, &w);
   }
@@ -288,9 +330,13 @@ struct CachedAttentionOp : Ort::CustomOpBase<CachedAttentionOp, CachedAttentionK
   }
   const char* GetName() const { return "CachedAttention"; }
   const char* GetExecutionProviderType() const { return "CPUExecutionProvider"; }
-  size_t GetInputTypeCount() const { return 7; }
+  size_t GetInputTypeCount() const { return 9; }
   ONNXTensorElementDataType GetInputType(size_t index) const {
     return index == 5 || index == 6 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32 : ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+  }
+  // cos_cache and sin_cache (inputs 7 and 8) may be left out.
+  OrtCustomOpInputOutputCharacteristic GetInputCharacteristic(size_t index) const {
+    return index >= 7 ? INPUT_OUTPUT_OPTIONAL : INPUT_OUTPUT_REQUIRED;
   }
   size_t GetOutputTypeCount() const { return 3; }
   ONNXTensorElementDataType GetOutputType(size_t) const { return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT; }

@@ -16,7 +16,7 @@ public class CachedAttentionTests
         MachineRequirement.Require(CpuOperators.IsAvailable, "needs libcycleqd_ortops.so, which the build compiles with the system's C++ compiler: " + CpuOperators.WhyUnavailable);
 
     /// <summary>A graph of one CachedAttention node over the fused graph's input and output names.</summary>
-    private static InferenceSession Session(int heads, int kvHeads, int headDim, float scale)
+    private static InferenceSession Session(int heads, int kvHeads, int headDim, float scale, bool rotary = false)
     {
         var g = new OnnxGraph("cached_attention");
         var f = OnnxElementType.Float;
@@ -27,7 +27,9 @@ public class CachedAttentionTests
         string pv = g.Input("past_value", f, "batch", kvHeads, "capacity", headDim);
         string lens = g.Input("seqlens_k", OnnxElementType.Int32, "batch");
         string total = g.Input("total_sequence_length", OnnxElementType.Int32);
-        g.DomainNode(CpuOperators.Domain, "CachedAttention", [q, k, v, pk, pv, lens, total], ["out", "present_key", "present_value"],
+        string[] inputs = [q, k, v, pk, pv, lens, total];
+        if (rotary) inputs = [.. inputs, g.Input("cos_cache", f, "positions", headDim / 2), g.Input("sin_cache", f, "positions", headDim / 2)];
+        g.DomainNode(CpuOperators.Domain, "CachedAttention", inputs, ["out", "present_key", "present_value"],
             ("num_heads", (long)heads), ("kv_num_heads", (long)kvHeads), ("scale", scale));
         g.Output("out", "out", f, "batch", "seq", heads * headDim);
         g.Output("present_key", "present_key", f, "batch", kvHeads, "capacity", headDim);
@@ -39,26 +41,55 @@ public class CachedAttentionTests
 
     private static float[] Random(Random rng, int n) => Enumerable.Range(0, n).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
 
+    /// <summary>Turns x (rotate_half layout) by angles pos·θᵢ in float64.</summary>
+    private static double[] Turn(ReadOnlySpan<float> x, int pos, double[] theta)
+    {
+        int half = x.Length / 2;
+        var o = new double[x.Length];
+        for (int i = 0; i < half; i++)
+        {
+            double c = Math.Cos(pos * theta[i]), s = Math.Sin(pos * theta[i]);
+            o[i] = x[i] * c - x[i + half] * s;
+            o[i + half] = x[i + half] * c + x[i] * s;
+        }
+        return o;
+    }
+
     /// <summary>
     /// A right-padded prompt batch, then decoding steps, through one KV buffer bound as past and present;
-    /// each run's output against softmax(q·kᵀ·scale)·v in float64 over the row's own tokens.
+    /// each run's output against softmax(q·kᵀ·scale)·v in float64 over the row's own tokens (with the
+    /// rotary tables: q and k turned to their positions first, in float64).
     /// </summary>
     [Theory]
-    [InlineData(8, 4, 8)]     // stories260K / TinySkills shape, two query heads per kv head
-    [InlineData(4, 4, 16)]    // one query head per kv head
-    [InlineData(8, 2, 24)]    // head_dim with no specialized path
-    [InlineData(4, 1, 128)]   // Llama-3's head_dim, four query heads per kv head
-    public void PromptThenDecode_MatchesFloat64Attention(int heads, int kvHeads, int headDim)
+    [InlineData(8, 4, 8, false)]     // stories260K / TinySkills shape, two query heads per kv head
+    [InlineData(8, 4, 8, true)]
+    [InlineData(4, 4, 16, false)]    // one query head per kv head
+    [InlineData(8, 2, 24, true)]     // head_dim with no specialized path
+    [InlineData(4, 1, 128, false)]   // Llama-3's head_dim, four query heads per kv head
+    [InlineData(4, 1, 128, true)]
+    public void PromptThenDecode_MatchesFloat64Attention(int heads, int kvHeads, int headDim, bool rotary)
     {
         RequireLibrary();
-        var rng = new Random(heads * 1000 + kvHeads * 100 + headDim);
+        var rng = new Random(heads * 1000 + kvHeads * 100 + headDim + (rotary ? 1 : 0));
         int[] promptLengths = [5, 2, 7];
         int batch = promptLengths.Length, decodeSteps = 3, capacity = promptLengths.Max() + decodeSteps + 1;
         float scale = (float)(1 / Math.Sqrt(headDim));
         int group = heads / kvHeads;
-        using var session = Session(heads, kvHeads, headDim, scale);
-        // Each row's keys and values so far, [position][kv head * headDim + i].
-        var keys = Enumerable.Range(0, batch).Select(_ => new List<float[]>()).ToArray();
+        using var session = Session(heads, kvHeads, headDim, scale, rotary);
+        // Rotary angles θᵢ = 10000^(−2i/d), tables [capacity, d/2] in float32 as the decoder builds them.
+        var theta = Enumerable.Range(0, headDim / 2).Select(i => Math.Pow(10000, -2.0 * i / headDim)).ToArray();
+        var cosTable = new float[capacity * headDim / 2];
+        var sinTable = new float[capacity * headDim / 2];
+        for (int p = 0; p < capacity; p++)
+            for (int i = 0; i < headDim / 2; i++)
+            {
+                cosTable[p * headDim / 2 + i] = (float)Math.Cos(p * theta[i]);
+                sinTable[p * headDim / 2 + i] = (float)Math.Sin(p * theta[i]);
+            }
+        using var cosValue = OrtValue.CreateTensorValueFromMemory(cosTable, [capacity, headDim / 2]);
+        using var sinValue = OrtValue.CreateTensorValueFromMemory(sinTable, [capacity, headDim / 2]);
+        // Each row's keys (turned, when rotary) and values so far, [position][kv head * headDim + i].
+        var keys = Enumerable.Range(0, batch).Select(_ => new List<double[]>()).ToArray();
         var values = Enumerable.Range(0, batch).Select(_ => new List<float[]>()).ToArray();
         // The buffers start as garbage (the fused decoder zero-fills them, but no slot past a row's length may matter).
         var keyBuffer = Random(rng, batch * kvHeads * capacity * headDim);
@@ -78,7 +109,15 @@ public class CachedAttentionTests
                 int fresh = prompt ? promptLengths[b] : 1;
                 for (int t = 0; t < fresh; t++)
                 {
-                    keys[b].Add(k.AsSpan((b * seq + t) * kvHeads * headDim, kvHeads * headDim).ToArray());
+                    int pos = keys[b].Count;
+                    var key = new double[kvHeads * headDim];
+                    for (int kvh = 0; kvh < kvHeads; kvh++)
+                    {
+                        var raw = k.AsSpan((b * seq + t) * kvHeads * headDim + kvh * headDim, headDim);
+                        var turned = rotary ? Turn(raw, pos, theta) : raw.ToArray().Select(x => (double)x).ToArray();
+                        turned.CopyTo(key, kvh * headDim);
+                    }
+                    keys[b].Add(key);
                     values[b].Add(v.AsSpan((b * seq + t) * kvHeads * headDim, kvHeads * headDim).ToArray());
                 }
                 lengths[b] = keys[b].Count;
@@ -100,6 +139,11 @@ public class CachedAttentionTests
             binding.BindInput("past_value", valueValue);
             binding.BindInput("seqlens_k", lensValue);
             binding.BindInput("total_sequence_length", totalValue);
+            if (rotary)
+            {
+                binding.BindInput("cos_cache", cosValue);
+                binding.BindInput("sin_cache", sinValue);
+            }
             binding.BindOutput("out", outValue);
             binding.BindOutput("present_key", keyValue);
             binding.BindOutput("present_value", valueValue);
@@ -114,12 +158,13 @@ public class CachedAttentionTests
                     for (int h = 0; h < heads; h++)
                     {
                         int kvh = h / group, upTo = first + t + 1;
-                        var qh = q.AsSpan((b * seq + t) * heads * headDim + h * headDim, headDim);
+                        var qRaw = q.AsSpan((b * seq + t) * heads * headDim + h * headDim, headDim);
+                        var qh = rotary ? Turn(qRaw, first + t, theta) : qRaw.ToArray().Select(x => (double)x).ToArray();
                         var scores = new double[upTo];
                         for (int p = 0; p < upTo; p++)
                         {
                             double dot = 0;
-                            for (int i = 0; i < headDim; i++) dot += (double)qh[i] * keys[b][p][kvh * headDim + i];
+                            for (int i = 0; i < headDim; i++) dot += qh[i] * keys[b][p][kvh * headDim + i];
                             scores[p] = dot * scale;
                         }
                         double max = scores.Max(), sum = scores.Sum(s => Math.Exp(s - max));

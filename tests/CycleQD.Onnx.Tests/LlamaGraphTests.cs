@@ -314,6 +314,19 @@ public sealed class LlamaGraphTests
     }
 
     [Fact]
+    public void FusedGraph_WithCachedAttention_TurnsQAndKInsideAttention_AtAnyHeadDim()
+    {
+        var options = new LlamaGraphOptions(LastPositionLogitsOnly: true);
+        var config = TinyLlama.Config(tied: false, headDim: 8);
+        Assert.False(FusedLlamaGraphBuilder.RotaryInAttention(config, FusedAttention.GroupQueryAttention));
+        Assert.True(FusedLlamaGraphBuilder.RotaryInAttention(config, FusedAttention.CachedAttention));
+        var gqa = FusedLlamaGraphBuilder.Build(config, options, FusedAttention.GroupQueryAttention);
+        var cached = FusedLlamaGraphBuilder.Build(config, options, FusedAttention.CachedAttention);
+        Assert.Equal(gqa.NodeCount - 4, cached.NodeCount);
+        Assert.Equal([CpuOperators.Domain, FusedLlamaGraphBuilder.ContribDomain], cached.Domains.Order(StringComparer.Ordinal));
+    }
+
+    [Fact]
     public void FusedSession_Float32OnCudaBFloat16OnCpuOrFullLogits_IsRejectedWithTheReason()
     {
         var config = TinyLlama.Config(tied: true);

@@ -75,22 +75,25 @@ public static class FusedLlamaGraphBuilder
             string vv = Linear(g, normed, p + "self_attn.v_proj.weight");
             string attn = $"attn_{i}";
             var present = new[] { attn, LlamaGraphBuilder.PresentName(i, false), LlamaGraphBuilder.PresentName(i, true) };
-            if (inAttention)
+            var attentionAttributes = new (string Name, object Value)[] { ("num_heads", (long)nh), ("kv_num_heads", (long)kvh), ("scale", (float)(1.0 / Math.Sqrt(d))) };
+            if (attention == FusedAttention.CachedAttention)
+            {
+                // Same inputs, outputs and attributes as GroupQueryAttention with its rotary inside
+                // (the tables as two trailing inputs); CachedAttention keeps its keys in its own layout
+                // inside the buffer (native/ortops/attention.cc).
+                g.DomainNode(Runtime.CpuOperators.Domain, "CachedAttention", [q, k, vv, past[i].K, past[i].V, seqlens, total, cos, sin], present, attentionAttributes);
+            }
+            else if (inAttention)
             {
                 // Rotary inside attention: GroupQueryAttention turns q and k by each token's position
                 // (its index in a prompt, the cached length when decoding), with no separate operators.
                 g.DomainNode(ContribDomain, "GroupQueryAttention", [q, k, vv, past[i].K, past[i].V, seqlens, total, cos, sin], present,
-                    ("num_heads", (long)nh), ("kv_num_heads", (long)kvh), ("scale", (float)(1.0 / Math.Sqrt(d))), ("do_rotary", 1L), ("rotary_interleaved", 0L));
+                    [.. attentionAttributes, ("do_rotary", 1L), ("rotary_interleaved", 0L)]);
             }
             else
             {
-                // Same inputs, outputs and attributes for both operators; CachedAttention keeps its keys
-                // in its own layout inside the buffer (native/ortops/attention.cc).
-                var (domain, op) = attention == FusedAttention.CachedAttention
-                    ? (Runtime.CpuOperators.Domain, "CachedAttention")
-                    : (ContribDomain, "GroupQueryAttention");
-                g.DomainNode(domain, op, [Rotary(g, q, pos!, cos, sin), Rotary(g, k, pos!, cos, sin), vv, past[i].K, past[i].V, seqlens, total], present,
-                    ("num_heads", (long)nh), ("kv_num_heads", (long)kvh), ("scale", (float)(1.0 / Math.Sqrt(d))));
+                g.DomainNode(ContribDomain, "GroupQueryAttention", [Rotary(g, q, pos!, cos, sin), Rotary(g, k, pos!, cos, sin), vv, past[i].K, past[i].V, seqlens, total], present,
+                    attentionAttributes);
             }
             (normed, residual) = SkipNorm(g, Linear(g, attn, p + "self_attn.o_proj.weight"), residual, p + "post_attention_layernorm.weight", eps);
             string gate = Linear(g, normed, p + "mlp.gate_proj.weight");
@@ -132,10 +135,10 @@ public static class FusedLlamaGraphBuilder
 
     /// <summary>
     /// Whether the graph of <paramref name="config"/> with <paramref name="attention"/> applies the rotary
-    /// embedding inside attention: GroupQueryAttention at head_dim a multiple of 16; never CachedAttention.
+    /// embedding inside attention: GroupQueryAttention at head_dim a multiple of 16; CachedAttention always.
     /// </summary>
     public static bool RotaryInAttention(LlamaConfig config, FusedAttention attention) =>
-        attention == FusedAttention.GroupQueryAttention && config.HeadDim % 16 == 0;
+        attention == FusedAttention.CachedAttention || config.HeadDim % 16 == 0;
 
     /// <summary>x [..., in] · Wᵀ with W [out, in] as stored by PyTorch; FusedMatMul transposes B inside the product, no copy.</summary>
     private static string Linear(OnnxGraph g, string x, string weight) =>
