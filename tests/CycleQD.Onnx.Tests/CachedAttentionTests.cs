@@ -267,4 +267,39 @@ public class CachedAttentionTests
         Assert.Throws<ArgumentException>(() => FusedLlamaGraphBuilder.Build(config,
             new LlamaGraphOptions(OnnxElementType.Float16, LastPositionLogitsOnly: true), FusedAttention.CachedAttention));
     }
+
+    [Fact]
+    public void FindIn_ALibraryThatDoesNotLoad_IsUnavailableNamingTheFile()
+    {
+        string dir = Directory.CreateTempSubdirectory("cycleqd-ortops-").FullName;
+        try
+        {
+            string empty = Path.Combine(dir, "empty");
+            Directory.CreateDirectory(empty);
+            var (path, why) = CpuOperators.FindIn([empty]);
+            Assert.Null(path);
+            Assert.Contains("not found in " + empty, why);
+
+            string broken = Path.Combine(dir, "broken");
+            Directory.CreateDirectory(broken);
+            File.WriteAllText(Path.Combine(broken, CpuOperators.LibraryName), "not an ELF file");
+            (path, why) = CpuOperators.FindIn([empty, broken]);
+            Assert.Null(path);
+            Assert.Contains(Path.Combine(broken, CpuOperators.LibraryName) + " cannot be loaded", why);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
+    public void FindIn_TheBuiltLibrary_IsFoundAfterFoldersWithout()
+    {
+        RequireLibrary();
+        string folder = Path.GetDirectoryName(CpuOperators.LibraryPath)!;
+        var (path, why) = CpuOperators.FindIn([Path.GetTempPath(), folder]);
+        Assert.Null(why);
+        Assert.Equal(CpuOperators.LibraryPath, path);
+    }
 }

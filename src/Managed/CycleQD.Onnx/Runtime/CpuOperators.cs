@@ -51,11 +51,31 @@ public static class CpuOperators
         if (AppContext.GetData("NATIVE_DLL_SEARCH_DIRECTORIES") is string searched)
             folders.AddRange(searched.Split(Path.PathSeparator, StringSplitOptions.RemoveEmptyEntries));
         folders.Add(Path.Combine(AppContext.BaseDirectory, "runtimes", "linux-x64", "native"));
-        foreach (var folder in folders.Distinct(StringComparer.Ordinal))
+        return FindIn(folders);
+    }
+
+    /// <summary>
+    /// The first <see cref="LibraryName"/> in <paramref name="folders"/>, loaded once to make sure it
+    /// can be (a library that does not load would otherwise fail every session that registers it).
+    /// </summary>
+    internal static (string? Path, string? Why) FindIn(IEnumerable<string> folders)
+    {
+        var distinct = folders.Distinct(StringComparer.Ordinal).ToList();
+        foreach (var folder in distinct)
         {
             string candidate = Path.Combine(folder, LibraryName);
-            if (File.Exists(candidate)) return (candidate, null);
+            if (!File.Exists(candidate)) continue;
+            try
+            {
+                // Built with -z nodelete: once loaded it stays, as ONNX Runtime's registrations expect.
+                NativeLibrary.Load(candidate);
+                return (candidate, null);
+            }
+            catch (Exception e) when (e is DllNotFoundException or BadImageFormatException)
+            {
+                return (null, $"{candidate} cannot be loaded: {e.Message}");
+            }
         }
-        return (null, $"{LibraryName} not found in {string.Join(", ", folders.Distinct(StringComparer.Ordinal))} (the build compiles it when a C++ compiler is present)");
+        return (null, $"{LibraryName} not found in {string.Join(", ", distinct)} (the build compiles it when a C++ compiler is present)");
     }
 }
