@@ -345,7 +345,16 @@ struct CachedAttentionOp : Ort::CustomOpBase<CachedAttentionOp, CachedAttentionK
 }  // namespace
 
 extern "C" __attribute__((visibility("default"))) OrtStatus* ORT_API_CALL RegisterCustomOps(OrtSessionOptions* options, const OrtApiBase* api_base) {
-  Ort::InitApi(api_base->GetApi(ORT_API_VERSION));
+  const OrtApi* api = api_base->GetApi(ORT_API_VERSION);
+  if (api == nullptr) {
+    // An ONNX Runtime older than the headers this was built with: say so through its oldest API.
+    const OrtApi* oldest = api_base->GetApi(1);
+    const std::string message = std::string("libcycleqd_ortops.so needs ONNX Runtime API version ") +
+                                std::to_string(ORT_API_VERSION) + " or later; this ONNX Runtime is " + api_base->GetVersionString() +
+                                " (set CYCLEQD_CPU_ATTENTION=group-query to use GroupQueryAttention)";
+    return oldest != nullptr ? oldest->CreateStatus(ORT_FAIL, message.c_str()) : nullptr;
+  }
+  Ort::InitApi(api);
   static CachedAttentionOp op;
   // A domain must outlive every session that uses it: one, made once, kept for the process.
   static std::mutex lock;

@@ -29,12 +29,21 @@ public static class CpuOperators
     public static string? WhyUnavailable => Found.Value.Why;
 
     /// <summary>Registers the operators with <paramref name="options"/>.</summary>
-    /// <exception cref="InvalidOperationException">the library is not available; the message says why.</exception>
+    /// <exception cref="InvalidOperationException">the library is not available, or ONNX Runtime refuses it; the message says why and names the way back to GroupQueryAttention.</exception>
     internal static void Register(SessionOptions options)
     {
         var (path, why) = Found.Value;
         if (path is null) throw new InvalidOperationException(why);
-        options.RegisterCustomOpLibrary(path);
+        try
+        {
+            options.RegisterCustomOpLibrary(path);
+        }
+        catch (OnnxRuntimeException e)
+        {
+            throw new InvalidOperationException(
+                $"{path} could not be registered with ONNX Runtime: {e.Message.Trim()} " +
+                $"(set {FusedLlamaSession.CpuAttentionVariable}=group-query to use ONNX Runtime's GroupQueryAttention)", e);
+        }
     }
 
     private static (string? Path, string? Why) Find()
