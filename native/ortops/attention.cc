@@ -30,7 +30,7 @@
 #include <cmath>
 #include <cstring>
 #include <mutex>
-#include <stdexcept>
+#include <exception>
 #include <string>
 #include <vector>
 
@@ -62,6 +62,12 @@ inline float ExpNonPositive(float x) {
   float scale;
   std::memcpy(&scale, &bits, sizeof scale);
   return p * scale;
+}
+
+std::string ShapeText(const std::vector<int64_t>& shape) {
+  std::string text = "[";
+  for (size_t i = 0; i < shape.size(); i++) text += (i > 0 ? ", " : "") + std::to_string(shape[i]);
+  return text + "]";
 }
 
 struct Shape {
@@ -268,7 +274,12 @@ struct CachedAttentionKernel {
         past_v.GetTensorTypeAndShapeInfo().GetShape() != cs ||
         v.GetTensorTypeAndShapeInfo().GetShape() != ks ||
         seqlens.GetTensorTypeAndShapeInfo().GetElementCount() != static_cast<size_t>(s.batch))
-      throw Ort::Exception("CachedAttention: input shapes disagree with num_heads, kv_num_heads and each other", ORT_INVALID_ARGUMENT);
+      throw Ort::Exception("CachedAttention: input shapes disagree with num_heads " + std::to_string(heads_) + ", kv_num_heads " +
+                               std::to_string(kv_heads_) + " and each other: q " + ShapeText(qs) + ", k " + ShapeText(ks) + ", v " +
+                               ShapeText(v.GetTensorTypeAndShapeInfo().GetShape()) + ", past_key " + ShapeText(cs) + ", past_value " +
+                               ShapeText(past_v.GetTensorTypeAndShapeInfo().GetShape()) + ", seqlens_k of " +
+                               std::to_string(seqlens.GetTensorTypeAndShapeInfo().GetElementCount()) + " (head_dim at most 512)",
+                           ORT_INVALID_ARGUMENT);
     const int32_t total_len = *total.GetTensorData<int32_t>();
     // Optional cos_cache, sin_cache [positions, head_dim / 2]: turn q and k inside, as
     // GroupQueryAttention's do_rotary does (a prompt token's position is its index, a new token's

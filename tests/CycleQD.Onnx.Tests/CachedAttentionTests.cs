@@ -41,6 +41,41 @@ public class CachedAttentionTests
 
     private static float[] Random(Random rng, int n) => Enumerable.Range(0, n).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
 
+    /// <summary>
+    /// Runs the one-node graph on <paramref name="batch"/> rows of <paramref name="seq"/> tokens, with
+    /// past and present bound to the same <paramref name="keys"/> and <paramref name="values"/> buffers
+    /// (as the fused decoder binds them) and the output written into <paramref name="output"/>.
+    /// </summary>
+    private static void RunInPlace(InferenceSession session, int batch, int seq, int heads, int kvHeads, int headDim,
+        float[] q, float[] k, float[] v, OrtValue keys, OrtValue values, int[] seqLens, int total, float[] output,
+        (OrtValue Cos, OrtValue Sin)? rotary = null)
+    {
+        using var qv = OrtValue.CreateTensorValueFromMemory(q, [batch, seq, heads * headDim]);
+        using var kv = OrtValue.CreateTensorValueFromMemory(k, [batch, seq, kvHeads * headDim]);
+        using var vv = OrtValue.CreateTensorValueFromMemory(v, [batch, seq, kvHeads * headDim]);
+        using var lensValue = OrtValue.CreateTensorValueFromMemory(seqLens, [seqLens.Length]);
+        using var totalValue = OrtValue.CreateTensorValueFromMemory(new[] { total }, []);
+        using var outValue = OrtValue.CreateTensorValueFromMemory(output, [batch, seq, heads * headDim]);
+        using var binding = session.CreateIoBinding();
+        binding.BindInput("q", qv);
+        binding.BindInput("k", kv);
+        binding.BindInput("v", vv);
+        binding.BindInput("past_key", keys);
+        binding.BindInput("past_value", values);
+        binding.BindInput("seqlens_k", lensValue);
+        binding.BindInput("total_sequence_length", totalValue);
+        if (rotary is var (cos, sin))
+        {
+            binding.BindInput("cos_cache", cos);
+            binding.BindInput("sin_cache", sin);
+        }
+        binding.BindOutput("out", outValue);
+        binding.BindOutput("present_key", keys);
+        binding.BindOutput("present_value", values);
+        using var runOptions = new RunOptions();
+        session.RunWithBinding(runOptions, binding);
+    }
+
     /// <summary>Turns x (rotate_half layout) by angles pos·θᵢ in float64.</summary>
     private static double[] Turn(ReadOnlySpan<float> x, int pos, double[] theta)
     {
@@ -123,32 +158,10 @@ public class CachedAttentionTests
                 lengths[b] = keys[b].Count;
             }
             var seqLens = lengths.Select(n => n - 1).ToArray();
-            int[] total = [prompt ? seq : lengths.Max()];
+            int total = prompt ? seq : lengths.Max();
             var output = Enumerable.Repeat(float.NaN, batch * seq * heads * headDim).ToArray();
-            using var binding = session.CreateIoBinding();
-            using var qv = OrtValue.CreateTensorValueFromMemory(q, [batch, seq, heads * headDim]);
-            using var kv = OrtValue.CreateTensorValueFromMemory(k, [batch, seq, kvHeads * headDim]);
-            using var vv = OrtValue.CreateTensorValueFromMemory(v, [batch, seq, kvHeads * headDim]);
-            using var lensValue = OrtValue.CreateTensorValueFromMemory(seqLens, [batch]);
-            using var totalValue = OrtValue.CreateTensorValueFromMemory(total, []);
-            using var outValue = OrtValue.CreateTensorValueFromMemory(output, [batch, seq, heads * headDim]);
-            binding.BindInput("q", qv);
-            binding.BindInput("k", kv);
-            binding.BindInput("v", vv);
-            binding.BindInput("past_key", keyValue);
-            binding.BindInput("past_value", valueValue);
-            binding.BindInput("seqlens_k", lensValue);
-            binding.BindInput("total_sequence_length", totalValue);
-            if (rotary)
-            {
-                binding.BindInput("cos_cache", cosValue);
-                binding.BindInput("sin_cache", sinValue);
-            }
-            binding.BindOutput("out", outValue);
-            binding.BindOutput("present_key", keyValue);
-            binding.BindOutput("present_value", valueValue);
-            using var runOptions = new RunOptions();
-            session.RunWithBinding(runOptions, binding);
+            RunInPlace(session, batch, seq, heads, kvHeads, headDim, q, k, v, keyValue, valueValue, seqLens, total, output,
+                rotary ? (cosValue, sinValue) : null);
 
             double errSq = 0, refSq = 0;
             for (int b = 0; b < batch; b++)
@@ -217,31 +230,27 @@ public class CachedAttentionTests
     {
         RequireLibrary();
         using var session = Session(2, 1, 8, 0.35f);
-        var keys = new float[32];
-        var vals = new float[32];
-        using var keyValue = OrtValue.CreateTensorValueFromMemory(keys, [1, 1, 4, 8]);
-        using var valueValue = OrtValue.CreateTensorValueFromMemory(vals, [1, 1, 4, 8]);
-        using var q = OrtValue.CreateTensorValueFromMemory(new float[16], [1, 1, 16]);
-        using var k = OrtValue.CreateTensorValueFromMemory(new float[8], [1, 1, 8]);
-        using var v = OrtValue.CreateTensorValueFromMemory(new float[8], [1, 1, 8]);
-        using var lens = OrtValue.CreateTensorValueFromMemory(new[] { seqLen }, [1]);
-        using var totalValue = OrtValue.CreateTensorValueFromMemory(new[] { total }, []);
-        using var output = OrtValue.CreateTensorValueFromMemory(new float[16], [1, 1, 16]);
-        using var binding = session.CreateIoBinding();
-        binding.BindInput("q", q);
-        binding.BindInput("k", k);
-        binding.BindInput("v", v);
-        binding.BindInput("past_key", keyValue);
-        binding.BindInput("past_value", valueValue);
-        binding.BindInput("seqlens_k", lens);
-        binding.BindInput("total_sequence_length", totalValue);
-        binding.BindOutput("out", output);
-        binding.BindOutput("present_key", keyValue);
-        binding.BindOutput("present_value", valueValue);
-        using var runOptions = new RunOptions();
-        var e = Assert.Throws<OnnxRuntimeException>(() => session.RunWithBinding(runOptions, binding));
+        using var keys = OrtValue.CreateTensorValueFromMemory(new float[32], [1, 1, 4, 8]);
+        using var values = OrtValue.CreateTensorValueFromMemory(new float[32], [1, 1, 4, 8]);
+        var e = Assert.Throws<OnnxRuntimeException>(() =>
+            RunInPlace(session, 1, 1, 2, 1, 8, new float[16], new float[8], new float[8], keys, values, [seqLen], total, new float[16]));
         Assert.Contains("seqlens_k[0]", e.Message);
         Assert.Contains(expected, e.Message);
+    }
+
+    [Fact]
+    public void ShapesThatDisagree_AreRefusedNamingEachShape()
+    {
+        RequireLibrary();
+        using var session = Session(2, 1, 8, 0.35f);
+        using var keys = OrtValue.CreateTensorValueFromMemory(new float[32], [1, 1, 4, 8]);
+        using var values = OrtValue.CreateTensorValueFromMemory(new float[32], [1, 1, 4, 8]);
+        // One row of q, k and v, but two sequence lengths.
+        var e = Assert.Throws<OnnxRuntimeException>(() =>
+            RunInPlace(session, 1, 1, 2, 1, 8, new float[16], new float[8], new float[8], keys, values, [0, 0], 2, new float[16]));
+        Assert.Contains("q [1, 1, 16]", e.Message);
+        Assert.Contains("past_key [1, 1, 4, 8]", e.Message);
+        Assert.Contains("seqlens_k of 2", e.Message);
     }
 
     [Fact]

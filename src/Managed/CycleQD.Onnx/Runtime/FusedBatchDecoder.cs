@@ -9,8 +9,9 @@ namespace CycleQD.Onnx.Runtime;
 /// Batch decoding on the fused graph. Prompts are right-padded; each row keeps its own length, so no
 /// padding ever enters the cache. The KV buffers ([rows, kv_heads, capacity, head_dim] per layer, in
 /// the provider's memory: the GPU's on CUDA) are bound as both past input and present output, so
-/// the attention operator (GroupQueryAttention, or CachedAttention on the CPU) writes each new key/value in place. Weights, rotary tables and cache are bound
-/// once; a step rewrites the small pinned host inputs and runs. The logits come back to the host, or,
+/// the attention operator (GroupQueryAttention, or CachedAttention on the CPU) writes each new
+/// key/value in place. Weights, rotary tables and cache are bound once; a step rewrites the small
+/// pinned host inputs and runs. The logits come back to the host, or,
 /// for greedy steps, only each row's argmax (<see cref="LlamaGraphBuilder.NextTokens"/>) does and the
 /// logits stay where they were computed.
 /// </summary>
