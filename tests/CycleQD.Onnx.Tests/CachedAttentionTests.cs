@@ -1,3 +1,4 @@
+using CycleQD.Core;
 using CycleQD.Onnx.Graph;
 using CycleQD.Onnx.Runtime;
 using CycleQD.Testing;
@@ -310,5 +311,23 @@ public class CachedAttentionTests
         var (path, why) = CpuOperators.FindIn([Path.GetTempPath(), folder]);
         Assert.Null(why);
         Assert.Equal(CpuOperators.LibraryPath, path);
+    }
+
+    [Theory]
+    [InlineData(null, false)]
+    [InlineData("", false)]
+    [InlineData("cached", false)]
+    [InlineData("group-query", true)]
+    [InlineData(" Group-Query ", true)]
+    public void CpuAttentionVariable_Values_PickTheOperator(string? value, bool groupQuery) =>
+        Assert.Equal(groupQuery, FusedLlamaSession.KeepsGroupQueryAttention(value));
+
+    [Fact]
+    public void CpuAttentionVariable_AnythingElse_IsRefusedNamingTheVariableAndItsValues()
+    {
+        var e = Assert.Throws<ConfigurationException>(() => FusedLlamaSession.KeepsGroupQueryAttention("gqa"));
+        Assert.Contains("CYCLEQD_CPU_ATTENTION=gqa", e.Message);
+        Assert.Contains("group-query", e.Message);
+        Assert.Contains("cached", e.Message);
     }
 }

@@ -1,3 +1,4 @@
+using CycleQD.Core;
 using CycleQD.Onnx.Graph;
 using CycleQD.Tensors;
 using Microsoft.ML.OnnxRuntime;
@@ -128,11 +129,24 @@ public sealed class FusedLlamaSession : ILlamaSession
     /// docs/perf.md) and <see cref="CpuAttentionVariable"/> is not <c>group-query</c>; ONNX Runtime's
     /// GroupQueryAttention otherwise.
     /// </summary>
+    /// <exception cref="ConfigurationException"><see cref="CpuAttentionVariable"/> holds something else than <c>group-query</c> or <c>cached</c>.</exception>
     public static FusedAttention DefaultAttention(InferenceDevice device, OnnxElementType type) =>
         device == InferenceDevice.Cpu && type == OnnxElementType.Float && CpuOperators.IsAvailable &&
-        !string.Equals(Environment.GetEnvironmentVariable(CpuAttentionVariable), "group-query", StringComparison.OrdinalIgnoreCase)
+        !KeepsGroupQueryAttention(Environment.GetEnvironmentVariable(CpuAttentionVariable))
             ? FusedAttention.CachedAttention
             : FusedAttention.GroupQueryAttention;
+
+    /// <summary>
+    /// Whether <paramref name="value"/>, the value of <see cref="CpuAttentionVariable"/>, asks for
+    /// GroupQueryAttention on the CPU: <c>group-query</c> yes; unset, empty or <c>cached</c> no.
+    /// </summary>
+    /// <exception cref="ConfigurationException">any other value: a typo must not silently pick the other operator.</exception>
+    internal static bool KeepsGroupQueryAttention(string? value) => value?.Trim().ToLowerInvariant() switch
+    {
+        null or "" or "cached" => false,
+        "group-query" => true,
+        _ => throw new ConfigurationException($"{CpuAttentionVariable}={value}: expected group-query (ONNX Runtime's GroupQueryAttention) or cached (CycleQD's CachedAttention, the default)"),
+    };
 
     /// <inheritdoc />
     public IBatchDecoder StartBatch(LlamaWeights weights, int batch, int capacity)
