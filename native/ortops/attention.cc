@@ -15,16 +15,21 @@
 // A prompt (S == total_sequence_length) starts every row at position 0; otherwise the S new tokens
 // of row b follow its seqlens_k[b] + 1 - S cached ones. Query s of row b attends causally to the
 // positions up to its own, and never past seqlens_k[b] (so the padding of a shorter prompt is never
-// attended). Inside each (row, kv head) block of past_key the keys are stored transposed (D rows of
-// C positions), so that the scores of consecutive positions are computed side by side; the buffer
+// attended). Inside each (row, kv head) block of past_key the keys are stored in tiles of 8
+// positions, each tile transposed (D rows of 8), so that the scores of 8 consecutive positions come
+// out of one vector per key element and a row's keys are one contiguous run (KeyIndex); the buffer
 // keeps its declared shape and only this operator reads it.
 //
 // Why it exists: at head_dim 8 and batch 64, ONNX Runtime's CPU GroupQueryAttention spends most of a
 // decoding step in two small matrix products per (row, head); here one task per (row, kv head)
-// computes the query heads that share it with vector loops (docs/perf.md).
+// computes the query heads that share it together, with vector loops (docs/perf.md).
 #define ORT_API_MANUAL_INIT
 #include <onnxruntime_cxx_api.h>
 #undef ORT_API_MANUAL_INIT
+
+#if defined(__AVX__)
+#include <immintrin.h>
+#endif
 
 #include <algorithm>
 #include <cmath>
@@ -37,32 +42,6 @@
 namespace {
 
 constexpr const char* kDomain = "ai.cycleqd";
-
-// e^x for x <= 0 (softmax arguments after the maximum is subtracted), relative error about 2e-7.
-// Plain arithmetic (rounding by the 1.5 * 2^23 trick, no library call) so that loops calling it vectorize.
-inline float ExpNonPositive(float x) {
-  x = x < -87.0f ? -87.0f : x;
-  const float round = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer in the low mantissa bits
-  const float shifted = x * 1.4426950408889634f + round;
-  const float n = shifted - round;
-  // x - n*ln2 in two parts (Cody-Waite) keeps r exact to float precision.
-  float r = x - n * 0.693145751953125f;
-  r = r - n * 1.428606765330187e-06f;
-  // e^r on |r| <= ln2/2: degree-6 Taylor polynomial.
-  float p = 1.0f / 720.0f;
-  p = p * r + 1.0f / 120.0f;
-  p = p * r + 1.0f / 24.0f;
-  p = p * r + 1.0f / 6.0f;
-  p = p * r + 0.5f;
-  p = p * r + 1.0f;
-  p = p * r + 1.0f;
-  int32_t bits;
-  std::memcpy(&bits, &shifted, sizeof bits);
-  bits = (bits - 0x4B400000 + 127) << 23;  // the integer n, biased, in the exponent field
-  float scale;
-  std::memcpy(&scale, &bits, sizeof scale);
-  return p * scale;
-}
 
 std::string ShapeText(const std::vector<int64_t>& shape) {
   std::string text = "[";
@@ -77,7 +56,7 @@ struct Shape {
 struct Work {
   Shape s;
   bool prompt;
-  float scale;
+  float scale;  // the attention scale times log2 e: scores in base 2
   const float* q;
   const float* k;
   const float* v;
@@ -100,50 +79,11 @@ inline void Rotate(const float* x, int64_t d, const float* cos_row, const float*
   }
 }
 
-constexpr int kLanes = 8;  // independent partial results, so that reductions vectorize
+constexpr int kLanes = 8;  // floats in one Float8
 
-// scores[p] = sum_i q[i] * kt[i * cap + p], p < len.
-template <int D>
-void Scores(const float* q, const float* __restrict kt, int64_t cap, int64_t d_runtime, int64_t len, float* __restrict scores) {
-  const int64_t d = D > 0 ? D : d_runtime;
-  for (int64_t p = 0; p < len; p++) scores[p] = 0.0f;
-  for (int64_t i = 0; i < d; i++) {
-    const float qi = q[i];
-    const float* __restrict row = kt + i * cap;
-    for (int64_t p = 0; p < len; p++) scores[p] += qi * row[p];
-  }
-}
-
-// Replaces scores[p] by e^(scores[p] - max) and returns their sum.
-inline float SoftmaxNumerators(float* __restrict scores, int64_t len) {
-  float m[kLanes];
-  for (int j = 0; j < kLanes; j++) m[j] = scores[0];
-  int64_t p = 0;
-  for (; p + kLanes <= len; p += kLanes)
-    for (int j = 0; j < kLanes; j++) m[j] = scores[p + j] > m[j] ? scores[p + j] : m[j];
-  float max = m[0];
-  for (int j = 1; j < kLanes; j++) max = m[j] > max ? m[j] : max;
-  for (; p < len; p++) max = scores[p] > max ? scores[p] : max;
-  float part[kLanes] = {};
-  p = 0;
-  for (; p + kLanes <= len; p += kLanes)
-    for (int j = 0; j < kLanes; j++) {
-      const float e = ExpNonPositive(scores[p + j] - max);
-      scores[p + j] = e;
-      part[j] += e;
-    }
-  float sum = 0.0f;
-  for (; p < len; p++) {
-    const float e = ExpNonPositive(scores[p] - max);
-    scores[p] = e;
-    sum += e;
-  }
-  for (int j = 0; j < kLanes; j++) sum += part[j];
-  return sum;
-}
-
-// Eight floats that the compiler keeps in one vector register (or two on 128-bit machines).
+// Eight floats (eight int32) that the compiler keeps in one vector register, or two on 128-bit machines.
 typedef float Float8 __attribute__((vector_size(32)));
+typedef int32_t Int8 __attribute__((vector_size(32)));
 
 inline Float8 Load8(const float* p) {
   Float8 v;
@@ -151,35 +91,205 @@ inline Float8 Load8(const float* p) {
   return v;
 }
 
-// acc[i] = sum_p weights[p] * v[p * d + i], for d a multiple of 8 (D = 0: any d, plain loops).
-// Independent partial sums (over interleaved positions when a row is one vector) keep the
-// multiply-adds from waiting on each other.
-template <int D>
-void WeightedSum(const float* __restrict weights, const float* __restrict v, int64_t d_runtime, int64_t len, float* __restrict acc) {
-  if constexpr (D > 0 && D % 8 == 0) {
-    constexpr int kVectors = D / 8;
-    constexpr int kChains = kVectors >= 4 ? 1 : 4 / kVectors;
-    Float8 part[kChains][kVectors] = {};
-    int64_t p = 0;
-    for (; p + kChains <= len; p += kChains)
-      for (int c = 0; c < kChains; c++)
-        for (int j = 0; j < kVectors; j++) part[c][j] += weights[p + c] * Load8(v + (p + c) * D + j * 8);
-    for (; p < len; p++)
-      for (int j = 0; j < kVectors; j++) part[0][j] += weights[p] * Load8(v + p * D + j * 8);
-    for (int j = 0; j < kVectors; j++) {
-      Float8 total = part[0][j];
-      for (int c = 1; c < kChains; c++) total += part[c][j];
-      std::memcpy(acc + j * 8, &total, sizeof total);
+inline Float8 Splat8(float x) { return Float8{x, x, x, x, x, x, x, x}; }
+
+inline Float8 Max8(Float8 a, Float8 b) {
+#if defined(__AVX__)
+  return _mm256_max_ps(a, b);
+#else
+  return a > b ? a : b;
+#endif
+}
+
+// 2^x for x <= 0 in each lane, relative error about 2e-7: n = x rounded, r = x - n (exact, |r| <= 1/2),
+// 2^r = e^(r ln2) by its degree-6 Taylor polynomial, and 2^n built in the exponent field. The scores
+// arrive in base 2 (the query is scaled by log2 e as well), which saves the range reduction's
+// multiplications. Written on vectors: the compiler left the same code as a scalar function
+// unvectorized, and the softmax then took most of the operator's time.
+inline Float8 Exp2NonPositive8(Float8 x) {
+  x = Max8(x, Splat8(-126.0f));  // 2^-126: the smallest normal float
+  const Float8 round = Splat8(12582912.0f);  // 1.5 * 2^23: adding it rounds to an integer in the low mantissa bits
+  const Float8 shifted = x + round;
+  const Float8 r = x - (shifted - round);
+  Float8 p = Splat8(1.5403530393381606e-4f);  // ln2^6 / 6!
+  p = p * r + 1.3333558146428443e-3f;         // ln2^5 / 5!
+  p = p * r + 9.6181291076284772e-3f;         // ln2^4 / 4!
+  p = p * r + 5.5504108664821580e-2f;         // ln2^3 / 3!
+  p = p * r + 0.24022650695910071f;           // ln2^2 / 2!
+  p = p * r + 0.69314718055994531f;           // ln2
+  p = p * r + 1.0f;
+  Int8 bits;
+  std::memcpy(&bits, &shifted, sizeof bits);
+  bits = (bits - (0x4B400000 - 127)) << 23;  // the integer n, biased, in the exponent field
+  Float8 scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  return p * scale;
+}
+
+// Where element i of position p's key lives in a (row, kv head) block of keys with capacity cap:
+// positions in tiles of kLanes, each tile transposed (d rows of kLanes floats), so that the scores of
+// a tile come out of one vector per key element and a row's keys are one contiguous run of memory.
+// When cap is not a multiple of kLanes, the last tile is d rows of its narrower width.
+inline int64_t KeyIndex(int64_t p, int64_t i, int64_t d, int64_t cap) {
+  const int64_t tile = p / kLanes * kLanes;
+  const int64_t width = std::min<int64_t>(kLanes, cap - tile);
+  return tile * d + i * width + (p - tile);
+}
+
+// scores[g * cap + p] = sum_i q[g * d + i] * key(p)[i] for the G query heads g of one KV head and
+// p < len, over the tiled keys kt (KeyIndex): each key vector is loaded once for all G heads.
+// G = 1 runs two chains of multiply-adds over the key elements so that they do not wait on each other.
+template <int D, int G>
+void Scores(const float* q, const float* __restrict kt, int64_t cap, int64_t d_runtime, int64_t len, float* __restrict scores) {
+  const int64_t d = D > 0 ? D : d_runtime;
+  constexpr int kChains = G == 1 ? 2 : 1;
+  for (int64_t tile = 0; tile < len; tile += kLanes) {
+    if (tile + kLanes > cap) {
+      // The narrower last tile of a capacity that is not a multiple of kLanes.
+      for (int g = 0; g < G; g++)
+        for (int64_t p = tile; p < len; p++) {
+          float sum = 0.0f;
+          for (int64_t i = 0; i < d; i++) sum += q[g * d + i] * kt[KeyIndex(p, i, d, cap)];
+          scores[g * cap + p] = sum;
+        }
+      break;
     }
-  } else {
-    const int64_t d = D > 0 ? D : d_runtime;
-    for (int64_t i = 0; i < d; i++) acc[i] = 0.0f;
-    for (int64_t p = 0; p < len; p++)
-      for (int64_t i = 0; i < d; i++) acc[i] += weights[p] * v[p * d + i];
+    const float* t = kt + tile * d;
+    Float8 acc[kChains][G];
+    for (int c = 0; c < kChains; c++)
+      for (int g = 0; g < G; g++) acc[c][g] = Splat8(0.0f);
+    int64_t i = 0;
+    for (; i + kChains <= d; i += kChains)
+      for (int c = 0; c < kChains; c++) {
+        const Float8 key = Load8(t + (i + c) * kLanes);
+        for (int g = 0; g < G; g++) acc[c][g] += q[g * d + i + c] * key;
+      }
+    for (; i < d; i++) {
+      const Float8 key = Load8(t + i * kLanes);
+      for (int g = 0; g < G; g++) acc[0][g] += q[g * d + i] * key;
+    }
+    for (int g = 0; g < G; g++) {
+      Float8 sum = acc[0][g];
+      for (int c = 1; c < kChains; c++) sum += acc[c][g];
+      float* out = scores + g * cap;
+      if (tile + kLanes <= len) {
+        std::memcpy(out + tile, &sum, sizeof sum);
+      } else {
+        for (int64_t p = tile; p < len; p++) out[p] = sum[p - tile];
+      }
+    }
   }
 }
 
-// Appends row b's new keys (transposed) and values for kv head kvh, then attends its query heads.
+// Replaces scores[p] by 2^(scores[p] - max) and returns their sum (the scores are in base 2).
+inline float SoftmaxNumerators(float* __restrict scores, int64_t len) {
+  const int64_t full = len / kLanes * kLanes;
+  float max = scores[0];
+  if (full > 0) {
+    Float8 m = Load8(scores);
+    for (int64_t p = kLanes; p < full; p += kLanes) m = Max8(m, Load8(scores + p));
+    for (int j = 0; j < kLanes; j++) max = m[j] > max ? m[j] : max;
+  }
+  for (int64_t p = full; p < len; p++) max = scores[p] > max ? scores[p] : max;
+  const Float8 top = Splat8(max);
+  Float8 sums = Splat8(0.0f);
+  for (int64_t p = 0; p < full; p += kLanes) {
+    const Float8 e = Exp2NonPositive8(Load8(scores + p) - top);
+    std::memcpy(scores + p, &e, sizeof e);
+    sums += e;
+  }
+  float sum = 0.0f;
+  for (int j = 0; j < kLanes; j++) sum += sums[j];
+  if (full < len) {
+    // The last len - full scores, in one vector whose unused lanes are neither stored nor summed.
+    Float8 tail = top;
+    for (int64_t p = full; p < len; p++) tail[p - full] = scores[p];
+    const Float8 e = Exp2NonPositive8(tail - top);
+    for (int64_t p = full; p < len; p++) {
+      scores[p] = e[p - full];
+      sum += e[p - full];
+    }
+  }
+  return sum;
+}
+
+// acc[g * d + i] = sum_p weights[g * cap + p] * v[p * d + i] for the G query heads g of one KV
+// head: each value vector is loaded once for all G heads. For d a multiple of 8 the sums run in
+// 8-wide vectors, a block of them at a time so that the partial sums stay in registers, with
+// independent partial sums over interleaved positions where a block holds few; D = 0 (any d) runs
+// plain loops.
+template <int D, int G>
+void WeightedSum(const float* __restrict weights, int64_t cap, const float* __restrict v, int64_t d_runtime, int64_t len, float* __restrict acc) {
+  if constexpr (D > 0 && D % 8 == 0) {
+    constexpr int kVectors = D / 8;
+    constexpr int kBlock = kVectors < 8 / G ? kVectors : (8 / G > 0 ? 8 / G : 1);  // vectors per block
+    constexpr int kChains = G * kBlock >= 4 ? 1 : 4 / (G * kBlock);
+    static_assert(kVectors % kBlock == 0, "head_dim / 8 must be a multiple of the block");
+    for (int jb = 0; jb < kVectors; jb += kBlock) {
+      Float8 part[kChains][G][kBlock];
+      for (int c = 0; c < kChains; c++)
+        for (int g = 0; g < G; g++)
+          for (int j = 0; j < kBlock; j++) part[c][g][j] = Splat8(0.0f);
+      int64_t p = 0;
+      for (; p + kChains <= len; p += kChains)
+        for (int c = 0; c < kChains; c++)
+          for (int j = 0; j < kBlock; j++) {
+            const Float8 value = Load8(v + (p + c) * D + (jb + j) * 8);
+            for (int g = 0; g < G; g++) part[c][g][j] += weights[g * cap + p + c] * value;
+          }
+      for (; p < len; p++)
+        for (int j = 0; j < kBlock; j++) {
+          const Float8 value = Load8(v + p * D + (jb + j) * 8);
+          for (int g = 0; g < G; g++) part[0][g][j] += weights[g * cap + p] * value;
+        }
+      for (int g = 0; g < G; g++)
+        for (int j = 0; j < kBlock; j++) {
+          Float8 total = part[0][g][j];
+          for (int c = 1; c < kChains; c++) total += part[c][g][j];
+          std::memcpy(acc + g * D + (jb + j) * 8, &total, sizeof total);
+        }
+    }
+  } else {
+    const int64_t d = D > 0 ? D : d_runtime;
+    for (int g = 0; g < G; g++) {
+      float* a = acc + g * d;
+      const float* wg = weights + g * cap;
+      for (int64_t i = 0; i < d; i++) a[i] = 0.0f;
+      for (int64_t p = 0; p < len; p++)
+        for (int64_t i = 0; i < d; i++) a[i] += wg[p] * v[p * d + i];
+    }
+  }
+}
+
+// Attends the G query heads [h0, h0 + G) of token t of row b to the first len positions of their
+// KV head's block (kt tiled keys, vc values), writing their outputs. scores: G * cap floats.
+template <int D, int G>
+void AttendHeads(const Work& w, int64_t b, int64_t t, int64_t h0, int64_t position, int64_t len, const float* kt, const float* vc, float* scores) {
+  const Shape& s = w.s;
+  const int64_t d = D > 0 ? D : s.head_dim;
+  const int64_t cap = s.capacity;
+  const int64_t half = d / 2;
+  float qs[G * (D > 0 ? D : 512)];
+  for (int g = 0; g < G; g++) {
+    const float* qh = w.q + (b * s.seq + t) * s.heads * d + (h0 + g) * d;
+    if (w.cos != nullptr)
+      Rotate(qh, d, w.cos + position * half, w.sin + position * half, w.scale, qs + g * d);
+    else
+      for (int64_t i = 0; i < d; i++) qs[g * d + i] = qh[i] * w.scale;
+  }
+  Scores<D, G>(qs, kt, cap, d, len, scores);
+  float inv[G];
+  for (int g = 0; g < G; g++) inv[g] = 1.0f / SoftmaxNumerators(scores + g * cap, len);
+  float acc[G * (D > 0 ? D : 512)];
+  WeightedSum<D, G>(scores, cap, vc, d, len, acc);
+  for (int g = 0; g < G; g++) {
+    float* o = w.out + (b * s.seq + t) * s.heads * d + (h0 + g) * d;
+    for (int64_t i = 0; i < d; i++) o[i] = acc[g * d + i] * inv[g];
+  }
+}
+
+// Appends row b's new keys (turned, tiled) and values for kv head kvh, then attends its query heads:
+// all of them together where there are 2, 4 or 8, else one at a time. scores: group * cap floats.
 template <int D>
 void AttendGroup(const Work& w, int64_t b, int64_t kvh, float* scores) {
   const Shape& s = w.s;
@@ -191,7 +301,7 @@ void AttendGroup(const Work& w, int64_t b, int64_t kvh, float* scores) {
   float* kt = w.key_cache + (b * s.kv_heads + kvh) * cap * d;
   float* vc = w.value_cache + (b * s.kv_heads + kvh) * cap * d;
   const int64_t half = d / 2;
-  // Append the new tokens' key (turned to its position, transposed) and value.
+  // Append the new tokens' key (turned to its position, tiled) and value.
   for (int64_t t = 0; t < s.seq; t++) {
     const int64_t src = (b * s.seq + t) * s.kv_heads * d + kvh * d;
     const float* key = w.k + src;
@@ -200,25 +310,18 @@ void AttendGroup(const Work& w, int64_t b, int64_t kvh, float* scores) {
       Rotate(key, d, w.cos + (start + t) * half, w.sin + (start + t) * half, 1.0f, turned);
       key = turned;
     }
-    for (int64_t i = 0; i < d; i++) kt[i * cap + start + t] = key[i];
+    for (int64_t i = 0; i < d; i++) kt[KeyIndex(start + t, i, d, cap)] = key[i];
     std::memcpy(vc + (start + t) * d, w.v + src, sizeof(float) * d);
   }
   for (int64_t t = 0; t < s.seq; t++) {
     const int64_t len = std::min(start + t, last) + 1;  // positions attended
-    for (int64_t g = 0; g < group; g++) {
-      const int64_t h = kvh * group + g;
-      const float* qh = w.q + (b * s.seq + t) * s.heads * d + h * d;
-      float* o = w.out + (b * s.seq + t) * s.heads * d + h * d;
-      float qs[D > 0 ? D : 512];
-      if (w.cos != nullptr)
-        Rotate(qh, d, w.cos + (start + t) * half, w.sin + (start + t) * half, w.scale, qs);
-      else
-        for (int64_t i = 0; i < d; i++) qs[i] = qh[i] * w.scale;
-      Scores<D>(qs, kt, cap, d, len, scores);
-      const float inv = 1.0f / SoftmaxNumerators(scores, len);
-      float acc[D > 0 ? D : 512];
-      WeightedSum<D>(scores, vc, d, len, acc);
-      for (int64_t i = 0; i < d; i++) o[i] = acc[i] * inv;
+    const int64_t h0 = kvh * group;
+    switch (group) {
+      case 2: AttendHeads<D, 2>(w, b, t, h0, start + t, len, kt, vc, scores); break;
+      case 4: AttendHeads<D, 4>(w, b, t, h0, start + t, len, kt, vc, scores); break;
+      case 8: AttendHeads<D, 8>(w, b, t, h0, start + t, len, kt, vc, scores); break;
+      default:
+        for (int64_t g = 0; g < group; g++) AttendHeads<D, 1>(w, b, t, h0 + g, start + t, len, kt, vc, scores);
     }
   }
 }
@@ -227,7 +330,8 @@ void AttendTask(void* data, size_t index) {
   const Work& w = *static_cast<const Work*>(data);
   const int64_t b = static_cast<int64_t>(index) / w.s.kv_heads, kvh = static_cast<int64_t>(index) % w.s.kv_heads;
   thread_local std::vector<float> scores;
-  if (scores.size() < static_cast<size_t>(w.s.capacity)) scores.resize(static_cast<size_t>(w.s.capacity));
+  const size_t needed = static_cast<size_t>(w.s.capacity * (w.s.heads / w.s.kv_heads));
+  if (scores.size() < needed) scores.resize(needed);
   switch (w.s.head_dim) {
     case 8: AttendGroup<8>(w, b, kvh, scores.data()); break;
     case 16: AttendGroup<16>(w, b, kvh, scores.data()); break;
@@ -316,7 +420,9 @@ struct CachedAttentionKernel {
     float* vc = present_v.GetTensorMutableData<float>();
     if (kc != past_k.GetTensorData<float>() || vc != past_v.GetTensorData<float>())
       throw Ort::Exception("CachedAttention appends in place: bind present_key and present_value to the past_key and past_value buffers", ORT_INVALID_ARGUMENT);
-    Work w{s, prompt, scale_ != 0.0f ? scale_ : 1.0f / std::sqrt(static_cast<float>(s.head_dim)),
+    // The query is scaled by log2 e too, so that the scores come out in base 2 (Exp2NonPositive8).
+    const float scale = (scale_ != 0.0f ? scale_ : 1.0f / std::sqrt(static_cast<float>(s.head_dim))) * 1.4426950408889634f;
+    Work w{s, prompt, scale,
            q.GetTensorData<float>(), k.GetTensorData<float>(), v.GetTensorData<float>(), kc, vc, lens,
            out.GetTensorMutableData<float>(), cos, sin};
     const size_t tasks = static_cast<size_t>(s.batch * s.kv_heads);

@@ -97,17 +97,23 @@ public class CachedAttentionTests
     /// rotary tables: q and k turned to their positions first, in float64).
     /// </summary>
     [Theory]
-    [InlineData(8, 4, 8, false)]     // stories260K / TinySkills shape, two query heads per kv head
-    [InlineData(8, 4, 8, true)]
-    [InlineData(4, 4, 16, false)]    // one query head per kv head
-    [InlineData(8, 2, 24, true)]     // head_dim with no specialized path
-    [InlineData(4, 1, 128, false)]   // Llama-3's head_dim, four query heads per kv head
-    [InlineData(4, 1, 128, true)]
-    public void PromptThenDecode_MatchesFloat64Attention(int heads, int kvHeads, int headDim, bool rotary)
+    [InlineData(8, 4, 8, false, 1)]     // stories260K / TinySkills shape, two query heads per kv head
+    [InlineData(8, 4, 8, true, 1)]
+    [InlineData(8, 4, 8, true, 4)]      // several tiles of 8 keys; capacity 32, a multiple of 8
+    [InlineData(8, 4, 8, false, 5)]     // capacity 39: a narrower last tile, reached by the last step
+    [InlineData(4, 4, 16, false, 1)]    // one query head per kv head
+    [InlineData(6, 2, 16, true, 3)]     // three query heads per kv head (attended one at a time)
+    [InlineData(8, 1, 32, true, 3)]     // eight query heads per kv head
+    [InlineData(8, 2, 24, true, 1)]     // head_dim with no specialized path
+    [InlineData(8, 2, 24, false, 5)]
+    [InlineData(4, 1, 128, false, 1)]   // Llama-3's head_dim, four query heads per kv head
+    [InlineData(4, 1, 128, true, 4)]
+    public void PromptThenDecode_MatchesFloat64Attention(int heads, int kvHeads, int headDim, bool rotary, int promptScale)
     {
         RequireLibrary();
-        var rng = new Random(heads * 1000 + kvHeads * 100 + headDim + (rotary ? 1 : 0));
-        int[] promptLengths = [5, 2, 7];
+        var rng = new Random(heads * 1000 + kvHeads * 100 + headDim + (rotary ? 1 : 0) + promptScale * 7);
+        // Prompts of [5, 2, 7] × promptScale tokens; the buffer holds the longest and the decoding steps, plus one.
+        int[] promptLengths = [5 * promptScale, 2 * promptScale, 7 * promptScale];
         int batch = promptLengths.Length, decodeSteps = 3, capacity = promptLengths.Max() + decodeSteps + 1;
         float scale = (float)(1 / Math.Sqrt(headDim));
         int group = heads / kvHeads;
