@@ -60,6 +60,8 @@ struct Work {
   const float* q;
   const float* k;
   const float* v;
+  int64_t q_stride;   // floats from one token's query to the next: H*D, or (H+2KV)*D when packed with k and v
+  int64_t kv_stride;  // the same for keys and values: KV*D, or (H+2KV)*D when packed
   float* key_cache;
   float* value_cache;
   const int32_t* seqlens;
@@ -271,7 +273,7 @@ void AttendHeads(const Work& w, int64_t b, int64_t t, int64_t h0, int64_t positi
   const int64_t half = d / 2;
   float qs[G * (D > 0 ? D : 512)];
   for (int g = 0; g < G; g++) {
-    const float* qh = w.q + (b * s.seq + t) * s.heads * d + (h0 + g) * d;
+    const float* qh = w.q + (b * s.seq + t) * w.q_stride + (h0 + g) * d;
     if (w.cos != nullptr)
       Rotate(qh, d, w.cos + position * half, w.sin + position * half, w.scale, qs + g * d);
     else
@@ -303,7 +305,7 @@ void AttendGroup(const Work& w, int64_t b, int64_t kvh, float* scores) {
   const int64_t half = d / 2;
   // Append the new tokens' key (turned to its position, tiled) and value.
   for (int64_t t = 0; t < s.seq; t++) {
-    const int64_t src = (b * s.seq + t) * s.kv_heads * d + kvh * d;
+    const int64_t src = (b * s.seq + t) * w.kv_stride + kvh * d;
     const float* key = w.k + src;
     float turned[D > 0 ? D : 512];
     if (w.cos != nullptr) {
@@ -367,20 +369,27 @@ struct CachedAttentionKernel {
     Ort::KernelContext ctx(context);
     auto q = ctx.GetInput(0), k = ctx.GetInput(1), v = ctx.GetInput(2);
     auto past_k = ctx.GetInput(3), past_v = ctx.GetInput(4), seqlens = ctx.GetInput(5), total = ctx.GetInput(6);
+    // Without k and v, q is packed: [batch, seq, (num_heads + 2 kv_num_heads) * head_dim], each
+    // token's query, key and value side by side (one matrix product makes all three).
+    const bool packed = k == nullptr;
+    if (packed != (v == nullptr))
+      throw Ort::Exception("CachedAttention: k and v come together (both absent: q holds query, key and value)", ORT_INVALID_ARGUMENT);
     auto qs = q.GetTensorTypeAndShapeInfo().GetShape();
-    auto ks = k.GetTensorTypeAndShapeInfo().GetShape();
+    auto ks = packed ? std::vector<int64_t>{} : k.GetTensorTypeAndShapeInfo().GetShape();
+    auto vs = packed ? std::vector<int64_t>{} : v.GetTensorTypeAndShapeInfo().GetShape();
     auto cs = past_k.GetTensorTypeAndShapeInfo().GetShape();
-    if (qs.size() != 3 || ks.size() != 3 || cs.size() != 4)
+    if (qs.size() != 3 || (!packed && ks.size() != 3) || cs.size() != 4)
       throw Ort::Exception("CachedAttention: q, k, v must be [batch, seq, hidden] and the KV buffers [batch, kv_heads, capacity, head_dim]", ORT_INVALID_ARGUMENT);
     Shape s{qs[0], qs[1], heads_, kv_heads_, cs[3], cs[2]};
-    if (qs[2] != heads_ * s.head_dim || ks[0] != s.batch || ks[1] != s.seq || ks[2] != kv_heads_ * s.head_dim ||
+    const int64_t q_width = (packed ? heads_ + 2 * kv_heads_ : heads_) * s.head_dim;
+    if (qs[2] != q_width || (!packed && (ks[0] != s.batch || ks[1] != s.seq || ks[2] != kv_heads_ * s.head_dim || vs != ks)) ||
         cs[0] != s.batch || cs[1] != kv_heads_ || s.head_dim > 512 ||
         past_v.GetTensorTypeAndShapeInfo().GetShape() != cs ||
-        v.GetTensorTypeAndShapeInfo().GetShape() != ks ||
         seqlens.GetTensorTypeAndShapeInfo().GetElementCount() != static_cast<size_t>(s.batch))
       throw Ort::Exception("CachedAttention: input shapes disagree with num_heads " + std::to_string(heads_) + ", kv_num_heads " +
-                               std::to_string(kv_heads_) + " and each other: q " + ShapeText(qs) + ", k " + ShapeText(ks) + ", v " +
-                               ShapeText(v.GetTensorTypeAndShapeInfo().GetShape()) + ", past_key " + ShapeText(cs) + ", past_value " +
+                               std::to_string(kv_heads_) + " and each other: q " + ShapeText(qs) +
+                               (packed ? std::string(" (packed with k and v)") : ", k " + ShapeText(ks) + ", v " + ShapeText(vs)) +
+                               ", past_key " + ShapeText(cs) + ", past_value " +
                                ShapeText(past_v.GetTensorTypeAndShapeInfo().GetShape()) + ", seqlens_k of " +
                                std::to_string(seqlens.GetTensorTypeAndShapeInfo().GetElementCount()) + " (head_dim at most 512)",
                            ORT_INVALID_ARGUMENT);
@@ -413,7 +422,7 @@ struct CachedAttentionKernel {
                                  std::to_string(s.seq) + " new tokens and a KV capacity of " + std::to_string(s.capacity),
                              ORT_INVALID_ARGUMENT);
     }
-    auto out = ctx.GetOutput(0, qs);
+    auto out = ctx.GetOutput(0, std::vector<int64_t>{s.batch, s.seq, heads_ * s.head_dim});
     auto present_k = ctx.GetOutput(1, cs);
     auto present_v = ctx.GetOutput(2, cs);
     float* kc = present_k.GetTensorMutableData<float>();
@@ -422,8 +431,11 @@ struct CachedAttentionKernel {
       throw Ort::Exception("CachedAttention appends in place: bind present_key and present_value to the past_key and past_value buffers", ORT_INVALID_ARGUMENT);
     // The query is scaled by log2 e too, so that the scores come out in base 2 (Exp2NonPositive8).
     const float scale = (scale_ != 0.0f ? scale_ : 1.0f / std::sqrt(static_cast<float>(s.head_dim))) * 1.4426950408889634f;
-    Work w{s, prompt, scale,
-           q.GetTensorData<float>(), k.GetTensorData<float>(), v.GetTensorData<float>(), kc, vc, lens,
+    const float* qd = q.GetTensorData<float>();
+    Work w{s, prompt, scale, qd,
+           packed ? qd + heads_ * s.head_dim : k.GetTensorData<float>(),
+           packed ? qd + (heads_ + kv_heads_) * s.head_dim : v.GetTensorData<float>(),
+           q_width, packed ? q_width : kv_heads_ * s.head_dim, kc, vc, lens,
            out.GetTensorMutableData<float>(), cos, sin};
     const size_t tasks = static_cast<size_t>(s.batch * s.kv_heads);
     ctx.ParallelFor(AttendTask, tasks, 0, &w);
@@ -451,11 +463,95 @@ struct CachedAttentionOp : Ort::CustomOpBase<CachedAttentionOp, CachedAttentionK
   ONNXTensorElementDataType GetInputType(size_t index) const {
     return index == 5 || index == 6 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32 : ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
   }
-  // cos_cache and sin_cache (inputs 7 and 8) may be left out.
+  // k and v (inputs 1 and 2: q then holds all three) and cos_cache and sin_cache (inputs 7 and 8) may be left out.
   OrtCustomOpInputOutputCharacteristic GetInputCharacteristic(size_t index) const {
-    return index >= 7 ? INPUT_OUTPUT_OPTIONAL : INPUT_OUTPUT_REQUIRED;
+    return index == 1 || index == 2 || index >= 7 ? INPUT_OUTPUT_OPTIONAL : INPUT_OUTPUT_REQUIRED;
   }
   size_t GetOutputTypeCount() const { return 3; }
+  ONNXTensorElementDataType GetOutputType(size_t) const { return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT; }
+};
+
+// SiluMul: a Llama MLP's gate, from one matrix product that made gate and up side by side.
+//   input  x [..., 2I] float32: gate = x[..., :I], up = x[..., I:]
+//   output [..., I] = silu(gate) * up, silu(a) = a / (1 + e^-a)
+// It replaces two operators (the activation and the product), and, with the packed product, the
+// second matrix product too.
+inline Float8 Silu8(Float8 a) {
+  const Float8 magnitude = Max8(a, -a);
+  const Float8 e = Exp2NonPositive8(magnitude * -1.4426950408889634f);  // e^-|a| in (0, 1]
+  const Float8 one = Splat8(1.0f);
+  // sigmoid(a) = 1 / (1 + e^-a) for a >= 0, e^a / (1 + e^a) for a < 0: never e^+|a|, which could overflow.
+  const Float8 sigmoid = (a >= 0.0f ? one : e) / (one + e);
+  return a * sigmoid;
+}
+
+struct SiluMulWork {
+  const float* x;
+  float* out;
+  int64_t width;  // I
+};
+
+void SiluMulRow(void* data, size_t row) {
+  const SiluMulWork& w = *static_cast<const SiluMulWork*>(data);
+  const float* gate = w.x + static_cast<int64_t>(row) * 2 * w.width;
+  const float* up = gate + w.width;
+  float* out = w.out + static_cast<int64_t>(row) * w.width;
+  int64_t i = 0;
+  for (; i + kLanes <= w.width; i += kLanes) {
+    const Float8 r = Silu8(Load8(gate + i)) * Load8(up + i);
+    std::memcpy(out + i, &r, sizeof r);
+  }
+  for (; i < w.width; i++) out[i] = Silu8(Splat8(gate[i]))[0] * up[i];
+}
+
+struct SiluMulKernel {
+  SiluMulKernel(const OrtApi& /*api*/, const OrtKernelInfo* /*info*/) {}
+
+  OrtStatusPtr ComputeV2(OrtKernelContext* context) {
+    try {
+      Compute(context);
+      return nullptr;
+    } catch (const Ort::Exception& e) {
+      return Ort::GetApi().CreateStatus(e.GetOrtErrorCode(), e.what());
+    } catch (const std::exception& e) {
+      return Ort::GetApi().CreateStatus(ORT_FAIL, e.what());
+    }
+  }
+
+  void Compute(OrtKernelContext* context) {
+    Ort::KernelContext ctx(context);
+    auto x = ctx.GetInput(0);
+    auto shape = x.GetTensorTypeAndShapeInfo().GetShape();
+    if (shape.empty() || shape.back() % 2 != 0)
+      throw Ort::Exception("SiluMul: the last axis holds gate and up side by side and must be even; x is " + ShapeText(shape), ORT_INVALID_ARGUMENT);
+    const int64_t width = shape.back() / 2;
+    shape.back() = width;
+    auto out = ctx.GetOutput(0, shape);
+    const int64_t rows = width == 0 ? 0 : static_cast<int64_t>(out.GetTensorTypeAndShapeInfo().GetElementCount()) / width;
+    SiluMulWork w{x.GetTensorData<float>(), out.GetTensorMutableData<float>(), width};
+    // Threads only for a large input: a decoding step's few thousand values take microseconds,
+    // less than waking a thread.
+    if (rows * width >= (1 << 16))
+      ctx.ParallelFor(SiluMulRow, static_cast<size_t>(rows), 0, &w);
+    else
+      for (int64_t r = 0; r < rows; r++) SiluMulRow(&w, static_cast<size_t>(r));
+  }
+};
+
+struct SiluMulOp : Ort::CustomOpBase<SiluMulOp, SiluMulKernel, true> {
+  OrtStatusPtr CreateKernelV2(const OrtApi& api, const OrtKernelInfo* info, void** kernel) const {
+    try {
+      *kernel = new SiluMulKernel(api, info);
+      return nullptr;
+    } catch (const std::exception& e) {
+      return Ort::GetApi().CreateStatus(ORT_FAIL, e.what());
+    }
+  }
+  const char* GetName() const { return "SiluMul"; }
+  const char* GetExecutionProviderType() const { return "CPUExecutionProvider"; }
+  size_t GetInputTypeCount() const { return 1; }
+  ONNXTensorElementDataType GetInputType(size_t) const { return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT; }
+  size_t GetOutputTypeCount() const { return 1; }
   ONNXTensorElementDataType GetOutputType(size_t) const { return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT; }
 };
 
@@ -472,7 +568,8 @@ extern "C" __attribute__((visibility("default"))) OrtStatus* ORT_API_CALL Regist
     return oldest != nullptr ? oldest->CreateStatus(ORT_FAIL, message.c_str()) : nullptr;
   }
   Ort::InitApi(api);
-  static CachedAttentionOp op;
+  static CachedAttentionOp attention;
+  static SiluMulOp silu_mul;
   // A domain must outlive every session that uses it: one, made once, kept for the process.
   static std::mutex lock;
   static Ort::CustomOpDomain* domain = nullptr;
@@ -481,7 +578,8 @@ extern "C" __attribute__((visibility("default"))) OrtStatus* ORT_API_CALL Regist
     std::lock_guard<std::mutex> guard(lock);
     if (domain == nullptr) {
       domain = new Ort::CustomOpDomain(kDomain);
-      domain->Add(&op);
+      domain->Add(&attention);
+      domain->Add(&silu_mul);
     }
     Ort::UnownedSessionOptions(options).Add(static_cast<OrtCustomOpDomain*>(*domain));
   } catch (const Ort::Exception& e) {

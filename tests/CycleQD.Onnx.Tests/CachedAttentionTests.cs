@@ -16,14 +16,18 @@ public class CachedAttentionTests
     private static void RequireLibrary() =>
         MachineRequirement.Require(CpuOperators.IsAvailable, "needs libcycleqd_ortops.so, which the build compiles with the system's C++ compiler: " + CpuOperators.WhyUnavailable);
 
-    /// <summary>A graph of one CachedAttention node over the fused graph's input and output names.</summary>
-    private static InferenceSession Session(int heads, int kvHeads, int headDim, float scale, bool rotary = false)
+    /// <summary>
+    /// A graph of one CachedAttention node over the fused graph's input and output names; with
+    /// <paramref name="packed"/>, q holds each token's query, key and value and k and v are left out.
+    /// </summary>
+    private static InferenceSession Session(int heads, int kvHeads, int headDim, float scale, bool rotary = false, bool packed = false)
     {
         var g = new OnnxGraph("cached_attention");
         var f = OnnxElementType.Float;
-        string q = g.Input("q", f, "batch", "seq", heads * headDim);
-        string k = g.Input("k", f, "batch", "seq", kvHeads * headDim);
-        string v = g.Input("v", f, "batch", "seq", kvHeads * headDim);
+        // The width is left symbolic, so that a wrong one reaches the operator (and its message).
+        string q = g.Input("q", f, "batch", "seq", "q_width");
+        string k = packed ? "" : g.Input("k", f, "batch", "seq", kvHeads * headDim);
+        string v = packed ? "" : g.Input("v", f, "batch", "seq", kvHeads * headDim);
         string pk = g.Input("past_key", f, "batch", kvHeads, "capacity", headDim);
         string pv = g.Input("past_value", f, "batch", kvHeads, "capacity", headDim);
         string lens = g.Input("seqlens_k", OnnxElementType.Int32, "batch");
@@ -36,8 +40,7 @@ public class CachedAttentionTests
         g.Output("present_key", "present_key", f, "batch", kvHeads, "capacity", headDim);
         g.Output("present_value", "present_value", f, "batch", kvHeads, "capacity", headDim);
         using var so = new SessionOptions();
-        CpuOperators.Register(so);
-        return new InferenceSession(g.ToModelBytes(), so);
+        return CpuOperators.CreateSession(g.ToModelBytes(), so);
     }
 
     private static float[] Random(Random rng, int n) => Enumerable.Range(0, n).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
@@ -49,18 +52,49 @@ public class CachedAttentionTests
     /// </summary>
     private static void RunInPlace(InferenceSession session, int batch, int seq, int heads, int kvHeads, int headDim,
         float[] q, float[] k, float[] v, OrtValue keys, OrtValue values, int[] seqLens, int total, float[] output,
-        (OrtValue Cos, OrtValue Sin)? rotary = null)
+        (OrtValue Cos, OrtValue Sin)? rotary = null, bool packed = false)
     {
-        using var qv = OrtValue.CreateTensorValueFromMemory(q, [batch, seq, heads * headDim]);
-        using var kv = OrtValue.CreateTensorValueFromMemory(k, [batch, seq, kvHeads * headDim]);
-        using var vv = OrtValue.CreateTensorValueFromMemory(v, [batch, seq, kvHeads * headDim]);
+        using var binding = session.CreateIoBinding();
+        var inputs = new List<OrtValue>();
+        try
+        {
+            if (packed)
+            {
+                // Each token's query, key and value side by side, as one matrix product makes them.
+                int qw = heads * headDim, kw = kvHeads * headDim, tokens = batch * seq;
+                var qkv = new float[tokens * (qw + 2 * kw)];
+                for (int i = 0; i < tokens; i++)
+                {
+                    q.AsSpan(i * qw, qw).CopyTo(qkv.AsSpan(i * (qw + 2 * kw)));
+                    k.AsSpan(i * kw, kw).CopyTo(qkv.AsSpan(i * (qw + 2 * kw) + qw));
+                    v.AsSpan(i * kw, kw).CopyTo(qkv.AsSpan(i * (qw + 2 * kw) + qw + kw));
+                }
+                inputs.Add(OrtValue.CreateTensorValueFromMemory(qkv, [batch, seq, qw + 2 * kw]));
+                binding.BindInput("q", inputs[^1]);
+            }
+            else
+            {
+                inputs.Add(OrtValue.CreateTensorValueFromMemory(q, [batch, seq, heads * headDim]));
+                binding.BindInput("q", inputs[^1]);
+                inputs.Add(OrtValue.CreateTensorValueFromMemory(k, [batch, seq, kvHeads * headDim]));
+                binding.BindInput("k", inputs[^1]);
+                inputs.Add(OrtValue.CreateTensorValueFromMemory(v, [batch, seq, kvHeads * headDim]));
+                binding.BindInput("v", inputs[^1]);
+            }
+            Run(session, binding, batch, seq, heads, headDim, keys, values, seqLens, total, output, rotary);
+        }
+        finally
+        {
+            foreach (var value in inputs) value.Dispose();
+        }
+    }
+
+    private static void Run(InferenceSession session, OrtIoBinding binding, int batch, int seq, int heads, int headDim,
+        OrtValue keys, OrtValue values, int[] seqLens, int total, float[] output, (OrtValue Cos, OrtValue Sin)? rotary)
+    {
         using var lensValue = OrtValue.CreateTensorValueFromMemory(seqLens, [seqLens.Length]);
         using var totalValue = OrtValue.CreateTensorValueFromMemory(new[] { total }, []);
         using var outValue = OrtValue.CreateTensorValueFromMemory(output, [batch, seq, heads * headDim]);
-        using var binding = session.CreateIoBinding();
-        binding.BindInput("q", qv);
-        binding.BindInput("k", kv);
-        binding.BindInput("v", vv);
         binding.BindInput("past_key", keys);
         binding.BindInput("past_value", values);
         binding.BindInput("seqlens_k", lensValue);
@@ -97,18 +131,19 @@ public class CachedAttentionTests
     /// rotary tables: q and k turned to their positions first, in float64).
     /// </summary>
     [Theory]
-    [InlineData(8, 4, 8, false, 1)]     // stories260K / TinySkills shape, two query heads per kv head
-    [InlineData(8, 4, 8, true, 1)]
-    [InlineData(8, 4, 8, true, 4)]      // several tiles of 8 keys; capacity 32, a multiple of 8
-    [InlineData(8, 4, 8, false, 5)]     // capacity 39: a narrower last tile, reached by the last step
-    [InlineData(4, 4, 16, false, 1)]    // one query head per kv head
-    [InlineData(6, 2, 16, true, 3)]     // three query heads per kv head (attended one at a time)
-    [InlineData(8, 1, 32, true, 3)]     // eight query heads per kv head
-    [InlineData(8, 2, 24, true, 1)]     // head_dim with no specialized path
-    [InlineData(8, 2, 24, false, 5)]
-    [InlineData(4, 1, 128, false, 1)]   // Llama-3's head_dim, four query heads per kv head
-    [InlineData(4, 1, 128, true, 4)]
-    public void PromptThenDecode_MatchesFloat64Attention(int heads, int kvHeads, int headDim, bool rotary, int promptScale)
+    [InlineData(8, 4, 8, false, 1, false)]     // stories260K / TinySkills shape, two query heads per kv head
+    [InlineData(8, 4, 8, true, 1, false)]
+    [InlineData(8, 4, 8, true, 1, true)]       // q, k and v packed in one input, as the fused graph gives them
+    [InlineData(8, 4, 8, true, 4, false)]      // several tiles of 8 keys; capacity 32, a multiple of 8
+    [InlineData(8, 4, 8, false, 5, true)]      // capacity 39: a narrower last tile, reached by the last step
+    [InlineData(4, 4, 16, false, 1, false)]    // one query head per kv head
+    [InlineData(6, 2, 16, true, 3, true)]      // three query heads per kv head (attended one at a time)
+    [InlineData(8, 1, 32, true, 3, false)]     // eight query heads per kv head
+    [InlineData(8, 2, 24, true, 1, false)]     // head_dim with no specialized path
+    [InlineData(8, 2, 24, false, 5, true)]
+    [InlineData(4, 1, 128, false, 1, false)]   // Llama-3's head_dim, four query heads per kv head
+    [InlineData(4, 1, 128, true, 4, true)]
+    public void PromptThenDecode_MatchesFloat64Attention(int heads, int kvHeads, int headDim, bool rotary, int promptScale, bool packed)
     {
         RequireLibrary();
         var rng = new Random(heads * 1000 + kvHeads * 100 + headDim + (rotary ? 1 : 0) + promptScale * 7);
@@ -117,7 +152,7 @@ public class CachedAttentionTests
         int batch = promptLengths.Length, decodeSteps = 3, capacity = promptLengths.Max() + decodeSteps + 1;
         float scale = (float)(1 / Math.Sqrt(headDim));
         int group = heads / kvHeads;
-        using var session = Session(heads, kvHeads, headDim, scale, rotary);
+        using var session = Session(heads, kvHeads, headDim, scale, rotary, packed);
         // Rotary angles θᵢ = 10000^(−2i/d), tables [capacity, d/2] in float32 as the decoder builds them.
         var theta = Enumerable.Range(0, headDim / 2).Select(i => Math.Pow(10000, -2.0 * i / headDim)).ToArray();
         var cosTable = new float[capacity * headDim / 2];
@@ -168,7 +203,7 @@ public class CachedAttentionTests
             int total = prompt ? seq : lengths.Max();
             var output = Enumerable.Repeat(float.NaN, batch * seq * heads * headDim).ToArray();
             RunInPlace(session, batch, seq, heads, kvHeads, headDim, q, k, v, keyValue, valueValue, seqLens, total, output,
-                rotary ? (cosValue, sinValue) : null);
+                rotary ? (cosValue, sinValue) : null, packed);
 
             double errSq = 0, refSq = 0;
             for (int b = 0; b < batch; b++)
@@ -258,6 +293,60 @@ public class CachedAttentionTests
         Assert.Contains("q [1, 1, 16]", e.Message);
         Assert.Contains("past_key [1, 1, 4, 8]", e.Message);
         Assert.Contains("seqlens_k of 2", e.Message);
+    }
+
+    [Fact]
+    public void PackedInputOfTheWrongWidth_IsRefusedSayingItIsPacked()
+    {
+        RequireLibrary();
+        using var session = Session(2, 1, 8, 0.35f, packed: true);
+        using var keys = OrtValue.CreateTensorValueFromMemory(new float[32], [1, 1, 4, 8]);
+        using var values = OrtValue.CreateTensorValueFromMemory(new float[32], [1, 1, 4, 8]);
+        using var binding = session.CreateIoBinding();
+        // The query alone (16 values), where the packed input holds query, key and value (32).
+        using var q = OrtValue.CreateTensorValueFromMemory(new float[16], [1, 1, 16]);
+        binding.BindInput("q", q);
+        var e = Assert.Throws<OnnxRuntimeException>(() => Run(session, binding, 1, 1, 2, 8, keys, values, [0], 1, new float[16], null));
+        Assert.Contains("q [1, 1, 16] (packed with k and v)", e.Message);
+    }
+
+    [Fact]
+    public void PackedWeights_StackQkvAndGateUpPerLayer_OnlyWithCachedAttention()
+    {
+        var config = TinyLlama.Config(tied: false);
+        var all = LlamaWeightLayout.For(config);
+        Assert.Empty(FusedLlamaGraphBuilder.PackedWeights(config, FusedAttention.GroupQueryAttention));
+        Assert.Equal(all.Select(w => w.Name), FusedLlamaGraphBuilder.GraphWeights(config, FusedAttention.GroupQueryAttention).Select(w => w.Name));
+
+        var packed = FusedLlamaGraphBuilder.PackedWeights(config, FusedAttention.CachedAttention);
+        var own = FusedLlamaGraphBuilder.GraphWeights(config, FusedAttention.CachedAttention);
+        Assert.Equal(2 * config.NumHiddenLayers, packed.Count);
+        // Every model weight is read exactly once: as an input of its own or inside one stack.
+        Assert.Equal(all.Select(w => w.Name).Order(), own.Select(w => w.Name).Concat(packed.SelectMany(p => p.Sources)).Order());
+        var shapes = all.ToDictionary(w => w.Name, w => w.Shape);
+        foreach (var p in packed)
+        {
+            Assert.Equal(p.Sources.Sum(name => shapes[name][0]), p.Shape[0]);
+            Assert.All(p.Sources, name => Assert.Equal(shapes[name][1], p.Shape[1]));
+        }
+        Assert.Equal(["model.layers.0.self_attn.q_proj.weight", "model.layers.0.self_attn.k_proj.weight", "model.layers.0.self_attn.v_proj.weight"], packed[0].Sources);
+        Assert.Equal(["model.layers.0.mlp.gate_proj.weight", "model.layers.0.mlp.up_proj.weight"], packed[1].Sources);
+    }
+
+    [Fact]
+    public void ALargeModel_KeepsItsProjectionsSeparate_InAGraphThatLoads()
+    {
+        RequireLibrary();
+        // Llama-3-8B's shape: stacking its projections would copy gigabytes per batch.
+        var big = TinyLlama.Config(tied: false) with
+        {
+            HiddenSize = 4096, IntermediateSize = 14336, NumHiddenLayers = 32, NumAttentionHeads = 32, NumKeyValueHeads = 8, HeadDim = 128, VocabSize = 128256,
+        };
+        Assert.Empty(FusedLlamaGraphBuilder.PackedWeights(big, FusedAttention.CachedAttention));
+        // The weights are graph inputs, so the session opens without them: its inputs are the separate projections.
+        using var session = new FusedLlamaSession(big, new LlamaGraphOptions(LastPositionLogitsOnly: true), InferenceDevice.Cpu, "config.json", 0, 0, FusedAttention.CachedAttention);
+        Assert.Empty(session.PackedWeights);
+        Assert.Equal(LlamaWeightLayout.For(big).Select(w => w.Name), session.Weights.Select(w => w.Name));
     }
 
     [Fact]

@@ -62,7 +62,11 @@ public static class FusedLlamaGraphBuilder
         for (int i = 0; i < config.NumHiddenLayers; i++)
             past[i] = (g.Input(LlamaGraphBuilder.PastName(i, false), t, "batch", kvh, "capacity", d),
                        g.Input(LlamaGraphBuilder.PastName(i, true), t, "batch", kvh, "capacity", d));
-        foreach (var w in LlamaWeightLayout.For(config))
+        var stacks = PackedWeights(config, attention);
+        bool packed = stacks.Count > 0;
+        foreach (var w in GraphWeights(config, attention))
+            g.Input(w.Name, t, w.Shape.Select(x => (OnnxDim)x).ToArray());
+        foreach (var w in stacks)
             g.Input(w.Name, t, w.Shape.Select(x => (OnnxDim)x).ToArray());
 
         string residual = g.Node("Gather", [LlamaWeightLayout.Embedding, ids], ("axis", 0L));
@@ -70,17 +74,19 @@ public static class FusedLlamaGraphBuilder
         for (int i = 0; i < config.NumHiddenLayers; i++)
         {
             string p = $"model.layers.{i}.";
-            string q = Linear(g, normed, p + "self_attn.q_proj.weight");
-            string k = Linear(g, normed, p + "self_attn.k_proj.weight");
-            string vv = Linear(g, normed, p + "self_attn.v_proj.weight");
+            // With CachedAttention one product makes query, key and value side by side (it takes them
+            // packed), and one makes gate and up (SiluMul takes them packed): fewer, larger operators.
+            string q = Linear(g, normed, packed ? PackedQkv(i) : p + "self_attn.q_proj.weight");
+            string k = packed ? "" : Linear(g, normed, p + "self_attn.k_proj.weight");
+            string vv = packed ? "" : Linear(g, normed, p + "self_attn.v_proj.weight");
             string attn = $"attn_{i}";
             var present = new[] { attn, LlamaGraphBuilder.PresentName(i, false), LlamaGraphBuilder.PresentName(i, true) };
             var attentionAttributes = new (string Name, object Value)[] { ("num_heads", (long)nh), ("kv_num_heads", (long)kvh), ("scale", (float)(1.0 / Math.Sqrt(d))) };
             if (attention == FusedAttention.CachedAttention)
             {
-                // Same inputs, outputs and attributes as GroupQueryAttention with its rotary inside
-                // (the tables as two trailing inputs); CachedAttention keeps its keys in its own layout
-                // inside the buffer (native/ortops/attention.cc).
+                // GroupQueryAttention's inputs (q packed with k and v, which are left out), outputs and
+                // attributes with its rotary inside (the tables as two trailing inputs); CachedAttention
+                // keeps its keys in its own layout inside the buffer (native/ortops/attention.cc).
                 g.DomainNode(Runtime.CpuOperators.Domain, "CachedAttention", [q, k, vv, past[i].K, past[i].V, seqlens, total, cos, sin], present, attentionAttributes);
             }
             else if (inAttention)
@@ -96,9 +102,17 @@ public static class FusedLlamaGraphBuilder
                     attentionAttributes);
             }
             (normed, residual) = SkipNorm(g, Linear(g, attn, p + "self_attn.o_proj.weight"), residual, p + "post_attention_layernorm.weight", eps);
-            string gate = Linear(g, normed, p + "mlp.gate_proj.weight");
-            string up = Linear(g, normed, p + "mlp.up_proj.weight");
-            string act = g.Node("Mul", [g.DomainNode(ContribDomain, "QuickGelu", [gate], ("alpha", 1.0f)), up]);
+            string act;
+            if (packed)
+            {
+                act = g.DomainNode(Runtime.CpuOperators.Domain, "SiluMul", [Linear(g, normed, PackedGateUp(i))]);
+            }
+            else
+            {
+                string gate = Linear(g, normed, p + "mlp.gate_proj.weight");
+                string up = Linear(g, normed, p + "mlp.up_proj.weight");
+                act = g.Node("Mul", [g.DomainNode(ContribDomain, "QuickGelu", [gate], ("alpha", 1.0f)), up]);
+            }
             string next = i + 1 < config.NumHiddenLayers ? $"model.layers.{i + 1}.input_layernorm.weight" : LlamaWeightLayout.FinalNorm;
             (normed, residual) = SkipNorm(g, Linear(g, act, p + "mlp.down_proj.weight"), residual, next, eps);
         }
@@ -140,6 +154,47 @@ public static class FusedLlamaGraphBuilder
     public static bool RotaryInAttention(LlamaConfig config, FusedAttention attention) =>
         attention == FusedAttention.CachedAttention || config.HeadDim % 16 == 0;
 
+    /// <summary>The most values the stacked weights of <see cref="PackedWeights"/> may hold in all (64 MiB of float32); a larger model's graph takes its projections one by one.</summary>
+    internal const long MaxPackedValues = 1L << 24;
+
+    /// <summary>Name of layer <paramref name="layer"/>'s q, k and v projections stacked [q_out + 2·kv_out, hidden] (graphs with CachedAttention).</summary>
+    internal static string PackedQkv(int layer) => $"model.layers.{layer}.self_attn.qkv_proj.weight";
+
+    /// <summary>Name of layer <paramref name="layer"/>'s gate and up projections stacked [2·intermediate, hidden] (graphs with CachedAttention).</summary>
+    internal static string PackedGateUp(int layer) => $"model.layers.{layer}.mlp.gate_up_proj.weight";
+
+    /// <summary>
+    /// The model's weights the graph with <paramref name="attention"/> takes as inputs of their own
+    /// (<see cref="LlamaWeightLayout.For"/>, less those it takes packed, <see cref="PackedWeights"/>).
+    /// </summary>
+    internal static IReadOnlyList<LlamaWeightSpec> GraphWeights(LlamaConfig config, FusedAttention attention)
+    {
+        var packedSources = PackedWeights(config, attention).SelectMany(w => w.Sources).ToHashSet(StringComparer.Ordinal);
+        return LlamaWeightLayout.For(config).Where(w => !packedSources.Contains(w.Name)).ToArray();
+    }
+
+    /// <summary>
+    /// Graph inputs made of several model weights stacked along their first axis (their data one after
+    /// the other): with CachedAttention (the CPU float32 graph), each layer's q, k and v projections and
+    /// its gate and up projections, so that one matrix product makes each group. None with GroupQueryAttention.
+    /// </summary>
+    internal static IReadOnlyList<PackedWeightSpec> PackedWeights(LlamaConfig config, FusedAttention attention)
+    {
+        if (attention != FusedAttention.CachedAttention) return [];
+        long h = config.HiddenSize, q = (long)config.NumAttentionHeads * config.HeadDim, kv = (long)config.NumKeyValueHeads * config.HeadDim, ff = config.IntermediateSize;
+        // A batch decoder stacks them with a copy: worth it where the operators are small enough for
+        // their count to matter, not for a model whose copy would take a second and gigabytes.
+        if ((q + 2 * kv + 2 * ff) * h * config.NumHiddenLayers > MaxPackedValues) return [];
+        var list = new List<PackedWeightSpec>();
+        for (int i = 0; i < config.NumHiddenLayers; i++)
+        {
+            string p = $"model.layers.{i}.";
+            list.Add(new(PackedQkv(i), [q + 2 * kv, h], [p + "self_attn.q_proj.weight", p + "self_attn.k_proj.weight", p + "self_attn.v_proj.weight"]));
+            list.Add(new(PackedGateUp(i), [2 * ff, h], [p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight"]));
+        }
+        return list;
+    }
+
     /// <summary>x [..., in] · Wᵀ with W [out, in] as stored by PyTorch; FusedMatMul transposes B inside the product, no copy.</summary>
     private static string Linear(OnnxGraph g, string x, string weight) =>
         g.DomainNode(ContribDomain, "FusedMatMul", [x, weight], ("transB", 1L));
@@ -158,3 +213,9 @@ public static class FusedLlamaGraphBuilder
         return (normed, sum);
     }
 }
+
+/// <summary>A graph input made of model weights stacked along their first axis, in order.</summary>
+/// <param name="Name">The graph input's name.</param>
+/// <param name="Shape">Its shape: the sources' first dimensions summed, the rest shared.</param>
+/// <param name="Sources">The model weights it holds (<see cref="LlamaWeightLayout"/> names), in order.</param>
+internal sealed record PackedWeightSpec(string Name, long[] Shape, string[] Sources);

@@ -46,6 +46,21 @@ public static class CpuOperators
         }
     }
 
+    private static readonly Lock SessionGate = new();
+
+    /// <summary>A session of <paramref name="model"/> with the operators registered in <paramref name="options"/>.</summary>
+    /// <remarks>
+    /// Sessions are created one at a time: ONNX Runtime enters a custom operator domain into a
+    /// process-wide table when a session first uses it, and two sessions doing that at once fail
+    /// (one of them with "the domain is already exist", seen when tests opened sessions in parallel).
+    /// </remarks>
+    /// <exception cref="InvalidOperationException">as <see cref="Register"/>.</exception>
+    internal static InferenceSession CreateSession(byte[] model, SessionOptions options)
+    {
+        Register(options);
+        lock (SessionGate) return new InferenceSession(model, options);
+    }
+
     private static (string? Path, string? Why) Find()
     {
         if (!OperatingSystem.IsLinux() || RuntimeInformation.ProcessArchitecture != Architecture.X64)

@@ -35,6 +35,8 @@ internal sealed class FusedBatchDecoder : IBatchDecoder
     private long[] _next = [];
     private OrtValue? _logitsValue, _nextValue;
     private readonly List<OrtValue> _stepValues = [];
+    // The weight inputs made of several of the model's weights (FusedLlamaSession.PackedWeights), copied once per batch.
+    private readonly List<OrtValue> _stacked = [];
     private readonly OrtValue _totalValue;
     // Which output the binding fetches: null before the first step, else whether it is next_tokens.
     private bool? _fetchesTokens;
@@ -73,6 +75,13 @@ internal sealed class FusedBatchDecoder : IBatchDecoder
             _binding.BindInput(FusedLlamaGraphBuilder.CosCache, _cos);
             _binding.BindInput(FusedLlamaGraphBuilder.SinCache, _sin);
             foreach (var w in session.Weights) _binding.BindInput(w.Name, weights[w.Name]);
+            foreach (var w in session.PackedWeights)
+            {
+                var stacked = Stack(w, weights);
+                created.Add(stacked);
+                _stacked.Add(stacked);
+                _binding.BindInput(w.Name, stacked);
+            }
             _totalValue = OrtValue.CreateTensorValueFromMemory(_total, []);
             created.Add(_totalValue);
             _binding.BindInput(FusedLlamaGraphBuilder.TotalSequenceLength, _totalValue);
@@ -300,9 +309,28 @@ internal sealed class FusedBatchDecoder : IBatchDecoder
         foreach (var v in _values) v.Dispose();
     }
 
+    /// <summary>The sources of <paramref name="spec"/> (host float32 tensors) one after the other in one new host tensor.</summary>
+    private static OrtValue Stack(PackedWeightSpec spec, LlamaWeights weights)
+    {
+        long total = spec.Shape.Aggregate(1L, (a, b) => a * b);
+        var data = GC.AllocateUninitializedArray<float>(checked((int)total));
+        int offset = 0;
+        foreach (string name in spec.Sources)
+        {
+            var source = weights[name].GetTensorDataAsSpan<float>();
+            if (offset + source.Length > data.Length)
+                throw new InvalidOperationException($"{spec.Name}: its sources hold more than its {total} values");
+            source.CopyTo(data.AsSpan(offset));
+            offset += source.Length;
+        }
+        if (offset != data.Length) throw new InvalidOperationException($"{spec.Name}: its sources hold {offset} of its {total} values");
+        return OrtValue.CreateTensorValueFromMemory(data, spec.Shape);
+    }
+
     public void Dispose()
     {
         DisposeCache();
+        foreach (var o in _stacked) o.Dispose();
         foreach (var o in _stepValues) o.Dispose();
         _totalValue.Dispose();
         _cos.Dispose();

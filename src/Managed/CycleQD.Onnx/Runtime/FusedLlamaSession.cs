@@ -38,8 +38,11 @@ public sealed class FusedLlamaSession : ILlamaSession
     /// <summary>Rotary frequencies of the config.</summary>
     internal RotaryTables Rotary { get; }
 
-    /// <summary>The weights' names and shapes.</summary>
+    /// <summary>The model weights the graph takes as inputs of their own: names and shapes.</summary>
     internal IReadOnlyList<LlamaWeightSpec> Weights { get; }
+
+    /// <summary>The graph's inputs made of model weights stacked (with CachedAttention); a batch decoder stacks them.</summary>
+    internal IReadOnlyList<PackedWeightSpec> PackedWeights { get; }
 
     /// <summary>Puts the KV buffers, rotary tables and selected rows where the session runs.</summary>
     internal DevicePlacement Placement { get; }
@@ -97,15 +100,16 @@ public sealed class FusedLlamaSession : ILlamaSession
         CudaDevice = cudaDevice;
         Attention = attention;
         Rotary = new RotaryTables(config);
-        Weights = LlamaWeightLayout.For(config);
+        Weights = FusedLlamaGraphBuilder.GraphWeights(config, attention);
+        PackedWeights = FusedLlamaGraphBuilder.PackedWeights(config, attention);
         using var so = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL };
         if (intraOpThreads > 0) so.IntraOpNumThreads = intraOpThreads;
         // Worker threads that spin between operators steal the cores the next operator needs when the
         // machine is shared or small: generation measured several times slower with spinning (docs/perf.md).
         so.AddSessionConfigEntry("session.intra_op.allow_spinning", "0");
         if (device == InferenceDevice.Cuda) CudaProvider.Append(so, cudaDevice);
-        if (attention == FusedAttention.CachedAttention) CpuOperators.Register(so);
-        _session = new InferenceSession(FusedLlamaGraphBuilder.Build(config, options, attention).ToModelBytes(), so);
+        byte[] model = FusedLlamaGraphBuilder.Build(config, options, attention).ToModelBytes();
+        _session = attention == FusedAttention.CachedAttention ? CpuOperators.CreateSession(model, so) : new InferenceSession(model, so);
         Placement = new DevicePlacement(device, cudaDevice);
     }
 
