@@ -119,14 +119,19 @@ public static class FusedLlamaGraphBuilder
         // Only the wanted row of each sequence goes through the LM head: GatherND with one batch
         // dimension picks hidden[b, last[b]] → [batch, hidden].
         string head = config.TieWordEmbeddings ? LlamaWeightLayout.Embedding : LlamaWeightLayout.LmHead;
-        string logits;
+        // The last operator writes the output itself (naming it "logits"), with no Identity copying
+        // it there: a copy of batch × vocab floats every step.
+        string logits = LlamaGraphBuilder.Logits;
+        bool cast = t != OnnxElementType.Float;
         if (last is not null)
         {
             string rows = g.Node("GatherND", [normed, last], ("batch_dims", 1L));
-            logits = g.Node("Unsqueeze", [Linear(g, rows, head), g.ConstInt64([1])]);
+            string[] unsqueezed = cast ? [$"{logits}_{t}"] : [logits];
+            g.Node("Unsqueeze", [Linear(g, rows, head), g.ConstInt64([1])], unsqueezed);
+            if (cast) g.Node("Cast", unsqueezed, [logits], ("to", (long)OnnxElementType.Float));
         }
+        else if (cast) g.Node("Cast", [Linear(g, normed, head)], [logits], ("to", (long)OnnxElementType.Float));
         else logits = Linear(g, normed, head);
-        if (t != OnnxElementType.Float) logits = g.Node("Cast", [logits], ("to", (long)OnnxElementType.Float));
         g.Output(logits, LlamaGraphBuilder.Logits, OnnxElementType.Float, "batch", options.LastPositionLogitsOnly ? 1 : "seq", v);
         // Each row's greedy next token, picked where the logits are computed (on the GPU with CUDA).
         if (options.LastPositionLogitsOnly)
