@@ -1,10 +1,14 @@
 // CycleQD's operators for ONNX Runtime's CPU provider (domain "ai.cycleqd"), loaded by
 // CycleQD.Onnx (CpuOperators) into the sessions of the fused Llama graph.
 //
+// Two operators: CachedAttention (below) and SiluMul (silu(gate) * up from one tensor holding both,
+// further down).
+//
 // CachedAttention: a Llama layer's attention over a KV buffer that is both the past input and the
 // present output (bound to the same memory). Its inputs and outputs are those of ONNX Runtime's
 // GroupQueryAttention, so one decoder drives either operator:
-//   inputs  q [B, S, H*D], k [B, S, KV*D], v [B, S, KV*D] (float32),
+//   inputs  q [B, S, H*D], k [B, S, KV*D], v [B, S, KV*D] (float32); or, with k and v left out,
+//           q [B, S, (H+2KV)*D] holding each token's query, key and value side by side,
 //           past_key, past_value [B, KV, C, D], seqlens_k int32 [B] (each row's cached plus new
 //           real tokens, minus one), total_sequence_length int32 scalar,
 //           optional cos_cache, sin_cache [positions, D/2]: with them, q and k arrive unturned

@@ -25,7 +25,9 @@ namespace CycleQD.Onnx.Graph;
 /// has no float32 CUDA kernel).
 /// ONNX Runtime's GroupQueryAttention takes a prompt (seq &gt; 1) only with no earlier tokens when the
 /// batch has more than one row; decoding steps take one token per row. On the CPU in float32 the graph can
-/// use CycleQD's CachedAttention instead (<see cref="FusedAttention"/>), with the same inputs and outputs.
+/// use CycleQD's CachedAttention instead (<see cref="FusedAttention"/>), with the same inputs and outputs;
+/// that graph also takes each layer's q/k/v and gate/up weights stacked (<see cref="PackedWeights"/>), one
+/// product each, with CycleQD's SiluMul in place of QuickGelu and Mul.
 /// </remarks>
 public static class FusedLlamaGraphBuilder
 {
