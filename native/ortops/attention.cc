@@ -1,8 +1,8 @@
 // CycleQD's operators for ONNX Runtime's CPU provider (domain "ai.cycleqd"), loaded by
 // CycleQD.Onnx (CpuOperators) into the sessions of the fused Llama graph.
 //
-// Three operators: CachedAttention (below), SiluMul (silu(gate) * up from one tensor holding both)
-// and SkipRmsNorm (a residual sum and the RMS norm after it), further down.
+// Two operators: CachedAttention (below) and SiluMul (silu(gate) * up from one tensor holding both,
+// further down).
 //
 // CachedAttention: a Llama layer's attention over a KV buffer that is both the past input and the
 // present output (bound to the same memory). Its inputs and outputs are those of ONNX Runtime's
@@ -559,111 +559,6 @@ struct SiluMulOp : Ort::CustomOpBase<SiluMulOp, SiluMulKernel, true> {
   ONNXTensorElementDataType GetOutputType(size_t) const { return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT; }
 };
 
-// SkipRmsNorm: a Llama residual step and the RMS norm after it, as ONNX Runtime's
-// SkipSimplifiedLayerNormalization computes them (its outputs 0 and 3), never divided among threads
-// below 64k values: at a decoding step's few thousand, waking a thread costs more than the work.
-//   inputs  x [..., h], skip [..., h], weight [h] (float32)
-//   outputs normed [..., h] = sum / sqrt(mean(sum^2) + epsilon) * weight, sum [..., h] = x + skip
-//   attribute epsilon
-struct SkipRmsNormWork {
-  const float* x;
-  const float* skip;
-  const float* weight;
-  float* normed;
-  float* sum;
-  int64_t width;
-  float epsilon;
-};
-
-void SkipRmsNormRow(void* data, size_t row) {
-  const SkipRmsNormWork& w = *static_cast<const SkipRmsNormWork*>(data);
-  const int64_t offset = static_cast<int64_t>(row) * w.width;
-  const float* x = w.x + offset;
-  const float* skip = w.skip + offset;
-  float* sum = w.sum + offset;
-  float* normed = w.normed + offset;
-  Float8 squares = Splat8(0.0f);
-  int64_t i = 0;
-  for (; i + kLanes <= w.width; i += kLanes) {
-    const Float8 s = Load8(x + i) + Load8(skip + i);
-    std::memcpy(sum + i, &s, sizeof s);
-    squares += s * s;
-  }
-  float total = 0.0f;
-  for (int j = 0; j < kLanes; j++) total += squares[j];
-  for (; i < w.width; i++) {
-    sum[i] = x[i] + skip[i];
-    total += sum[i] * sum[i];
-  }
-  const float scale = 1.0f / std::sqrt(total / static_cast<float>(w.width) + w.epsilon);
-  i = 0;
-  for (; i + kLanes <= w.width; i += kLanes) {
-    const Float8 r = Load8(sum + i) * scale * Load8(w.weight + i);
-    std::memcpy(normed + i, &r, sizeof r);
-  }
-  for (; i < w.width; i++) normed[i] = sum[i] * scale * w.weight[i];
-}
-
-struct SkipRmsNormKernel {
-  SkipRmsNormKernel(const OrtApi& /*api*/, const OrtKernelInfo* info) {
-    epsilon_ = Ort::ConstKernelInfo(info).GetAttribute<float>("epsilon");
-  }
-
-  OrtStatusPtr ComputeV2(OrtKernelContext* context) {
-    try {
-      Compute(context);
-      return nullptr;
-    } catch (const Ort::Exception& e) {
-      return Ort::GetApi().CreateStatus(e.GetOrtErrorCode(), e.what());
-    } catch (const std::exception& e) {
-      return Ort::GetApi().CreateStatus(ORT_FAIL, e.what());
-    }
-  }
-
-  void Compute(OrtKernelContext* context) {
-    Ort::KernelContext ctx(context);
-    auto x = ctx.GetInput(0), skip = ctx.GetInput(1), weight = ctx.GetInput(2);
-    auto shape = x.GetTensorTypeAndShapeInfo().GetShape();
-    auto weight_shape = weight.GetTensorTypeAndShapeInfo().GetShape();
-    if (shape.empty() || skip.GetTensorTypeAndShapeInfo().GetShape() != shape || weight_shape.size() != 1 || weight_shape[0] != shape.back())
-      throw Ort::Exception("SkipRmsNorm: x and skip must have one shape and weight its last axis; x " + ShapeText(shape) + ", skip " +
-                               ShapeText(skip.GetTensorTypeAndShapeInfo().GetShape()) + ", weight " + ShapeText(weight_shape),
-                           ORT_INVALID_ARGUMENT);
-    auto normed = ctx.GetOutput(0, shape);
-    auto sum = ctx.GetOutput(1, shape);
-    const int64_t width = shape.back();
-    const int64_t rows = width == 0 ? 0 : static_cast<int64_t>(x.GetTensorTypeAndShapeInfo().GetElementCount()) / width;
-    SkipRmsNormWork w{x.GetTensorData<float>(), skip.GetTensorData<float>(), weight.GetTensorData<float>(),
-                      normed.GetTensorMutableData<float>(), sum.GetTensorMutableData<float>(), width, epsilon_};
-    if (rows * width >= (1 << 16))
-      ctx.ParallelFor(SkipRmsNormRow, static_cast<size_t>(rows), 0, &w);
-    else
-      for (int64_t r = 0; r < rows; r++) SkipRmsNormRow(&w, static_cast<size_t>(r));
-  }
-
- private:
-  float epsilon_ = 0.0f;
-};
-
-struct SkipRmsNormOp : Ort::CustomOpBase<SkipRmsNormOp, SkipRmsNormKernel, true> {
-  OrtStatusPtr CreateKernelV2(const OrtApi& api, const OrtKernelInfo* info, void** kernel) const {
-    try {
-      *kernel = new SkipRmsNormKernel(api, info);
-      return nullptr;
-    } catch (const Ort::Exception& e) {
-      return Ort::GetApi().CreateStatus(e.GetOrtErrorCode(), e.what());
-    } catch (const std::exception& e) {
-      return Ort::GetApi().CreateStatus(ORT_FAIL, e.what());
-    }
-  }
-  const char* GetName() const { return "SkipRmsNorm"; }
-  const char* GetExecutionProviderType() const { return "CPUExecutionProvider"; }
-  size_t GetInputTypeCount() const { return 3; }
-  ONNXTensorElementDataType GetInputType(size_t) const { return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT; }
-  size_t GetOutputTypeCount() const { return 2; }
-  ONNXTensorElementDataType GetOutputType(size_t) const { return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT; }
-};
-
 }  // namespace
 
 extern "C" __attribute__((visibility("default"))) OrtStatus* ORT_API_CALL RegisterCustomOps(OrtSessionOptions* options, const OrtApiBase* api_base) {
@@ -679,7 +574,6 @@ extern "C" __attribute__((visibility("default"))) OrtStatus* ORT_API_CALL Regist
   Ort::InitApi(api);
   static CachedAttentionOp attention;
   static SiluMulOp silu_mul;
-  static SkipRmsNormOp skip_rms_norm;
   // A domain must outlive every session that uses it: one, made once, kept for the process.
   static std::mutex lock;
   static Ort::CustomOpDomain* domain = nullptr;
@@ -690,7 +584,6 @@ extern "C" __attribute__((visibility("default"))) OrtStatus* ORT_API_CALL Regist
       domain = new Ort::CustomOpDomain(kDomain);
       domain->Add(&attention);
       domain->Add(&silu_mul);
-      domain->Add(&skip_rms_norm);
     }
     Ort::UnownedSessionOptions(options).Add(static_cast<OrtCustomOpDomain*>(*domain));
   } catch (const Ort::Exception& e) {

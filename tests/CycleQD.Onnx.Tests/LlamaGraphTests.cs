@@ -323,8 +323,7 @@ public sealed class LlamaGraphTests
         var gqa = FusedLlamaGraphBuilder.Build(config, options, FusedAttention.GroupQueryAttention);
         var cached = FusedLlamaGraphBuilder.Build(config, options, FusedAttention.CachedAttention);
         // Per layer: no RotaryEmbedding for q and k (2), one product for q, k and v (2 fewer), one for
-        // gate and up (1 fewer) and SiluMul for QuickGelu and Mul (1 fewer); SkipRmsNorm replaces
-        // SkipSimplifiedLayerNormalization one for one.
+        // gate and up (1 fewer) and SiluMul for QuickGelu and Mul (1 fewer).
         Assert.Equal(gqa.NodeCount - 6 * config.NumHiddenLayers, cached.NodeCount);
         Assert.Equal([CpuOperators.Domain, FusedLlamaGraphBuilder.ContribDomain], cached.Domains.Order(StringComparer.Ordinal));
     }

@@ -27,8 +27,7 @@ namespace CycleQD.Onnx.Graph;
 /// batch has more than one row; decoding steps take one token per row. On the CPU in float32 the graph can
 /// use CycleQD's CachedAttention instead (<see cref="FusedAttention"/>), with the same inputs and outputs;
 /// that graph also takes each layer's q/k/v and gate/up weights stacked (<see cref="PackedWeights"/>), one
-/// product each, with CycleQD's SiluMul in place of QuickGelu and Mul and its SkipRmsNorm in place of
-/// SkipSimplifiedLayerNormalization.
+/// product each, with CycleQD's SiluMul in place of QuickGelu and Mul.
 /// </remarks>
 public static class FusedLlamaGraphBuilder
 {
@@ -104,7 +103,7 @@ public static class FusedLlamaGraphBuilder
                 g.DomainNode(ContribDomain, "GroupQueryAttention", [Rotary(g, q, pos!, cos, sin), Rotary(g, k, pos!, cos, sin), vv, past[i].K, past[i].V, seqlens, total], present,
                     attentionAttributes);
             }
-            (normed, residual) = SkipNorm(g, Linear(g, attn, p + "self_attn.o_proj.weight"), residual, p + "post_attention_layernorm.weight", eps, packed);
+            (normed, residual) = SkipNorm(g, Linear(g, attn, p + "self_attn.o_proj.weight"), residual, p + "post_attention_layernorm.weight", eps);
             string act;
             if (packed)
             {
@@ -117,7 +116,7 @@ public static class FusedLlamaGraphBuilder
                 act = g.Node("Mul", [g.DomainNode(ContribDomain, "QuickGelu", [gate], ("alpha", 1.0f)), up]);
             }
             string next = i + 1 < config.NumHiddenLayers ? $"model.layers.{i + 1}.input_layernorm.weight" : LlamaWeightLayout.FinalNorm;
-            (normed, residual) = SkipNorm(g, Linear(g, act, p + "mlp.down_proj.weight"), residual, next, eps, packed);
+            (normed, residual) = SkipNorm(g, Linear(g, act, p + "mlp.down_proj.weight"), residual, next, eps);
         }
         // Only the wanted row of each sequence goes through the LM head: GatherND with one batch
         // dimension picks hidden[b, last[b]] → [batch, hidden].
@@ -212,16 +211,10 @@ public static class FusedLlamaGraphBuilder
         g.DomainNode(ContribDomain, "RotaryEmbedding", [x, pos, cos, sin], ("interleaved", 0L));
 
     /// <summary>residual + x, and RMSNorm of that sum: returns (normalized, new residual).</summary>
-    private static (string Normed, string Residual) SkipNorm(OnnxGraph g, string x, string residual, string weight, float eps, bool own)
+    private static (string Normed, string Residual) SkipNorm(OnnxGraph g, string x, string residual, string weight, float eps)
     {
         // Each norm weight is used once, so its name makes the outputs' names unique.
         string normed = $"normed_{weight}", sum = $"residual_{weight}";
-        if (own)
-        {
-            // CycleQD's SkipRmsNorm: the same two outputs, never divided among threads at a step's small size.
-            g.DomainNode(Runtime.CpuOperators.Domain, "SkipRmsNorm", [x, residual, weight], [normed, sum], ("epsilon", eps));
-            return (normed, sum);
-        }
         // Outputs: normalized, mean and inv_std_var (unused, left unnamed), input + skip.
         g.DomainNode(ContribDomain, "SkipSimplifiedLayerNormalization", [x, residual, weight], [normed, "", "", sum], ("epsilon", eps));
         return (normed, sum);

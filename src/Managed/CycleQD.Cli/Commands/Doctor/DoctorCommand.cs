@@ -63,7 +63,7 @@ internal static class DoctorCommand
         }
         Line("ORT on CUDA", OrtCudaStatus(AppContext.BaseDirectory));
         Line("CPU attention", Onnx.Runtime.CpuOperators.IsAvailable
-            ? $"CachedAttention, SiluMul and SkipRmsNorm ({Onnx.Runtime.CpuOperators.LibraryPath}) in the fused float32 CPU graph"
+            ? $"CachedAttention and SiluMul ({Onnx.Runtime.CpuOperators.LibraryPath}) in the fused float32 CPU graph"
             : $"ONNX Runtime's GroupQueryAttention: {Onnx.Runtime.CpuOperators.WhyUnavailable}");
         return 0;
     }
