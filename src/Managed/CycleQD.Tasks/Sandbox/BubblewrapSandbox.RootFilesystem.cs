@@ -32,13 +32,13 @@ public sealed partial class BubblewrapSandbox
         if (rootfs.Root.IndexOfAny([',', ':']) >= 0 || Path.GetTempPath().IndexOfAny([',', ':']) >= 0)
             throw new SandboxUnavailableException($"the root file system path {rootfs.Root} and the temp folder {Path.GetTempPath()} must not contain ',' or ':' (overlay mount options)");
         string python = FindTool("python3") ?? throw new SandboxUnavailableException("python3 is not installed on the host; it runs the sandbox's root file system launcher (./build.sh setup installs it)");
-        int uid = -1;
+        UidLease? lease = null;
         string? inputDir = null, scratch = null;
         Process? process = null;
         try
         {
-            if (!FreeUids.TryDequeue(out uid))
-                throw new SandboxUnavailableException($"more than {UidPoolSize} sandboxes are running at once");
+            lease = TakeUid();
+            int uid = lease.Uid;
             if (request.InputFiles is { Count: > 0 } files)
                 inputDir = WriteInputFiles(files);
             scratch = Directory.CreateTempSubdirectory("cycleqd-rootfs-").FullName;
@@ -48,10 +48,10 @@ public sealed partial class BubblewrapSandbox
             process.StandardInput.Write('\n');
             process.StandardInput.Flush();
             string? input = inputDir, work = scratch;
-            int poolUid = uid;
+            var held = lease;
             return new SandboxProcess(process, () =>
             {
-                FreeUids.Enqueue(poolUid);
+                held.Dispose();
                 if (input != null) TryDeleteDirectory(input);
                 TryDeleteDirectory(work);
             }, pid => SandboxProcess.InUserNamespace(pid, userNamespace));
@@ -63,7 +63,7 @@ public sealed partial class BubblewrapSandbox
                 try { if (!process.HasExited) process.Kill(entireProcessTree: true); } catch (InvalidOperationException) { }
                 process.Dispose();
             }
-            if (uid >= 0) FreeUids.Enqueue(uid);
+            lease?.Dispose();
             if (inputDir != null) TryDeleteDirectory(inputDir);
             if (scratch != null) TryDeleteDirectory(scratch);
             throw;

@@ -19,8 +19,8 @@ namespace CycleQD.Tasks.Sandbox;
 /// </remarks>
 public sealed partial class BubblewrapSandbox
 {
-    private const int UidPoolBase = 61000;
-    private const int UidPoolSize = 512;
+    internal const int UidPoolBase = 61000;
+    internal const int UidPoolSize = 512;
     private static readonly ConcurrentQueue<int> FreeUids = new(Enumerable.Range(UidPoolBase, UidPoolSize));
 
     private readonly string _bwrap;
@@ -118,27 +118,27 @@ public sealed partial class BubblewrapSandbox
     public SandboxProcess Start(SandboxRequest request)
     {
         if (request.RootFilesystem is { } rootfs) return StartOnRootFilesystem(request, rootfs);
-        int uid = -1;
+        UidLease? lease = null;
         string? inputDir = null;
         try
         {
-            if (_setpriv != null && !FreeUids.TryDequeue(out uid))
-                throw new SandboxUnavailableException($"more than {UidPoolSize} sandboxes are running at once");
+            if (_setpriv != null) lease = TakeUid();
             if (request.InputFiles is { Count: > 0 } files)
                 inputDir = WriteInputFiles(files);
+            int uid = lease?.Uid ?? -1;
             var psi = BuildStartInfo(request, uid, inputDir);
             var process = Spawner.Start(psi);
-            int poolUid = uid;
+            var held = lease;
             var result = new SandboxProcess(process, () =>
             {
-                if (poolUid >= 0) FreeUids.Enqueue(poolUid);
+                held?.Dispose();
                 if (inputDir != null) TryDeleteDirectory(inputDir);
-            }, poolUid >= 0 ? pid => SandboxProcess.HasRealUid(pid, poolUid) : null);
+            }, uid >= 0 ? pid => SandboxProcess.HasRealUid(pid, uid) : null);
             return result;
         }
         catch
         {
-            if (uid >= 0) FreeUids.Enqueue(uid);
+            lease?.Dispose();
             if (inputDir != null) TryDeleteDirectory(inputDir);
             throw;
         }
