@@ -53,6 +53,20 @@ std::string ShapeText(const std::vector<int64_t>& shape) {
   return text + "]";
 }
 
+// Runs body and hands ONNX Runtime what a custom operator's entry points return: null, or the
+// status of the exception that ended it (an Ort::Exception keeps its error code).
+template <typename Body>
+OrtStatusPtr StatusOf(Body&& body) {
+  try {
+    body();
+    return nullptr;
+  } catch (const Ort::Exception& e) {
+    return Ort::GetApi().CreateStatus(e.GetOrtErrorCode(), e.what());
+  } catch (const std::exception& e) {
+    return Ort::GetApi().CreateStatus(ORT_FAIL, e.what());
+  }
+}
+
 struct Shape {
   int64_t batch, seq, heads, kv_heads, head_dim, capacity;
 };
@@ -359,14 +373,7 @@ struct CachedAttentionKernel {
   }
 
   OrtStatusPtr ComputeV2(OrtKernelContext* context) {
-    try {
-      Compute(context);
-      return nullptr;
-    } catch (const Ort::Exception& e) {
-      return Ort::GetApi().CreateStatus(e.GetOrtErrorCode(), e.what());
-    } catch (const std::exception& e) {
-      return Ort::GetApi().CreateStatus(ORT_FAIL, e.what());
-    }
+    return StatusOf([&] { Compute(context); });
   }
 
   void Compute(OrtKernelContext* context) {
@@ -452,14 +459,7 @@ struct CachedAttentionKernel {
 
 struct CachedAttentionOp : Ort::CustomOpBase<CachedAttentionOp, CachedAttentionKernel, true> {
   OrtStatusPtr CreateKernelV2(const OrtApi& api, const OrtKernelInfo* info, void** kernel) const {
-    try {
-      *kernel = new CachedAttentionKernel(api, info);
-      return nullptr;
-    } catch (const Ort::Exception& e) {
-      return Ort::GetApi().CreateStatus(e.GetOrtErrorCode(), e.what());
-    } catch (const std::exception& e) {
-      return Ort::GetApi().CreateStatus(ORT_FAIL, e.what());
-    }
+    return StatusOf([&] { *kernel = new CachedAttentionKernel(api, info); });
   }
   const char* GetName() const { return "CachedAttention"; }
   const char* GetExecutionProviderType() const { return "CPUExecutionProvider"; }
@@ -512,14 +512,7 @@ struct SiluMulKernel {
   SiluMulKernel(const OrtApi& /*api*/, const OrtKernelInfo* /*info*/) {}
 
   OrtStatusPtr ComputeV2(OrtKernelContext* context) {
-    try {
-      Compute(context);
-      return nullptr;
-    } catch (const Ort::Exception& e) {
-      return Ort::GetApi().CreateStatus(e.GetOrtErrorCode(), e.what());
-    } catch (const std::exception& e) {
-      return Ort::GetApi().CreateStatus(ORT_FAIL, e.what());
-    }
+    return StatusOf([&] { Compute(context); });
   }
 
   void Compute(OrtKernelContext* context) {
@@ -544,12 +537,7 @@ struct SiluMulKernel {
 
 struct SiluMulOp : Ort::CustomOpBase<SiluMulOp, SiluMulKernel, true> {
   OrtStatusPtr CreateKernelV2(const OrtApi& api, const OrtKernelInfo* info, void** kernel) const {
-    try {
-      *kernel = new SiluMulKernel(api, info);
-      return nullptr;
-    } catch (const std::exception& e) {
-      return Ort::GetApi().CreateStatus(ORT_FAIL, e.what());
-    }
+    return StatusOf([&] { *kernel = new SiluMulKernel(api, info); });
   }
   const char* GetName() const { return "SiluMul"; }
   const char* GetExecutionProviderType() const { return "CPUExecutionProvider"; }
@@ -577,8 +565,7 @@ extern "C" __attribute__((visibility("default"))) OrtStatus* ORT_API_CALL Regist
   // A domain must outlive every session that uses it: one, made once, kept for the process.
   static std::mutex lock;
   static Ort::CustomOpDomain* domain = nullptr;
-  OrtStatus* status = nullptr;
-  try {
+  return StatusOf([&] {
     std::lock_guard<std::mutex> guard(lock);
     if (domain == nullptr) {
       domain = new Ort::CustomOpDomain(kDomain);
@@ -586,8 +573,5 @@ extern "C" __attribute__((visibility("default"))) OrtStatus* ORT_API_CALL Regist
       domain->Add(&silu_mul);
     }
     Ort::UnownedSessionOptions(options).Add(static_cast<OrtCustomOpDomain*>(*domain));
-  } catch (const Ort::Exception& e) {
-    status = Ort::GetApi().CreateStatus(e.GetOrtErrorCode(), e.what());
-  }
-  return status;
+  });
 }

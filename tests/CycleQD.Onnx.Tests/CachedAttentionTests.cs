@@ -1,7 +1,6 @@
 using CycleQD.Core;
 using CycleQD.Onnx.Graph;
 using CycleQD.Onnx.Runtime;
-using CycleQD.Testing;
 using Microsoft.ML.OnnxRuntime;
 
 namespace CycleQD.Onnx.Tests;
@@ -13,9 +12,6 @@ namespace CycleQD.Onnx.Tests;
 /// </summary>
 public class CachedAttentionTests
 {
-    private static void RequireLibrary() =>
-        MachineRequirement.Require(CpuOperators.IsAvailable, "needs libcycleqd_ortops.so, which the build compiles with the system's C++ compiler: " + CpuOperators.WhyUnavailable);
-
     /// <summary>
     /// A graph of one CachedAttention node over the fused graph's input and output names; with
     /// <paramref name="packed"/>, q holds each token's query, key and value and k and v are left out.
@@ -145,7 +141,7 @@ public class CachedAttentionTests
     [InlineData(4, 1, 128, true, 4, true)]
     public void PromptThenDecode_MatchesFloat64Attention(int heads, int kvHeads, int headDim, bool rotary, int promptScale, bool packed)
     {
-        RequireLibrary();
+        CpuOperatorsRequirement.Require();
         var rng = new Random(heads * 1000 + kvHeads * 100 + headDim + (rotary ? 1 : 0) + promptScale * 7);
         // Prompts of [5, 2, 7] × promptScale tokens; the buffer holds the longest and the decoding steps, plus one.
         int[] promptLengths = [5 * promptScale, 2 * promptScale, 7 * promptScale];
@@ -241,7 +237,7 @@ public class CachedAttentionTests
     [Fact]
     public void PresentNotBoundToThePast_IsRefusedNamingTheContract()
     {
-        RequireLibrary();
+        CpuOperatorsRequirement.Require();
         using var session = Session(2, 1, 8, 0.35f);
         var inputs = new Dictionary<string, OrtValue>
         {
@@ -270,7 +266,7 @@ public class CachedAttentionTests
     [InlineData(-1, 2, "does not fit")]  // a negative length
     public void SequenceLengthsOutsideTheBuffer_AreRefusedNamingTheRow(int seqLen, int total, string expected)
     {
-        RequireLibrary();
+        CpuOperatorsRequirement.Require();
         using var session = Session(2, 1, 8, 0.35f);
         using var keys = OrtValue.CreateTensorValueFromMemory(new float[32], [1, 1, 4, 8]);
         using var values = OrtValue.CreateTensorValueFromMemory(new float[32], [1, 1, 4, 8]);
@@ -283,7 +279,7 @@ public class CachedAttentionTests
     [Fact]
     public void ShapesThatDisagree_AreRefusedNamingEachShape()
     {
-        RequireLibrary();
+        CpuOperatorsRequirement.Require();
         using var session = Session(2, 1, 8, 0.35f);
         using var keys = OrtValue.CreateTensorValueFromMemory(new float[32], [1, 1, 4, 8]);
         using var values = OrtValue.CreateTensorValueFromMemory(new float[32], [1, 1, 4, 8]);
@@ -298,7 +294,7 @@ public class CachedAttentionTests
     [Fact]
     public void PackedInputOfTheWrongWidth_IsRefusedSayingItIsPacked()
     {
-        RequireLibrary();
+        CpuOperatorsRequirement.Require();
         using var session = Session(2, 1, 8, 0.35f, packed: true);
         using var keys = OrtValue.CreateTensorValueFromMemory(new float[32], [1, 1, 4, 8]);
         using var values = OrtValue.CreateTensorValueFromMemory(new float[32], [1, 1, 4, 8]);
@@ -336,7 +332,7 @@ public class CachedAttentionTests
     [Fact]
     public void ALargeModel_KeepsItsProjectionsSeparate_InAGraphThatLoads()
     {
-        RequireLibrary();
+        CpuOperatorsRequirement.Require();
         // Llama-3-8B's shape: stacking its projections would copy gigabytes per batch.
         var big = TinyLlama.Config(tied: false) with
         {
@@ -352,7 +348,7 @@ public class CachedAttentionTests
     [Fact]
     public void DefaultAttention_IsCachedAttentionOnlyOnTheCpuInFloat32()
     {
-        RequireLibrary();
+        CpuOperatorsRequirement.Require();
         Assert.Equal(FusedAttention.CachedAttention, FusedLlamaSession.DefaultAttention(InferenceDevice.Cpu, OnnxElementType.Float));
         Assert.Equal(FusedAttention.GroupQueryAttention, FusedLlamaSession.DefaultAttention(InferenceDevice.Cpu, OnnxElementType.Float16));
         Assert.Equal(FusedAttention.GroupQueryAttention, FusedLlamaSession.DefaultAttention(InferenceDevice.Cuda, OnnxElementType.BFloat16));
@@ -401,7 +397,7 @@ public class CachedAttentionTests
     [Fact]
     public void FindIn_TheBuiltLibrary_IsFoundAfterFoldersWithout()
     {
-        RequireLibrary();
+        CpuOperatorsRequirement.Require();
         string folder = Path.GetDirectoryName(CpuOperators.LibraryPath)!;
         var (path, why) = CpuOperators.FindIn([Path.GetTempPath(), folder]);
         Assert.Null(why);

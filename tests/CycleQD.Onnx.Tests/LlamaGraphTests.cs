@@ -1,7 +1,6 @@
 using CycleQD.Onnx.Graph;
 using CycleQD.Onnx.Runtime;
 using CycleQD.Tensors;
-using CycleQD.Testing;
 
 namespace CycleQD.Onnx.Tests;
 
@@ -35,7 +34,7 @@ public sealed class LlamaGraphTests
     private static FusedLlamaSession FusedCpuSession(LlamaConfig config, FusedAttention attention)
     {
         if (attention == FusedAttention.CachedAttention)
-            MachineRequirement.Require(CpuOperators.IsAvailable, "needs libcycleqd_ortops.so, which the build compiles with the system's C++ compiler: " + CpuOperators.WhyUnavailable);
+            CpuOperatorsRequirement.Require();
         return new FusedLlamaSession(config, new LlamaGraphOptions(LastPositionLogitsOnly: true), InferenceDevice.Cpu, "config.json", 0, 0, attention);
     }
 

@@ -1,6 +1,5 @@
 using CycleQD.Onnx.Graph;
 using CycleQD.Onnx.Runtime;
-using CycleQD.Testing;
 using Microsoft.ML.OnnxRuntime;
 
 namespace CycleQD.Onnx.Tests;
@@ -12,9 +11,6 @@ namespace CycleQD.Onnx.Tests;
 /// </summary>
 public class SiluMulTests
 {
-    private static void RequireLibrary() =>
-        MachineRequirement.Require(CpuOperators.IsAvailable, "needs libcycleqd_ortops.so, which the build compiles with the system's C++ compiler: " + CpuOperators.WhyUnavailable);
-
     private static InferenceSession Session()
     {
         var g = new OnnxGraph("silu_mul");
@@ -47,7 +43,7 @@ public class SiluMulTests
     [InlineData(1, 300, 256)]    // large enough to be divided among threads
     public void MatchesFloat64(int rows, int seq, int width)
     {
-        RequireLibrary();
+        CpuOperatorsRequirement.Require();
         var rng = new Random(rows * 1000 + seq * 10 + width);
         int n = rows * seq;
         var x = new float[n * 2 * width];
@@ -77,7 +73,7 @@ public class SiluMulTests
     [Fact]
     public void AnOddLastAxis_IsRefusedNamingTheShape()
     {
-        RequireLibrary();
+        CpuOperatorsRequirement.Require();
         using var session = Session();
         var e = Assert.Throws<OnnxRuntimeException>(() => Run(session, new float[2 * 7], [2, 1, 7]));
         Assert.Contains("must be even", e.Message);
