@@ -137,4 +137,18 @@ public sealed class GenerateCommandTests
         Assert.Equal(0, r.ExitCode);
         Assert.Contains("graph plain", r.Out);
     }
+
+    [Fact]
+    public void Bench_SaysItsLanes_AndLanesAreRefusedOnCuda()
+    {
+        var r = CliRunner.Run("generate", "bench", "--model", TestPaths.Stories260K, "--lanes", "3", "--batches", "6", "--new-tokens", "4", "--repeats", "1");
+        Assert.Equal(0, r.ExitCode);
+        Assert.Contains("per lane, 3 lanes", r.Out);
+        var one = CliRunner.Run("generate", "bench", "--model", TestPaths.Stories260K, "--lanes", "1", "--threads", "1", "--batches", "2", "--new-tokens", "4", "--repeats", "1");
+        Assert.Equal(0, one.ExitCode);
+        Assert.Contains("threads 1, 1 lane", one.Out);
+        var cuda = CliRunner.Run("generate", "bench", "--model", TestPaths.Stories260K, "--device", "cuda", "--dtype", "float16", "--lanes", "2");
+        Assert.Equal(CliApp.ExitBadInput, cuda.ExitCode);
+        Assert.Contains("--lanes", cuda.Err);
+    }
 }

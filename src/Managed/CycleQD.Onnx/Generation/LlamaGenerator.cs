@@ -22,9 +22,16 @@ public sealed record GenerationStats(int Sequences, long PromptTokens, long Gene
 /// and then decoded one token per run with the KV cache (see <see cref="IBatchDecoder"/>). Greedy (temperature 0) or sampled with
 /// temperature and top-p from a per-request seed. Not thread-safe: one call at a time.
 /// </summary>
+/// <remarks>
+/// With several sessions (<em>lanes</em>, each its own CPU thread), the requests are cut into at
+/// least as many batches as there are lanes, of near-equal size, and each lane decodes its batches
+/// on its own thread: on a small model a decoding step's operators are too small to share among
+/// threads, and batches side by side keep every core busy instead (docs/perf.md). A sequence's
+/// output does not depend on the batch it is in.
+/// </remarks>
 public sealed class LlamaGenerator : ITextGenerator
 {
-    private readonly ILlamaSession _session;
+    private readonly IReadOnlyList<ILlamaSession> _lanes;
     private readonly LlamaWeights _weights;
     private readonly HashSet<int> _eos;
 
@@ -40,11 +47,31 @@ public sealed class LlamaGenerator : ITextGenerator
     /// <summary>Throughput of the last call, or null before the first.</summary>
     public GenerationStats? LastStats { get; private set; }
 
+    /// <summary>Sessions that decode batches side by side, one thread each (the first is the main session).</summary>
+    public int Lanes => _lanes.Count;
+
     /// <summary>Generates with <paramref name="session"/> and <paramref name="weights"/> (neither is owned).</summary>
     public LlamaGenerator(ILlamaSession session, LlamaWeights weights, TextTokenizer tokenizer, IEnumerable<int> eosIds, int maxBatch = 64)
+        : this([session], weights, tokenizer, eosIds, maxBatch)
+    {
+    }
+
+    /// <summary>
+    /// A generator of <paramref name="weights"/> on <paramref name="lanes"/>: sessions of one graph
+    /// that decode different batches at the same time, each on its own thread (none is owned).
+    /// </summary>
+    /// <exception cref="ArgumentException">no session, or sessions of different architectures, graphs or devices.</exception>
+    public static LlamaGenerator OnLanes(IReadOnlyList<ILlamaSession> lanes, LlamaWeights weights, TextTokenizer tokenizer, IEnumerable<int> eosIds, int maxBatch = 64) =>
+        new(lanes, weights, tokenizer, eosIds, maxBatch);
+
+    private LlamaGenerator(IReadOnlyList<ILlamaSession> lanes, LlamaWeights weights, TextTokenizer tokenizer, IEnumerable<int> eosIds, int maxBatch)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(maxBatch, 1);
-        _session = session;
+        if (lanes.Count == 0) throw new ArgumentException("at least one session", nameof(lanes));
+        foreach (var lane in lanes)
+            if (lane.Config != lanes[0].Config || lane.Graph != lanes[0].Graph || lane.Device != lanes[0].Device || lane.Options != lanes[0].Options)
+                throw new ArgumentException("the lanes must be sessions of one architecture, graph, element type and device", nameof(lanes));
+        _lanes = [.. lanes];
         _weights = weights;
         Tokenizer = tokenizer;
         _eos = [.. eosIds];
@@ -77,19 +104,65 @@ public sealed class LlamaGenerator : ITextGenerator
         var tooLong = Enumerable.Range(0, requests.Count).Where(r => prompts[r].Length > requests[r].MaxModelLen).ToHashSet();
         foreach (int r in tooLong) results[r] = new GenerationResult("", [], GenerationFinish.Length);
         var order = Enumerable.Range(0, requests.Count).Where(r => !tooLong.Contains(r)).OrderBy(r => prompts[r].Length).ToArray();
-        for (int start = 0; start < order.Length; start += MaxBatch)
+        var chunks = Batches(order, MaxBatch, _lanes.Count);
+        // Lane l takes the batches l, l + lanes, ...: on its own thread when there are several.
+        void RunLane(int lane)
         {
-            cancellationToken.ThrowIfCancellationRequested();
-            var chunk = order[start..Math.Min(order.Length, start + MaxBatch)];
-            var outs = GenerateBatch(chunk.Select(r => prompts[r]).ToArray(), chunk.Select(r => requests[r]).ToArray(), cancellationToken);
-            for (int i = 0; i < chunk.Length; i++)
+            for (int c = lane; c < chunks.Length; c += _lanes.Count)
             {
-                results[chunk[i]] = outs[i];
-                generated += outs[i].TokenIds.Count;
+                cancellationToken.ThrowIfCancellationRequested();
+                var chunk = chunks[c];
+                var outs = GenerateBatch(_lanes[lane], chunk.Select(r => prompts[r]).ToArray(), chunk.Select(r => requests[r]).ToArray(), cancellationToken);
+                for (int i = 0; i < chunk.Length; i++)
+                {
+                    results[chunk[i]] = outs[i];
+                    Interlocked.Add(ref generated, outs[i].TokenIds.Count);
+                }
             }
+        }
+        int busy = Math.Min(_lanes.Count, chunks.Length);
+        if (busy <= 1) RunLane(0);
+        else
+        {
+            // Dedicated threads: a lane decodes for the whole call, and must not wait for a pool thread.
+            var failures = new Exception?[busy];
+            var threads = Enumerable.Range(1, busy - 1).Select(l => new Thread(() =>
+            {
+                try { RunLane(l); }
+                catch (Exception e) { failures[l] = e; }
+            }) { IsBackground = true, Name = $"cycleqd-lane-{l}" }).ToList();
+            threads.ForEach(t => t.Start());
+            try { RunLane(0); }
+            catch (Exception e) { failures[0] = e; }
+            threads.ForEach(t => t.Join());
+            // A cancellation ends every lane: report it as such, not as the first lane's error.
+            if (failures.FirstOrDefault(e => e is not null and not OperationCanceledException) is { } failure)
+                System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(failure).Throw();
+            if (failures.FirstOrDefault(e => e is not null) is { } cancelled)
+                System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(cancelled).Throw();
         }
         LastStats = new GenerationStats(requests.Count, prompts.Sum(p => (long)p.Length), generated, sw.Elapsed.TotalSeconds);
         return results;
+    }
+
+    /// <summary>
+    /// Cuts <paramref name="order"/> into consecutive batches of at most <paramref name="maxBatch"/>:
+    /// as few as that allows, but a multiple of <paramref name="lanes"/> while every batch keeps a
+    /// request, and of sizes that differ by at most one (so the lanes finish together).
+    /// </summary>
+    internal static int[][] Batches(int[] order, int maxBatch, int lanes)
+    {
+        if (order.Length == 0) return [];
+        int count = (order.Length + maxBatch - 1) / maxBatch;
+        count = Math.Min(order.Length, (count + lanes - 1) / lanes * lanes);
+        var batches = new int[count][];
+        for (int b = 0, start = 0; b < count; b++)
+        {
+            int size = order.Length / count + (b < order.Length % count ? 1 : 0);
+            batches[b] = order[start..(start + size)];
+            start += size;
+        }
+        return batches;
     }
 
     /// <summary>The prompt's ids as <see cref="GenerationRequest.AddBos"/> asks: one BOS prepended, none, or the tokenizer's defaults.</summary>
@@ -102,9 +175,9 @@ public sealed class LlamaGenerator : ITextGenerator
         return [.. ids];
     }
 
-    private GenerationResult[] GenerateBatch(int[][] prompts, GenerationRequest[] requests, CancellationToken ct)
+    private GenerationResult[] GenerateBatch(ILlamaSession session, int[][] prompts, GenerationRequest[] requests, CancellationToken ct)
     {
-        int batch = prompts.Length, len = prompts.Max(p => p.Length), vocab = _session.Config.VocabSize;
+        int batch = prompts.Length, len = prompts.Max(p => p.Length), vocab = session.Config.VocabSize;
         int maxNew = requests.Max(r => r.MaxNewTokens);
         var generated = new List<int>[batch];
         var finish = new GenerationFinish?[batch];
@@ -129,7 +202,7 @@ public sealed class LlamaGenerator : ITextGenerator
         // row at max_model_len − prompt + 1 tokens; rows are left-padded to the longest prompt).
         int capacity = len + Enumerable.Range(0, batch).Max(b =>
             Math.Min(requests[b].MaxNewTokens, requests[b].MaxModelLen is int m ? m - prompts[b].Length + 1 : int.MaxValue));
-        using var decoder = _session.StartBatch(_weights, batch, capacity);
+        using var decoder = session.StartBatch(_weights, batch, capacity);
         // Greedy batches on a decoder that picks the tokens where the logits are computed fetch one id
         // per row and step instead of the [rows, vocab] logits (33 MB per step at batch 64 for Llama-3).
         bool pick = PickOnDevice && decoder.PicksGreedyTokens && requests.All(r => r.Temperature <= 0);

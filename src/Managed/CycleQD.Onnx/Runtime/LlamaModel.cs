@@ -22,12 +22,27 @@ public enum EosChoice
 
 /// <summary>
 /// A Hugging Face Llama-family folder opened for generation: config, tokenizer, memory-mapped
-/// weights bound as graph inputs, one session and a generator. Owns all of them.
+/// weights bound as graph inputs, a session (on the CPU, for a small model, one per lane: see
+/// <see cref="Lanes"/>) and a generator. Owns all of them.
 /// </summary>
 public sealed class LlamaModel : IDisposable
 {
     private readonly SafetensorsModel _file;
     private readonly DevicePlacement? _placement;
+    private readonly IReadOnlyList<ILlamaSession> _lanes;
+
+    /// <summary>
+    /// Largest weight set (bytes in the graph's type) for which a CPU model opened with the default
+    /// threads decodes in lanes: one session per lane, one thread each, batches side by side. Such a
+    /// model's decoding step is many operators of a few microseconds, too small to share among
+    /// threads (waking a thread costs more), and its weights stay in the cache for every lane; a
+    /// larger model's products are large enough to share, and each lane would read all its weights
+    /// again. Measured on stories260K (1 MB): two lanes of 32 rows, 1.4× one batch of 64 on 2 threads (docs/perf.md).
+    /// </summary>
+    public const long LaneWeightBytes = 32L << 20;
+
+    /// <summary>Most lanes the default picks (more cores give each lane more threads).</summary>
+    public const int MaxDefaultLanes = 4;
 
     /// <summary>The folder.</summary>
     public HfModelFolder Folder { get; }
@@ -41,16 +56,24 @@ public sealed class LlamaModel : IDisposable
     /// <summary>The folder's tokenizer.</summary>
     public TextTokenizer Tokenizer { get; }
 
-    /// <summary>Generator over <see cref="Session"/> and <see cref="Weights"/>.</summary>
+    /// <summary>Generator over <see cref="Session"/> (and the other lanes) and <see cref="Weights"/>.</summary>
     public LlamaGenerator Generator { get; }
 
-    private LlamaModel(HfModelFolder folder, SafetensorsModel file, ILlamaSession session, LlamaWeights weights, TextTokenizer tokenizer, LlamaGenerator generator,
-        DevicePlacement? placement)
+    /// <summary>Sessions that decode batches side by side, each on its own thread (1: <see cref="Session"/> alone).</summary>
+    public int Lanes => _lanes.Count;
+
+    /// <summary>ONNX Runtime intra-op threads of each lane's session (0: its default, one per core).</summary>
+    public int ThreadsPerLane { get; }
+
+    private LlamaModel(HfModelFolder folder, SafetensorsModel file, IReadOnlyList<ILlamaSession> lanes, int threadsPerLane, LlamaWeights weights, TextTokenizer tokenizer,
+        LlamaGenerator generator, DevicePlacement? placement)
     {
         _placement = placement;
         Folder = folder;
         _file = file;
-        Session = session;
+        _lanes = lanes;
+        ThreadsPerLane = threadsPerLane;
+        Session = lanes[0];
         Weights = weights;
         Tokenizer = tokenizer;
         Generator = generator;
@@ -62,7 +85,7 @@ public sealed class LlamaModel : IDisposable
     /// <param name="directory">The model folder.</param>
     /// <param name="device">Execution provider.</param>
     /// <param name="maxBatch">Most sequences per generation batch.</param>
-    /// <param name="intraOpThreads">CPU threads per operator (0 = ONNX Runtime's default).</param>
+    /// <param name="intraOpThreads">CPU threads per operator (0 = ONNX Runtime's default, or with lanes the cores shared among them).</param>
     /// <param name="elementType">Graph and weight type (weights stored in another type are converted once).</param>
     /// <param name="graph">Plain or fused graph; null picks <see cref="ILlamaSession.DefaultGraph(InferenceDevice, LlamaConfig, OnnxElementType)"/> for the device.</param>
     /// <param name="eos">Which ids end a sequence (default: the tokenizer's, as the reference).</param>
@@ -73,16 +96,25 @@ public sealed class LlamaModel : IDisposable
     /// are already on the GPU) and would otherwise hold a second weight set on the device. On the CPU
     /// the weights are read in place from the memory-mapped files either way.
     /// </param>
+    /// <param name="lanes">
+    /// CPU sessions that decode batches side by side (see <see cref="LlamaGenerator"/>): 0 picks
+    /// (<see cref="LanePlan"/>: one per core, at most <see cref="MaxDefaultLanes"/>, for a model of at most
+    /// <see cref="LaneWeightBytes"/> opened with the default threads; else 1); CUDA takes 0 or 1.
+    /// </param>
+    /// <exception cref="ArgumentOutOfRangeException">negative lanes, or more than one on CUDA.</exception>
     public static LlamaModel Open(string directory, InferenceDevice device = InferenceDevice.Cpu, int maxBatch = 64, int intraOpThreads = 0,
         OnnxElementType elementType = OnnxElementType.Float, LlamaGraphKind? graph = null, EosChoice eos = EosChoice.Tokenizer, int cudaDevice = 0,
-        bool deviceWeights = true)
+        bool deviceWeights = true, int lanes = 0)
     {
+        ArgumentOutOfRangeException.ThrowIfNegative(lanes);
+        if (device == InferenceDevice.Cuda && lanes > 1)
+            throw new ArgumentOutOfRangeException(nameof(lanes), lanes, "lanes are CPU sessions side by side; the CUDA provider runs one session (leave lanes at 0 or 1)");
         var folder = HfModelFolder.Open(directory);
         LlamaGraphBuilder.Validate(folder.Config, folder.ConfigPath);
         var tokenizer = TextTokenizer.Load(folder);
         var file = folder.OpenWeights();
         LlamaWeights? weights = null;
-        ILlamaSession? session = null;
+        var sessions = new List<ILlamaSession>();
         DevicePlacement? placement = null;
         try
         {
@@ -90,9 +122,12 @@ public sealed class LlamaModel : IDisposable
             file.ThrowIfNonFinite();
             weights = LlamaWeights.FromSafetensors(file, folder.Config, elementType);
             var kind = graph ?? ILlamaSession.DefaultGraph(device, folder.Config, elementType);
+            var (laneCount, threads) = LanePlan(device, lanes, intraOpThreads, folder.Config.ParameterCount * ElementBytes(elementType), Environment.ProcessorCount);
+            var options = new LlamaGraphOptions(elementType, LastPositionLogitsOnly: true);
             try
             {
-                session = ILlamaSession.Open(kind, folder.Config, new LlamaGraphOptions(elementType, LastPositionLogitsOnly: true), device, folder.ConfigPath, intraOpThreads, cudaDevice);
+                for (int l = 0; l < laneCount; l++)
+                    sessions.Add(ILlamaSession.Open(kind, folder.Config, options, device, folder.ConfigPath, threads, cudaDevice));
             }
             catch (Microsoft.ML.OnnxRuntime.OnnxRuntimeException e) when (kind == LlamaGraphKind.Fused && device == InferenceDevice.Cuda)
             {
@@ -109,12 +144,12 @@ public sealed class LlamaModel : IDisposable
                 weights.Dispose();
                 weights = onDevice;
             }
-            var generator = new LlamaGenerator(session, weights, tokenizer, EosIds(folder, tokenizer, eos), maxBatch);
-            return new LlamaModel(folder, file, session, weights, tokenizer, generator, placement);
+            var generator = LlamaGenerator.OnLanes(sessions, weights, tokenizer, EosIds(folder, tokenizer, eos), maxBatch);
+            return new LlamaModel(folder, file, sessions, threads, weights, tokenizer, generator, placement);
         }
         catch
         {
-            session?.Dispose();
+            foreach (var s in sessions) s.Dispose();
             weights?.Dispose();
             placement?.Dispose();
             file.Dispose();
@@ -127,7 +162,28 @@ public sealed class LlamaModel : IDisposable
     /// this model's session and tokenizer: nothing is rebuilt. The weights are not owned.
     /// </summary>
     public LlamaGenerator CreateGenerator(LlamaWeights weights, int? maxBatch = null) =>
-        new(Session, weights, Tokenizer, Generator.EosIds, maxBatch ?? Generator.MaxBatch);
+        LlamaGenerator.OnLanes(_lanes, weights, Tokenizer, Generator.EosIds, maxBatch ?? Generator.MaxBatch);
+
+    /// <summary>
+    /// The lanes and the intra-op threads of each lane's session for a model of
+    /// <paramref name="weightBytes"/> on <paramref name="cores"/> cores, as <see cref="Open"/> takes them:
+    /// <paramref name="lanes"/> 0 picks one lane per core (at most <see cref="MaxDefaultLanes"/>, the
+    /// cores shared among them) for a CPU model of at most <see cref="LaneWeightBytes"/> opened with
+    /// the default threads, and one lane otherwise; explicit lanes without explicit threads share the cores.
+    /// </summary>
+    public static (int Lanes, int ThreadsPerLane) LanePlan(InferenceDevice device, int lanes, int intraOpThreads, long weightBytes, int cores)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(lanes);
+        ArgumentOutOfRangeException.ThrowIfNegative(intraOpThreads);
+        cores = Math.Max(1, cores);
+        if (device == InferenceDevice.Cuda) return (1, intraOpThreads);
+        if (lanes == 0)
+            lanes = intraOpThreads == 0 && weightBytes <= LaneWeightBytes ? Math.Min(cores, MaxDefaultLanes) : 1;
+        if (lanes == 1) return (1, intraOpThreads);
+        return (lanes, intraOpThreads > 0 ? intraOpThreads : Math.Max(1, cores / lanes));
+    }
+
+    private static long ElementBytes(OnnxElementType type) => type is OnnxElementType.Float16 or OnnxElementType.BFloat16 ? 2 : 4;
 
     /// <summary>
     /// A scorer of token sequences (logits after every position, one forward pass per window) over
@@ -185,7 +241,7 @@ public sealed class LlamaModel : IDisposable
     /// <inheritdoc />
     public void Dispose()
     {
-        Session.Dispose();
+        foreach (var s in _lanes) s.Dispose();
         Weights.Dispose();
         _placement?.Dispose();
         _file.Dispose();

@@ -36,7 +36,7 @@ public sealed record ModelSource(SyntheticProblemOptions? Synthetic, string? Bas
 /// </param>
 /// <param name="Limit">Score only the first N samples of each split (null: all).</param>
 /// <param name="TinySkillsDir">The TinySkills folder holding tasks/&lt;skill&gt;/&lt;split&gt;.jsonl (absolute), for tinyskills/* tasks.</param>
-/// <param name="Threads">CPU threads per ONNX Runtime operator (0: its default).</param>
+/// <param name="Threads">CPU threads per ONNX Runtime operator (0: its default; a Llama model of at most 32 MiB then decodes in lanes, one per core: LlamaModel.LanePlan).</param>
 /// <param name="Sam">Per sam/&lt;dataset&gt; task: its search data, prompt and metric (paths absolute); null when no task is a SAM one.</param>
 /// <param name="DataDir">The benchmark data folder (absolute; holds mbpp/, agentbench_db/, agentbench_os/, cycleqd_prompts.json), for the paper's tasks.</param>
 /// <param name="SplitSeed">Seed of the train/test halves of mbpp and agentbench_* (fixed in the run's splits.json at start).</param>

@@ -18,7 +18,10 @@ internal static class GenerateBenchCommand
     private static readonly Option<string> Batches = new("--batches") { Description = "Comma-separated batch sizes.", DefaultValueFactory = _ => "1,64" };
     private static readonly Option<int> NewTokens = NumericOptions.Whole("--new-tokens", "Most tokens generated per sequence (a sequence that reaches EOS stops; tokens/s counts the tokens produced).", 128, NumericRange.AtLeast(1));
     private static readonly Option<int> Repeats = NumericOptions.Whole("--repeats", "Timed repetitions per measurement (the best is reported).", 3, NumericRange.AtLeast(1));
-    private static readonly Option<int> Threads = NumericOptions.Whole("--threads", "ONNX Runtime intra-op threads (0 = its default).", 0, NumericRange.AtLeast(0));
+    private static readonly Option<int> Threads = NumericOptions.Whole("--threads", "ONNX Runtime intra-op threads per session (0 = its default, or the cores shared among the lanes).", 0, NumericRange.AtLeast(0));
+    private static readonly Option<int> Lanes = NumericOptions.Whole("--lanes",
+        "--device cpu: sessions that decode a call's requests as that many batches side by side, each on its own thread (0 = one per core for a model of at most 32 MiB with the default threads, else 1).",
+        0, NumericRange.AtLeast(0));
 
     internal static readonly string[] Prompts =
     [
@@ -29,25 +32,28 @@ internal static class GenerateBenchCommand
     public static Command Create()
     {
         var cmd = new Command("bench", "Measure generation tokens/s per batch size and weight-binding vs session-building time.");
-        foreach (var o in new Option[] { GenerateCommand.Model, GenerateCommand.Device, GenerateCommand.DType, GenerateCommand.Graph, Batches, NewTokens, Repeats, Threads }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { GenerateCommand.Model, GenerateCommand.Device, GenerateCommand.DType, GenerateCommand.Graph, Batches, NewTokens, Repeats, Threads, Lanes }) cmd.Options.Add(o);
         cmd.SetAction(parse => Run(parse.GetValue(GenerateCommand.Model), parse.GetValue(GenerateCommand.Device)!, parse.GetValue(GenerateCommand.Graph), parse.GetValue(Batches)!,
-            parse.GetValue(NewTokens), parse.GetValue(Repeats), parse.GetValue(Threads), parse.InvocationConfiguration.Output, parse.GetValue(GenerateCommand.DType) ?? "float32"));
+            parse.GetValue(NewTokens), parse.GetValue(Repeats), parse.GetValue(Threads), parse.InvocationConfiguration.Output, parse.GetValue(GenerateCommand.DType) ?? "float32",
+            parse.GetValue(Lanes)));
         return cmd;
     }
 
-    internal static int Run(string? model, string device, string? graph, string batches, int newTokens, int repeats, int threads, TextWriter o, string dtype = "float32")
+    internal static int Run(string? model, string device, string? graph, string batches, int newTokens, int repeats, int threads, TextWriter o, string dtype = "float32", int lanes = 0)
     {
         if (string.IsNullOrEmpty(model)) throw new CliUsageException("--model is required");
         if (newTokens < 1 || repeats < 1) throw new CliUsageException("--new-tokens and --repeats must be ≥ 1");
         var sizes = batches.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
             .Select(s => int.TryParse(s, out int b) && b > 0 ? b : throw new CliUsageException($"--batches: '{s}' is not a positive integer")).ToArray();
         var (dev, elementType, graphKind) = GenerateCommand.ParseRuntime(device, dtype, graph);
+        if (dev == InferenceDevice.Cuda && lanes > 1) throw new CliUsageException("--lanes: with --device cuda one session runs on the GPU; lanes are CPU sessions side by side");
         var inv = CultureInfo.InvariantCulture;
         ModelKindCheck.Require(model, ModelFamilies.Llama, "generate bench");
         var open = Stopwatch.StartNew();
-        using var llm = LlamaModel.Open(model, dev, maxBatch: sizes.Max(), intraOpThreads: threads, elementType: elementType, graph: graphKind);
+        using var llm = LlamaModel.Open(model, dev, maxBatch: sizes.Max(), intraOpThreads: threads, elementType: elementType, graph: graphKind, lanes: lanes);
         open.Stop();
-        o.WriteLine($"model {llm.Folder.Directory}, device {dev}, {elementType}, graph {llm.Session.Graph.ToString().ToLowerInvariant()}{(llm.Session is FusedLlamaSession f ? $" ({f.Attention})" : "")}, {newTokens} new tokens per sequence, best of {repeats}, threads {(threads == 0 ? "default" : threads.ToString(inv))}");
+        o.WriteLine($"model {llm.Folder.Directory}, device {dev}, {elementType}, graph {llm.Session.Graph.ToString().ToLowerInvariant()}{(llm.Session is FusedLlamaSession f ? $" ({f.Attention})" : "")}, {newTokens} new tokens per sequence, best of {repeats}, " +
+                    $"threads {(llm.ThreadsPerLane == 0 ? "default" : llm.ThreadsPerLane.ToString(inv))}{(llm.Lanes > 1 ? $" per lane, {llm.Lanes} lanes (a batch of b requests is decoded as {llm.Lanes} batches side by side)" : ", 1 lane")}");
         o.WriteLine(string.Create(inv, $"opened in {open.Elapsed.TotalSeconds:F2} s ({(dev == InferenceDevice.Cuda ? "session built, weights copied to the GPU once" : "session built, weights bound from the memory map, converted once where stored in another type")})"));
         o.WriteLine("batch  prompt_tokens  generated  seconds  tokens/s");
         foreach (int b in sizes)
@@ -74,7 +80,7 @@ internal static class GenerateBenchCommand
             using (var w = LlamaWeights.FromSafetensors(file, llm.Folder.Config, elementType)) { }
             bindBest = Math.Min(bindBest, sw.Elapsed.TotalMilliseconds);
             sw.Restart();
-            using (var s = ILlamaSession.Open(llm.Session.Graph, llm.Folder.Config, new LlamaGraphOptions(elementType, LastPositionLogitsOnly: true), dev, llm.Folder.ConfigPath, threads)) { }
+            using (var s = ILlamaSession.Open(llm.Session.Graph, llm.Folder.Config, new LlamaGraphOptions(elementType, LastPositionLogitsOnly: true), dev, llm.Folder.ConfigPath, llm.ThreadsPerLane)) { }
             sessionBest = Math.Min(sessionBest, sw.Elapsed.TotalMilliseconds);
         }
         o.WriteLine(string.Create(inv, $"bind a weight set to the existing session: {bindBest:F3} ms (best); build a new session: {sessionBest:F3} ms (best)"));
