@@ -72,6 +72,28 @@ public sealed class CandidateBindingTests
     }
 
     [Fact]
+    public async Task EvaluationLanes_ReachTheModel_AndScoreAsOneLane()
+    {
+        using var dir = new TempDir();
+        string yaml = FinalStageTests.TinyExperiment(1).Replace("evaluation: { split: valid, limit: 8,", "evaluation: { split: valid, limit: 20, lanes: LANES,");
+        Assert.Contains("lanes: LANES", yaml);
+        using var cpu = new CpuComputeBackend();
+        var ct = TestContext.Current.CancellationToken;
+        using var expert = Load(cpu, Path.Combine(TestPaths.RepoRoot, "models", "tinyskills", "expert-db"));
+        var scores = new Dictionary<int, double[]>();
+        foreach (int lanes in new[] { 1, 3 })
+        {
+            var config = ExperimentConfig.Load(Experiments.Write(dir, $"exp{lanes}.yaml", yaml.Replace("LANES", lanes.ToString())));
+            var family = ModelFamilies.Of(config);
+            using var evaluator = (LlamaCandidateEvaluator)family.OpenEvaluator(config, family.MakeSplits(config), cpu);
+            Assert.Equal(lanes, evaluator.Lanes);
+            scores[lanes] = await evaluator.EvaluateAsync(cpu, expert, ct);
+        }
+        Assert.Equal(scores[1], scores[3]);
+        Assert.Contains(scores[1], s => s > 0);
+    }
+
+    [Fact]
     public async Task SamCandidates_AreBoundInPlaceOnTheCpu_AndScoreAsDownloadedOnes()
     {
         using var dir = new TempDir();

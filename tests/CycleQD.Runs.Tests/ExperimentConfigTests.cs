@@ -127,6 +127,8 @@ public class ExperimentConfigTests
     [InlineData(RealHead + "evaluation: { tinyskills: /tmp, mbpp: { total_time_cap: 0 } }", "line 3: evaluation.mbpp.total_time_cap: 0 must be a positive number of seconds, or none")]
     [InlineData(RealHead + "evaluation: { tinyskills: /tmp, mbpp: { total_time_cap: soon } }", "line 3: evaluation.mbpp.total_time_cap: 'soon' is not a number")]
     [InlineData(RealHead + "evaluation: { tinyskills: /tmp, graph: turbo }", "line 3: evaluation.graph: 'turbo' is not a graph (fused or plain")]
+    [InlineData(RealHead + "evaluation: { tinyskills: /tmp, lanes: -1 }", "line 3: evaluation.lanes: -1 must be ≥ 0")]
+    [InlineData(RealHead + "evaluation: { tinyskills: /tmp, lanes: many }", "line 3: evaluation.lanes: 'many' is not an integer")]
     public void Parse_BadEvaluationSetting_OneClearErrorWithLine(string yaml, string expected)
     {
         var e = ParseError(yaml);
@@ -144,6 +146,24 @@ public class ExperimentConfigTests
         string ts = Path.Combine(TestPaths.RepoRoot, "models", "tinyskills");
         var c = ExperimentConfig.Parse(RealHead + $"evaluation: {{ tinyskills: {ts}{(setting.Length > 0 ? ", " + setting : "")} }}\n", "exp.yaml", "/tmp");
         Assert.Equal(expected, c.Evaluation.Graph);
+    }
+
+    [Theory]
+    [InlineData("", 0)]
+    [InlineData("lanes: 0", 0)]
+    [InlineData("lanes: 3", 3)]
+    public void Parse_EvaluationLanes_LeftOutPicks(string setting, int expected)
+    {
+        string ts = Path.Combine(TestPaths.RepoRoot, "models", "tinyskills");
+        var c = ExperimentConfig.Parse(RealHead + $"evaluation: {{ tinyskills: {ts}{(setting.Length > 0 ? ", " + setting : "")} }}\n", "exp.yaml", "/tmp");
+        Assert.Equal(expected, c.Evaluation.Lanes);
+    }
+
+    [Fact]
+    public void Parse_EvaluationLanes_ForSamTasks_IsRefused()
+    {
+        var e = ParseError("tasks: [sam/kvasir]\nmodel: { base: b, experts: { sam/kvasir: c } }\nevaluation: { lanes: 2 }\n");
+        Assert.Contains("evaluation.lanes: sets a Llama-family model's generation lanes; sam/kvasir runs SAM", e.Message);
     }
 
     [Fact]

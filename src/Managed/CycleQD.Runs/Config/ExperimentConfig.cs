@@ -72,6 +72,13 @@ public sealed record EvaluationSettings(string? Split = null, int? Limit = null,
     /// any device and type, a second KV cache per step).
     /// </summary>
     public Onnx.Graph.LlamaGraphKind? Graph { get; init; }
+
+    /// <summary>
+    /// evaluation.lanes: CPU sessions of a Llama-family model that decode batches side by side, one
+    /// thread each unless <see cref="Threads"/> says otherwise (0: <c>LlamaModel.LanePlan</c> picks, one per
+    /// core for a model of at most 32 MiB with the default threads, else 1). Ignored on CUDA, like the threads.
+    /// </summary>
+    public int Lanes { get; init; }
 }
 
 /// <summary>
@@ -321,7 +328,7 @@ public sealed record ExperimentConfig(string Name, CycleQDOptions Options, int G
     private static EvaluationSettings ParseEvaluation(YamlSettings r, YamlNode node, IReadOnlyList<string> tasks, string baseDirectory)
     {
         var d = new EvaluationSettings();
-        var e = r.Map(node, "evaluation", "split", "split_seed", "select_on_test", "limit", "data", "tinyskills", "threads", "graph", "sam", "responder", "agentbench_db", "agentbench_os", "mbpp", "perplexity");
+        var e = r.Map(node, "evaluation", "split", "split_seed", "select_on_test", "limit", "data", "tinyskills", "threads", "lanes", "graph", "sam", "responder", "agentbench_db", "agentbench_os", "mbpp", "perplexity");
         string? split = e.ContainsKey("split") ? r.String(e, "split", "", "evaluation.") : null;
         if (split is not (null or "train" or "valid" or "test" or "all"))
             throw r.Error(e["split"]!, "evaluation.split", $"'{split}' is not a split (train, valid, test or all; leave it out for each task's own search split)");
@@ -332,6 +339,8 @@ public sealed record ExperimentConfig(string Name, CycleQDOptions Options, int G
         if (limit is <= 0) throw r.Error(e["limit"]!, "evaluation.limit", $"{limit} must be positive");
         int threads = r.Int(e, "threads", d.Threads, "evaluation.");
         if (threads < 0) throw r.Error(e["threads"]!, "evaluation.threads", $"{threads} must be ≥ 0");
+        int lanes = r.Int(e, "lanes", d.Lanes, "evaluation.");
+        if (lanes < 0) throw r.Error(e["lanes"]!, "evaluation.lanes", $"{lanes} must be ≥ 0 (0: one per core for a small model)");
         string? Folder(string key, string mustHold)
         {
             string v = r.String(e, key, "", "evaluation.");
@@ -397,10 +406,12 @@ public sealed record ExperimentConfig(string Name, CycleQDOptions Options, int G
             if (tasks.FirstOrDefault(t => ModelFamilies.Sam.Owns(t)) is { } samTask)
                 throw r.Error(e["graph"]!, "evaluation.graph", $"chooses a Llama-family model's graph; {samTask} runs SAM, whose graphs have no choice");
         }
+        if (lanes > 0 && tasks.FirstOrDefault(t => ModelFamilies.Sam.Owns(t)) is { } samLanes)
+            throw r.Error(e["lanes"]!, "evaluation.lanes", $"sets a Llama-family model's generation lanes; {samLanes} runs SAM, which has none (use evaluation.threads)");
         var (sam, samReport) = e.TryGetValue("sam", out var samNode) ? ParseSam(r, samNode!, tasks, limit, baseDirectory) : (null, null);
         return new EvaluationSettings(split, limit, Folder("tinyskills", "tasks"), threads, sam, Folder("data", "."), r.ULong(e, "split_seed", d.SplitSeed, "evaluation."),
             selectOnTest, samReport, db, connection, repeats, sanitize, responder.Length == 0 ? null : responder, timeCap)
-        { PerplexityFile = perplexityFile, PerplexityWindow = perplexityWindow, Graph = graph };
+        { PerplexityFile = perplexityFile, PerplexityWindow = perplexityWindow, Graph = graph, Lanes = lanes };
     }
 
     private static FinalMergeSettings ParseFinalMerge(YamlSettings r, Dictionary<string, YamlNode?> top, bool reports, int taskCount, bool realModels)

@@ -44,6 +44,9 @@ public sealed class LlamaCandidateEvaluator : IRunEvaluator, IEvaluationStatisti
     /// <summary>CPU threads per operator of the perplexity scorer's session (0: ONNX Runtime's default).</summary>
     internal int ScorerThreads { get; init; }
 
+    /// <summary>The model's generation lanes (CPU sessions decoding side by side).</summary>
+    internal int Lanes => _model.Lanes;
+
     private readonly LlamaModel _model;
     private readonly IReadOnlyList<IBenchmark> _search;
     private readonly IReadOnlyList<IBenchmark> _report;

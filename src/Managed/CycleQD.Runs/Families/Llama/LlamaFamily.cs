@@ -204,6 +204,7 @@ public sealed class LlamaFamily : IModelFamily
                                              $"and this run's evaluator is {elementType} on {device}: use graph: plain, or leave it out");
         var model = LlamaModel.Open(SafetensorsModels.Folder(config), device, intraOpThreads: device == InferenceDevice.Cpu ? config.Evaluation.Threads : 0,
             elementType: elementType, graph: config.Evaluation.Graph, eos: EosChoice.Tokenizer, cudaDevice: cudaDevice,
+            lanes: device == InferenceDevice.Cpu ? config.Evaluation.Lanes : 0,
             // The candidates are bound in place from the backend's device memory: the base's own weights
             // would be a second 16 GB set on an 8B run's GPU.
             deviceWeights: false);
