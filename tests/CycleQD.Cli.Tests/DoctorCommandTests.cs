@@ -15,6 +15,9 @@ public class DoctorCommandTests
         Assert.Contains("OpenBLAS      found libopenblas.so.0", r.Out);
         Assert.Contains("LAPACKE       found liblapacke.so.3", r.Out);
         Assert.Matches(@"ONNX Runtime  1\.31\.\d+; providers compiled in: .*CPUExecutionProvider", r.Out);
+        // The lanes line says what LlamaModel.Open picks for a small model on this machine.
+        var (lanes, threads) = Onnx.Runtime.LlamaModel.LanePlan(Onnx.Runtime.InferenceDevice.Cpu, 0, 0, 0, Environment.ProcessorCount);
+        Assert.Contains(lanes > 1 ? $"CPU lanes     {lanes} × {threads} thread" : "CPU lanes     1 (", r.Out);
     }
 
     [Fact]

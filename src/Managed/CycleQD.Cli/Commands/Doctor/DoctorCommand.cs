@@ -65,6 +65,10 @@ internal static class DoctorCommand
         Line("CPU attention", Onnx.Runtime.CpuOperators.IsAvailable
             ? $"CachedAttention and SiluMul ({Onnx.Runtime.CpuOperators.LibraryPath}) in the fused float32 CPU graph"
             : $"ONNX Runtime's GroupQueryAttention: {Onnx.Runtime.CpuOperators.WhyUnavailable}");
+        var (lanes, threads) = Onnx.Runtime.LlamaModel.LanePlan(Onnx.Runtime.InferenceDevice.Cpu, 0, 0, 0, Environment.ProcessorCount);
+        Line("CPU lanes", lanes > 1
+            ? $"{lanes} × {threads} thread{(threads == 1 ? "" : "s")}: a Llama model of at most {Onnx.Runtime.LlamaModel.LaneWeightBytes >> 20} MiB decodes {lanes} batches side by side (larger ones: one session, every core; --threads N or evaluation.lanes sets them)"
+            : $"1 ({Environment.ProcessorCount} core{(Environment.ProcessorCount == 1 ? "" : "s")}): one session decodes");
         return 0;
     }
 
