@@ -33,10 +33,10 @@ public sealed class GenerationLaneTests
     }
 
     [Theory]
-    // A small CPU model with the default threads: one lane per core (at most 4), the cores shared among them.
+    // A small CPU model with the default threads: one lane per core (at most 8), one thread each.
     [InlineData(InferenceDevice.Cpu, 0, 0, 1L << 20, 2, 2, 1)]
     [InlineData(InferenceDevice.Cpu, 0, 0, 1L << 20, 1, 1, 0)]
-    [InlineData(InferenceDevice.Cpu, 0, 0, 1L << 20, 16, 4, 4)]
+    [InlineData(InferenceDevice.Cpu, 0, 0, 1L << 20, 16, 8, 1)]
     [InlineData(InferenceDevice.Cpu, 0, 0, 1L << 20, 3, 3, 1)]
     // A larger model, or threads asked for: one lane.
     [InlineData(InferenceDevice.Cpu, 0, 0, (32L << 20) + 1, 16, 1, 0)]

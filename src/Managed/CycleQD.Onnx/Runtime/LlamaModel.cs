@@ -41,8 +41,11 @@ public sealed class LlamaModel : IDisposable
     /// </summary>
     public const long LaneWeightBytes = 32L << 20;
 
-    /// <summary>Most lanes the default picks (more cores give each lane more threads).</summary>
-    public const int MaxDefaultLanes = 4;
+    /// <summary>
+    /// Most lanes the default picks, each with one thread (a call of a few hundred prompts still gives
+    /// every lane a batch of dozens; the cores beyond stay free for the tasks' harnesses).
+    /// </summary>
+    public const int MaxDefaultLanes = 8;
 
     /// <summary>The folder.</summary>
     public HfModelFolder Folder { get; }
@@ -85,7 +88,7 @@ public sealed class LlamaModel : IDisposable
     /// <param name="directory">The model folder.</param>
     /// <param name="device">Execution provider.</param>
     /// <param name="maxBatch">Most sequences per generation batch.</param>
-    /// <param name="intraOpThreads">CPU threads per operator (0 = ONNX Runtime's default, or with lanes the cores shared among them).</param>
+    /// <param name="intraOpThreads">CPU threads per operator (0 = ONNX Runtime's default; with lanes, one each when they are picked, the cores shared among them when asked for).</param>
     /// <param name="elementType">Graph and weight type (weights stored in another type are converted once).</param>
     /// <param name="graph">Plain or fused graph; null picks <see cref="ILlamaSession.DefaultGraph(InferenceDevice, LlamaConfig, OnnxElementType)"/> for the device.</param>
     /// <param name="eos">Which ids end a sequence (default: the tokenizer's, as the reference).</param>
@@ -98,7 +101,7 @@ public sealed class LlamaModel : IDisposable
     /// </param>
     /// <param name="lanes">
     /// CPU sessions that decode batches side by side (see <see cref="LlamaGenerator"/>): 0 picks
-    /// (<see cref="LanePlan"/>: one per core, at most <see cref="MaxDefaultLanes"/>, for a model of at most
+    /// (<see cref="LanePlan"/>: one per core, at most <see cref="MaxDefaultLanes"/>, one thread each, for a model of at most
     /// <see cref="LaneWeightBytes"/> opened with the default threads; else 1); CUDA takes 0 or 1.
     /// </param>
     /// <exception cref="ArgumentOutOfRangeException">negative lanes, or more than one on CUDA.</exception>
@@ -167,10 +170,15 @@ public sealed class LlamaModel : IDisposable
     /// <summary>
     /// The lanes and the intra-op threads of each lane's session for a model of
     /// <paramref name="weightBytes"/> on <paramref name="cores"/> cores, as <see cref="Open"/> takes them:
-    /// <paramref name="lanes"/> 0 picks one lane per core (at most <see cref="MaxDefaultLanes"/>, the
-    /// cores shared among them) for a CPU model of at most <see cref="LaneWeightBytes"/> opened with
-    /// the default threads, and one lane otherwise; explicit lanes without explicit threads share the cores.
+    /// <paramref name="lanes"/> 0 picks one lane per core (at most <see cref="MaxDefaultLanes"/>), one
+    /// thread each, for a CPU model of at most <see cref="LaneWeightBytes"/> opened with the default
+    /// threads, and one lane otherwise; explicit lanes without explicit threads share the cores.
     /// </summary>
+    /// <remarks>
+    /// One thread per lane because a step of such a model on one thread was faster than on two at
+    /// batch 1 and 16 (the batch a lane gets from a call of 64 prompts on 4 cores), and only slower at
+    /// batch 64 (docs/perf.md; measured on 2 cores only).
+    /// </remarks>
     public static (int Lanes, int ThreadsPerLane) LanePlan(InferenceDevice device, int lanes, int intraOpThreads, long weightBytes, int cores)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(lanes);
@@ -178,7 +186,10 @@ public sealed class LlamaModel : IDisposable
         cores = Math.Max(1, cores);
         if (device == InferenceDevice.Cuda) return (1, intraOpThreads);
         if (lanes == 0)
+        {
             lanes = intraOpThreads == 0 && weightBytes <= LaneWeightBytes ? Math.Min(cores, MaxDefaultLanes) : 1;
+            if (lanes > 1) return (lanes, 1);
+        }
         if (lanes == 1) return (1, intraOpThreads);
         return (lanes, intraOpThreads > 0 ? intraOpThreads : Math.Max(1, cores / lanes));
     }

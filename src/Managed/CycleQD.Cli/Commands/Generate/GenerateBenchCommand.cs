@@ -18,9 +18,9 @@ internal static class GenerateBenchCommand
     private static readonly Option<string> Batches = new("--batches") { Description = "Comma-separated batch sizes.", DefaultValueFactory = _ => "1,64" };
     private static readonly Option<int> NewTokens = NumericOptions.Whole("--new-tokens", "Most tokens generated per sequence (a sequence that reaches EOS stops; tokens/s counts the tokens produced).", 128, NumericRange.AtLeast(1));
     private static readonly Option<int> Repeats = NumericOptions.Whole("--repeats", "Timed repetitions per measurement (the best is reported).", 3, NumericRange.AtLeast(1));
-    private static readonly Option<int> Threads = NumericOptions.Whole("--threads", "ONNX Runtime intra-op threads per session (0 = its default, or the cores shared among the lanes).", 0, NumericRange.AtLeast(0));
+    private static readonly Option<int> Threads = NumericOptions.Whole("--threads", "ONNX Runtime intra-op threads per session (0 = its default; picked lanes get one each, --lanes N shares the cores among them).", 0, NumericRange.AtLeast(0));
     private static readonly Option<int> Lanes = NumericOptions.Whole("--lanes",
-        "--device cpu: sessions that decode a call's requests as that many batches side by side, each on its own thread (0 = one per core for a model of at most 32 MiB with the default threads, else 1).",
+        "--device cpu: sessions that decode a call's requests as that many batches side by side, each on its own thread (0 = one per core, at most 8, one thread each, for a model of at most 32 MiB with the default threads; else 1).",
         0, NumericRange.AtLeast(0));
 
     internal static readonly string[] Prompts =
