@@ -118,7 +118,10 @@ public class ExperimentConfigTests
     [InlineData(RealHead + "evaluation: { tinyskills: /tmp, threads: x }", "line 3: evaluation.threads: 'x' is not an integer")]
     [InlineData(RealHead + "evaluation: { tinyskills: /tmp, spilt: valid }", "line 3: evaluation.spilt: unknown setting")]
     [InlineData(RealHead, "evaluation.tinyskills: tinyskills/* tasks need evaluation.tinyskills")]
-    [InlineData(RealHead + "evaluation: { tinyskills: /nonexistent-ts }", "line 3: evaluation.tinyskills: /nonexistent-ts has no tasks/ folder")]
+    [InlineData(RealHead + "evaluation: { tinyskills: /nonexistent-ts }", "line 3: evaluation.tinyskills: /nonexistent-ts is not a folder: not found")]
+    [InlineData(RealHead + "evaluation: { tinyskills: /tmp }", "line 3: evaluation.tinyskills: /tmp has no tasks/ folder")]
+    [InlineData(RealHead + "evaluation: { tinyskills: /etc/passwd }", "line 3: evaluation.tinyskills: /etc/passwd is not a folder (it is a file)")]
+    [InlineData("tasks: [mbpp]\nmodel: { base: b, experts: { mbpp: c } }\nevaluation: { data: /nonexistent-data }\n", "line 3: evaluation.data: /nonexistent-data is not a folder: not found")]
     [InlineData("tasks: [tinyskills/code, humaneval]\nmodel: { base: b, experts: { tinyskills/code: c, humaneval: d } }\nevaluation: { }\n",
         "line 1: tasks: 'humaneval' is not a task this build can score real models on (known: mbpp, agentbench_db, agentbench_os, tinyskills/code")]
     [InlineData("tasks: [mbpp, agentbench_db]\nmodel: { base: b, experts: { mbpp: c, agentbench_db: d } }\n",

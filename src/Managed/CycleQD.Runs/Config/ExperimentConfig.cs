@@ -346,6 +346,7 @@ public sealed record ExperimentConfig(string Name, CycleQDOptions Options, int G
             string v = r.String(e, key, "", "evaluation.");
             if (v.Length == 0) return null;
             string full = Path.GetFullPath(Path.Combine(baseDirectory, v));
+            if (!System.IO.Directory.Exists(full)) throw r.Error(e[key]!, "evaluation." + key, $"{full} is not a folder{(File.Exists(full) ? " (it is a file)" : ": not found")}");
             if (!System.IO.Directory.Exists(Path.Combine(full, mustHold))) throw r.Error(e[key]!, "evaluation." + key, $"{full} has no {mustHold}/ folder");
             return full;
         }
