@@ -2,6 +2,7 @@ using CycleQD.Core.Evaluation;
 using CycleQD.Onnx.Generation;
 using CycleQD.Onnx.Graph;
 using CycleQD.Onnx.Runtime;
+using CycleQD.Tensors;
 using CycleQD.Testing;
 
 namespace CycleQD.Onnx.Tests;
@@ -134,6 +135,45 @@ public sealed class GenerationLaneTests
         var requests = Enumerable.Range(0, 6).Select(i => new GenerationRequest("Once upon a time", 5)).ToList();
         var e = Assert.Throws<ArgumentException>(() => generator.Generate(requests, TestContext.Current.CancellationToken));
         Assert.Contains("Float16", e.Message);
+    }
+
+    /// <summary>A lane over a real session that counts the steps its batches run, or fails to start any.</summary>
+    private sealed class WatchedLane(ILlamaSession inner, bool fails) : ILlamaSession
+    {
+        public int Steps;
+        public LlamaConfig Config => inner.Config;
+        public LlamaGraphOptions Options => inner.Options;
+        public LlamaGraphKind Graph => inner.Graph;
+        public InferenceDevice Device => inner.Device;
+        public IBatchDecoder StartBatch(LlamaWeights weights, int batch, int capacity) =>
+            fails ? throw new InvalidOperationException("this lane is broken") : new Counted(inner.StartBatch(weights, batch, capacity), this);
+        public void Dispose() { }
+
+        private sealed class Counted(IBatchDecoder inner, WatchedLane lane) : IBatchDecoder
+        {
+            public int Rows => inner.Rows;
+            public float[] Prefill(IReadOnlyList<int[]> prompts) { Interlocked.Increment(ref lane.Steps); return inner.Prefill(prompts); }
+            public float[] Decode(ReadOnlySpan<int> tokens) { Interlocked.Increment(ref lane.Steps); return inner.Decode(tokens); }
+            public void KeepRows(IReadOnlyList<int> rows) => inner.KeepRows(rows);
+            public void Dispose() => inner.Dispose();
+        }
+    }
+
+    [Fact]
+    public void Lanes_OneFailing_ItsErrorComesOut_AndStopsTheOthers()
+    {
+        using var model = LlamaModel.Open(TestPaths.Stories260K, lanes: 1);
+        using var second = ILlamaSession.Open(model.Session.Graph, model.Folder.Config, model.Session.Options);
+        var good = new WatchedLane(model.Session, fails: false);
+        var alsoGood = new WatchedLane(second, fails: false);
+        var broken = new WatchedLane(model.Session, fails: true);
+        var generator = LlamaGenerator.OnLanes([good, alsoGood, broken], model.Weights, model.Tokenizer, [], maxBatch: 4);
+        // No EOS: every sequence would take its 400 tokens, 400 steps per batch, two batches per lane.
+        var requests = Enumerable.Range(0, 24).Select(i => new GenerationRequest("Lily and Tim went to the park. They", 400)).ToList();
+        var e = Assert.Throws<InvalidOperationException>(() => generator.Generate(requests, TestContext.Current.CancellationToken));
+        Assert.Equal("this lane is broken", e.Message);
+        // The good lanes stopped within steps of the failure instead of running their 800 each.
+        Assert.InRange(good.Steps + alsoGood.Steps, 0, 400);
     }
 
     [Fact]

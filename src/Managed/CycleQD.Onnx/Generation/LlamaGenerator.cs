@@ -105,14 +105,16 @@ public sealed class LlamaGenerator : ITextGenerator
         foreach (int r in tooLong) results[r] = new GenerationResult("", [], GenerationFinish.Length);
         var order = Enumerable.Range(0, requests.Count).Where(r => !tooLong.Contains(r)).OrderBy(r => prompts[r].Length).ToArray();
         var chunks = Batches(order, MaxBatch, _lanes.Count);
-        // Lane l takes the batches l, l + lanes, ...: on its own thread when there are several.
+        // Lane l takes the batches l, l + lanes, ...: on its own thread when there are several. A lane
+        // that fails stops the others (through stop) instead of letting them finish work that is lost.
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         void RunLane(int lane)
         {
             for (int c = lane; c < chunks.Length; c += _lanes.Count)
             {
-                cancellationToken.ThrowIfCancellationRequested();
+                stop.Token.ThrowIfCancellationRequested();
                 var chunk = chunks[c];
-                var outs = GenerateBatch(_lanes[lane], chunk.Select(r => prompts[r]).ToArray(), chunk.Select(r => requests[r]).ToArray(), cancellationToken);
+                var outs = GenerateBatch(_lanes[lane], chunk.Select(r => prompts[r]).ToArray(), chunk.Select(r => requests[r]).ToArray(), stop.Token);
                 for (int i = 0; i < chunk.Length; i++)
                 {
                     results[chunk[i]] = outs[i];
@@ -126,18 +128,23 @@ public sealed class LlamaGenerator : ITextGenerator
         {
             // Dedicated threads: a lane decodes for the whole call, and must not wait for a pool thread.
             var failures = new Exception?[busy];
-            var threads = Enumerable.Range(1, busy - 1).Select(l => new Thread(() =>
+            void Guarded(int lane)
             {
-                try { RunLane(l); }
-                catch (Exception e) { failures[l] = e; }
-            }) { IsBackground = true, Name = $"cycleqd-lane-{l}" }).ToList();
+                try { RunLane(lane); }
+                catch (Exception e)
+                {
+                    failures[lane] = e;
+                    try { stop.Cancel(); } catch (AggregateException) { }
+                }
+            }
+            var threads = Enumerable.Range(1, busy - 1).Select(l => new Thread(() => Guarded(l)) { IsBackground = true, Name = $"cycleqd-lane-{l}" }).ToList();
             threads.ForEach(t => t.Start());
-            try { RunLane(0); }
-            catch (Exception e) { failures[0] = e; }
+            Guarded(0);
             threads.ForEach(t => t.Join());
-            // A cancellation ends every lane: report it as such, not as the first lane's error.
+            // A lane's own error comes out as itself; the other lanes' cancellations it caused do not.
             if (failures.FirstOrDefault(e => e is not null and not OperationCanceledException) is { } failure)
                 System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(failure).Throw();
+            cancellationToken.ThrowIfCancellationRequested();
             if (failures.FirstOrDefault(e => e is not null) is { } cancelled)
                 System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(cancelled).Throw();
         }
