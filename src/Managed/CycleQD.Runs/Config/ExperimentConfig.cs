@@ -74,9 +74,10 @@ public sealed record EvaluationSettings(string? Split = null, int? Limit = null,
     public Onnx.Graph.LlamaGraphKind? Graph { get; init; }
 
     /// <summary>
-    /// evaluation.lanes: CPU sessions of a Llama-family model that decode batches side by side, one
-    /// thread each unless <see cref="Threads"/> says otherwise (0: <c>LlamaModel.LanePlan</c> picks, one per
-    /// core for a model of at most 32 MiB with the default threads, else 1). Ignored on CUDA, like the threads.
+    /// evaluation.lanes: CPU sessions of a Llama-family model that decode batches side by side, sharing
+    /// the cores unless <see cref="Threads"/> sets each one's threads (0: <c>LlamaModel.LanePlan</c> picks:
+    /// one per core, at most 8, one thread each, for a model of at most 32 MiB with the default threads;
+    /// else 1). Ignored on CUDA, like the threads.
     /// </summary>
     public int Lanes { get; init; }
 }
