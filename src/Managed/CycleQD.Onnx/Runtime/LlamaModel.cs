@@ -162,7 +162,7 @@ public sealed class LlamaModel : IDisposable
 
     /// <summary>
     /// A generator for another weight set of the same architecture (e.g. a merged candidate), over
-    /// this model's session and tokenizer: nothing is rebuilt. The weights are not owned.
+    /// this model's sessions (all its lanes) and tokenizer: nothing is rebuilt. The weights are not owned.
     /// </summary>
     public LlamaGenerator CreateGenerator(LlamaWeights weights, int? maxBatch = null) =>
         LlamaGenerator.OnLanes(_lanes, weights, Tokenizer, Generator.EosIds, maxBatch ?? Generator.MaxBatch);
