@@ -396,6 +396,8 @@ public sealed record ExperimentConfig(string Name, CycleQDOptions Options, int G
             }
         }
         string responder = r.String(e, "responder", "", "evaluation.");
+        // The settings of a Llama-family model's generation have nothing to set in a SAM run.
+        string? samTask = tasks.FirstOrDefault(t => ModelFamilies.Sam.Owns(t));
         Onnx.Graph.LlamaGraphKind? graph = null;
         if (e.ContainsKey("graph"))
         {
@@ -405,11 +407,11 @@ public sealed record ExperimentConfig(string Name, CycleQDOptions Options, int G
                 "plain" => Onnx.Graph.LlamaGraphKind.Plain,
                 var other => throw r.Error(e["graph"]!, "evaluation.graph", $"'{other}' is not a graph (fused or plain; leave it out for the default of the device and the weights' type)"),
             };
-            if (tasks.FirstOrDefault(t => ModelFamilies.Sam.Owns(t)) is { } samTask)
+            if (samTask != null)
                 throw r.Error(e["graph"]!, "evaluation.graph", $"chooses a Llama-family model's graph; {samTask} runs SAM, whose graphs have no choice");
         }
-        if (lanes > 0 && tasks.FirstOrDefault(t => ModelFamilies.Sam.Owns(t)) is { } samLanes)
-            throw r.Error(e["lanes"]!, "evaluation.lanes", $"sets a Llama-family model's generation lanes; {samLanes} runs SAM, which has none (use evaluation.threads)");
+        if (lanes > 0 && samTask != null)
+            throw r.Error(e["lanes"]!, "evaluation.lanes", $"sets a Llama-family model's generation lanes; {samTask} runs SAM, which has none (use evaluation.threads)");
         var (sam, samReport) = e.TryGetValue("sam", out var samNode) ? ParseSam(r, samNode!, tasks, limit, baseDirectory) : (null, null);
         return new EvaluationSettings(split, limit, Folder("tinyskills", "tasks"), threads, sam, Folder("data", "."), r.ULong(e, "split_seed", d.SplitSeed, "evaluation."),
             selectOnTest, samReport, db, connection, repeats, sanitize, responder.Length == 0 ? null : responder, timeCap)
