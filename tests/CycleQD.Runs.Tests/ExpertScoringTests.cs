@@ -53,6 +53,43 @@ public sealed class ExpertScoringTests : IDisposable
 
     private static CycleQDOptions Options => new() { Tasks = Tasks, Bins = 4, Seed = 7 };
 
+    /// <summary>Scores the experts; of the children, fails the first and never answers the others unless cancelled (a worker that is gone).</summary>
+    private sealed class GoneWorkerEvaluator(SyntheticProblem inner) : ICandidateEvaluator
+    {
+        public int Cancelled;
+        public IReadOnlyList<string> TaskNames => inner.TaskNames;
+        public Task<double[]> EvaluateAsync(IComputeBackend backend, IWeightSet candidate, CancellationToken cancellationToken) =>
+            throw new InvalidOperationException("not used");
+        public async Task<double[]> EvaluateAsync(IComputeBackend backend, IWeightSet candidate, CandidateContext context, CancellationToken cancellationToken)
+        {
+            if (context.Plan is not { } plan) return await inner.EvaluateAsync(backend, candidate, cancellationToken);
+            if (plan.Generation == 0) throw new InvalidOperationException("generation 0 failed");
+            try { await Task.Delay(Timeout.Infinite, cancellationToken); }
+            catch (OperationCanceledException) { Interlocked.Increment(ref Cancelled); throw; }
+            throw new InvalidOperationException("unreachable");
+        }
+    }
+
+    [Fact]
+    public async Task AFailedGeneration_CancelsTheEvaluationsInFlight_InsteadOfWaitingForThem()
+    {
+        var gone = new GoneWorkerEvaluator(_inputs.Problem);
+        var engine = new CycleQDEngine(Options with { InFlight = 3 }, _inputs.Backend, _inputs.Base, _inputs.Experts, gone, new InMemoryEliteStore());
+        var ct = TestContext.Current.CancellationToken;
+        await engine.InitializeAsync(ct);
+        // Generations 1 and 2 were started ahead of 0 and would never finish: dropping them must
+        // cancel them, and the run end with generation 0's error. The minute is a guard, not a
+        // timing: the broken engine blocks for ever (and is then left undisposed, which would block too).
+        var run = Task.Run(() => engine.RunAsync(5, ct), ct);
+        Assert.True(await Task.WhenAny(run, Task.Delay(TimeSpan.FromMinutes(1), ct)) == run,
+            "the run never returned after generation 0 failed: the evaluations in flight were waited for, not cancelled");
+        var e = await Assert.ThrowsAsync<InvalidOperationException>(() => run);
+        Assert.Equal("generation 0 failed", e.Message);
+        Assert.Equal(2, gone.Cancelled);
+        Assert.Equal(0, engine.NextGeneration);
+        engine.Dispose();
+    }
+
     [Fact]
     public async Task Experts_AreAllOutstandingAtOnce_AndScoreAsOneByOne()
     {

@@ -40,8 +40,9 @@ public sealed class CycleQDEngine : IDisposable
 
     // NonFinite: why the child was found non-finite while it was bred (then Scores are zeros), else null.
     // Told: set for a child handed out by Ask; Tell completes it (Scores is its task).
+    // Abandon: cancels the child's evaluation when its result will not be read (DropJobs).
     private sealed record Job(IWeightSet Child, Task<double[]> Scores, double BreedSeconds, long StartedTicks, string? NonFinite,
-        TaskCompletionSource<double[]>? Told = null, Candidate? Asked = null);
+        TaskCompletionSource<double[]>? Told = null, Candidate? Asked = null, CancellationTokenSource? Abandon = null);
 
     /// <summary>The first generation not applied yet.</summary>
     public int NextGeneration { get; private set; }
@@ -288,6 +289,7 @@ public sealed class CycleQDEngine : IDisposable
         }
         _spare.Push(job.Child);
         _jobs.Remove(g);
+        job.Abandon?.Dispose();
         _plans.Remove(g);
         NextGeneration = g + 1;
         // The next plan is drawn now, from the archives as they stand after generation g, so that the
@@ -408,11 +410,19 @@ public sealed class CycleQDEngine : IDisposable
 
     private void DropJobs()
     {
+        // Nobody will read these results: an evaluation that honours its token stops now, instead
+        // of being waited for (one waiting on a worker that is gone would be waited for ever).
+        foreach (var j in _jobs.Values)
+        {
+            try { j.Abandon?.Cancel(); }
+            catch (AggregateException) { }
+        }
         foreach (var j in _jobs.Values)
         {
             // An asked child is waiting for the host, not for a running evaluation.
             if (j.Told != null) j.Told.TrySetCanceled();
             else { try { j.Scores.Wait(); } catch (AggregateException) { } }
+            j.Abandon?.Dispose();
             j.Child.Dispose();
         }
         _jobs.Clear();
@@ -455,20 +465,18 @@ public sealed class CycleQDEngine : IDisposable
         }
         if (nonFinite != null)
         {
-            scores = Task.FromResult(new double[_options.Tasks.Count]);
+            return new Job(child, Task.FromResult(new double[_options.Tasks.Count]), breed, Stopwatch.GetTimestamp(), nonFinite);
         }
-        else
+        var abandon = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        try
         {
-            try
-            {
-                scores = _evaluator!.EvaluateAsync(_backend, child, CandidateContext.ForChild(plan, _options.Mutation.Kind, _options.Seed), cancellationToken);
-            }
-            catch (Exception e)
-            {
-                scores = Task.FromException<double[]>(e);
-            }
+            scores = _evaluator!.EvaluateAsync(_backend, child, CandidateContext.ForChild(plan, _options.Mutation.Kind, _options.Seed), abandon.Token);
         }
-        return new Job(child, scores, breed, Stopwatch.GetTimestamp(), nonFinite);
+        catch (Exception e)
+        {
+            scores = Task.FromException<double[]>(e);
+        }
+        return new Job(child, scores, breed, Stopwatch.GetTimestamp(), nonFinite, Abandon: abandon);
     }
 
     private void CheckScores(double[] s, string what)
@@ -479,7 +487,10 @@ public sealed class CycleQDEngine : IDisposable
             if (!double.IsFinite(s[i])) throw new InvalidOperationException($"{what}: score on '{_options.Tasks[i]}' is {s[i]}");
     }
 
-    /// <summary>Releases children still in flight and spare buffers (the caller owns base, experts, backend and store).</summary>
+    /// <summary>
+    /// Releases children still in flight (their evaluations cancelled, then waited for) and spare
+    /// buffers (the caller owns base, experts, backend and store).
+    /// </summary>
     public void Dispose()
     {
         DropJobs();

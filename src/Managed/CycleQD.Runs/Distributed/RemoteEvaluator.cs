@@ -32,6 +32,8 @@ internal sealed class RemoteEvaluator : ICandidateEvaluator, IEvaluationStatisti
     private readonly SemaphoreSlim _wake;
     private readonly Task _poller;
     private string _position = "0-0";
+    // Why the results reader stopped (not a cancellation), failing every evaluation since; null while it reads.
+    private Exception? _readerFailure;
 
     private sealed record Waiting(WorkJob Job, TaskCompletionSource<WorkResult> Done);
 
@@ -61,6 +63,7 @@ internal sealed class RemoteEvaluator : ICandidateEvaluator, IEvaluationStatisti
         {
             _waiting[job.Id] = waiting;
             arrived = _early.TryRemove(job.Id, out var early) && early.Recipe == job.Recipe && waiting.Done.TrySetResult(early);
+            if (!arrived && _readerFailure is { } failure) waiting.Done.TrySetException(ReaderStopped(failure));
         }
         try
         {
@@ -89,11 +92,17 @@ internal sealed class RemoteEvaluator : ICandidateEvaluator, IEvaluationStatisti
         }
     }
 
-    /// <summary>Publishes <paramref name="job"/> unless the same recipe is already out under its id.</summary>
-    private async Task PublishAsync(WorkJob job, CancellationToken ct)
+    /// <summary>
+    /// Publishes <paramref name="job"/> unless the same recipe is already out under its id (or
+    /// <paramref name="always"/>).
+    /// </summary>
+    private async Task PublishAsync(WorkJob job, CancellationToken ct, bool always = false)
     {
-        var published = await _queue.Retry(db => db.HashGetAsync(_queue.Published, job.Id), ct).ConfigureAwait(false);
-        if (published == job.Recipe) return;
+        if (!always)
+        {
+            var published = await _queue.Retry(db => db.HashGetAsync(_queue.Published, job.Id), ct).ConfigureAwait(false);
+            if (published == job.Recipe) return;
+        }
         await _queue.Retry(async db =>
         {
             await db.StreamAddAsync(_queue.Jobs, "job", job.ToJson()).ConfigureAwait(false);
@@ -138,12 +147,36 @@ internal sealed class RemoteEvaluator : ICandidateEvaluator, IEvaluationStatisti
             {
                 return;
             }
+            catch (RedisException)
+            {
+                // A command that met a Redis going away or coming back (Retry covers most, not all):
+                // the next round reads again, and a Redis that lost its data is recovered then.
+                try { await Task.Delay(250, ct).ConfigureAwait(false); }
+                catch (OperationCanceledException) { return; }
+            }
+            catch (Exception e)
+            {
+                // Without this reader no result would ever arrive: fail the evaluations instead of
+                // leaving the run waiting for ever.
+                lock (_gate)
+                {
+                    _readerFailure = e;
+                    foreach (var w in _waiting.Values) w.Done.TrySetException(ReaderStopped(e));
+                }
+                return;
+            }
         }
     }
 
+    private static InvalidOperationException ReaderStopped(Exception e) =>
+        new($"the coordinator stopped reading the workers' results: {e.GetType().Name}: {e.Message}", e);
+
     /// <summary>
     /// A Redis that restarted without its data has no epoch key, no group and none of the jobs: make
-    /// them again and publish every job still waiting.
+    /// them again and publish every job still waiting, whatever the published marks say: a publish
+    /// that straddled the restart can leave its mark in the new Redis and its job in the lost one
+    /// (the connection sends the mark after it reconnects). A job published twice is scored twice,
+    /// and its result counts once.
     /// </summary>
     private async Task RecoverLostDataAsync(CancellationToken ct)
     {
@@ -153,7 +186,7 @@ internal sealed class RemoteEvaluator : ICandidateEvaluator, IEvaluationStatisti
         _position = "0-0";
         await _queue.EnsureGroupAsync(ct).ConfigureAwait(false);
         foreach (var w in _waiting.Values)
-            await PublishAsync(w.Job, ct).ConfigureAwait(false);
+            await PublishAsync(w.Job, ct, always: true).ConfigureAwait(false);
     }
 
     private DateTime? _unservedSince;
@@ -163,12 +196,12 @@ internal sealed class RemoteEvaluator : ICandidateEvaluator, IEvaluationStatisti
     private async Task WarnWhenNobodyServesAsync(CancellationToken ct)
     {
         if (_waiting.IsEmpty) { _unservedSince = null; return; }
-        bool anyWorker = false;
-        await foreach (var _ in _queue.Server.KeysAsync(_queue.Db.Database, $"cqd:{_queue.Run}:worker:*", pageSize: 10).WithCancellation(ct).ConfigureAwait(false))
+        bool anyWorker = await _queue.Retry(async db =>
         {
-            anyWorker = true;
-            break;
-        }
+            await foreach (var _ in _queue.Server.KeysAsync(db.Database, $"cqd:{_queue.Run}:worker:*", pageSize: 10).WithCancellation(ct).ConfigureAwait(false))
+                return true;
+            return false;
+        }, ct).ConfigureAwait(false);
         if (anyWorker) { _unservedSince = null; _saidUnserved = false; return; }
         _unservedSince ??= DateTime.UtcNow;
         if (!_saidUnserved && DateTime.UtcNow - _unservedSince > TimeSpan.FromSeconds(30))
